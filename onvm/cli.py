@@ -1,0 +1,191 @@
+"""The `onvm` command: run a manager, run NFs, look at stats, check the
+machine, clean up.  Each subcommand is one function; errors print a message
+and exit non-zero."""
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from . import paths
+from .errors import OnvmError
+
+
+def die(msg, code=2):
+    print("onvm: %s" % msg, file=sys.stderr)
+    sys.exit(code)
+
+
+def pick_manager(name):
+    """The named manager, or the only one running."""
+    from .mgrd import running_manager_pid
+    if name:
+        if not running_manager_pid(name):
+            die("no manager named %r is running (start one with: onvm mgr --name %s)" % (name, name))
+        return name
+    live = [n for n in paths.manager_names() if running_manager_pid(n)]
+    if not live:
+        die("no manager is running; start one with: onvm mgr")
+    if len(live) > 1:
+        die("several managers are running (%s); choose one with --manager" % ", ".join(live))
+    return live[0]
+
+
+def cmd_mgr(a):
+    """Run a manager in the foreground, with live stats."""
+    from . import mgrd
+    return mgrd.run(a.name, a.port or ["ring", "ring"], a.mbufs, a.hugepage_mb, show_stats=not a.quiet)
+
+
+def cmd_nf(a):
+    """Run an NF in the foreground against a running manager."""
+    name = pick_manager(a.manager)
+    from . import nfrun
+    from .manager import NativeNF
+    argv = ["--manager", name, "--service", str(a.service), "--name", a.name or a.nf.split(":")[-1]]
+    if a.nf in NativeNF.NAMES:
+        argv += ["--native", a.nf, "--args", a.args or ""]
+    else:
+        if a.args:
+            die("--args is for native NFs")
+        argv += ["--pickle", _pickle_python_nf(a.nf, a.batch, name)]
+    return nfrun.main(argv)
+
+
+def _pickle_python_nf(target, batch, manager):
+    """FILE.py:FUNCTION or MODULE:FUNCTION -> a pickled NFSpec."""
+    import importlib
+    import importlib.util
+    import cloudpickle
+    from .manager import NFSpec
+    mod_name, _, fn_name = target.rpartition(":")
+    if not mod_name or not fn_name:
+        die("NF %r: give a native NF (forward, drop, count, sink, generate) or FILE.py:FUNCTION" % target)
+    try:
+        if mod_name.endswith(".py"):
+            spec = importlib.util.spec_from_file_location("onvm_user_nf", mod_name)
+            mod = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(mod)
+        else:
+            mod = importlib.import_module(mod_name)
+        fn = getattr(mod, fn_name)
+    except (OSError, ImportError, AttributeError) as e:
+        die("cannot load %s: %s" % (target, e))
+    if isinstance(fn, NFSpec):
+        fn = fn.fn
+    path = os.path.join(paths.log_dir(manager), "cli-nf-%d.pkl" % os.getpid())
+    with open(path, "wb") as f:
+        cloudpickle.dump(NFSpec(fn, batch=batch, name=fn_name), f)
+    return path
+
+
+def cmd_stats(a):
+    """Print a manager's stats (once, or every second with --watch)."""
+    from .stats import ControlFile, format_table, rates
+    cf = ControlFile(pick_manager(a.manager))
+    prev = cf.snapshot()
+    if not a.watch:
+        print(format_table(prev))
+        return 0
+    try:
+        for _ in range(a.count or 10 ** 9):
+            time.sleep(1)
+            snap = cf.snapshot()
+            print(format_table(snap, rates(prev, snap)) + "\n", flush=True)
+            prev = snap
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_chain(a):
+    """Set the default chain of a running manager: onvm chain 1 2 port:1."""
+    from .manager import Manager
+    from .packet import ToPort
+    entries = []
+    for e in a.entries:
+        try:
+            entries.append(ToPort(int(e[5:])) if e.startswith("port:") else int(e))
+        except ValueError as err:
+            die("chain entry %r: %s (service IDs, or port:N)" % (e, err))
+    mgr = Manager.attach(pick_manager(a.manager))
+    try:
+        mgr.set_default_chain(entries)
+    except ValueError as e:
+        die(str(e))
+    finally:
+        mgr.stop()
+    return 0
+
+
+def cmd_doctor(a):
+    from .doctor import run_checks
+    return run_checks()
+
+
+def cmd_cleanup(a):
+    from .doctor import cleanup
+    return cleanup(force=a.force)
+
+
+def cmd_demo(a):
+    from .demo import run_demo
+    return run_demo(a.seconds)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="onvm", description="OpenNetVM-style NFV: manager, NFs, chains.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("mgr", help="run a manager in the foreground with live stats")
+    p.add_argument("--name", default="main", help="manager name (DPDK file prefix onvm-NAME)")
+    p.add_argument("--port", action="append", help="port spec: ring, null, pcap:rx=F,tx=F, tap:IF, pci:ADDR "
+                   "(repeat; default two ring ports)")
+    p.add_argument("--mbufs", type=int, default=16383)
+    p.add_argument("--hugepage-mb", type=int, default=256)
+    p.add_argument("--quiet", action="store_true", help="no live stats")
+    p.set_defaults(func=cmd_mgr)
+
+    p = sub.add_parser("nf", help="run an NF against a running manager")
+    p.add_argument("nf", help="native NF (forward, drop, count, sink, generate) or FILE.py:FUNCTION")
+    p.add_argument("--service", type=int, required=True)
+    p.add_argument("--manager")
+    p.add_argument("--name")
+    p.add_argument("--args", help="native NF arguments, e.g. rate=100000,size=64")
+    p.add_argument("--batch", action="store_true", help="the Python function takes a list of packets")
+    p.set_defaults(func=cmd_nf)
+
+    p = sub.add_parser("stats", help="print a manager's stats")
+    p.add_argument("--manager")
+    p.add_argument("--watch", action="store_true")
+    p.add_argument("--count", type=int, help="with --watch: stop after this many updates")
+    p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("chain", help="set the default chain: onvm chain 1 2 port:1")
+    p.add_argument("entries", nargs="+")
+    p.add_argument("--manager")
+    p.set_defaults(func=cmd_chain)
+
+    p = sub.add_parser("doctor", help="check hugepages, DPDK, permissions, docker")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("cleanup", help="remove what stopped onvm managers left behind")
+    p.add_argument("--force", action="store_true", help="also stop managers that are still running")
+    p.set_defaults(func=cmd_cleanup)
+
+    p = sub.add_parser("demo", help="a chain with traffic and live stats")
+    p.add_argument("--seconds", type=float, default=10)
+    p.set_defaults(func=cmd_demo)
+
+    a = ap.parse_args(argv)
+    try:
+        return a.func(a) or 0
+    except OnvmError as e:
+        die(str(e))
+    except ValueError as e:
+        die(str(e))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+/* manager.c: the DPDK primary.  EAL init, the packet pool, the rings, the
+ * control file; launches the RX and TX threads; the control tick.  Called
+ * from Python (onvm/mgrd.py), which owns the socket and the main loop. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <rte_eal.h>
+#include <rte_launch.h>
+#include <rte_lcore.h>
+
+#include "onvm_core.h"
+
+struct onvm_mgr onvm_mgr;
+
+static char last_error[256];
+
+void onvm_set_error(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(last_error, sizeof(last_error), fmt, ap);
+	va_end(ap);
+}
+
+const char *onvm_last_error(void)
+{
+	return last_error;
+}
+
+static struct rte_ring *ring_create(const char *fmt, unsigned i, unsigned size, unsigned flags)
+{
+	char name[RTE_RING_NAMESIZE];
+	snprintf(name, sizeof(name), fmt, i);
+	return rte_ring_create(name, size, rte_socket_id(), flags);
+}
+
+int onvm_mgr_init(int argc, char **argv, const char *shm_path, uint32_t nb_mbufs,
+		  uint32_t nf_ring_size)
+{
+	struct onvm_mgr *m = &onvm_mgr;
+	if (rte_eal_init(argc, argv) < 0) {
+		onvm_set_error("DPDK EAL init failed: %s", rte_strerror(rte_errno));
+		return -rte_errno;
+	}
+	if (rte_lcore_count() < 3) {
+		onvm_set_error("the manager needs 3 lcores (main, RX, TX); got %u", rte_lcore_count());
+		return -EINVAL;
+	}
+	m->shm = shm_create(shm_path);
+	if (m->shm == NULL)
+		return -errno;
+
+	/* The private area holds struct onvm_pkt_meta. */
+	uint16_t priv = RTE_ALIGN(sizeof(struct onvm_pkt_meta), RTE_MBUF_PRIV_ALIGN);
+	m->pool = rte_pktmbuf_pool_create(ONVM_POOL_NAME, nb_mbufs, 256, priv,
+					  RTE_MBUF_DEFAULT_BUF_SIZE, rte_socket_id());
+	if (m->pool == NULL) {
+		onvm_set_error("cannot create a pool of %u packets: %s (raise the hugepage budget)",
+			       nb_mbufs, rte_strerror(rte_errno));
+		return -ENOMEM;
+	}
+	m->msg_ring = rte_ring_create(ONVM_MSG_RING_NAME, 256, rte_socket_id(), RING_F_SC_DEQ);
+	if (m->msg_ring == NULL) {
+		onvm_set_error("cannot create the message ring: %s", rte_strerror(rte_errno));
+		return -ENOMEM;
+	}
+	/* Every NF slot has its rings from the start: registering is then a
+	 * state change, and a dead NF's rings can be drained at leisure. */
+	for (unsigned i = 0; i < ONVM_MAX_NFS; i++) {
+		/* rx: RX and TX threads produce; the NF alone consumes. */
+		m->nf_rx[i] = ring_create(ONVM_NF_RX_RING_FMT, i, nf_ring_size, RING_F_SC_DEQ);
+		/* tx: the NF alone produces; the TX thread owning it consumes. */
+		m->nf_tx[i] = ring_create(ONVM_NF_TX_RING_FMT, i, nf_ring_size,
+					  RING_F_SP_ENQ | RING_F_SC_DEQ);
+		if (m->nf_rx[i] == NULL || m->nf_tx[i] == NULL) {
+			onvm_set_error("cannot create rings for NF slot %u: %s", i, rte_strerror(rte_errno));
+			return -ENOMEM;
+		}
+	}
+	struct onvm_shm *shm = m->shm;
+	shm->pool_size = nb_mbufs;
+	shm->nf_ring_size = nf_ring_size;
+	shm->nb_tx_threads = 1;
+	shm->mgr_pid = getpid();
+	for (unsigned i = 0; i < ONVM_MAX_NFS; i++) {
+		shm->nfs[i].instance = i;
+		shm->nfs[i].lcore = ONVM_LCORE_FIRST_NF + i;
+	}
+	return 0;
+}
+
+int onvm_mgr_add_port(unsigned kind, const char *devargs)
+{
+	return ports_add(kind, devargs);
+}
+
+int onvm_mgr_start(void)
+{
+	int ret = ports_start();
+	if (ret < 0)
+		return ret;
+	/* The main lcore (0) is the Python control loop; RX and TX threads
+	 * take the next two. */
+	ret = rte_eal_remote_launch(rx_thread_main, NULL, ONVM_LCORE_RX);
+	if (ret == 0)
+		ret = rte_eal_remote_launch(tx_thread_main, NULL, ONVM_LCORE_TX);
+	if (ret < 0) {
+		onvm_set_error("cannot launch the RX/TX threads: %s", rte_strerror(-ret));
+		return ret;
+	}
+	__atomic_store_n(&onvm_mgr.shm->ready, 1, __ATOMIC_RELEASE);
+	return 0;
+}
+
+void onvm_mgr_tick(void)
+{
+	uint64_t now = onvm_now_ns();
+	onvm_mgr.shm->tick_ns = now;
+	registry_poll(now);
+	stats_update();
+}
+
+int onvm_mgr_set_chain(const uint32_t *verdicts, uint32_t n)
+{
+	struct onvm_shm *shm = onvm_mgr.shm;
+	if (n > ONVM_MAX_CHAIN) {
+		onvm_set_error("a chain has at most %d entries, got %u", ONVM_MAX_CHAIN, n);
+		return -EINVAL;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		unsigned action = ONVM_VERDICT_ACTION(verdicts[i]), dest = ONVM_VERDICT_DEST(verdicts[i]);
+		if (action == ONVM_TO_SERVICE && (dest == 0 || dest >= ONVM_MAX_SERVICES)) {
+			onvm_set_error("chain entry %u: service ID %u is out of range 1..%d", i, dest,
+				       ONVM_MAX_SERVICES - 1);
+			return -EINVAL;
+		}
+		if (action == ONVM_TO_PORT && dest >= shm->nb_ports) {
+			onvm_set_error("chain entry %u: port %u does not exist (ports: 0..%u)", i, dest,
+				       shm->nb_ports - 1);
+			return -ENODEV;
+		}
+		if (action != ONVM_TO_SERVICE && action != ONVM_TO_PORT) {
+			onvm_set_error("chain entry %u: only services and ports may appear in a chain", i);
+			return -EINVAL;
+		}
+	}
+	unsigned next = !shm->active_chain;
+	struct onvm_chain *c = &shm->chains[next];
+	for (uint32_t i = 0; i < n; i++) {
+		c->entries[i].action = ONVM_VERDICT_ACTION(verdicts[i]);
+		c->entries[i].destination = ONVM_VERDICT_DEST(verdicts[i]);
+	}
+	c->length = n;
+	__atomic_store_n(&shm->active_chain, next, __ATOMIC_RELEASE);
+	return 0;
+}
+
+int onvm_mgr_stop_nfs(uint32_t timeout_ms)
+{
+	registry_stop_all();
+	uint64_t deadline = onvm_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	for (;;) {
+		onvm_mgr_tick();
+		int left = 0;
+		for (unsigned i = 0; i < ONVM_MAX_NFS; i++)
+			left += onvm_mgr.shm->nfs[i].state != ONVM_NF_FREE;
+		if (left == 0 || onvm_now_ns() > deadline)
+			return left;
+		usleep(10000);
+	}
+}
+
+void onvm_mgr_shutdown(void)
+{
+	struct onvm_mgr *m = &onvm_mgr;
+	if (m->shm == NULL)
+		return;
+	m->force_quit = true;
+	onvm_bell_ring(&m->shm->rx_bell);
+	onvm_bell_ring(&m->shm->tx_bell);
+	/* Sleepers re-check force_quit at least every few ms (see rx.c, tx.c). */
+	rte_eal_mp_wait_lcore();
+	ports_stop();
+	rte_eal_cleanup();
+	m->shm = NULL;
+}

@@ -1,0 +1,330 @@
+/* nflib.c: the NF library.  An NF is a DPDK secondary process: it claims a
+ * slot in the manager's control file, joins the manager's DPDK instance,
+ * registers its service over the message ring, then receives bursts from
+ * its receive ring and returns them, with verdicts, to its transmit ring. */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include <rte_eal.h>
+#include <rte_lcore.h>
+
+#include "onvm_core.h"
+
+#define REGISTER_TIMEOUT_NS 10000000000ull
+#define MAX_SLEEP_NS 100000000ull /* re-check stop and the manager this often */
+
+struct onvm_nf {
+	struct onvm_shm *shm;
+	struct onvm_nf_slot *slot;
+	unsigned index;
+	struct rte_ring *rx;
+	struct rte_ring *tx;
+	struct rte_mempool *pool;
+	volatile sig_atomic_t stop;
+	bool eal_ready;
+};
+
+/* Signals end the loop, not the process: the NF then unregisters. */
+static struct onvm_nf *signalled_nf;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	if (signalled_nf)
+		signalled_nf->stop = 1;
+}
+
+static bool manager_alive(const struct onvm_nf *nf)
+{
+	return kill(nf->shm->mgr_pid, 0) == 0 || errno != ESRCH;
+}
+
+static int claim_slot(struct onvm_nf *nf, uint16_t service, const char *name, const char *kind)
+{
+	uint64_t start = onvm_proc_start_time(getpid());
+	for (unsigned i = 0; i < ONVM_MAX_NFS; i++) {
+		struct onvm_nf_slot *s = &nf->shm->nfs[i];
+		uint32_t expected = ONVM_NF_FREE;
+		if (!__atomic_compare_exchange_n(&s->state, &expected, ONVM_NF_CLAIMED, false,
+						  __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+			continue;
+		memset(&s->nf, 0, sizeof(s->nf));
+		memset(&s->mgr, 0, sizeof(s->mgr));
+		s->service = service;
+		s->error = 0;
+		s->stop = 0;
+		s->start_time = start;
+		snprintf(s->name, sizeof(s->name), "%s", name);
+		snprintf(s->kind, sizeof(s->kind), "%s", kind);
+		__atomic_store_n(&s->pid, getpid(), __ATOMIC_RELEASE);
+		nf->slot = s;
+		nf->index = i;
+		return 0;
+	}
+	onvm_set_error("all %d NF slots are in use; stop an NF first", ONVM_MAX_NFS);
+	return -ENOSPC;
+}
+
+static int join_dpdk(struct onvm_nf *nf, const char *cpus, int argc, char **argv)
+{
+	char lcores[64];
+	char *args[argc + 3];
+	snprintf(lcores, sizeof(lcores), "--lcores=%u@(%s)", nf->slot->lcore, cpus);
+	for (int i = 0; i < argc; i++)
+		args[i] = argv[i];
+	args[argc] = lcores;
+	args[argc + 1] = (char *)"--proc-type=secondary";
+	args[argc + 2] = NULL;
+	if (rte_eal_init(argc + 2, args) < 0) {
+		onvm_set_error("cannot join the manager's DPDK instance: %s (is the manager running?)",
+			       rte_strerror(rte_errno));
+		return -rte_errno;
+	}
+	nf->eal_ready = true;
+	char name[RTE_RING_NAMESIZE];
+	nf->pool = rte_mempool_lookup(ONVM_POOL_NAME);
+	snprintf(name, sizeof(name), ONVM_NF_RX_RING_FMT, nf->index);
+	nf->rx = rte_ring_lookup(name);
+	snprintf(name, sizeof(name), ONVM_NF_TX_RING_FMT, nf->index);
+	nf->tx = rte_ring_lookup(name);
+	if (nf->pool == NULL || nf->rx == NULL || nf->tx == NULL) {
+		onvm_set_error("the manager's packet pool or rings are missing");
+		return -ENOENT;
+	}
+	return 0;
+}
+
+static int register_service(struct onvm_nf *nf)
+{
+	struct rte_ring *msgs = rte_ring_lookup(ONVM_MSG_RING_NAME);
+	if (msgs == NULL || rte_ring_mp_enqueue(msgs, ONVM_MSG(ONVM_MSG_REGISTER, nf->index)) != 0) {
+		onvm_set_error("cannot reach the manager's message ring");
+		return -EIO;
+	}
+	uint64_t deadline = onvm_now_ns() + REGISTER_TIMEOUT_NS;
+	for (;;) {
+		uint32_t state = __atomic_load_n(&nf->slot->state, __ATOMIC_ACQUIRE);
+		if (state == ONVM_NF_RUNNING)
+			return 0;
+		if (state == ONVM_NF_REJECTED) {
+			int err = nf->slot->error;
+			if (err == -ENOSPC)
+				onvm_set_error("service %u already has %d instances", nf->slot->service,
+					       ONVM_MAX_INSTANCES);
+			else
+				onvm_set_error("the manager refused service ID %u (valid: 1..%d)",
+					       nf->slot->service, ONVM_MAX_SERVICES - 1);
+			return err ? err : -EINVAL;
+		}
+		if (onvm_now_ns() > deadline || !manager_alive(nf)) {
+			onvm_set_error("the manager did not answer the registration");
+			return -ETIMEDOUT;
+		}
+		usleep(1000);
+	}
+}
+
+struct onvm_nf *onvm_nf_start(const char *shm_path, uint16_t service, const char *name,
+			      const char *kind, const char *cpus, int argc, char **argv)
+{
+	if (service == 0 || service >= ONVM_MAX_SERVICES) {
+		onvm_set_error("service ID %u is out of range 1..%d", service, ONVM_MAX_SERVICES - 1);
+		return NULL;
+	}
+	struct onvm_nf *nf = calloc(1, sizeof(*nf));
+	if (nf == NULL)
+		return NULL;
+	nf->shm = shm_attach(shm_path);
+	if (nf->shm == NULL)
+		goto fail;
+	if (claim_slot(nf, service, name, kind) < 0)
+		goto fail;
+	if (join_dpdk(nf, cpus, argc, argv) < 0 || register_service(nf) < 0) {
+		__atomic_store_n(&nf->slot->state, ONVM_NF_FREE, __ATOMIC_RELEASE);
+		goto fail;
+	}
+	signalled_nf = nf;
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	return nf;
+fail:
+	if (nf->eal_ready)
+		rte_eal_cleanup();
+	if (nf->shm)
+		munmap(nf->shm, sizeof(*nf->shm));
+	free(nf);
+	return NULL;
+}
+
+int onvm_nf_instance(const struct onvm_nf *nf)
+{
+	return (int)nf->index;
+}
+
+void onvm_nf_request_stop(struct onvm_nf *nf)
+{
+	nf->stop = 1;
+}
+
+void onvm_nf_count_errors(struct onvm_nf *nf, uint32_t n)
+{
+	nf->slot->nf.errors += n;
+}
+
+static bool nf_has_work(void *arg)
+{
+	struct onvm_nf *nf = arg;
+	return nf->stop || nf->slot->stop || rte_ring_count(nf->rx) > 0;
+}
+
+static inline bool should_stop(struct onvm_nf *nf)
+{
+	return nf->stop || __atomic_load_n(&nf->slot->stop, __ATOMIC_ACQUIRE);
+}
+
+/* Dequeue a burst; poll briefly when empty, then sleep on the doorbell.
+ * Returns 0 at timeout so Python can look at signals and the time. */
+static unsigned rx_burst(struct onvm_nf *nf, struct rte_mbuf **pkts, uint32_t timeout_ms, int *stop)
+{
+	uint64_t start = 0, timeout_ns = (uint64_t)timeout_ms * 1000000ull;
+	for (;;) {
+		if (unlikely(should_stop(nf))) {
+			*stop = 1;
+			return 0;
+		}
+		unsigned n = rte_ring_sc_dequeue_burst(nf->rx, (void **)pkts, ONVM_BURST, NULL);
+		if (likely(n))
+			return n;
+		uint64_t now = onvm_now_ns();
+		if (start == 0)
+			start = now;
+		uint64_t idle = now - start;
+		if (idle < ONVM_SPIN_NS) {
+			rte_pause();
+			continue;
+		}
+		if (idle >= timeout_ns)
+			return 0;
+		uint64_t left = timeout_ns - idle;
+		nf->slot->nf.wakeups++;
+		onvm_bell_sleep(&nf->slot->bell, nf_has_work, nf, RTE_MIN(left, MAX_SLEEP_NS));
+		if (!manager_alive(nf)) {
+			*stop = 1;
+			return 0;
+		}
+		if (rte_ring_count(nf->rx) == 0)
+			return 0; /* timeout or signal: let the caller look */
+	}
+}
+
+int onvm_nf_rx(struct onvm_nf *nf, struct onvm_batch *b, uint32_t timeout_ms)
+{
+	int stop = 0;
+	struct rte_mbuf **pkts = (struct rte_mbuf **)b->mbufs;
+	unsigned n = rx_burst(nf, pkts, timeout_ms, &stop);
+	b->count = n;
+	if (stop)
+		return -1;
+	uint64_t bytes = 0;
+	for (unsigned i = 0; i < n; i++) {
+		struct rte_mbuf *m = pkts[i];
+		struct onvm_pkt_meta *meta = onvm_meta(m);
+		bytes += m->pkt_len;
+		/* Python sees one contiguous buffer; chained mbufs are rare on
+		 * virtual ports and get joined here when they fit. */
+		if (unlikely(m->nb_segs > 1))
+			rte_pktmbuf_linearize(m);
+		b->data[i] = rte_pktmbuf_mtod(m, uint8_t *);
+		b->len[i] = m->data_len;
+		b->port[i] = meta->in_port;
+		b->hash[i] = meta->hash;
+		b->verdict[i] = ONVM_VERDICT(ONVM_NEXT, 0);
+	}
+	nf->slot->nf.rx += n;
+	nf->slot->nf.rx_bytes += bytes;
+	return (int)n;
+}
+
+int onvm_nf_tx(struct onvm_nf *nf, struct onvm_batch *b)
+{
+	struct rte_mbuf *out[ONVM_BURST];
+	struct rte_mbuf **pkts = (struct rte_mbuf **)b->mbufs;
+	uint64_t *act = nf->slot->nf.act;
+	unsigned n = 0;
+	for (unsigned i = 0; i < b->count; i++) {
+		struct rte_mbuf *m = pkts[i];
+		uint32_t v = b->verdict[i];
+		unsigned action = ONVM_VERDICT_ACTION(v);
+		if (unlikely(action >= ONVM_NB_ACTIONS)) {
+			nf->slot->nf.errors++;
+			action = ONVM_DROP;
+		}
+		act[action]++;
+		if (action == ONVM_DROP) {
+			onvm_free_pkt(m);
+			continue;
+		}
+		struct onvm_pkt_meta *meta = onvm_meta(m);
+		meta->action = (uint8_t)action;
+		meta->destination = ONVM_VERDICT_DEST(v);
+		/* the data may have grown or shrunk in place */
+		m->data_len = b->len[i];
+		m->pkt_len = b->len[i];
+		out[n++] = m;
+	}
+	unsigned sent = rte_ring_sp_enqueue_burst(nf->tx, (void **)out, n, NULL);
+	for (unsigned i = sent; i < n; i++)
+		onvm_free_pkt(out[i]);
+	nf->slot->nf.tx += sent;
+	nf->slot->nf.tx_drop += n - sent;
+	b->count = 0;
+	if (n)
+		onvm_bell_ring(&nf->shm->tx_bell);
+	return (int)sent;
+}
+
+/* Put freshly made packets straight into the transmit ring (generate). */
+int onvm_nf_send_new(struct onvm_nf *nf, struct rte_mbuf **pkts, unsigned n)
+{
+	unsigned sent = rte_ring_sp_enqueue_burst(nf->tx, (void **)pkts, n, NULL);
+	for (unsigned i = sent; i < n; i++)
+		onvm_free_pkt(pkts[i]);
+	nf->slot->nf.tx += sent;
+	nf->slot->nf.tx_drop += n - sent;
+	nf->slot->nf.created += n;
+	onvm_bell_ring(&nf->shm->tx_bell);
+	return (int)sent;
+}
+
+unsigned onvm_nf_tx_room(struct onvm_nf *nf) { return rte_ring_free_count(nf->tx); }
+struct rte_mempool *onvm_nf_pool(struct onvm_nf *nf) { return nf->pool; }
+struct onvm_nf_slot *onvm_nf_slot(struct onvm_nf *nf) { return nf->slot; }
+struct onvm_shm *onvm_nf_shm(struct onvm_nf *nf) { return nf->shm; }
+bool onvm_nf_should_stop(struct onvm_nf *nf) { return should_stop(nf) || !manager_alive(nf); }
+
+void onvm_nf_finish(struct onvm_nf *nf)
+{
+	if (nf == NULL)
+		return;
+	struct rte_ring *msgs = rte_ring_lookup(ONVM_MSG_RING_NAME);
+	if (msgs)
+		rte_ring_mp_enqueue(msgs, ONVM_MSG(ONVM_MSG_UNREGISTER, nf->index));
+	/* Wait until the manager no longer routes to us, then hand back the
+	 * packets still queued for us and our pool cache. */
+	uint64_t deadline = onvm_now_ns() + 1000000000ull;
+	while (__atomic_load_n(&nf->slot->state, __ATOMIC_ACQUIRE) == ONVM_NF_RUNNING &&
+	       onvm_now_ns() < deadline && manager_alive(nf))
+		usleep(1000);
+	struct rte_mempool_cache *cache = rte_mempool_default_cache(nf->pool, rte_lcore_id());
+	if (cache)
+		rte_mempool_cache_flush(cache, nf->pool);
+	signalled_nf = NULL;
+	rte_eal_cleanup();
+	munmap(nf->shm, sizeof(*nf->shm));
+	free(nf);
+}

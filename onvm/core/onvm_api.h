@@ -1,0 +1,76 @@
+/* onvm_api.h: what Python calls (through cffi, see onvm/_build.py, whose
+ * cdef repeats these declarations).  Functions return >= 0 on success and
+ * -errno on failure, with a message in onvm_last_error(). */
+#ifndef ONVM_API_H
+#define ONVM_API_H
+
+#include <stdint.h>
+
+const char *onvm_last_error(void);
+
+/* ---- manager (the DPDK primary), called from onvm/mgrd.py ---------------- */
+
+/* EAL init, packet pool, message ring, per-NF rings, control file. */
+int onvm_mgr_init(int argc, char **argv, const char *shm_path, uint32_t nb_mbufs,
+		  uint32_t nf_ring_size);
+/* Add a port (enum onvm_port_kind); returns its index.  devargs: vdev
+ * arguments for pcap/tap, a PCI address for pci, ignored for ring/null. */
+int onvm_mgr_add_port(unsigned kind, const char *devargs);
+/* Start ports, launch the RX and TX threads. */
+int onvm_mgr_start(void);
+/* Control work, called every few ms: messages, liveness, recovery, stats. */
+void onvm_mgr_tick(void);
+/* Copy packets into mbufs and hand them to a ring port's receive side.
+ * buf holds n packets back to back, lens their lengths.  Returns the count
+ * accepted (the rest did not fit: pool or ring full). */
+int onvm_mgr_inject(uint16_t port, const uint8_t *buf, const uint32_t *lens, uint32_t n);
+/* Copy out packets a ring port transmitted: at most max packets, at most
+ * buflen bytes; lens gets their lengths.  Returns the count. */
+int onvm_mgr_drain(uint16_t port, uint8_t *buf, uint32_t buflen, uint32_t *lens, uint32_t max);
+/* Replace the default chain: verdicts (ONVM_VERDICT(action, dest)). */
+int onvm_mgr_set_chain(const uint32_t *verdicts, uint32_t n);
+/* Ask every NF to exit; wait up to timeout_ms.  Returns how many remain. */
+int onvm_mgr_stop_nfs(uint32_t timeout_ms);
+/* Stop threads and ports, release DPDK. */
+void onvm_mgr_shutdown(void);
+
+/* ---- NF library (a DPDK secondary), called from onvm/nfrun.py ------------ */
+
+struct onvm_nf;
+
+/* A batch of packets as Python sees them: parallel arrays, zero-copy
+ * pointers into the shared pool.  The NF fills verdict[]. */
+struct onvm_batch {
+	uint32_t count;
+	void *mbufs[32];
+	uint8_t *data[32];
+	uint16_t len[32];
+	uint16_t port[32];
+	uint32_t hash[32];
+	uint32_t verdict[32];
+};
+
+/* Claim a slot in the manager's control file, join its DPDK instance as a
+ * secondary on lcore ONVM_LCORE_FIRST_NF + slot (cpus: where it may run),
+ * and register service.  argv: EAL arguments (prefix, --no-pci...). */
+struct onvm_nf *onvm_nf_start(const char *shm_path, uint16_t service, const char *name,
+			      const char *kind, const char *cpus, int argc, char **argv);
+/* Receive up to 32 packets.  Polls, then sleeps until woken or timeout_ms.
+ * Returns the count (0 on timeout), or -1 when asked to stop or the manager
+ * is gone. */
+int onvm_nf_rx(struct onvm_nf *nf, struct onvm_batch *b, uint32_t timeout_ms);
+/* Hand back the batch with its verdicts.  Returns packets enqueued. */
+int onvm_nf_tx(struct onvm_nf *nf, struct onvm_batch *b);
+/* Count callback errors (shown in stats). */
+void onvm_nf_count_errors(struct onvm_nf *nf, uint32_t n);
+int onvm_nf_instance(const struct onvm_nf *nf);
+/* Ask this NF to stop (signal handlers call this). */
+void onvm_nf_request_stop(struct onvm_nf *nf);
+/* Run a native NF by name (forward, drop, count, sink, generate) until
+ * asked to stop.  args: "key=value,..." (generate: rate, size, count,
+ * flows, dest). */
+int onvm_nf_run_native(struct onvm_nf *nf, const char *name, const char *args);
+/* Unregister and leave the DPDK instance. */
+void onvm_nf_finish(struct onvm_nf *nf);
+
+#endif

@@ -1,0 +1,187 @@
+/* onvm_core.h: helpers shared by the manager and the NF library, and the
+ * functions each .c file offers the others.  The shared layout itself lives
+ * in onvm_shm.h; the API Python calls is onvm_api.h. */
+#ifndef ONVM_CORE_H
+#define ONVM_CORE_H
+
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <rte_branch_prediction.h>
+#include <rte_errno.h>
+#include <rte_ether.h>
+#include <rte_hash_crc.h>
+#include <rte_ip.h>
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
+#include <rte_ring.h>
+#include <rte_tcp.h>
+#include <rte_udp.h>
+
+#include "onvm_shm.h"
+#include "onvm_api.h"
+
+static inline struct onvm_pkt_meta *onvm_meta(struct rte_mbuf *m)
+{
+	return (struct onvm_pkt_meta *)rte_mbuf_to_priv(m);
+}
+
+static inline uint64_t onvm_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+/* ---- doorbells: sleep when idle, producers wake the sleeper ----------- */
+
+/* How long a consumer polls an empty ring before it sleeps.  A futex
+ * sleep/wake across cores costs ~20 us here, so spinning a little longer
+ * than that keeps busy pipelines from paying it on every gap. */
+#define ONVM_SPIN_NS 50000ull
+
+static inline void onvm_bell_ring(struct onvm_doorbell *b)
+{
+	/* Pairs with the fence in onvm_bell_sleep: either the sleeper sees the
+	 * enqueue, or we see it sleeping. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (unlikely(__atomic_load_n(&b->sleeping, __ATOMIC_RELAXED))) {
+		__atomic_fetch_add(&b->seq, 1, __ATOMIC_SEQ_CST);
+		syscall(SYS_futex, &b->seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+	}
+}
+
+/* Sleep until rung or timeout_ns passes (0: no timeout).  `has_work` is
+ * re-checked after announcing the sleep, so no wakeup is lost. */
+static inline void onvm_bell_sleep(struct onvm_doorbell *b, bool (*has_work)(void *), void *arg,
+				   uint64_t timeout_ns)
+{
+	uint32_t seq = __atomic_load_n(&b->seq, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&b->sleeping, 1, __ATOMIC_SEQ_CST);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (!has_work(arg)) {
+		struct timespec ts = {(time_t)(timeout_ns / 1000000000ull), (long)(timeout_ns % 1000000000ull)};
+		syscall(SYS_futex, &b->seq, FUTEX_WAIT, seq, timeout_ns ? &ts : NULL, NULL, 0);
+	}
+	__atomic_store_n(&b->sleeping, 0, __ATOMIC_RELAXED);
+}
+
+/* Where a packet sent to `service` continues when its NF says NEXT: after
+ * that service's place in the chain, or at the end if it has none. */
+static inline uint8_t onvm_chain_position_after(const struct onvm_chain *c, uint16_t service)
+{
+	for (uint32_t i = 0; i < c->length; i++)
+		if (c->entries[i].action == ONVM_TO_SERVICE && c->entries[i].destination == service)
+			return (uint8_t)(i + 1);
+	return (uint8_t)c->length;
+}
+
+/* ---- the symmetric flow hash, computed once per packet ------------------ */
+
+/* Both directions of a flow give the same value: the (addr, port) pairs are
+ * put in a fixed order before hashing.  Non-IP packets hash their MACs the
+ * same way. */
+static inline uint32_t onvm_flow_hash(const struct rte_mbuf *m)
+{
+	const struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, const struct rte_ether_hdr *);
+	if (m->data_len < sizeof(*eth))
+		return 0;
+	if (eth->ether_type == rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4) &&
+	    m->data_len >= sizeof(*eth) + sizeof(struct rte_ipv4_hdr)) {
+		const struct rte_ipv4_hdr *ip = (const struct rte_ipv4_hdr *)(eth + 1);
+		uint32_t a = ip->src_addr, b = ip->dst_addr;
+		uint16_t pa = 0, pb = 0;
+		unsigned ihl = (ip->version_ihl & 0xf) * 4;
+		if ((ip->next_proto_id == IPPROTO_TCP || ip->next_proto_id == IPPROTO_UDP) &&
+		    m->data_len >= sizeof(*eth) + ihl + 4) {
+			const uint16_t *l4 = (const uint16_t *)((const uint8_t *)ip + ihl);
+			pa = l4[0];
+			pb = l4[1];
+		}
+		if (a > b || (a == b && pa > pb)) {
+			uint32_t t = a; a = b; b = t;
+			uint16_t tp = pa; pa = pb; pb = tp;
+		}
+		uint32_t h = rte_hash_crc_4byte(a, ip->next_proto_id);
+		h = rte_hash_crc_4byte(b, h);
+		return rte_hash_crc_4byte(((uint32_t)pa << 16) | pb, h);
+	}
+	uint64_t x = 0, y = 0;
+	memcpy(&x, &eth->src_addr, 6);
+	memcpy(&y, &eth->dst_addr, 6);
+	if (x > y) { uint64_t t = x; x = y; y = t; }
+	return rte_hash_crc_8byte(y, rte_hash_crc_8byte(x, eth->ether_type));
+}
+
+/* ---- manager internals (one file per concern) --------------------------- */
+
+struct onvm_router; /* tx.c */
+
+struct onvm_mgr {
+	struct onvm_shm *shm;
+	struct rte_mempool *pool;
+	struct rte_ring *msg_ring;
+	struct rte_ring *nf_rx[ONVM_MAX_NFS];
+	struct rte_ring *nf_tx[ONVM_MAX_NFS];
+	struct rte_ring *port_in[ONVM_MAX_PORTS];  /* ring ports only */
+	struct rte_ring *port_out[ONVM_MAX_PORTS]; /* ring ports only */
+	struct rte_ring *port_tx[ONVM_MAX_PORTS];
+	bool external_rx;       /* a port whose arrivals nobody announces */
+	volatile bool force_quit;
+	uint64_t last_liveness_ns;
+};
+extern struct onvm_mgr onvm_mgr;
+
+/* ports.c */
+int ports_add(unsigned kind, const char *devargs);
+int ports_start(void);
+void ports_stop(void);
+
+/* rx.c / tx.c: thread bodies, launched on their lcores */
+int rx_thread_main(void *arg);
+int tx_thread_main(void *arg);
+
+/* tx.c: route packets by their meta action; used by RX and TX threads */
+struct onvm_router {
+	struct rte_mbuf *to_nf[ONVM_MAX_NFS][ONVM_BURST];
+	uint16_t nb_to_nf[ONVM_MAX_NFS];
+	struct rte_mbuf *to_port[ONVM_MAX_PORTS][ONVM_BURST];
+	uint16_t nb_to_port[ONVM_MAX_PORTS];
+};
+void router_route(struct onvm_router *r, struct rte_mbuf *m, uint64_t *refused, uint64_t *chain_end);
+void router_flush(struct onvm_router *r);
+void onvm_free_pkt(struct rte_mbuf *m);
+
+/* nf_registry.c */
+void registry_poll(uint64_t now_ns);
+void registry_stop_all(void);
+
+uint64_t onvm_proc_start_time(int pid); /* 0 if gone or a zombie */
+
+/* services.c */
+int services_add(uint16_t service, uint16_t slot);
+void services_remove(uint16_t service, uint16_t slot);
+
+/* stats.c */
+struct onvm_shm *shm_create(const char *path);
+struct onvm_shm *shm_attach(const char *path);
+void stats_update(void);
+
+/* nflib.c: what native NFs use beyond the public API */
+int onvm_nf_send_new(struct onvm_nf *nf, struct rte_mbuf **pkts, unsigned n);
+struct rte_mempool *onvm_nf_pool(struct onvm_nf *nf);
+unsigned onvm_nf_tx_room(struct onvm_nf *nf);
+struct onvm_nf_slot *onvm_nf_slot(struct onvm_nf *nf);
+struct onvm_shm *onvm_nf_shm(struct onvm_nf *nf);
+bool onvm_nf_should_stop(struct onvm_nf *nf);
+
+/* error text for Python: set by any failing API call */
+void onvm_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif

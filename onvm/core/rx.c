@@ -1,0 +1,75 @@
+/* rx.c: the RX thread.  Receives bursts from every port, stamps each packet
+ * with its flow hash and arrival port, and routes it into the default chain. */
+#include <rte_ethdev.h>
+#include <rte_lcore.h>
+
+#include "onvm_core.h"
+
+/* Ports that nobody announces (pcap, tap, PCI) are polled at this interval
+ * when idle; ring ports are announced by inject's doorbell. */
+#define EXTERNAL_POLL_NS 200000ull
+
+static bool rx_has_work(void *arg)
+{
+	(void)arg;
+	if (onvm_mgr.force_quit)
+		return true;
+	for (unsigned p = 0; p < onvm_mgr.shm->nb_ports; p++)
+		if (onvm_mgr.port_in[p] && rte_ring_count(onvm_mgr.port_in[p]))
+			return true;
+	return false;
+}
+
+int rx_thread_main(void *arg)
+{
+	(void)arg;
+	static struct onvm_router router;
+	struct onvm_shm *shm = onvm_mgr.shm;
+	struct rte_mbuf *pkts[ONVM_BURST];
+	uint64_t idle_since = 0;
+
+	while (!onvm_mgr.force_quit) {
+		unsigned work = 0;
+		for (unsigned p = 0; p < shm->nb_ports; p++) {
+			struct onvm_port_slot *ps = &shm->ports[p];
+			unsigned n = rte_eth_rx_burst(ps->ethdev, 0, pkts, ONVM_BURST);
+			for (unsigned i = 0; i < n; i++) {
+				struct rte_mbuf *m = pkts[i];
+				struct onvm_pkt_meta *meta = onvm_meta(m);
+				meta->action = ONVM_NEXT;
+				meta->chain_index = 0;
+				meta->destination = 0;
+				meta->hash = onvm_flow_hash(m);
+				meta->owner = ONVM_OWNER_MGR;
+				meta->in_port = (uint16_t)p;
+				m->hash.rss = meta->hash;
+				router_route(&router, m, &ps->rx.rx_refused, &ps->rx.rx_drop);
+			}
+			ps->rx.rx += n;
+			work += n;
+		}
+		router_flush(&router);
+		shm->rx_thread.loops++;
+
+		if (work) {
+			idle_since = 0;
+			continue;
+		}
+		uint64_t now = onvm_now_ns();
+		if (idle_since == 0)
+			idle_since = now;
+		if (now - idle_since < ONVM_SPIN_NS) {
+			rte_pause();
+			continue;
+		}
+		shm->rx_thread.sleeps++;
+		if (onvm_mgr.external_rx) {
+			struct timespec ts = {0, EXTERNAL_POLL_NS};
+			nanosleep(&ts, NULL);
+		} else {
+			onvm_bell_sleep(&shm->rx_bell, rx_has_work, NULL, 100000000ull);
+			idle_since = 0;
+		}
+	}
+	return 0;
+}

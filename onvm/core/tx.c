@@ -1,0 +1,199 @@
+/* tx.c: routing packets by the action in their metadata, and the TX thread
+ * that routes what NFs hand back and sends packets out of the ports.
+ * The RX thread routes arrivals with the same functions. */
+#include <rte_ethdev.h>
+#include <rte_lcore.h>
+
+#include "onvm_core.h"
+
+/* Free a packet the manager holds.  The owner mark is reset first so the
+ * recovery scan after an NF dies never mistakes a free packet for its. */
+void onvm_free_pkt(struct rte_mbuf *m)
+{
+	onvm_meta(m)->owner = ONVM_OWNER_MGR;
+	rte_pktmbuf_free(m);
+}
+
+/* The live instance of `service` for this flow, or -1. */
+static inline int pick_instance(const struct onvm_shm *shm, uint16_t service, uint32_t hash)
+{
+	if (unlikely(service == 0 || service >= ONVM_MAX_SERVICES))
+		return -1;
+	const struct onvm_service *s = &shm->services[service];
+	uint16_t n = __atomic_load_n(&s->count, __ATOMIC_ACQUIRE);
+	if (unlikely(n == 0))
+		return -1;
+	return s->slots[hash % n];
+}
+
+static void flush_nf(struct onvm_router *r, unsigned slot)
+{
+	struct onvm_shm *shm = onvm_mgr.shm;
+	unsigned n = r->nb_to_nf[slot];
+	struct rte_mbuf **pkts = r->to_nf[slot];
+	for (unsigned i = 0; i < n; i++)
+		onvm_meta(pkts[i])->owner = (uint16_t)slot;
+	unsigned sent = rte_ring_enqueue_burst(onvm_mgr.nf_rx[slot], (void **)pkts, n, NULL);
+	if (unlikely(sent < n)) {
+		for (unsigned i = sent; i < n; i++)
+			onvm_free_pkt(pkts[i]);
+		__atomic_fetch_add(&shm->nfs[slot].mgr.rx_drop, n - sent, __ATOMIC_RELAXED);
+	}
+	r->nb_to_nf[slot] = 0;
+	onvm_bell_ring(&shm->nfs[slot].bell);
+}
+
+static void flush_port(struct onvm_router *r, unsigned port)
+{
+	struct onvm_shm *shm = onvm_mgr.shm;
+	unsigned n = r->nb_to_port[port];
+	struct rte_mbuf **pkts = r->to_port[port];
+	unsigned sent = rte_ring_enqueue_burst(onvm_mgr.port_tx[port], (void **)pkts, n, NULL);
+	if (unlikely(sent < n)) {
+		for (unsigned i = sent; i < n; i++)
+			onvm_free_pkt(pkts[i]);
+		__atomic_fetch_add(&shm->ports[port].tx.tx_drop, n - sent, __ATOMIC_RELAXED);
+	}
+	r->nb_to_port[port] = 0;
+	onvm_bell_ring(&shm->tx_bell);
+}
+
+/* Decide where one packet goes and buffer it there.  The packet's meta
+ * holds the action its last holder asked for.  Refusals (no live instance,
+ * no such port) and NEXT past the chain's end are counted and dropped. */
+void router_route(struct onvm_router *r, struct rte_mbuf *m, uint64_t *refused, uint64_t *chain_end)
+{
+	struct onvm_shm *shm = onvm_mgr.shm;
+	struct onvm_pkt_meta *meta = onvm_meta(m);
+	unsigned action = meta->action;
+	uint16_t dest = meta->destination;
+	const struct onvm_chain *chain = &shm->chains[__atomic_load_n(&shm->active_chain, __ATOMIC_ACQUIRE)];
+
+	if (action == ONVM_NEXT) {
+		unsigned idx = meta->chain_index;
+		if (unlikely(idx == ONVM_CHAIN_AFTER_DEST))
+			idx = onvm_chain_position_after(chain, dest);
+		if (unlikely(idx >= chain->length)) {
+			(*chain_end)++;
+			onvm_free_pkt(m);
+			return;
+		}
+		action = chain->entries[idx].action;
+		dest = chain->entries[idx].destination;
+		meta->chain_index = (uint8_t)(idx + 1);
+	} else if (action == ONVM_TO_SERVICE) {
+		meta->chain_index = onvm_chain_position_after(chain, dest);
+	}
+
+	if (action == ONVM_TO_SERVICE) {
+		int slot = pick_instance(shm, dest, meta->hash);
+		if (unlikely(slot < 0)) {
+			(*refused)++;
+			onvm_free_pkt(m);
+			return;
+		}
+		r->to_nf[slot][r->nb_to_nf[slot]++] = m;
+		if (r->nb_to_nf[slot] == ONVM_BURST)
+			flush_nf(r, slot);
+	} else if (action == ONVM_TO_PORT && dest < shm->nb_ports) {
+		meta->owner = ONVM_OWNER_MGR;
+		r->to_port[dest][r->nb_to_port[dest]++] = m;
+		if (r->nb_to_port[dest] == ONVM_BURST)
+			flush_port(r, dest);
+	} else if (action == ONVM_DROP) {
+		onvm_free_pkt(m);
+	} else {
+		(*refused)++;
+		onvm_free_pkt(m);
+	}
+}
+
+void router_flush(struct onvm_router *r)
+{
+	for (unsigned i = 0; i < ONVM_MAX_NFS; i++)
+		if (r->nb_to_nf[i])
+			flush_nf(r, i);
+	for (unsigned p = 0; p < ONVM_MAX_PORTS; p++)
+		if (r->nb_to_port[p])
+			flush_port(r, p);
+}
+
+static bool tx_has_work(void *arg)
+{
+	(void)arg;
+	if (onvm_mgr.force_quit)
+		return true;
+	for (unsigned i = 0; i < ONVM_MAX_NFS; i++)
+		if (rte_ring_count(onvm_mgr.nf_tx[i]))
+			return true;
+	for (unsigned p = 0; p < onvm_mgr.shm->nb_ports; p++)
+		if (rte_ring_count(onvm_mgr.port_tx[p]))
+			return true;
+	return false;
+}
+
+/* Send what is waiting for each port; returns how many packets it moved. */
+static unsigned send_ports(struct onvm_shm *shm)
+{
+	struct rte_mbuf *pkts[ONVM_BURST];
+	unsigned work = 0;
+	for (unsigned p = 0; p < shm->nb_ports; p++) {
+		unsigned n = rte_ring_sc_dequeue_burst(onvm_mgr.port_tx[p], (void **)pkts, ONVM_BURST, NULL);
+		if (n == 0)
+			continue;
+		unsigned sent = rte_eth_tx_burst(shm->ports[p].ethdev, 0, pkts, n);
+		for (unsigned i = sent; i < n; i++)
+			onvm_free_pkt(pkts[i]);
+		shm->ports[p].tx.tx += sent;
+		if (sent < n)
+			__atomic_fetch_add(&shm->ports[p].tx.tx_drop, n - sent, __ATOMIC_RELAXED);
+		work += n;
+	}
+	return work;
+}
+
+/* The TX thread: takes what each NF returned, routes it, sends port output.
+ * Sleeps on tx_bell when nothing moved for a while. */
+int tx_thread_main(void *arg)
+{
+	(void)arg;
+	static struct onvm_router router;
+	struct onvm_shm *shm = onvm_mgr.shm;
+	struct rte_mbuf *pkts[ONVM_BURST];
+	uint64_t idle_since = 0;
+
+	while (!onvm_mgr.force_quit) {
+		unsigned work = 0;
+		for (unsigned i = 0; i < ONVM_MAX_NFS; i++) {
+			struct onvm_nf_slot *s = &shm->nfs[i];
+			uint32_t state = __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
+			if (state != ONVM_NF_RUNNING && state != ONVM_NF_ZOMBIE)
+				continue;
+			unsigned n = rte_ring_sc_dequeue_burst(onvm_mgr.nf_tx[i], (void **)pkts, ONVM_BURST, NULL);
+			for (unsigned j = 0; j < n; j++) {
+				onvm_meta(pkts[j])->owner = ONVM_OWNER_MGR;
+				router_route(&router, pkts[j], &s->mgr.refused, &s->mgr.chain_end);
+			}
+			work += n;
+		}
+		router_flush(&router);
+		work += send_ports(shm);
+		shm->tx_thread.loops++;
+
+		if (work) {
+			idle_since = 0;
+			continue;
+		}
+		uint64_t now = onvm_now_ns();
+		if (idle_since == 0)
+			idle_since = now;
+		if (now - idle_since < ONVM_SPIN_NS) {
+			rte_pause();
+			continue;
+		}
+		shm->tx_thread.sleeps++;
+		onvm_bell_sleep(&shm->tx_bell, tx_has_work, NULL, 100000000ull);
+		idle_since = 0;
+	}
+	return 0;
+}

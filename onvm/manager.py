@@ -1,0 +1,484 @@
+"""The notebook side: start a manager, launch NFs, set the default chain,
+inject and capture packets, read stats.  Everything here talks to the
+manager process over its socket or reads its control file; DPDK is never
+initialised in this process."""
+import atexit
+import base64
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from . import paths, protocol
+from ._core import lib
+from .errors import OnvmError
+from .packet import Action, ToPort, ToService
+from .ports import parse_port
+from .stats import ControlFile
+
+_names = itertools.count()
+
+
+class NFSpec:
+    """A Python NF: a callback and where it sits.  Made by @onvm.nf."""
+
+    def __init__(self, fn, service=None, batch=False, name=None):
+        if not callable(fn):
+            raise ValueError("an NF needs a callable, got %r" % (fn,))
+        self.fn = fn
+        self.service = service
+        self.batch = bool(batch)
+        self.name = name or getattr(fn, "__name__", "nf")
+
+    def __call__(self, *args, **kwargs):
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self):
+        return "<NFSpec %s svc=%s%s>" % (self.name, self.service, " batch" if self.batch else "")
+
+
+class NativeNF:
+    """A C NF shipped with onvm: forward, drop, count, sink, generate."""
+    NAMES = ("forward", "drop", "count", "sink", "generate")
+
+    def __init__(self, name, service=None, **args):
+        if name not in self.NAMES:
+            raise ValueError("no native NF called %r (%s)" % (name, ", ".join(self.NAMES)))
+        if args and name != "generate":
+            raise ValueError("native NF %r takes no arguments" % name)
+        for k, v in args.items():
+            if k not in ("rate", "size", "count", "flows", "dest") or isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError("generate: %s=%r; arguments are rate, size, count, flows, dest "
+                                 "(non-negative ints)" % (k, v))
+        self.name = name
+        self.service = service
+        self.args = args
+
+    def __repr__(self):
+        return "<NativeNF %s%s>" % (self.name, "".join(" %s=%s" % kv for kv in self.args.items()))
+
+
+def nf(service=None, batch=False, name=None):
+    """Decorator: turn a function into a Python NF.
+
+    param service: the service ID it provides (1..63)
+    param batch: the function gets a list of packets and returns one action
+        or a list of actions
+    returns: an NFSpec to pass to Manager.launch()"""
+    def wrap(fn):
+        return NFSpec(fn, service, batch, name)
+    return wrap
+
+
+def native(name, service=None, **args):
+    """A native C NF by name; generate takes rate, size, count, flows, dest."""
+    return NativeNF(name, service, **args)
+
+
+def _check_service(service):
+    if isinstance(service, bool) or not isinstance(service, int) or not 1 <= service < lib.ONVM_MAX_SERVICES:
+        raise ValueError("service ID must be an int in 1..%d, got %r" % (lib.ONVM_MAX_SERVICES - 1, service))
+
+
+class NF:
+    """A running NF process.  repr: <NF mark.0 svc=1 inst=3 rx=1200>."""
+
+    def __init__(self, mgr, name, service, process, log_path):
+        self.mgr = mgr
+        self.name = name
+        self.service = service
+        self.process = process
+        self.log_path = log_path
+        self.instance = None
+
+    @property
+    def pid(self):
+        return self.process.pid
+
+    @property
+    def alive(self):
+        return self.process.poll() is None
+
+    def stats(self):
+        """This NF's counters (see Manager.stats), or {} if it is gone."""
+        if self.instance is None:
+            return {}
+        s = self.mgr.control.nf_stats(self.instance)
+        return s if s["pid"] == self.pid else {}
+
+    def log(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def stop(self, timeout=5.0):
+        """Ask the NF to exit (it unregisters); kill it after timeout."""
+        if self.alive:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def kill(self):
+        """SIGKILL, as a crash would; the manager notices within a second."""
+        if self.alive:
+            self.process.kill()
+        self.process.wait()
+
+    def __str__(self):
+        return self.name
+
+    def __repr__(self):
+        s = self.stats() if self.alive else {}
+        return "<NF %s svc=%d inst=%s rx=%s%s>" % (self.name, self.service, self.instance,
+                                                   s.get("rx", "-"), "" if self.alive else " exited")
+
+
+class Manager:
+    """An NF manager: a DPDK primary in its own process.
+
+    with onvm.Manager() as mgr:       # two ring ports
+        mgr.launch(onvm.native("forward"), service=1)
+        mgr.set_default_chain([1, onvm.ToPort(1)])
+        mgr.inject(pkts, port=0); out = mgr.capture(port=1, count=len(pkts))
+
+    param name: the manager's name (its DPDK file prefix is onvm-NAME)
+    param ports: port specs (see onvm.ports): "ring", "pcap:rx=in.pcap", ...
+    param hugepage_mb: hugepage memory it takes
+    param mbufs: packets in the shared pool
+    param stats: print live stats in the manager's log every second"""
+
+    def __init__(self, name=None, ports=("ring", "ring"), hugepage_mb=256, mbufs=16383, start=True):
+        self.name = name or "nb%d-%d" % (os.getpid(), next(_names))
+        if not isinstance(self.name, str) or not self.name.replace("-", "").replace("_", "").isalnum() \
+                or len(self.name) > 32:
+            raise ValueError("manager name must be letters, digits, - or _ (at most 32), got %r" % (self.name,))
+        if isinstance(ports, str):
+            ports = [ports]
+        self.port_specs = list(ports)
+        for p in self.port_specs:
+            parse_port(p)
+        if not 1 <= len(self.port_specs) <= lib.ONVM_MAX_PORTS:
+            raise ValueError("a manager has 1..%d ports, got %d" % (lib.ONVM_MAX_PORTS, len(self.port_specs)))
+        if hugepage_mb < 64:
+            raise ValueError("hugepage_mb must be at least 64, got %r" % hugepage_mb)
+        if not 1023 <= mbufs <= 1 << 20:
+            raise ValueError("mbufs must be in 1023..%d, got %r" % (1 << 20, mbufs))
+        self.hugepage_mb = hugepage_mb
+        self.mbufs = mbufs
+        self.process = None
+        self.control = None
+        self.owned = True
+        self.launched = []
+        if start:
+            self.start()
+
+    # ---- life cycle ----------------------------------------------------------
+
+    @classmethod
+    def attach(cls, name):
+        """A handle on a manager started elsewhere (`onvm mgr`); stop() then
+        stops only the NFs launched through this handle."""
+        self = cls.__new__(cls)
+        self.name, self.process, self.owned, self.launched = name, None, False, []
+        self.control = ControlFile(name)
+        self.port_specs = [self.control.port_stats(p)["name"] for p in range(self.control.shm.nb_ports)]
+        self._request({"op": "ping"})
+        atexit.register(self.stop)
+        return self
+
+    def start(self):
+        if self.process is not None:
+            raise OnvmError("manager %r is already started" % self.name)
+        from .mgrd import running_manager_pid
+        pid = running_manager_pid(self.name)
+        if pid:
+            raise OnvmError("a manager named %r is already running (pid %d); stop it, attach to it with "
+                            "onvm.Manager.attach(%r), or choose another name" % (self.name, pid, self.name))
+        self.log_path = os.path.join(paths.log_dir(self.name), "manager.log")
+        cmd = [sys.executable, "-m", "onvm.mgrd", "--name", self.name, "--parent", str(os.getpid()),
+               "--hugepage-mb", str(self.hugepage_mb), "--mbufs", str(self.mbufs)]
+        for p in self.port_specs:
+            cmd += ["--port", p]
+        with open(self.log_path, "w") as log:
+            self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            env=_child_env(), start_new_session=True)
+        atexit.register(self.stop)
+        deadline = time.monotonic() + 60
+        while True:
+            if self.process.poll() is not None:
+                msg = _tail(self.log_path)
+                self.process = None
+                raise OnvmError("the manager did not start: %s" % msg)
+            if os.path.exists(paths.sock_path(self.name)):
+                try:
+                    if self._request({"op": "ping"}, timeout=5)["pid"] == self.process.pid:
+                        break
+                except (OSError, ConnectionError):
+                    pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise OnvmError("the manager did not become ready within 60 s; see %s" % self.log_path)
+            time.sleep(0.02)
+        self.control = ControlFile(self.name)
+        return self
+
+    def stop(self):
+        """Stop every NF launched here, then the manager; leaves nothing behind."""
+        for n in self.launched:
+            if n.alive:
+                n.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        for n in self.launched:
+            try:
+                n.process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                n.process.kill()
+                n.process.wait()
+        if self.process is not None:
+            try:
+                self._request({"op": "shutdown"}, timeout=5)
+            except (OSError, ConnectionError, OnvmError):
+                self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            from .mgrd import remove_leftovers
+            remove_leftovers(self.name)
+            self.process = None
+        if self.control is not None:
+            self.control.close()
+            self.control = None
+        atexit.unregister(self.stop)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def __getstate__(self):
+        raise TypeError("a Manager cannot be sent into an NF; NFs reach the manager by themselves")
+
+    @property
+    def running(self):
+        if self.owned:
+            return self.process is not None and self.process.poll() is None
+        return self.control is not None
+
+    def _request(self, req, timeout=60):
+        try:
+            reply = protocol.request(paths.sock_path(self.name), req, timeout)
+        except FileNotFoundError:
+            raise OnvmError("manager %r is not running" % self.name) from None
+        if not reply.get("ok"):
+            raise ValueError(reply.get("error", "the manager refused the request"))
+        return reply
+
+    # ---- NFs ------------------------------------------------------------------
+
+    def launch(self, nf, service=None, replicas=1, name=None, timeout=60):
+        """Start an NF (an @onvm.nf function or onvm.native(...)) as
+        `replicas` processes with one service ID.
+
+        returns: the NF, or a list of NFs when replicas > 1
+        raises: ValueError for bad arguments, OnvmError if it cannot start"""
+        if isinstance(nf, (NFSpec, NativeNF)):
+            spec = nf
+        elif callable(nf):
+            spec = NFSpec(nf)
+        else:
+            raise ValueError("launch() takes an @onvm.nf function or onvm.native(...), got %r" % (nf,))
+        service = service if service is not None else spec.service
+        if service is None:
+            raise ValueError("NF %r has no service ID: pass service=..." % spec.name)
+        _check_service(service)
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
+            raise ValueError("replicas must be a positive int, got %r" % (replicas,))
+        live = sum(1 for n in self.launched if n.alive and n.service == service)
+        if live + replicas > lib.ONVM_MAX_INSTANCES:
+            raise ValueError("service %d would have %d instances; at most %d"
+                             % (service, live + replicas, lib.ONVM_MAX_INSTANCES))
+        base = name or spec.name
+        names = [base] if replicas == 1 else ["%s.%d" % (base, r) for r in range(replicas)]
+        for nm in names:
+            if any(n.name == nm and n.alive for n in self.launched):
+                raise ValueError("an NF named %r is already running; pass name=..." % nm)
+        if not self.running:
+            raise OnvmError("manager %r is not running" % self.name)
+        started = [self._spawn(spec, service, nm) for nm in names]
+        try:
+            self._wait_registered(started, timeout)
+        except OnvmError:
+            for n in started:
+                n.kill()
+            raise
+        self.launched += started
+        return started[0] if replicas == 1 else started
+
+    def _spawn(self, spec, service, name):
+        logdir = paths.log_dir(self.name)
+        cmd = [sys.executable, "-m", "onvm.nfrun", "--manager", self.name, "--service", str(service),
+               "--name", name]
+        if isinstance(spec, NativeNF):
+            cmd += ["--native", spec.name, "--args", ",".join("%s=%d" % kv for kv in spec.args.items())]
+        else:
+            import cloudpickle
+            pkl = os.path.join(logdir, "nf-%s.pkl" % name)
+            with open(pkl, "wb") as f:
+                cloudpickle.dump(NFSpec(spec.fn, service, spec.batch, name), f)
+            cmd += ["--pickle", pkl]
+        log_path = os.path.join(logdir, "nf-%s.log" % name)
+        with open(log_path, "w") as log:
+            p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                 env=_child_env(), start_new_session=True)
+        return NF(self, name, service, p, log_path)
+
+    def _wait_registered(self, nfs, timeout):
+        deadline = time.monotonic() + timeout
+        waiting = list(nfs)
+        while waiting:
+            by_pid = {s.pid: i for i, s in self.control.nf_slots()}
+            for n in list(waiting):
+                if n.pid in by_pid:
+                    n.instance = by_pid[n.pid]
+                    waiting.remove(n)
+                elif n.process.poll() is not None:
+                    raise OnvmError("NF %s did not start: %s" % (n.name, _tail(n.log_path)))
+            if waiting and time.monotonic() > deadline:
+                raise OnvmError("NF %s did not register within %d s; see %s"
+                                % (waiting[0].name, timeout, waiting[0].log_path))
+            time.sleep(0.01)
+
+    def __getitem__(self, name):
+        """The NF called name, or the list of replicas name.0, name.1, ..."""
+        for n in self.launched:
+            if n.name == name:
+                return n
+        group = [n for n in self.launched if n.name.rpartition(".")[0] == name]
+        if group:
+            return group
+        raise KeyError("no NF named %r" % name)
+
+    def __contains__(self, name):
+        try:
+            self[name]
+            return True
+        except KeyError:
+            return False
+
+    @property
+    def nfs(self):
+        """The NFs launched through this handle that are still running."""
+        return [n for n in self.launched if n.alive]
+
+    # ---- chains, packets, stats ------------------------------------------------
+
+    def set_default_chain(self, chain):
+        """The path every packet from a port follows: a list of service IDs
+        (or ToService) and ToPort, e.g. [1, 2, onvm.ToPort(1)]."""
+        entries = []
+        for i, e in enumerate(chain):
+            if isinstance(e, int) and not isinstance(e, bool):
+                try:
+                    e = ToService(e)
+                except ValueError as err:
+                    raise ValueError("chain entry %d: %s" % (i, err)) from None
+            if not isinstance(e, (ToService, ToPort)):
+                raise ValueError("chain entry %d: %r is not a service ID, ToService or ToPort" % (i, e))
+            if isinstance(e, ToPort) and e.dest >= len(self.port_specs):
+                raise ValueError("chain entry %d: port %d does not exist (ports 0..%d)"
+                                 % (i, e.dest, len(self.port_specs) - 1))
+            entries.append([e.kind, e.dest])
+        if len(entries) > lib.ONVM_MAX_CHAIN:
+            raise ValueError("a chain has at most %d entries" % lib.ONVM_MAX_CHAIN)
+        self._request({"op": "set_chain", "chain": entries})
+
+    @property
+    def default_chain(self):
+        return [ToService(d) if a == lib.ONVM_TO_SERVICE else ToPort(d) for a, d in self.control.default_chain()]
+
+    def inject(self, pkts, port=0):
+        """Send packets (scapy packets or bytes) into a ring port, as if they
+        arrived from the wire.  returns: how many were accepted."""
+        if isinstance(pkts, (bytes, bytearray)) or hasattr(pkts, "build"):
+            pkts = [pkts]
+        raw = [bytes(p) for p in pkts]
+        for i, r in enumerate(raw):
+            if not 14 <= len(r) <= 2048:
+                raise ValueError("packet %d is %d bytes; a packet is 14..2048 bytes" % (i, len(r)))
+        self._check_port(port)
+        sent = 0
+        for k in range(0, len(raw), 8192):
+            chunk = raw[k:k + 8192]
+            sent += self._request({"op": "inject", "port": port,
+                                   "pkts": [base64.b64encode(r).decode() for r in chunk]})["sent"]
+        return sent
+
+    def capture(self, port=1, count=None, timeout=1.0, raw=False):
+        """Packets that came out of a ring port, oldest first, each returned
+        once.  Waits up to timeout seconds for count packets (count=None:
+        whatever is there now).  returns: a scapy PacketList, or a list of
+        bytes with raw=True."""
+        self._check_port(port)
+        got = []
+        deadline = time.monotonic() + timeout
+        while True:
+            want = 65536 if count is None else count - len(got)
+            reply = self._request({"op": "capture", "port": port, "max": want})
+            got += [base64.b64decode(p) for p in reply["pkts"]]
+            if count is None or len(got) >= count or time.monotonic() >= deadline:
+                break
+            time.sleep(0.002)
+        if raw:
+            return got
+        from scapy.layers.l2 import Ether
+        from scapy.plist import PacketList
+        return PacketList([Ether(r) for r in got], name="port%d" % port)
+
+    def _check_port(self, port):
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < len(self.port_specs):
+            raise ValueError("port %r does not exist (ports 0..%d)" % (port, len(self.port_specs) - 1))
+
+    def stats(self):
+        """Every counter as ints: {"nfs": {instance: {name, service, pid, rx,
+        tx, rx_drop, tx_drop, refused, actions: {...}, ...}}, "ports": {p:
+        {rx, tx, rx_drop, tx_drop, ...}}, "pool": {size, in_use}}."""
+        s = self.control.snapshot()
+        del s["time"]
+        return s
+
+    def wait_idle(self, timeout=5.0):
+        """Wait until every packet is back in the pool.  returns: True if so."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.control.shm.pool_in_use == 0:
+                return True
+            time.sleep(0.01)
+        return self.control.shm.pool_in_use == 0
+
+    def __repr__(self):
+        state = "running" if self.running else "stopped"
+        return "<Manager %s %s ports=%d nfs=%d>" % (self.name, state, len(self.port_specs), len(self.nfs))
+
+
+def _child_env():
+    """The environment for NF and manager processes: this process's import
+    path, so NF callbacks pickled by reference import in the child too."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
+    return env
+
+
+def _tail(path, lines=15):
+    try:
+        with open(path, errors="replace") as f:
+            text = f.read().strip().splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join(text[-lines:]) or "(no output)"

@@ -1,0 +1,151 @@
+"""An NF process: joins a running manager as a DPDK secondary, registers its
+service, and runs a native C NF or a Python callback until stopped.
+Started by Manager.launch() or `onvm nf`; one NF per process."""
+import os
+import pickle
+import sys
+import traceback
+
+from . import context, paths
+from ._core import ffi, lib
+from .errors import OnvmError
+from .packet import DROP, Action, Packet
+
+MAX_TRACEBACKS = 5
+
+
+def start(manager, service, name, kind):
+    """Attach to `manager` as an NF; returns the cffi handle."""
+    prefix = paths.file_prefix(manager)
+    argv = ["onvm-nf", "--file-prefix", prefix, "--no-pci", "--no-telemetry",
+            "--log-level", os.environ.get("ONVM_DPDK_LOG", "error")]
+    keep = [ffi.new("char[]", a.encode()) for a in argv]
+    c_argv = ffi.new("char *[]", keep + [ffi.NULL])
+    cpus = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
+    nf = lib.onvm_nf_start(paths.shm_path(manager).encode(), service, name.encode(), kind.encode(),
+                           cpus.encode(), len(argv), c_argv)
+    if nf == ffi.NULL:
+        raise OnvmError("NF %r: %s" % (name, ffi.string(lib.onvm_last_error()).decode()))
+    return nf
+
+
+class CallbackErrors:
+    """Counts callback failures in the NF's stats; prints the first few."""
+
+    def __init__(self, nf, name):
+        self.nf, self.name, self.shown = nf, name, 0
+
+    def __call__(self, what, show_traceback=True):
+        lib.onvm_nf_count_errors(self.nf, 1)
+        if self.shown < MAX_TRACEBACKS:
+            self.shown += 1
+            print("NF %s: %s; the packet is dropped" % (self.name, what), file=sys.stderr)
+            if show_traceback:
+                traceback.print_exc()
+            sys.stderr.flush()
+
+
+def bad_return(value):
+    return ("callback returned %r; return onvm.NEXT, onvm.DROP, onvm.ToService(sid) or onvm.ToPort(p)"
+            % (value,))
+
+
+def run_per_packet(nf, fn, error):
+    """Call fn(pkt) for each packet; its return value is the packet's action."""
+    b = ffi.new("struct onvm_batch *")
+    verdict = b.verdict
+    rx, tx = lib.onvm_nf_rx, lib.onvm_nf_tx
+    drop = DROP.code
+    while True:
+        n = rx(nf, b, 200)
+        if n <= 0:
+            if n < 0:
+                return
+            continue
+        for i in range(n):
+            try:
+                act = fn(Packet(b, i))
+            except Exception as e:  # the user's code: report, drop, go on
+                verdict[i] = drop
+                error("callback raised %s: %s" % (type(e).__name__, e))
+                continue
+            try:
+                verdict[i] = act.code
+            except AttributeError:
+                verdict[i] = drop
+                error(bad_return(act), show_traceback=False)
+        tx(nf, b)
+
+
+def run_batch(nf, fn, error):
+    """Call fn(list_of_packets) per burst; it returns one action for all or a
+    list with one action per packet."""
+    b = ffi.new("struct onvm_batch *")
+    verdict = b.verdict
+    rx, tx = lib.onvm_nf_rx, lib.onvm_nf_tx
+    drop = DROP.code
+    while True:
+        n = rx(nf, b, 200)
+        if n <= 0:
+            if n < 0:
+                return
+            continue
+        try:
+            res = fn([Packet(b, i) for i in range(n)])
+            if isinstance(res, Action):
+                code = res.code
+                for i in range(n):
+                    verdict[i] = code
+            elif res is not None and len(res) == n:
+                for i, a in enumerate(res):
+                    verdict[i] = a.code
+            else:
+                raise TypeError(bad_return(res) + " (or a list of %d actions)" % n)
+        except Exception as e:
+            for i in range(n):
+                verdict[i] = drop
+            error("batch callback failed: %s: %s" % (type(e).__name__, e))
+        tx(nf, b)
+
+
+def main(argv=None):
+    import argparse
+    ap = argparse.ArgumentParser(prog="python -m onvm.nfrun")
+    ap.add_argument("--manager", required=True)
+    ap.add_argument("--service", type=int, required=True)
+    ap.add_argument("--name", required=True)
+    g = ap.add_mutually_exclusive_group(required=True)
+    g.add_argument("--native")
+    g.add_argument("--pickle", help="file holding a pickled onvm.NFSpec")
+    ap.add_argument("--args", default="")
+    a = ap.parse_args(argv)
+    if a.pickle:
+        with open(a.pickle, "rb") as f:
+            spec = pickle.load(f)
+        kind = "python:batch" if spec.batch else "python"
+    else:
+        kind = "native:" + a.native
+    try:
+        nf = start(a.manager, a.service, a.name, kind)
+    except OnvmError as e:
+        print(e, file=sys.stderr)
+        return 2
+    context.current = context.NFContext(a.name, a.service, lib.onvm_nf_instance(nf))
+    print("NF %s registered: service %d, instance %d" % (a.name, a.service, context.current.instance),
+          flush=True)
+    try:
+        if a.native:
+            ret = lib.onvm_nf_run_native(nf, a.native.encode(), a.args.encode())
+            if ret < 0:
+                print("NF %s: %s" % (a.name, ffi.string(lib.onvm_last_error()).decode()), file=sys.stderr)
+                return 2
+        else:
+            error = CallbackErrors(nf, a.name)
+            (run_batch if spec.batch else run_per_packet)(nf, spec.fn, error)
+    finally:
+        lib.onvm_nf_finish(nf)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

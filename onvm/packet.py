@@ -1,0 +1,112 @@
+"""Actions an NF returns, and the zero-copy packet view a Python NF gets."""
+from ._core import ffi, lib
+
+__all__ = ["Action", "NEXT", "DROP", "ToService", "ToPort", "Packet"]
+
+
+class Action:
+    """What happens to a packet after an NF.  Use the constants NEXT and
+    DROP, or ToService(sid) and ToPort(p)."""
+    __slots__ = ("kind", "dest", "code")
+
+    def __init__(self, kind, dest=0):
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "dest", dest)
+        # The verdict the C library reads: (action << 16) | destination.
+        object.__setattr__(self, "code", (kind << 16) | dest)
+
+    def __setattr__(self, name, value):
+        raise AttributeError("actions are immutable")
+
+    def __reduce__(self):
+        return (Action, (self.kind, self.dest))
+
+    def __eq__(self, other):
+        return isinstance(other, Action) and other.code == self.code
+
+    def __hash__(self):
+        return self.code
+
+    def __repr__(self):
+        return {lib.ONVM_NEXT: "NEXT", lib.ONVM_DROP: "DROP"}.get(self.kind, "Action(%d, %d)" % (self.kind, self.dest))
+
+
+NEXT = Action(lib.ONVM_NEXT)
+DROP = Action(lib.ONVM_DROP)
+
+
+class ToService(Action):
+    """Send the packet to a service (load-balanced over its instances)."""
+    __slots__ = ()
+
+    def __init__(self, service):
+        if isinstance(service, bool) or not isinstance(service, int) or not 1 <= service < lib.ONVM_MAX_SERVICES:
+            raise ValueError("service ID must be an int in 1..%d, got %r" % (lib.ONVM_MAX_SERVICES - 1, service))
+        super().__init__(lib.ONVM_TO_SERVICE, service)
+
+    def __reduce__(self):
+        return (ToService, (self.dest,))
+
+    def __repr__(self):
+        return "ToService(%d)" % self.dest
+
+
+class ToPort(Action):
+    """Send the packet out of a port."""
+    __slots__ = ()
+
+    def __init__(self, port):
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < lib.ONVM_MAX_PORTS:
+            raise ValueError("port must be an int in 0..%d, got %r" % (lib.ONVM_MAX_PORTS - 1, port))
+        super().__init__(lib.ONVM_TO_PORT, port)
+
+    def __reduce__(self):
+        return (ToPort, (self.dest,))
+
+    def __repr__(self):
+        return "ToPort(%d)" % self.dest
+
+
+class Packet:
+    """One packet in the shared pool, as a Python NF sees it.
+
+    data: a writable memoryview of the bytes, in place (no copy).
+    len, port (arrival port), hash (symmetric 5-tuple hash from RX).
+    scapy(): the packet dissected by scapy (a copy).
+    Valid only inside the callback that received it."""
+    __slots__ = ("_b", "_i")
+
+    def __init__(self, batch, i):
+        self._b = batch
+        self._i = i
+
+    @property
+    def data(self):
+        b, i = self._b, self._i
+        return memoryview(ffi.buffer(b.data[i], b.len[i]))
+
+    @property
+    def len(self):
+        return self._b.len[self._i]
+
+    def __len__(self):
+        return self._b.len[self._i]
+
+    @property
+    def port(self):
+        return self._b.port[self._i]
+
+    @property
+    def hash(self):
+        return self._b.hash[self._i]
+
+    def __bytes__(self):
+        b, i = self._b, self._i
+        return ffi.buffer(b.data[i], b.len[i])[:]
+
+    def scapy(self):
+        from scapy.layers.l2 import Ether
+        return Ether(bytes(self))
+
+    def __repr__(self):
+        return "<Packet len=%d port=%d hash=%#010x>" % (self.len, self.port, self.hash)

@@ -1,0 +1,121 @@
+"""Statistics read straight from a manager's control file: plain memory, no
+DPDK, cheap enough to poll many times a second from a notebook."""
+import mmap
+import os
+import time
+
+from . import paths
+from ._core import ffi, lib
+from .errors import OnvmError
+
+ACTION_NAMES = ("next", "drop", "to_service", "to_port")
+PORT_KINDS = {lib.ONVM_PORT_RING: "ring", lib.ONVM_PORT_NULL: "null", lib.ONVM_PORT_PCAP: "pcap",
+              lib.ONVM_PORT_TAP: "tap", lib.ONVM_PORT_PCI: "pci"}
+NF_STATES = {lib.ONVM_NF_CLAIMED: "starting", lib.ONVM_NF_RUNNING: "running",
+             lib.ONVM_NF_REJECTED: "rejected", lib.ONVM_NF_ZOMBIE: "leaving"}
+
+
+class ControlFile:
+    """A read-only view of struct onvm_shm (see onvm/core/onvm_shm.h)."""
+
+    def __init__(self, name):
+        path = paths.shm_path(name)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            raise OnvmError("no manager named %r is running (no %s)" % (name, path)) from None
+        try:
+            size = os.fstat(fd).st_size
+            if size != ffi.sizeof("struct onvm_shm"):
+                raise OnvmError("%s belongs to another onvm version" % path)
+            self._map = mmap.mmap(fd, size, prot=mmap.PROT_READ)
+        finally:
+            os.close(fd)
+        self.shm = ffi.from_buffer("struct onvm_shm *", self._map)
+        if self.shm.magic != lib.ONVM_SHM_MAGIC:
+            raise OnvmError("%s is not an onvm control file" % path)
+        self.name = name
+
+    def close(self):
+        self.shm = None
+        self._map.close()
+
+    def nf_slots(self, states=(lib.ONVM_NF_RUNNING,)):
+        """(index, slot) of NF slots in the given states."""
+        nfs = self.shm.nfs
+        return [(i, nfs[i]) for i in range(lib.ONVM_MAX_NFS) if nfs[i].state in states]
+
+    def nf_stats(self, i):
+        s = self.shm.nfs[i]
+        n, m = s.nf, s.mgr
+        return {
+            "name": ffi.string(s.name).decode(), "kind": ffi.string(s.kind).decode(),
+            "service": s.service, "instance": i, "pid": s.pid,
+            "state": NF_STATES.get(s.state, "free"),
+            "rx": n.rx, "tx": n.tx, "rx_drop": m.rx_drop, "tx_drop": n.tx_drop,
+            "rx_bytes": n.rx_bytes, "refused": m.refused, "chain_end": m.chain_end,
+            "errors": n.errors, "created": n.created, "recovered": m.recovered,
+            "actions": {a: n.act[k] for k, a in enumerate(ACTION_NAMES)},
+            "app": list(n.app), "wakeups": n.wakeups,
+        }
+
+    def port_stats(self, p):
+        s = self.shm.ports[p]
+        return {
+            "name": ffi.string(s.name).decode(), "kind": PORT_KINDS.get(s.kind, "?"),
+            "rx": s.rx.rx, "tx": s.tx.tx, "rx_drop": s.rx.rx_drop + s.rx.rx_refused,
+            "tx_drop": s.tx.tx_drop, "injected": s.ctl.injected, "inject_drop": s.ctl.inject_drop,
+            "captured": s.ctl.captured, "capture_drop": s.ctl.capture_drop,
+        }
+
+    def snapshot(self):
+        """Every counter as plain ints: {"nfs": {instance: {...}},
+        "ports": {index: {...}}, "pool": {"size", "in_use"}, "time": s}."""
+        shm = self.shm
+        return {
+            "time": time.monotonic(),
+            "nfs": {i: self.nf_stats(i) for i, _ in self.nf_slots((lib.ONVM_NF_RUNNING, lib.ONVM_NF_ZOMBIE))},
+            "ports": {p: self.port_stats(p) for p in range(shm.nb_ports)},
+            "pool": {"size": shm.pool_size, "in_use": shm.pool_in_use},
+            "threads": {"rx_sleeps": shm.rx_thread.sleeps, "tx_sleeps": shm.tx_thread.sleeps},
+        }
+
+    def default_chain(self):
+        c = self.shm.chains[self.shm.active_chain]
+        return [(c.entries[i].action, c.entries[i].destination) for i in range(c.length)]
+
+
+def rates(before, after):
+    """Packets per second between two snapshots: {"nfs": {i: (rx_pps, tx_pps)},
+    "ports": {p: (rx_pps, tx_pps)}}."""
+    dt = max(after["time"] - before["time"], 1e-9)
+
+    def per(kind):
+        out = {}
+        for k, a in after[kind].items():
+            b = before[kind].get(k)
+            if b is None or b.get("pid") != a.get("pid"):
+                b = {"rx": 0, "tx": 0}
+            out[k] = ((a["rx"] - b["rx"]) / dt, (a["tx"] - b["tx"]) / dt)
+        return out
+    return {"nfs": per("nfs"), "ports": per("ports")}
+
+
+def format_table(snap, rate=None):
+    """A plain-text table of a snapshot, for terminals and notebooks."""
+    rate = rate or {"nfs": {}, "ports": {}}
+    lines = ["%-18s %4s %4s %12s %12s %10s %10s %9s %9s" % (
+        "NF", "svc", "inst", "rx", "tx", "rx pps", "tx pps", "rx_drop", "refused")]
+    for i, s in sorted(snap["nfs"].items()):
+        r = rate["nfs"].get(i, (0, 0))
+        lines.append("%-18s %4d %4d %12d %12d %10.0f %10.0f %9d %9d" % (
+            s["name"][:18], s["service"], i, s["rx"], s["tx"], r[0], r[1], s["rx_drop"], s["refused"]))
+    lines.append("%-18s %9s %12s %12s %10s %10s %9s %9s" % (
+        "port", "", "rx", "tx", "rx pps", "tx pps", "rx_drop", "tx_drop"))
+    for p, s in sorted(snap["ports"].items()):
+        r = rate["ports"].get(p, (0, 0))
+        lines.append("%-18s %9s %12d %12d %10.0f %10.0f %9d %9d" % (
+            "%d %s" % (p, s["name"]), "", s["rx"], s["tx"], r[0], r[1], s["rx_drop"], s["tx_drop"]))
+    pool = snap["pool"]
+    lines.append("pool: %d of %d packets in use" % (pool["in_use"], pool["size"]))
+    return "\n".join(lines)

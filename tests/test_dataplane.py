@@ -1,0 +1,233 @@
+"""The data plane as a user drives it: real manager, real NF processes, real
+packets through shared hugepage memory."""
+import threading
+import time
+
+import pytest
+
+import onvm
+from conftest import udp, wait_for
+
+
+@onvm.nf(service=1)
+def mark(pkt):
+    pkt.data[-1] = 0x42
+    return onvm.NEXT
+
+
+@onvm.nf(service=1)
+def tag_instance(pkt):
+    pkt.data[-1] = onvm.current_nf().instance
+    return onvm.NEXT
+
+
+def test_two_service_chain_is_byte_exact(mgr):
+    mgr.launch(mark)
+    mgr.launch(onvm.native("forward"), service=2)
+    mgr.set_default_chain([1, 2, onvm.ToPort(1)])
+    sent = [bytes(udp(sport=i)) for i in range(1000)]
+    assert mgr.inject(sent, port=0) == 1000
+    out = mgr.capture(port=1, count=1000, timeout=10, raw=True)
+    assert len(out) == 1000
+    assert out == [p[:-1] + b"\x42" for p in sent]   # one replica: order kept too
+    s = mgr.stats()
+    by_name = {n["name"]: n for n in s["nfs"].values()}
+    assert by_name["mark"]["rx"] == 1000 and by_name["mark"]["kind"] == "python"
+    assert by_name["forward"]["rx"] == 1000 and by_name["forward"]["kind"] == "native:forward"
+    assert s["ports"][0]["rx"] == 1000 and s["ports"][1]["tx"] == 1000
+    assert mgr.wait_idle()
+
+
+def test_capture_returns_scapy_packets(mgr):
+    from scapy.layers.inet import UDP
+    mgr.launch(onvm.native("forward"), service=2)
+    mgr.set_default_chain([2, onvm.ToPort(1)])
+    mgr.inject([udp(sport=7, dport=99)], port=0)
+    out = mgr.capture(port=1, count=1, timeout=5)
+    assert len(out) == 1 and out[0][UDP].sport == 7 and out[0][UDP].dport == 99
+
+
+def flow_key(raw):
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+    p = Ether(raw)
+    return tuple(sorted([(p[IP].src, p[UDP].sport), (p[IP].dst, p[UDP].dport)]))
+
+
+def test_replicas_keep_both_directions_of_a_flow_together(mgr):
+    replicas = mgr.launch(tag_instance, replicas=2)
+    mgr.set_default_chain([1, onvm.ToPort(1)])
+    pkts = []
+    for rnd in range(3):
+        for i in range(64):
+            pkts.append(bytes(udp(sport=1000 + i, dport=53, src="198.51.100.1", dst="203.0.113.9")))
+            pkts.append(bytes(udp(sport=53, dport=1000 + i, src="203.0.113.9", dst="198.51.100.1")))
+    assert mgr.inject(pkts, port=0) == len(pkts)
+    out = mgr.capture(port=1, count=len(pkts), timeout=10, raw=True)
+    assert len(out) == len(pkts)
+    tags = {}
+    for raw in out:
+        tags.setdefault(flow_key(raw), set()).add(raw[-1])
+    assert len(tags) == 64
+    assert all(len(t) == 1 for t in tags.values()), "a flow was split across replicas"
+    used = set().union(*tags.values())
+    assert used == {r.instance for r in replicas}, "both replicas get traffic"
+    assert all(r.stats()["rx"] > 0 for r in replicas)
+
+
+@onvm.nf(service=1)
+def classify(pkt):
+    dport = (pkt.data[36] << 8) | pkt.data[37]      # UDP destination port
+    if dport == 1:
+        return onvm.DROP
+    if dport == 2:
+        return onvm.ToService(3)
+    if dport == 3:
+        return onvm.ToPort(0)
+    if dport == 4:
+        return onvm.ToService(9)                     # nobody provides 9: refused
+    return onvm.NEXT
+
+
+@onvm.nf(service=3)
+def to_port1(pkt):
+    return onvm.ToPort(1)
+
+
+def test_actions_do_what_they_say_and_counters_add_up(mgr):
+    c = mgr.launch(classify)
+    f = mgr.launch(onvm.native("forward"), service=2)
+    t = mgr.launch(to_port1)
+    mgr.set_default_chain([1, 2, onvm.ToPort(1)])
+    pkts = [bytes(udp(sport=5000 + i, dport=d)) for d in (1, 2, 3, 4, 5) for i in range(100)]
+    assert mgr.inject(pkts, port=0) == 500
+    out1 = mgr.capture(port=1, count=200, timeout=10, raw=True)
+    out0 = mgr.capture(port=0, count=100, timeout=10, raw=True)
+    assert sorted(out1) == sorted([p for p in pkts if p[37] in (2, 5)])
+    assert sorted(out0) == sorted([p for p in pkts if p[37] == 3])
+    assert mgr.wait_idle()
+    s = mgr.stats()
+    cs, fs, ts = s["nfs"][c.instance], s["nfs"][f.instance], s["nfs"][t.instance]
+    assert cs["actions"] == {"next": 100, "drop": 100, "to_service": 200, "to_port": 100}
+    assert cs["refused"] == 100 and fs["rx"] == 100 and ts["rx"] == 100
+    for n in (cs, fs, ts):   # per NF: in = actions; passed on = tx + tx_drop
+        assert n["rx"] == sum(n["actions"].values())
+        assert n["rx"] - n["actions"]["drop"] == n["tx"] + n["tx_drop"]
+    p0, p1 = s["ports"][0], s["ports"][1]
+    drops = cs["actions"]["drop"] + cs["refused"] + sum(n["rx_drop"] + n["tx_drop"] for n in (cs, fs, ts))
+    assert p0["rx"] == 500 == p0["tx"] + p1["tx"] + drops + p0["rx_drop"]
+
+
+def test_python_and_native_nfs_mix_in_one_chain(mgr):
+    mgr.launch(onvm.native("count"), service=2)
+    mgr.launch(mark)
+    mgr.launch(onvm.native("forward"), service=3)
+    mgr.set_default_chain([2, 1, 3, onvm.ToPort(1)])
+    mgr.inject([udp(sport=i) for i in range(50)], port=0)
+    out = mgr.capture(port=1, count=50, timeout=5, raw=True)
+    assert len(out) == 50 and all(p[-1] == 0x42 for p in out)
+    assert mgr["count"].stats()["app"][1] == 50   # count tallies UDP packets
+
+
+def test_killed_replica_hands_its_flows_over_and_no_packet_leaks(mgr):
+    a, b = mgr.launch(tag_instance, replicas=2)
+    mgr.set_default_chain([1, onvm.ToPort(1)])
+    flows = [bytes(udp(sport=2000 + i)) for i in range(64)]
+    stop = threading.Event()
+    sent = [0]
+
+    def traffic():
+        deadline = time.monotonic() + 20
+        while not stop.is_set() and time.monotonic() < deadline:
+            sent[0] += mgr.inject(flows, port=0)
+            time.sleep(0.002)
+
+    th = threading.Thread(target=traffic)
+    th.start()
+    try:
+        assert wait_for(lambda: a.stats().get("rx", 0) > 500 and b.stats().get("rx", 0) > 500, 10)
+        a.kill()
+        # the manager notices within a second and drops it from service 1
+        assert wait_for(lambda: a.instance not in mgr.stats()["nfs"], 3)
+        mgr.capture(port=1, timeout=0.3, raw=True)      # discard what came before
+        time.sleep(0.3)
+        after = mgr.capture(port=1, timeout=0.3, raw=True)
+    finally:
+        stop.set()
+        th.join()
+    assert after and {p[-1] for p in after} == {b.instance}
+    assert mgr.wait_idle(5), "every mbuf is back in the pool once traffic stops"
+    assert b.alive and b.stats()["rx"] > 0
+
+
+def test_generate_feeds_a_sink(mgr):
+    mgr.set_default_chain([10, 3])
+    mgr.launch(onvm.native("sink"), service=3)
+    # paced: at full speed the sink's ring may overflow (counted as rx_drop)
+    mgr.launch(onvm.native("generate", count=5000, size=128, flows=8, rate=100000), service=10)
+    sink = mgr["sink"]
+    assert wait_for(lambda: sink.stats()["rx"] == 5000, 10)
+    app = sink.stats()["app"]
+    assert app[0] == 5000 and app[2] > 0     # latency samples from generate's timestamps
+    assert mgr["generate"].stats()["created"] == 5000
+    assert mgr.wait_idle()
+
+
+@onvm.nf(service=1, batch=True)
+def batch_mark(pkts):
+    for p in pkts:
+        p.data[-1] = 0x42
+    return onvm.NEXT
+
+
+def test_batch_api(mgr):
+    mgr.launch(batch_mark)
+    mgr.set_default_chain([1, onvm.ToPort(1)])
+    mgr.inject([udp(sport=i) for i in range(300)], port=0)
+    out = mgr.capture(port=1, count=300, timeout=5, raw=True)
+    assert len(out) == 300 and all(p[-1] == 0x42 for p in out)
+    assert mgr["batch_mark"].stats()["kind"] == "python:batch"
+
+
+@onvm.nf(service=1)
+def forgets_to_return(pkt):
+    pkt.data[-1] = 1
+
+
+def test_callback_errors_are_counted_and_reported(mgr):
+    n = mgr.launch(forgets_to_return)
+    mgr.set_default_chain([1, onvm.ToPort(1)])
+    mgr.inject([udp(sport=i) for i in range(10)], port=0)
+    assert wait_for(lambda: n.stats()["errors"] == 10)
+    assert mgr.capture(port=1, timeout=0.2, raw=True) == []
+    assert "return onvm.NEXT" in n.log()
+    assert mgr.wait_idle()
+
+
+def test_two_managers_side_by_side():
+    with onvm.Manager(name="side-a") as a, onvm.Manager(name="side-b") as b:
+        a.launch(onvm.native("forward"), service=1)
+        b.launch(onvm.native("forward"), service=1)
+        a.set_default_chain([1, onvm.ToPort(1)])
+        b.set_default_chain([1, onvm.ToPort(1)])
+        a.inject([udp(sport=i) for i in range(10)], port=0)
+        b.inject([udp(sport=i) for i in range(20)], port=0)
+        assert len(a.capture(port=1, count=10, timeout=5)) == 10
+        assert len(b.capture(port=1, count=20, timeout=5)) == 20
+        assert a.stats()["ports"][0]["rx"] == 10 and b.stats()["ports"][0]["rx"] == 20
+
+
+def test_generate_at_full_speed_loses_nothing_silently(mgr):
+    mgr.set_default_chain([10, 3])
+    sink = mgr.launch(onvm.native("sink"), service=3)
+    mgr.launch(onvm.native("generate", count=20000), service=10)
+    assert wait_for(lambda: sink.stats()["rx"] + sink.stats()["rx_drop"] == 20000, 10)
+    assert mgr.wait_idle()
+
+
+def test_idle_nfs_sleep(mgr):
+    f = mgr.launch(onvm.native("forward"), service=1)
+    before = f.stats()["wakeups"]
+    time.sleep(1.0)
+    # asleep on its doorbell: it wakes only for its 100 ms self-check
+    assert f.stats()["wakeups"] - before <= 15

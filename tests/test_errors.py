@@ -1,0 +1,113 @@
+"""Bad input gets a clear error naming the problem, and leaves the running
+system as it was."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+import onvm
+from conftest import udp
+
+
+def test_bad_service_ids(mgr):
+    with pytest.raises(ValueError, match="service ID"):
+        mgr.launch(onvm.native("forward"), service=0)
+    with pytest.raises(ValueError, match="service ID"):
+        mgr.launch(onvm.native("forward"), service=64)
+    with pytest.raises(ValueError, match="no service ID"):
+        mgr.launch(onvm.native("forward"))
+    with pytest.raises(ValueError, match="service ID"):
+        onvm.ToService(100)
+    assert mgr.stats()["nfs"] == {}
+
+
+def test_unknown_native_nf_and_arguments():
+    with pytest.raises(ValueError, match="no native NF called 'firewal'"):
+        onvm.native("firewal")
+    with pytest.raises(ValueError, match="generate: speed"):
+        onvm.native("generate", speed=3)
+
+
+def test_ports_that_do_not_exist(mgr):
+    mgr.launch(onvm.native("forward"), service=1)
+    mgr.set_default_chain([1, onvm.ToPort(1)])
+    with pytest.raises(ValueError, match="port 5 does not exist"):
+        mgr.set_default_chain([1, onvm.ToPort(5)])
+    assert mgr.default_chain == [onvm.ToService(1), onvm.ToPort(1)]   # unchanged
+    with pytest.raises(ValueError, match="port 3 does not exist"):
+        mgr.inject([udp(1)], port=3)
+    with pytest.raises(ValueError, match="port 9 does not exist"):
+        mgr.capture(port=9)
+    with pytest.raises(ValueError, match="unknown port kind 'eth'"):
+        onvm.Manager(ports=["ring", "eth"], start=False)
+    # still works after all that
+    assert mgr.inject([udp(1)], port=0) == 1
+    assert len(mgr.capture(port=1, count=1, timeout=5)) == 1
+
+
+def test_bad_chain_entries(mgr):
+    with pytest.raises(ValueError, match="chain entry 1"):
+        mgr.set_default_chain([1, "fw"])
+    with pytest.raises(ValueError, match="chain entry 0"):
+        mgr.set_default_chain([0])
+
+
+def test_manager_already_running(mgr):
+    with pytest.raises(onvm.OnvmError, match="already running"):
+        onvm.Manager(name=mgr.name)
+    assert mgr.running and mgr.stats()["pool"]["size"] > 0
+
+
+def test_not_enough_hugepages():
+    with pytest.raises(onvm.OnvmError, match="nr_hugepages"):
+        onvm.Manager(name="toobig%d" % os.getpid(), hugepage_mb=1 << 20)
+
+
+def test_duplicate_nf_name(mgr):
+    mgr.launch(onvm.native("forward"), service=1)
+    with pytest.raises(ValueError, match="already running"):
+        mgr.launch(onvm.native("forward"), service=1)
+    mgr.launch(onvm.native("forward"), service=1, name="forward2")
+    assert "forward2" in mgr and len(mgr.nfs) == 2
+
+
+def test_nf_without_manager_says_so():
+    r = subprocess.run([sys.executable, "-m", "onvm", "nf", "forward", "--service", "1",
+                        "--manager", "nosuchmgr"], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "no manager named 'nosuchmgr'" in r.stderr
+
+
+def test_cli_runs_a_manager_nf_chain_and_stats():
+    name = "cli%d" % os.getpid()
+    onvm_cmd = [sys.executable, "-m", "onvm"]
+    mgr = subprocess.Popen(onvm_cmd + ["mgr", "--name", name, "--quiet"], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    nf = None
+    try:
+        assert "ready" in mgr.stdout.readline()
+        nf = subprocess.Popen(onvm_cmd + ["nf", "forward", "--service", "2", "--manager", name],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert "registered" in nf.stdout.readline()
+        r = subprocess.run(onvm_cmd + ["chain", "2", "port:1", "--manager", name],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        bad = subprocess.run(onvm_cmd + ["chain", "2", "port:7", "--manager", name],
+                             capture_output=True, text=True, timeout=60)
+        assert bad.returncode != 0 and "port 7 does not exist" in bad.stderr
+        bad = subprocess.run(onvm_cmd + ["nf", "forward", "--service", "99", "--manager", name],
+                             capture_output=True, text=True, timeout=60)
+        assert bad.returncode != 0 and "service ID 99" in bad.stderr
+        r = subprocess.run(onvm_cmd + ["stats", "--manager", name], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and "forward" in r.stdout and "pool:" in r.stdout
+    finally:
+        for p in (nf, mgr):
+            if p is not None:
+                p.terminate()
+                try:
+                    p.wait(15)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+    assert mgr.returncode == 0
+    assert not os.path.exists(onvm.paths.run_dir(name))
