@@ -65,7 +65,7 @@ struct onvm_nf_slot {
 };
 
 struct onvm_port_slot {
-    uint32_t kind; uint16_t ethdev; uint16_t used; char name[48]; uint8_t mac[6];
+    uint32_t kind; uint16_t ethdev; uint16_t used; uint32_t rx_enabled; char name[48]; uint8_t mac[6];
     struct onvm_port_rx_stats rx;
     struct onvm_port_tx_stats tx;
     struct onvm_port_ctl_stats ctl;
@@ -78,7 +78,8 @@ struct onvm_chain { uint32_t length; struct onvm_chain_entry entries[16]; ...; }
 
 struct onvm_shm {
     uint32_t magic; uint32_t version; int32_t mgr_pid; uint32_t ready; uint32_t nb_ports;
-    uint32_t pool_size; uint32_t nb_tx_threads; uint32_t nf_ring_size; char prefix[64];
+    uint32_t pool_size; uint32_t nb_tx_threads; uint32_t nf_ring_size; uint32_t busy_poll;
+    char prefix[64];
     uint32_t pool_in_use; uint32_t active_chain; uint64_t tick_ns;
     struct onvm_chain chains[2];
     struct onvm_service services[64];
@@ -96,7 +97,9 @@ int onvm_mgr_init(int argc, char **argv, const char *shm_path, uint32_t nb_mbufs
                   uint32_t nf_ring_size);
 int onvm_mgr_add_port(unsigned kind, const char *devargs);
 int onvm_mgr_start(void);
+void onvm_mgr_set_busy_poll(int on);
 void onvm_mgr_tick(void);
+int onvm_mgr_enable_rx(uint16_t port);
 int onvm_mgr_inject(uint16_t port, const uint8_t *buf, const uint32_t *lens, uint32_t n);
 int onvm_mgr_drain(uint16_t port, uint8_t *buf, uint32_t buflen, uint32_t *lens, uint32_t max);
 int onvm_mgr_set_chain(const uint32_t *verdicts, uint32_t n);

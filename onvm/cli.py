@@ -35,7 +35,8 @@ def pick_manager(name):
 def cmd_mgr(a):
     """Run a manager in the foreground, with live stats."""
     from . import mgrd
-    return mgrd.run(a.name, a.port or ["ring", "ring"], a.mbufs, a.hugepage_mb, show_stats=not a.quiet)
+    return mgrd.run(a.name, a.port or ["ring", "ring"], a.mbufs, a.hugepage_mb, show_stats=not a.quiet,
+                    busy_poll=a.busy_poll)
 
 
 def cmd_nf(a):
@@ -126,7 +127,7 @@ def cmd_doctor(a):
 
 def cmd_cleanup(a):
     from .doctor import cleanup
-    return cleanup(force=a.force)
+    return cleanup(force=a.force, names=a.manager or None)
 
 
 def cmd_demo(a):
@@ -145,6 +146,7 @@ def main(argv=None):
     p.add_argument("--mbufs", type=int, default=16383)
     p.add_argument("--hugepage-mb", type=int, default=256)
     p.add_argument("--quiet", action="store_true", help="no live stats")
+    p.add_argument("--busy-poll", action="store_true", help="never sleep: a core per thread and NF")
     p.set_defaults(func=cmd_mgr)
 
     p = sub.add_parser("nf", help="run an NF against a running manager")
@@ -172,6 +174,7 @@ def main(argv=None):
 
     p = sub.add_parser("cleanup", help="remove what stopped onvm managers left behind")
     p.add_argument("--force", action="store_true", help="also stop managers that are still running")
+    p.add_argument("--manager", action="append", help="only this manager (repeat for more)")
     p.set_defaults(func=cmd_cleanup)
 
     p = sub.add_parser("demo", help="a chain with traffic and live stats")

@@ -149,9 +149,10 @@ class Manager:
     param ports: port specs (see onvm.ports): "ring", "pcap:rx=in.pcap", ...
     param hugepage_mb: hugepage memory it takes
     param mbufs: packets in the shared pool
-    param stats: print live stats in the manager's log every second"""
+    param busy_poll: threads and NFs never sleep (a core each; big machines)"""
 
-    def __init__(self, name=None, ports=("ring", "ring"), hugepage_mb=256, mbufs=16383, start=True):
+    def __init__(self, name=None, ports=("ring", "ring"), hugepage_mb=256, mbufs=16383, busy_poll=False,
+                 start=True):
         self.name = name or "nb%d-%d" % (os.getpid(), next(_names))
         if not isinstance(self.name, str) or not self.name.replace("-", "").replace("_", "").isalnum() \
                 or len(self.name) > 32:
@@ -169,6 +170,7 @@ class Manager:
             raise ValueError("mbufs must be in 1023..%d, got %r" % (1 << 20, mbufs))
         self.hugepage_mb = hugepage_mb
         self.mbufs = mbufs
+        self.busy_poll = bool(busy_poll)
         self.process = None
         self.control = None
         self.owned = True
@@ -203,6 +205,8 @@ class Manager:
                "--hugepage-mb", str(self.hugepage_mb), "--mbufs", str(self.mbufs)]
         for p in self.port_specs:
             cmd += ["--port", p]
+        if self.busy_poll:
+            cmd.append("--busy-poll")
         with open(self.log_path, "w") as log:
             self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                             env=_child_env(), start_new_session=True)
@@ -440,6 +444,14 @@ class Manager:
         from scapy.layers.l2 import Ether
         from scapy.plist import PacketList
         return PacketList([Ether(r) for r in got], name="port%d" % port)
+
+    def replay(self, port=0):
+        """Start replaying the pcap file of a "pcap:rx=FILE" port.  Such a port
+        waits for this, so the chain and NFs can be set up first."""
+        self._check_port(port)
+        if not self.port_specs[port].startswith("pcap:") or "rx=" not in self.port_specs[port]:
+            raise ValueError("port %d (%s) has no pcap file to replay" % (port, self.port_specs[port]))
+        self._request({"op": "replay", "port": port})
 
     def _check_port(self, port):
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < len(self.port_specs):

@@ -74,7 +74,8 @@ def remove_leftovers(name):
 
 
 class ManagerDaemon:
-    def __init__(self, name, ports, mbufs, hugepage_mb, cpus, parent_pid=None, show_stats=False):
+    def __init__(self, name, ports, mbufs, hugepage_mb, cpus, parent_pid=None, show_stats=False,
+                 busy_poll=False):
         self.name = name
         self.parent_pid = parent_pid
         self.show_stats = show_stats
@@ -103,6 +104,7 @@ class ManagerDaemon:
         self.check(lib.onvm_mgr_init(len(argv), c_argv, shm, mbufs, 1024))
         for kind, devargs in specs:
             self.check(lib.onvm_mgr_add_port(kind, devargs.encode()))
+        lib.onvm_mgr_set_busy_poll(1 if busy_poll else 0)
         self.check(lib.onvm_mgr_start())
         fd = os.open(paths.shm_path(name), os.O_RDWR)
         self._map = mmap.mmap(fd, ffi.sizeof("struct onvm_shm"))
@@ -222,6 +224,9 @@ class ManagerDaemon:
             verdicts = ffi.new("uint32_t[]", [((a << 16) | d) for a, d in chain] or [0])
             self.check(lib.onvm_mgr_set_chain(verdicts, len(chain)))
             return {}
+        if op == "replay":
+            self.check(lib.onvm_mgr_enable_rx(int(req["port"])))
+            return {}
         if op == "shutdown":
             self.stop_requested = True
             return {}
@@ -263,12 +268,12 @@ class ManagerDaemon:
 
 
 def run(name, ports=("ring", "ring"), mbufs=16383, hugepage_mb=256, cpus=None, parent_pid=None,
-        show_stats=False):
+        show_stats=False, busy_poll=False):
     """Run a manager in this process until SIGTERM/SIGINT or a shutdown request."""
     if cpus is None:
         cpus = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
     try:
-        d = ManagerDaemon(name, ports, mbufs, hugepage_mb, cpus, parent_pid, show_stats)
+        d = ManagerDaemon(name, ports, mbufs, hugepage_mb, cpus, parent_pid, show_stats, busy_poll)
     except (OnvmError, ValueError) as e:
         print("onvm manager: %s" % e, file=sys.stderr, flush=True)
         return 2
@@ -289,8 +294,10 @@ def main(argv=None):
     ap.add_argument("--cpus")
     ap.add_argument("--parent", type=int)
     ap.add_argument("--stats", action="store_true")
+    ap.add_argument("--busy-poll", action="store_true")
     a = ap.parse_args(argv)
-    return run(a.name, a.ports or ["ring", "ring"], a.mbufs, a.hugepage_mb, a.cpus, a.parent, a.stats)
+    return run(a.name, a.ports or ["ring", "ring"], a.mbufs, a.hugepage_mb, a.cpus, a.parent, a.stats,
+               a.busy_poll)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,11 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
-.venv/bin/pip install -q --upgrade pip >/dev/null
-.venv/bin/pip install -q -e '.[test]'
+# Quiet unless it fails: the build of the C core prints a lot.
+log=.venv/install.log
+if ! { .venv/bin/pip install -q --upgrade pip && .venv/bin/pip install -e '.[test]'; } >"$log" 2>&1; then
+    tail -40 "$log"
+    echo "onvm setup: pip install failed; full log in $log" >&2
+    exit 1
+fi
 echo "onvm setup: done ($(.venv/bin/python -c 'import onvm; print(onvm.__version__)'))"

@@ -231,3 +231,30 @@ def test_idle_nfs_sleep(mgr):
     time.sleep(1.0)
     # asleep on its doorbell: it wakes only for its 100 ms self-check
     assert f.stats()["wakeups"] - before <= 15
+
+
+def test_pcap_ports_replay_and_record(tmp_path):
+    from scapy.utils import rdpcap, wrpcap
+    sent = [udp(sport=3000 + i) for i in range(100)]
+    wrpcap(str(tmp_path / "in.pcap"), sent)
+    ports = ["pcap:rx=%s" % (tmp_path / "in.pcap"), "pcap:tx=%s" % (tmp_path / "out.pcap")]
+    with onvm.Manager(name="pcap%d" % __import__("os").getpid(), ports=ports) as m:
+        m.set_default_chain([1, onvm.ToPort(1)])
+        m.launch(onvm.native("forward"), service=1)
+        assert m.stats()["ports"][0]["rx"] == 0       # waits for replay()
+        m.replay(port=0)
+        assert wait_for(lambda: m.stats()["ports"][1]["tx"] == 100, 10)
+        assert m.stats()["ports"][0]["rx"] == 100
+        with pytest.raises(ValueError, match="ring port"):
+            m.inject([udp(1)], port=0)
+    # the pcap is complete once the manager has stopped
+    assert [bytes(p) for p in rdpcap(str(tmp_path / "out.pcap"))] == [bytes(p) for p in sent]
+
+
+def test_busy_poll_mode(tmp_path):
+    with onvm.Manager(name="busy%d" % __import__("os").getpid(), busy_poll=True) as m:
+        f = m.launch(onvm.native("forward"), service=1)
+        m.set_default_chain([1, onvm.ToPort(1)])
+        m.inject([udp(sport=i) for i in range(100)], port=0)
+        assert len(m.capture(port=1, count=100, timeout=5)) == 100
+        assert f.stats()["wakeups"] == 0     # it never slept

@@ -95,6 +95,11 @@ int onvm_mgr_add_port(unsigned kind, const char *devargs)
 	return ports_add(kind, devargs);
 }
 
+void onvm_mgr_set_busy_poll(int on)
+{
+	onvm_mgr.shm->busy_poll = !!on;
+}
+
 int onvm_mgr_start(void)
 {
 	int ret = ports_start();

@@ -204,7 +204,7 @@ static unsigned rx_burst(struct onvm_nf *nf, struct rte_mbuf **pkts, uint32_t ti
 		if (start == 0)
 			start = now;
 		uint64_t idle = now - start;
-		if (idle < ONVM_SPIN_NS) {
+		if (idle < ONVM_SPIN_NS || (nf->shm->busy_poll && idle < timeout_ns)) {
 			rte_pause();
 			continue;
 		}

@@ -16,10 +16,15 @@ int onvm_mgr_init(int argc, char **argv, const char *shm_path, uint32_t nb_mbufs
 /* Add a port (enum onvm_port_kind); returns its index.  devargs: vdev
  * arguments for pcap/tap, a PCI address for pci, ignored for ring/null. */
 int onvm_mgr_add_port(unsigned kind, const char *devargs);
+/* Busy polling: no thread or NF ever sleeps.  For machines with a core per
+ * thread; on small machines idle threads must sleep (the default). */
+void onvm_mgr_set_busy_poll(int on);
 /* Start ports, launch the RX and TX threads. */
 int onvm_mgr_start(void);
 /* Control work, called every few ms: messages, liveness, recovery, stats. */
 void onvm_mgr_tick(void);
+/* Start receiving on a port that waits (a pcap file to replay). */
+int onvm_mgr_enable_rx(uint16_t port);
 /* Copy packets into mbufs and hand them to a ring port's receive side.
  * buf holds n packets back to back, lens their lengths.  Returns the count
  * accepted (the rest did not fit: pool or ring full). */

@@ -143,6 +143,7 @@ struct onvm_port_slot {
 	uint32_t kind;
 	uint16_t ethdev;     /* DPDK port id */
 	uint16_t used;
+	uint32_t rx_enabled; /* control: the RX thread polls it (pcap replay waits) */
 	char name[48];
 	uint8_t mac[6];
 	struct onvm_port_rx_stats {
@@ -192,6 +193,7 @@ struct onvm_shm {
 	uint32_t pool_size;
 	uint32_t nb_tx_threads;
 	uint32_t nf_ring_size;
+	uint32_t busy_poll;      /* 1: nobody sleeps (dedicated cores, benchmarks) */
 	char prefix[64];
 
 	/* written by the control thread */

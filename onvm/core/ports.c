@@ -90,6 +90,9 @@ int ports_add(unsigned kind, const char *devargs)
 	p->kind = kind;
 	p->ethdev = ethdev;
 	p->used = 1;
+	/* A pcap file replays only when asked (onvm_mgr_enable_rx), so the
+	 * chain and NFs can be set up first. */
+	p->rx_enabled = !(kind == ONVM_PORT_PCAP && strstr(devargs, "rx_pcap=") != NULL);
 	snprintf(p->name, sizeof(p->name), "%s%s%s", kind_names[kind], devargs[0] ? ":" : "", devargs);
 	shm->nb_ports = i + 1;
 	return (int)i;
@@ -143,6 +146,17 @@ static int check_ring_port(uint16_t port)
 			       kind_names[shm->ports[port].kind]);
 		return -EINVAL;
 	}
+	return 0;
+}
+
+int onvm_mgr_enable_rx(uint16_t port)
+{
+	struct onvm_shm *shm = onvm_mgr.shm;
+	if (port >= shm->nb_ports) {
+		onvm_set_error("port %u does not exist (ports: 0..%u)", port, shm->nb_ports - 1);
+		return -ENODEV;
+	}
+	__atomic_store_n(&shm->ports[port].rx_enabled, 1, __ATOMIC_RELEASE);
 	return 0;
 }
 

@@ -32,6 +32,8 @@ int rx_thread_main(void *arg)
 		unsigned work = 0;
 		for (unsigned p = 0; p < shm->nb_ports; p++) {
 			struct onvm_port_slot *ps = &shm->ports[p];
+			if (unlikely(!ps->rx_enabled))
+				continue;
 			unsigned n = rte_eth_rx_burst(ps->ethdev, 0, pkts, ONVM_BURST);
 			for (unsigned i = 0; i < n; i++) {
 				struct rte_mbuf *m = pkts[i];
@@ -58,7 +60,7 @@ int rx_thread_main(void *arg)
 		uint64_t now = onvm_now_ns();
 		if (idle_since == 0)
 			idle_since = now;
-		if (now - idle_since < ONVM_SPIN_NS) {
+		if (now - idle_since < ONVM_SPIN_NS || shm->busy_poll) {
 			rte_pause();
 			continue;
 		}

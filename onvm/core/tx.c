@@ -187,7 +187,7 @@ int tx_thread_main(void *arg)
 		uint64_t now = onvm_now_ns();
 		if (idle_since == 0)
 			idle_since = now;
-		if (now - idle_since < ONVM_SPIN_NS) {
+		if (now - idle_since < ONVM_SPIN_NS || shm->busy_poll) {
 			rte_pause();
 			continue;
 		}

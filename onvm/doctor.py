@@ -1,0 +1,481 @@
+"""`onvm doctor` (is this machine ready for onvm?) and `onvm cleanup`
+(remove what crashed or killed managers left behind: runtime dirs,
+hugepage files, orphaned NF processes, old logs).
+
+Processes are only ever killed by pid, and only pids an onvm manager
+recorded whose command line mentions onvm; never by name pattern."""
+import fcntl
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+from . import paths
+from .errors import OnvmError
+
+MANAGER_MB = 256          # hugepage memory one manager takes by default
+DPDK_VERSION = "22.11"
+STOP_TIMEOUT = 10.0       # SIGTERM -> SIGKILL for a running manager
+KILL_TIMEOUT = 5.0        # waiting for SIGKILLed processes to go away
+START_GRACE = 10.0        # a runtime dir without control file younger than this may be a manager starting
+LOG_MIN_AGE = 60.0        # log dirs touched more recently may belong to a manager that is starting
+
+_HUGEFILE = re.compile(r"^%s(.+)map_\d+$" % re.escape(paths.PREFIX))
+
+
+# ---- small helpers ------------------------------------------------------------
+
+def _alive(pid):
+    """True if pid is a live process: not a zombie, and (DPDK processes are
+    multi-threaded) not a zombie leader whose other threads are still exiting."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            stat = f.read()
+    except OSError:
+        return False
+    fields = stat.rpartition(")")[2].split()
+    if fields and fields[0] not in ("Z", "X"):
+        return True
+    try:
+        return len(os.listdir("/proc/%d/task" % pid)) > 1
+    except OSError:
+        return False
+
+
+def _wait_gone(pids, timeout):
+    """Wait until none of pids is alive.  returns: the pids still alive."""
+    deadline = time.monotonic() + timeout
+    left = [p for p in pids if _alive(p)]
+    while left and time.monotonic() < deadline:
+        time.sleep(0.05)
+        left = [p for p in left if _alive(p)]
+    return left
+
+
+def _primary_holds_lock(name):
+    """True if a DPDK primary process holds the lock on this manager's
+    runtime config file: a manager that is alive, even if it has not yet
+    written its control file (it is starting) or it is shutting down."""
+    path = os.path.join(paths.run_dir(name), "config")
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)      # also drops our lock, if we got it
+    return False
+
+
+def _starting(name):
+    """True if name looks like a manager that is starting or stopping: a DPDK
+    primary holds its runtime dir, or the dir is seconds old and has no
+    control file yet (DPDK makes the dir before it takes the lock)."""
+    if _primary_holds_lock(name):
+        return True
+    rd = paths.run_dir(name)
+    try:
+        young = time.time() - os.path.getmtime(rd) < START_GRACE
+    except OSError:
+        return False
+    return young and not os.path.exists(paths.shm_path(name))
+
+
+def _file_in_use(path):
+    """True if some process holds a flock on path (DPDK takes a shared one
+    on every hugepage file it maps)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def _onvm_hugepage_files():
+    """{manager name: [paths]} of every onvm-* file in hugetlbfs mounts."""
+    out = {}
+    for m in paths.hugepage_mounts():
+        try:
+            entries = os.listdir(m)
+        except OSError:
+            continue
+        for e in sorted(entries):
+            if not e.startswith(paths.PREFIX):
+                continue
+            match = _HUGEFILE.match(e)
+            name = match.group(1) if match else e[len(paths.PREFIX):]
+            out.setdefault(name, []).append(os.path.join(m, e))
+    return out
+
+
+def _logs_root():
+    return os.path.join(tempfile.gettempdir(), "onvm-logs")
+
+
+def _meminfo():
+    info = {}
+    with open("/proc/meminfo") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if v.split():
+                info[k] = int(v.split()[0])
+    return info
+
+
+def _nearest_existing(path):
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return path
+
+
+# ---- onvm doctor --------------------------------------------------------------
+# Each check returns a list of (status, what, problem, fix); status is
+# "ok", "FAIL" or "warn".  Only FAIL changes the exit code.
+
+def check_dpdk():
+    fix = "apt-get install libdpdk-dev dpdk pkg-config"
+    try:
+        r = subprocess.run(["pkg-config", "--modversion", "libdpdk"], capture_output=True, text=True, timeout=10)
+    except FileNotFoundError:
+        return [("FAIL", "DPDK", "pkg-config is not installed, so DPDK cannot be found", fix)]
+    except subprocess.TimeoutExpired:
+        return [("FAIL", "DPDK", "pkg-config --modversion libdpdk did not answer within 10 s", fix)]
+    version = r.stdout.strip()
+    if r.returncode != 0 or not version:
+        return [("FAIL", "DPDK", "libdpdk is not installed (pkg-config --modversion libdpdk failed)", fix)]
+    if version != DPDK_VERSION and not version.startswith(DPDK_VERSION + "."):
+        return [("FAIL", "DPDK", "DPDK %s is installed; onvm needs %s" % (version, DPDK_VERSION), fix)]
+    return [("ok", "DPDK %s (pkg-config libdpdk)" % version, None, None)]
+
+
+def check_core():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if os.path.exists(os.path.join(root, "scripts", "setup.sh")):
+        fix = "cd %s && scripts/setup.sh" % root
+    elif os.path.exists(os.path.join(root, "setup.py")):
+        fix = "cd %s && %s -m pip install -e ." % (root, sys.executable)
+    else:
+        fix = "%s -m pip install -e ." % sys.executable
+    try:
+        from . import _core
+        _core.lib.ONVM_MAX_NFS
+    except (ImportError, OSError, AttributeError) as e:
+        return [("FAIL", "onvm._core", "the compiled extension does not import: %s" % e, fix)]
+    return [("ok", "onvm._core extension imports (%s)" % os.path.basename(_core.__file__), None, None)]
+
+
+def check_hugepages():
+    out = []
+    try:
+        with open("/proc/sys/vm/nr_hugepages") as f:
+            nr = int(f.read().strip() or 0)
+        info = _meminfo()
+    except (OSError, ValueError) as e:
+        return [("FAIL", "hugepages", "cannot read hugepage settings: %s" % e, None)]
+    size_kb = info.get("Hugepagesize", 2048)
+    free_pages = max(0, info.get("HugePages_Free", 0) - info.get("HugePages_Rsvd", 0))
+    free_mb = free_pages * size_kb // 1024
+    if nr <= 0:
+        out.append(("FAIL", "hugepages", "none are reserved (/proc/sys/vm/nr_hugepages is 0)",
+                    "echo 512 > /proc/sys/vm/nr_hugepages"))
+    elif free_mb < MANAGER_MB:
+        missing = -(-(MANAGER_MB - free_mb) * 1024 // size_kb)
+        problem = "%d MB free of %d MB; one manager needs %d MB" % (free_mb, nr * size_kb // 1024, MANAGER_MB)
+        fix = "echo %d > /proc/sys/vm/nr_hugepages" % max(512, nr + missing)
+        stale = [n for n in _onvm_hugepage_files() if not _manager_alive(n)]
+        if stale:
+            problem += "; stopped managers still hold hugepage files (%s)" % ", ".join(stale)
+            fix = "onvm cleanup"
+        out.append(("FAIL", "hugepages", problem, fix))
+    else:
+        out.append(("ok", "hugepages: %d x %d kB reserved, %d MB free (a manager needs %d MB)"
+                    % (nr, size_kb, free_mb, MANAGER_MB), None, None))
+    mounts = paths.hugepage_mounts()
+    if mounts:
+        out.append(("ok", "hugetlbfs mounted at %s" % ", ".join(mounts), None, None))
+    else:
+        out.append(("FAIL", "hugetlbfs", "no hugetlbfs is mounted",
+                    "mkdir -p /dev/hugepages && mount -t hugetlbfs nodev /dev/hugepages"))
+    return out
+
+
+def check_permissions():
+    if os.geteuid() == 0:
+        return [("ok", "permissions: running as root", None, None)]
+    denied = [m for m in paths.hugepage_mounts() if not os.access(m, os.W_OK | os.X_OK)]
+    root = _nearest_existing(paths.runtime_root())
+    if not os.access(root, os.W_OK | os.X_OK):
+        denied.append(root)
+    if denied:
+        return [("FAIL", "permissions", "not root, and %s not writable: %s"
+                 % ("it is" if len(denied) == 1 else "they are", ", ".join(denied)),
+                 "sudo -E %s -m onvm doctor" % sys.executable)]
+    return [("ok", "permissions: hugetlbfs and %s are writable (not root)" % paths.runtime_root(), None, None)]
+
+
+def check_docker():
+    what = "docker"
+    if shutil.which("docker") is None:
+        return [("warn", what, "the docker command is not installed (only needed for container NFs)",
+                 "apt-get install docker.io && dockerd --bridge=none --iptables=false &")]
+    fix = "dockerd --bridge=none --iptables=false &"
+    try:
+        r = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=10,
+                           stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return [("warn", what, "docker info did not answer within 10 s (only needed for container NFs)", fix)]
+    except OSError as e:
+        return [("warn", what, "cannot run docker: %s (only needed for container NFs)" % e, fix)]
+    if r.returncode != 0:
+        lines = [ln.strip() for ln in (r.stderr + "\n" + r.stdout).splitlines() if ln.strip()]
+        err = next((ln for ln in lines if "daemon" in ln.lower() or "error" in ln.lower()),
+                   lines[-1] if lines else "exit status %d" % r.returncode)
+        return [("warn", what, "the docker daemon does not answer: %s (only needed for container NFs)" % err, fix)]
+    return [("ok", "docker: the daemon answers", None, None)]
+
+
+def _manager_alive(name):
+    from .mgrd import running_manager_pid
+    return bool(running_manager_pid(name)) or _starting(name)
+
+
+def check_managers():
+    from .mgrd import running_manager_pid
+    out = []
+    names = paths.manager_names()
+    for name in names:
+        pid = running_manager_pid(name)
+        if pid:
+            out.append(("ok", "manager %s: running (pid %d)" % (name, pid), None, None))
+        elif _starting(name):
+            out.append(("ok", "manager %s: starting or stopping" % name, None, None))
+        else:
+            out.append(("warn", "manager %s" % name, "stale: not running, but %s is left behind"
+                        % paths.run_dir(name), "onvm cleanup"))
+    orphans = sorted(n for n in _onvm_hugepage_files() if n not in names)
+    if orphans:
+        out.append(("warn", "hugepage files", "left by managers that are gone: %s" % ", ".join(orphans),
+                    "onvm cleanup"))
+    if not names:
+        out.append(("ok", "managers: none running", None, None))
+    return out
+
+
+CHECKS = (check_dpdk, check_core, check_hugepages, check_permissions, check_docker, check_managers)
+
+
+def run_checks():
+    """Check the machine; print one line per check.  returns: 0 if nothing
+    FAILed (warnings do not count), else 1."""
+    failed = 0
+    for check in CHECKS:
+        try:
+            results = check()
+        except Exception as e:    # a broken check must not hide the others
+            results = [("FAIL", check.__name__[6:], "the check itself failed: %r" % (e,), None)]
+        for status, what, problem, fix in results:
+            if status == "ok":
+                print("ok   %s" % what)
+                continue
+            print("%-4s %s: %s" % (status, what, problem))
+            if fix:
+                print("     fix: %s" % fix)
+            if status == "FAIL":
+                failed += 1
+    sys.stdout.flush()
+    return 1 if failed else 0
+
+
+# ---- onvm cleanup ---------------------------------------------------------------
+
+def _stop_manager(name, pid):
+    """SIGTERM a running manager, SIGKILL it after STOP_TIMEOUT.  returns: True if it is gone."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return True
+    if not _wait_gone([pid], STOP_TIMEOUT):
+        return True
+    print("manager %s (pid %d) did not stop within %d s; killing it" % (name, pid, STOP_TIMEOUT))
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return True
+    return not _wait_gone([pid], KILL_TIMEOUT)
+
+
+def _kill_nfs(name):
+    """SIGKILL the NF processes a dead manager's control file lists.  returns: how many."""
+    from .mgrd import pid_is_onvm
+    from .stats import ControlFile
+    from ._core import lib
+    try:
+        cf = ControlFile(name)
+    except (OnvmError, OSError, ValueError):
+        return 0
+    try:
+        nfs = cf.shm.nfs
+        pids = sorted({int(nfs[i].pid) for i in range(lib.ONVM_MAX_NFS)
+                       if nfs[i].state != lib.ONVM_NF_FREE and nfs[i].pid > 0})
+    finally:
+        cf.close()
+    killed = []
+    for pid in pids:
+        if pid == os.getpid() or not _alive(pid) or not pid_is_onvm(pid):
+            continue
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            continue
+        except PermissionError as e:
+            print("could not kill NF process %d of manager %s: %s" % (pid, name, e))
+            continue
+        print("killed NF process %d of manager %s" % (pid, name))
+        killed.append(pid)
+    for pid in _wait_gone(killed, KILL_TIMEOUT):
+        print("NF process %d of manager %s is still alive after SIGKILL" % (pid, name))
+    return len(killed)
+
+
+def _remove_manager_files(name):
+    """Runtime dir and hugepage files of a manager that is gone.  returns: items removed."""
+    from .mgrd import remove_leftovers
+    rd = paths.run_dir(name)
+    had_dir = os.path.isdir(rd)
+    files = paths.hugepage_files(name)
+    remove_leftovers(name)
+    n = 0
+    if had_dir:
+        if os.path.exists(rd):
+            print("could not remove runtime dir %s" % rd)
+        else:
+            print("removed runtime dir %s" % rd)
+            n += 1
+    if files:
+        left = [f for f in files if os.path.exists(f)]
+        gone = len(files) - len(left)
+        if gone:
+            print("removed %d hugepage file(s) of manager %s (%s)"
+                  % (gone, name, os.path.join(os.path.dirname(files[0]), paths.file_prefix(name) + "map_*")))
+            n += 1
+        if left:
+            print("could not remove %d hugepage file(s) of manager %s, e.g. %s" % (len(left), name, left[0]))
+    return n
+
+
+def _remove_orphan_hugepages(only=None):
+    """onvm-* hugepage files whose manager has no runtime dir.  returns: items removed."""
+    n = 0
+    for name, files in sorted(_onvm_hugepage_files().items()):
+        if (only is not None and name not in only) or os.path.isdir(paths.run_dir(name)):
+            continue
+        busy = [f for f in files if _file_in_use(f)]
+        if busy:
+            print("kept %d hugepage file(s) of %s: still in use by a process, e.g. %s" % (len(busy), name, busy[0]))
+        removed = 0
+        for f in files:
+            if f in busy:
+                continue
+            try:
+                os.unlink(f)
+                removed += 1
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                print("could not remove %s: %s" % (f, e))
+        if removed:
+            print("removed %d orphaned hugepage file(s) of %s (%s%s*)"
+                  % (removed, name, os.path.dirname(files[0]) + os.sep, paths.file_prefix(name)))
+            n += 1
+    return n
+
+
+def _remove_old_logs(keep, only=None):
+    """Log dirs of managers that are not running.  returns: items removed."""
+    from .mgrd import running_manager_pid
+    root = _logs_root()
+    try:
+        entries = sorted(os.listdir(root))
+    except OSError:
+        return 0
+    now = time.time()
+    n = 0
+    for name in entries:
+        d = os.path.join(root, name)
+        if name in keep or (only is not None and name not in only) or not os.path.isdir(d) or os.path.islink(d):
+            continue
+        if running_manager_pid(name) or _starting(name):
+            continue
+        try:
+            newest = max([os.path.getmtime(d)] + [os.path.getmtime(os.path.join(d, f)) for f in os.listdir(d)])
+        except OSError:
+            continue
+        if now - newest < LOG_MIN_AGE:
+            continue      # may be a manager that is just starting; its runtime dir is not there yet
+        shutil.rmtree(d, ignore_errors=True)
+        if os.path.exists(d):
+            print("could not remove log dir %s" % d)
+        else:
+            print("removed log dir %s" % d)
+            n += 1
+    return n
+
+
+def cleanup(force=False, names=None):
+    """Remove what onvm managers left behind: NF processes of dead managers
+    (by pid, from the control file), runtime dirs, hugepage files, orphaned
+    hugepage files and old log dirs.  Running managers are kept, or with
+    force=True stopped first (SIGTERM, then SIGKILL after 10 s).
+
+    param names: only these managers (default: every one on this machine)
+    returns: 0"""
+    from .mgrd import running_manager_pid
+    only = None if names is None else set(names)
+    removed = 0
+    keep = set()
+    for name in paths.manager_names():
+        if only is not None and name not in only:
+            continue
+        pid = running_manager_pid(name)
+        if pid:
+            if not force:
+                print("kept manager %s: it is running (pid %d); stop it, or use: onvm cleanup --force"
+                      % (name, pid))
+                keep.add(name)
+                continue
+            if not _stop_manager(name, pid):
+                print("kept manager %s: pid %d did not die" % (name, pid))
+                keep.add(name)
+                continue
+            print("stopped manager %s (pid %d)" % (name, pid))
+            removed += 1
+        elif _starting(name):
+            # A DPDK primary holds its runtime dir, or it is brand new: a
+            # manager that is starting (no control file yet) or finishing its shutdown.
+            print("kept manager %s: it is starting or stopping (%s is in use or brand new); "
+                  "run onvm cleanup again in a few seconds" % (name, paths.run_dir(name)))
+            keep.add(name)
+            continue
+        removed += _kill_nfs(name)
+        removed += _remove_manager_files(name)
+    removed += _remove_orphan_hugepages(only)
+    removed += _remove_old_logs(keep, only)
+    print("cleanup: removed %d item(s)" % removed)
+    sys.stdout.flush()
+    return 0
