@@ -1,12 +1,32 @@
 """onvm: OpenNetVM-style NFV in Python.  A DPDK NF manager in its own
 process, NFs as processes written in Python or C, service chains, and
-packets you can inject and capture from a notebook."""
-from .errors import ChainError, OnvmError
-from .manager import NF, Manager, NativeNF, NFSpec, native, nf
-from .context import current_nf
-from .packet import DROP, NEXT, Action, Packet, ToPort, ToService
+packets you can inject and capture from a notebook.
+
+Names are loaded on first use, so `onvm doctor` still runs (and says what
+to fix) when the compiled core is missing or broken."""
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = ["Manager", "NF", "NFSpec", "NativeNF", "nf", "native", "Action", "NEXT", "DROP",
-           "ToService", "ToPort", "Packet", "current_nf", "OnvmError", "ChainError"]
+_EXPORTS = {
+    "Manager": "manager", "NF": "manager", "NFSpec": "manager", "NativeNF": "manager",
+    "nf": "manager", "native": "manager",
+    "Action": "packet", "NEXT": "packet", "DROP": "packet", "ToService": "packet",
+    "ToPort": "packet", "Packet": "packet",
+    "current_nf": "context", "OnvmError": "errors", "ChainError": "errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError("module 'onvm' has no attribute %r" % name)
+    value = getattr(importlib.import_module("." + module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

@@ -36,6 +36,7 @@ CDEF = """
 #define ONVM_SHM_VERSION ...
 #define ONVM_NB_ACTIONS ...
 #define ONVM_LCORE_FIRST_NF ...
+#define ONVM_MAX_THREADS ...
 
 enum onvm_action { ONVM_NEXT, ONVM_DROP, ONVM_TO_SERVICE, ONVM_TO_PORT, ... };
 enum onvm_nf_state { ONVM_NF_FREE, ONVM_NF_CLAIMED, ONVM_NF_RUNNING, ONVM_NF_REJECTED,
@@ -78,14 +79,14 @@ struct onvm_chain { uint32_t length; struct onvm_chain_entry entries[16]; ...; }
 
 struct onvm_shm {
     uint32_t magic; uint32_t version; int32_t mgr_pid; uint32_t ready; uint32_t nb_ports;
-    uint32_t pool_size; uint32_t nb_tx_threads; uint32_t nf_ring_size; uint32_t busy_poll;
+    uint32_t pool_size; uint32_t nb_rx_threads; uint32_t nb_tx_threads; uint32_t nf_ring_size; uint32_t busy_poll;
     char prefix[64];
     uint32_t pool_in_use; uint32_t active_chain; uint64_t tick_ns;
     struct onvm_chain chains[2];
     struct onvm_service services[64];
     struct onvm_doorbell rx_bell; struct onvm_doorbell tx_bell;
-    struct onvm_thread_stats rx_thread;
-    struct onvm_thread_stats tx_thread;
+    struct onvm_thread_stats rx_threads[3];
+    struct onvm_thread_stats tx_threads[3];
     struct onvm_port_slot ports[8];
     struct onvm_nf_slot nfs[32];
     ...;
@@ -98,6 +99,7 @@ int onvm_mgr_init(int argc, char **argv, const char *shm_path, uint32_t nb_mbufs
 int onvm_mgr_add_port(unsigned kind, const char *devargs);
 int onvm_mgr_start(void);
 void onvm_mgr_set_busy_poll(int on);
+int onvm_mgr_set_threads(unsigned rx, unsigned tx);
 void onvm_mgr_tick(void);
 int onvm_mgr_enable_rx(uint16_t port);
 int onvm_mgr_inject(uint16_t port, const uint8_t *buf, const uint32_t *lens, uint32_t n);

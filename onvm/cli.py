@@ -36,7 +36,7 @@ def cmd_mgr(a):
     """Run a manager in the foreground, with live stats."""
     from . import mgrd
     return mgrd.run(a.name, a.port or ["ring", "ring"], a.mbufs, a.hugepage_mb, show_stats=not a.quiet,
-                    busy_poll=a.busy_poll)
+                    busy_poll=a.busy_poll, rx_threads=a.rx_threads, tx_threads=a.tx_threads)
 
 
 def cmd_nf(a):
@@ -147,6 +147,8 @@ def main(argv=None):
     p.add_argument("--hugepage-mb", type=int, default=256)
     p.add_argument("--quiet", action="store_true", help="no live stats")
     p.add_argument("--busy-poll", action="store_true", help="never sleep: a core per thread and NF")
+    p.add_argument("--rx-threads", type=int, default=1, help="RX threads (1..3)")
+    p.add_argument("--tx-threads", type=int, default=1, help="TX threads (1..3)")
     p.set_defaults(func=cmd_mgr)
 
     p = sub.add_parser("nf", help="run an NF against a running manager")

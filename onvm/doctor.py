@@ -167,7 +167,7 @@ def check_dpdk():
 def check_core():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     if os.path.exists(os.path.join(root, "scripts", "setup.sh")):
-        fix = "cd %s && scripts/setup.sh" % root
+        fix = "cd %s && bash scripts/setup.sh" % root
     elif os.path.exists(os.path.join(root, "setup.py")):
         fix = "cd %s && %s -m pip install -e ." % (root, sys.executable)
     else:

@@ -149,10 +149,12 @@ class Manager:
     param ports: port specs (see onvm.ports): "ring", "pcap:rx=in.pcap", ...
     param hugepage_mb: hugepage memory it takes
     param mbufs: packets in the shared pool
-    param busy_poll: threads and NFs never sleep (a core each; big machines)"""
+    param busy_poll: threads and NFs never sleep (a core each; big machines)
+    param rx_threads, tx_threads: manager threads (1..3 each); ports and NFs
+        are shared out among them"""
 
     def __init__(self, name=None, ports=("ring", "ring"), hugepage_mb=256, mbufs=16383, busy_poll=False,
-                 start=True):
+                 rx_threads=1, tx_threads=1, start=True):
         self.name = name or "nb%d-%d" % (os.getpid(), next(_names))
         if not isinstance(self.name, str) or not self.name.replace("-", "").replace("_", "").isalnum() \
                 or len(self.name) > 32:
@@ -171,6 +173,10 @@ class Manager:
         self.hugepage_mb = hugepage_mb
         self.mbufs = mbufs
         self.busy_poll = bool(busy_poll)
+        for what, n in (("rx_threads", rx_threads), ("tx_threads", tx_threads)):
+            if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= lib.ONVM_MAX_THREADS:
+                raise ValueError("%s must be 1..%d, got %r" % (what, lib.ONVM_MAX_THREADS, n))
+        self.rx_threads, self.tx_threads = rx_threads, tx_threads
         self.process = None
         self.control = None
         self.owned = True
@@ -207,6 +213,7 @@ class Manager:
             cmd += ["--port", p]
         if self.busy_poll:
             cmd.append("--busy-poll")
+        cmd += ["--rx-threads", str(self.rx_threads), "--tx-threads", str(self.tx_threads)]
         with open(self.log_path, "w") as log:
             self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                             env=_child_env(), start_new_session=True)

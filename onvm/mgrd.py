@@ -75,7 +75,7 @@ def remove_leftovers(name):
 
 class ManagerDaemon:
     def __init__(self, name, ports, mbufs, hugepage_mb, cpus, parent_pid=None, show_stats=False,
-                 busy_poll=False):
+                 busy_poll=False, rx_threads=1, tx_threads=1):
         self.name = name
         self.parent_pid = parent_pid
         self.show_stats = show_stats
@@ -93,7 +93,7 @@ class ManagerDaemon:
         remove_leftovers(name)
         pci = [d for k, d in specs if k == lib.ONVM_PORT_PCI]
         argv = ["onvm-mgr", "--file-prefix", paths.file_prefix(name), "--proc-type", "primary",
-                "-m", str(hugepage_mb), "--lcores", "(0-2)@(%s)" % cpus, "--no-telemetry",
+                "-m", str(hugepage_mb), "--lcores", "(0-%d)@(%s)" % (rx_threads + tx_threads, cpus), "--no-telemetry",
                 "--huge-dir", paths.hugepage_mounts()[0],
                 "--log-level", os.environ.get("ONVM_DPDK_LOG", "error")]
         # Never touch this machine's NICs unless the user named one.
@@ -105,6 +105,7 @@ class ManagerDaemon:
         for kind, devargs in specs:
             self.check(lib.onvm_mgr_add_port(kind, devargs.encode()))
         lib.onvm_mgr_set_busy_poll(1 if busy_poll else 0)
+        self.check(lib.onvm_mgr_set_threads(rx_threads, tx_threads))
         self.check(lib.onvm_mgr_start())
         fd = os.open(paths.shm_path(name), os.O_RDWR)
         self._map = mmap.mmap(fd, ffi.sizeof("struct onvm_shm"))
@@ -268,12 +269,13 @@ class ManagerDaemon:
 
 
 def run(name, ports=("ring", "ring"), mbufs=16383, hugepage_mb=256, cpus=None, parent_pid=None,
-        show_stats=False, busy_poll=False):
+        show_stats=False, busy_poll=False, rx_threads=1, tx_threads=1):
     """Run a manager in this process until SIGTERM/SIGINT or a shutdown request."""
     if cpus is None:
         cpus = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
     try:
-        d = ManagerDaemon(name, ports, mbufs, hugepage_mb, cpus, parent_pid, show_stats, busy_poll)
+        d = ManagerDaemon(name, ports, mbufs, hugepage_mb, cpus, parent_pid, show_stats, busy_poll,
+                          rx_threads, tx_threads)
     except (OnvmError, ValueError) as e:
         print("onvm manager: %s" % e, file=sys.stderr, flush=True)
         return 2
@@ -295,9 +297,11 @@ def main(argv=None):
     ap.add_argument("--parent", type=int)
     ap.add_argument("--stats", action="store_true")
     ap.add_argument("--busy-poll", action="store_true")
+    ap.add_argument("--rx-threads", type=int, default=1)
+    ap.add_argument("--tx-threads", type=int, default=1)
     a = ap.parse_args(argv)
     return run(a.name, a.ports or ["ring", "ring"], a.mbufs, a.hugepage_mb, a.cpus, a.parent, a.stats,
-               a.busy_poll)
+               a.busy_poll, a.rx_threads, a.tx_threads)
 
 
 if __name__ == "__main__":

@@ -77,7 +77,8 @@ class ControlFile:
             "nfs": {i: self.nf_stats(i) for i, _ in self.nf_slots((lib.ONVM_NF_RUNNING, lib.ONVM_NF_ZOMBIE))},
             "ports": {p: self.port_stats(p) for p in range(shm.nb_ports)},
             "pool": {"size": shm.pool_size, "in_use": shm.pool_in_use},
-            "threads": {"rx_sleeps": shm.rx_thread.sleeps, "tx_sleeps": shm.tx_thread.sleeps},
+            "threads": {"rx": [shm.rx_threads[r].sleeps for r in range(shm.nb_rx_threads)],
+                        "tx": [shm.tx_threads[t].sleeps for t in range(shm.nb_tx_threads)]},
         }
 
     def default_chain(self):

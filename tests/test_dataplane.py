@@ -258,3 +258,17 @@ def test_busy_poll_mode(tmp_path):
         m.inject([udp(sport=i) for i in range(100)], port=0)
         assert len(m.capture(port=1, count=100, timeout=5)) == 100
         assert f.stats()["wakeups"] == 0     # it never slept
+
+
+def test_several_rx_and_tx_threads():
+    import os
+    with onvm.Manager(name="thr%d" % os.getpid(), ports=["ring"] * 3, rx_threads=2, tx_threads=2) as m:
+        nfs = [m.launch(onvm.native("forward"), service=1, name="fwd%d" % i) for i in range(3)]
+        m.set_default_chain([1, onvm.ToPort(2)])
+        for port in (0, 1):   # served by different RX threads
+            m.inject([udp(sport=i) for i in range(200)], port=port)
+        assert len(m.capture(port=2, count=400, timeout=10, raw=True)) == 400
+        assert sum(n.stats()["rx"] for n in nfs) == 400
+        assert len(m.stats()["threads"]["tx"]) == 2
+    with pytest.raises(ValueError, match="rx_threads"):
+        onvm.Manager(rx_threads=5, start=False)

@@ -43,10 +43,6 @@ int onvm_mgr_init(int argc, char **argv, const char *shm_path, uint32_t nb_mbufs
 		onvm_set_error("DPDK EAL init failed: %s", rte_strerror(rte_errno));
 		return -rte_errno;
 	}
-	if (rte_lcore_count() < 3) {
-		onvm_set_error("the manager needs 3 lcores (main, RX, TX); got %u", rte_lcore_count());
-		return -EINVAL;
-	}
 	m->shm = shm_create(shm_path);
 	if (m->shm == NULL)
 		return -errno;
@@ -81,6 +77,7 @@ int onvm_mgr_init(int argc, char **argv, const char *shm_path, uint32_t nb_mbufs
 	struct onvm_shm *shm = m->shm;
 	shm->pool_size = nb_mbufs;
 	shm->nf_ring_size = nf_ring_size;
+	shm->nb_rx_threads = 1;
 	shm->nb_tx_threads = 1;
 	shm->mgr_pid = getpid();
 	for (unsigned i = 0; i < ONVM_MAX_NFS; i++) {
@@ -100,16 +97,34 @@ void onvm_mgr_set_busy_poll(int on)
 	onvm_mgr.shm->busy_poll = !!on;
 }
 
+int onvm_mgr_set_threads(unsigned rx, unsigned tx)
+{
+	if (rx < 1 || rx > ONVM_MAX_THREADS || tx < 1 || tx > ONVM_MAX_THREADS) {
+		onvm_set_error("RX and TX threads: 1..%d each, got %u and %u", ONVM_MAX_THREADS, rx, tx);
+		return -EINVAL;
+	}
+	if (rte_lcore_count() < 1 + rx + tx) {
+		onvm_set_error("%u RX and %u TX threads need %u lcores; EAL has %u", rx, tx, 1 + rx + tx,
+			       rte_lcore_count());
+		return -EINVAL;
+	}
+	onvm_mgr.shm->nb_rx_threads = rx;
+	onvm_mgr.shm->nb_tx_threads = tx;
+	return 0;
+}
+
 int onvm_mgr_start(void)
 {
+	struct onvm_shm *shm = onvm_mgr.shm;
 	int ret = ports_start();
 	if (ret < 0)
 		return ret;
-	/* The main lcore (0) is the Python control loop; RX and TX threads
-	 * take the next two. */
-	ret = rte_eal_remote_launch(rx_thread_main, NULL, ONVM_LCORE_RX);
-	if (ret == 0)
-		ret = rte_eal_remote_launch(tx_thread_main, NULL, ONVM_LCORE_TX);
+	/* The main lcore (0) is the Python control loop; RX threads take the
+	 * next lcores, then TX threads. */
+	for (unsigned r = 0; r < shm->nb_rx_threads && ret == 0; r++)
+		ret = rte_eal_remote_launch(rx_thread_main, (void *)(uintptr_t)r, 1 + r);
+	for (unsigned t = 0; t < shm->nb_tx_threads && ret == 0; t++)
+		ret = rte_eal_remote_launch(tx_thread_main, (void *)(uintptr_t)t, 1 + shm->nb_rx_threads + t);
 	if (ret < 0) {
 		onvm_set_error("cannot launch the RX/TX threads: %s", rte_strerror(-ret));
 		return ret;

@@ -19,6 +19,9 @@ int onvm_mgr_add_port(unsigned kind, const char *devargs);
 /* Busy polling: no thread or NF ever sleeps.  For machines with a core per
  * thread; on small machines idle threads must sleep (the default). */
 void onvm_mgr_set_busy_poll(int on);
+/* How many RX and TX threads (1..ONVM_MAX_THREADS each; default 1 and 1).
+ * EAL must have been given 1 + rx + tx lcores. */
+int onvm_mgr_set_threads(unsigned rx, unsigned tx);
 /* Start ports, launch the RX and TX threads. */
 int onvm_mgr_start(void);
 /* Control work, called every few ms: messages, liveness, recovery, stats. */

@@ -21,10 +21,10 @@
 #define ONVM_BURST 32
 #define ONVM_CACHE_LINE 64
 
-/* lcore IDs: manager main 0, RX 1, TX 2..; NF in slot i uses FIRST_NF + i,
- * so every process has its own mempool cache. */
-#define ONVM_LCORE_RX 1
-#define ONVM_LCORE_TX 2
+/* lcore IDs: manager main 0, then its RX threads, then its TX threads; the
+ * NF in slot i uses FIRST_NF + i, so every process has its own mempool
+ * cache. */
+#define ONVM_MAX_THREADS 3 /* RX threads, and TX threads, per manager */
 #define ONVM_LCORE_FIRST_NF 8
 
 /* DPDK object names (per file prefix, so no clash between managers). */
@@ -191,7 +191,8 @@ struct onvm_shm {
 	uint32_t ready;          /* 1 once ports and rings exist */
 	uint32_t nb_ports;
 	uint32_t pool_size;
-	uint32_t nb_tx_threads;
+	uint32_t nb_rx_threads;  /* RX thread r serves ports p % nb_rx_threads == r */
+	uint32_t nb_tx_threads;  /* TX thread t serves NF slots and ports i % nb_tx_threads == t */
 	uint32_t nf_ring_size;
 	uint32_t busy_poll;      /* 1: nobody sleeps (dedicated cores, benchmarks) */
 	char prefix[64];
@@ -207,12 +208,11 @@ struct onvm_shm {
 	struct onvm_doorbell rx_bell;
 	struct onvm_doorbell tx_bell;
 
-	/* written by RX / TX threads */
+	/* each written by its own RX / TX thread */
 	struct onvm_thread_stats {
 		uint64_t loops;
 		uint64_t sleeps;
-	} rx_thread __attribute__((aligned(ONVM_CACHE_LINE)));
-	struct onvm_thread_stats tx_thread __attribute__((aligned(ONVM_CACHE_LINE)));
+	} __attribute__((aligned(ONVM_CACHE_LINE))) rx_threads[ONVM_MAX_THREADS], tx_threads[ONVM_MAX_THREADS];
 
 	struct onvm_port_slot ports[ONVM_MAX_PORTS];
 	struct onvm_nf_slot nfs[ONVM_MAX_NFS];

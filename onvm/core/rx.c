@@ -11,26 +11,30 @@
 
 static bool rx_has_work(void *arg)
 {
-	(void)arg;
+	unsigned me = (unsigned)(uintptr_t)arg, nb = onvm_mgr.shm->nb_rx_threads;
 	if (onvm_mgr.force_quit)
 		return true;
-	for (unsigned p = 0; p < onvm_mgr.shm->nb_ports; p++)
+	for (unsigned p = me; p < onvm_mgr.shm->nb_ports; p += nb)
 		if (onvm_mgr.port_in[p] && rte_ring_count(onvm_mgr.port_in[p]))
 			return true;
 	return false;
 }
 
+/* RX thread `arg` (0..nb_rx_threads-1) serves every nb_rx_threads-th port. */
 int rx_thread_main(void *arg)
 {
-	(void)arg;
-	static struct onvm_router router;
+	static struct onvm_router routers[ONVM_MAX_THREADS];
+	unsigned me = (unsigned)(uintptr_t)arg;
+	struct onvm_router *router = &routers[me];
 	struct onvm_shm *shm = onvm_mgr.shm;
+	struct onvm_thread_stats *ts = &shm->rx_threads[me];
+	unsigned nb = shm->nb_rx_threads;
 	struct rte_mbuf *pkts[ONVM_BURST];
 	uint64_t idle_since = 0;
 
 	while (!onvm_mgr.force_quit) {
 		unsigned work = 0;
-		for (unsigned p = 0; p < shm->nb_ports; p++) {
+		for (unsigned p = me; p < shm->nb_ports; p += nb) {
 			struct onvm_port_slot *ps = &shm->ports[p];
 			if (unlikely(!ps->rx_enabled))
 				continue;
@@ -45,13 +49,13 @@ int rx_thread_main(void *arg)
 				meta->owner = ONVM_OWNER_MGR;
 				meta->in_port = (uint16_t)p;
 				m->hash.rss = meta->hash;
-				router_route(&router, m, &ps->rx.rx_refused, &ps->rx.rx_drop);
+				router_route(router, m, &ps->rx.rx_refused, &ps->rx.rx_drop);
 			}
 			ps->rx.rx += n;
 			work += n;
 		}
-		router_flush(&router);
-		shm->rx_thread.loops++;
+		router_flush(router);
+		ts->loops++;
 
 		if (work) {
 			idle_since = 0;
@@ -64,12 +68,12 @@ int rx_thread_main(void *arg)
 			rte_pause();
 			continue;
 		}
-		shm->rx_thread.sleeps++;
+		ts->sleeps++;
 		if (onvm_mgr.external_rx) {
 			struct timespec ts = {0, EXTERNAL_POLL_NS};
 			nanosleep(&ts, NULL);
 		} else {
-			onvm_bell_sleep(&shm->rx_bell, rx_has_work, NULL, 100000000ull);
+			onvm_bell_sleep(&shm->rx_bell, rx_has_work, arg, 100000000ull);
 			idle_since = 0;
 		}
 	}

@@ -120,24 +120,24 @@ void router_flush(struct onvm_router *r)
 
 static bool tx_has_work(void *arg)
 {
-	(void)arg;
+	unsigned me = (unsigned)(uintptr_t)arg, nb = onvm_mgr.shm->nb_tx_threads;
 	if (onvm_mgr.force_quit)
 		return true;
-	for (unsigned i = 0; i < ONVM_MAX_NFS; i++)
+	for (unsigned i = me; i < ONVM_MAX_NFS; i += nb)
 		if (rte_ring_count(onvm_mgr.nf_tx[i]))
 			return true;
-	for (unsigned p = 0; p < onvm_mgr.shm->nb_ports; p++)
+	for (unsigned p = me; p < onvm_mgr.shm->nb_ports; p += nb)
 		if (rte_ring_count(onvm_mgr.port_tx[p]))
 			return true;
 	return false;
 }
 
 /* Send what is waiting for each port; returns how many packets it moved. */
-static unsigned send_ports(struct onvm_shm *shm)
+static unsigned send_ports(struct onvm_shm *shm, unsigned me)
 {
 	struct rte_mbuf *pkts[ONVM_BURST];
 	unsigned work = 0;
-	for (unsigned p = 0; p < shm->nb_ports; p++) {
+	for (unsigned p = me; p < shm->nb_ports; p += shm->nb_tx_threads) {
 		unsigned n = rte_ring_sc_dequeue_burst(onvm_mgr.port_tx[p], (void **)pkts, ONVM_BURST, NULL);
 		if (n == 0)
 			continue;
@@ -152,19 +152,23 @@ static unsigned send_ports(struct onvm_shm *shm)
 	return work;
 }
 
-/* The TX thread: takes what each NF returned, routes it, sends port output.
- * Sleeps on tx_bell when nothing moved for a while. */
+/* TX thread `arg` takes what its NFs (slots i % nb_tx_threads == arg)
+ * returned, routes it, and sends the output of its ports.  Sleeps on
+ * tx_bell when nothing moved for a while. */
 int tx_thread_main(void *arg)
 {
-	(void)arg;
-	static struct onvm_router router;
+	static struct onvm_router routers[ONVM_MAX_THREADS];
+	unsigned me = (unsigned)(uintptr_t)arg;
+	struct onvm_router *router = &routers[me];
 	struct onvm_shm *shm = onvm_mgr.shm;
+	struct onvm_thread_stats *ts = &shm->tx_threads[me];
+	unsigned nb = shm->nb_tx_threads;
 	struct rte_mbuf *pkts[ONVM_BURST];
 	uint64_t idle_since = 0;
 
 	while (!onvm_mgr.force_quit) {
 		unsigned work = 0;
-		for (unsigned i = 0; i < ONVM_MAX_NFS; i++) {
+		for (unsigned i = me; i < ONVM_MAX_NFS; i += nb) {
 			struct onvm_nf_slot *s = &shm->nfs[i];
 			uint32_t state = __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
 			if (state != ONVM_NF_RUNNING && state != ONVM_NF_ZOMBIE)
@@ -172,13 +176,13 @@ int tx_thread_main(void *arg)
 			unsigned n = rte_ring_sc_dequeue_burst(onvm_mgr.nf_tx[i], (void **)pkts, ONVM_BURST, NULL);
 			for (unsigned j = 0; j < n; j++) {
 				onvm_meta(pkts[j])->owner = ONVM_OWNER_MGR;
-				router_route(&router, pkts[j], &s->mgr.refused, &s->mgr.chain_end);
+				router_route(router, pkts[j], &s->mgr.refused, &s->mgr.chain_end);
 			}
 			work += n;
 		}
-		router_flush(&router);
-		work += send_ports(shm);
-		shm->tx_thread.loops++;
+		router_flush(router);
+		work += send_ports(shm, me);
+		ts->loops++;
 
 		if (work) {
 			idle_since = 0;
@@ -191,8 +195,8 @@ int tx_thread_main(void *arg)
 			rte_pause();
 			continue;
 		}
-		shm->tx_thread.sleeps++;
-		onvm_bell_sleep(&shm->tx_bell, tx_has_work, NULL, 100000000ull);
+		ts->sleeps++;
+		onvm_bell_sleep(&shm->tx_bell, tx_has_work, arg, 100000000ull);
 		idle_since = 0;
 	}
 	return 0;
