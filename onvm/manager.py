@@ -13,7 +13,7 @@ import time
 
 from . import paths, protocol
 from ._core import lib
-from .errors import OnvmError
+from .errors import ChainError, OnvmError
 from .packet import Action, ToPort, ToService
 from .ports import parse_port
 from .stats import ControlFile
@@ -27,6 +27,8 @@ class NFSpec:
     def __init__(self, fn, service=None, batch=False, name=None):
         if not callable(fn):
             raise ValueError("an NF needs a callable, got %r" % (fn,))
+        if service is not None:
+            _check_service(service)
         self.fn = fn
         self.service = service
         self.batch = bool(batch)
@@ -399,15 +401,15 @@ class Manager:
                 try:
                     e = ToService(e)
                 except ValueError as err:
-                    raise ValueError("chain entry %d: %s" % (i, err)) from None
+                    raise ChainError("chain entry %d: %s" % (i, err)) from None
             if not isinstance(e, (ToService, ToPort)):
-                raise ValueError("chain entry %d: %r is not a service ID, ToService or ToPort" % (i, e))
+                raise ChainError("chain entry %d: %r is not a service ID, ToService or ToPort" % (i, e))
             if isinstance(e, ToPort) and e.dest >= len(self.port_specs):
-                raise ValueError("chain entry %d: port %d does not exist (ports 0..%d)"
+                raise ChainError("chain entry %d: port %d does not exist (ports 0..%d)"
                                  % (i, e.dest, len(self.port_specs) - 1))
             entries.append([e.kind, e.dest])
         if len(entries) > lib.ONVM_MAX_CHAIN:
-            raise ValueError("a chain has at most %d entries" % lib.ONVM_MAX_CHAIN)
+            raise ChainError("a chain has at most %d entries" % lib.ONVM_MAX_CHAIN)
         self._request({"op": "set_chain", "chain": entries})
 
     @property

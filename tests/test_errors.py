@@ -47,8 +47,10 @@ def test_ports_that_do_not_exist(mgr):
 
 
 def test_bad_chain_entries(mgr):
-    with pytest.raises(ValueError, match="chain entry 1"):
+    with pytest.raises(onvm.ChainError, match="chain entry 1"):
         mgr.set_default_chain([1, "fw"])
+    with pytest.raises(ValueError, match="service ID"):
+        onvm.nf(service=100)(lambda pkt: onvm.NEXT)
     with pytest.raises(ValueError, match="chain entry 0"):
         mgr.set_default_chain([0])
 
