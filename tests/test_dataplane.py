@@ -110,11 +110,11 @@ def test_actions_do_what_they_say_and_counters_add_up(mgr):
     cs, fs, ts = s["nfs"][c.instance], s["nfs"][f.instance], s["nfs"][t.instance]
     assert cs["actions"] == {"next": 100, "drop": 100, "to_service": 200, "to_port": 100}
     assert cs["refused"] == 100 and fs["rx"] == 100 and ts["rx"] == 100
-    for n in (cs, fs, ts):   # per NF: in = actions; passed on = tx + tx_drop
+    for n in (cs, fs, ts):   # per NF: in = actions; what it passed on was sent, lost or refused
         assert n["rx"] == sum(n["actions"].values())
-        assert n["rx"] - n["actions"]["drop"] == n["tx"] + n["tx_drop"]
+        assert n["rx"] - n["actions"]["drop"] == n["tx"] + n["tx_drop"] + n["refused"] + n["chain_end"]
     p0, p1 = s["ports"][0], s["ports"][1]
-    drops = cs["actions"]["drop"] + cs["refused"] + sum(n["rx_drop"] + n["tx_drop"] for n in (cs, fs, ts))
+    drops = sum(n["actions"]["drop"] + n["refused"] + n["chain_end"] + n["tx_drop"] for n in (cs, fs, ts))
     assert p0["rx"] == 500 == p0["tx"] + p1["tx"] + drops + p0["rx_drop"]
 
 

@@ -61,15 +61,13 @@ int onvm_mgr_init(int argc, char **argv, const char *shm_path, uint32_t nb_mbufs
 		onvm_set_error("cannot create the message ring: %s", rte_strerror(rte_errno));
 		return -ENOMEM;
 	}
-	/* Every NF slot has its rings from the start: registering is then a
-	 * state change, and a dead NF's rings can be drained at leisure. */
+	/* Every NF slot has its receive ring from the start: registering is
+	 * then a state change, and a dead NF's ring can be drained at leisure.
+	 * The RX thread and any NF produce; the NF alone consumes. */
+	onvm_dp.shm = m->shm;
 	for (unsigned i = 0; i < ONVM_MAX_NFS; i++) {
-		/* rx: RX and TX threads produce; the NF alone consumes. */
-		m->nf_rx[i] = ring_create(ONVM_NF_RX_RING_FMT, i, nf_ring_size, RING_F_SC_DEQ);
-		/* tx: the NF alone produces; the TX thread owning it consumes. */
-		m->nf_tx[i] = ring_create(ONVM_NF_TX_RING_FMT, i, nf_ring_size,
-					  RING_F_SP_ENQ | RING_F_SC_DEQ);
-		if (m->nf_rx[i] == NULL || m->nf_tx[i] == NULL) {
+		onvm_dp.nf_rx[i] = ring_create(ONVM_NF_RX_RING_FMT, i, nf_ring_size, RING_F_SC_DEQ);
+		if (onvm_dp.nf_rx[i] == NULL) {
 			onvm_set_error("cannot create rings for NF slot %u: %s", i, rte_strerror(rte_errno));
 			return -ENOMEM;
 		}

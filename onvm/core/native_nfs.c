@@ -9,7 +9,9 @@
  *   generate  makes UDP packets: rate (pps, 0 = as fast as it can), size
  *             (bytes, >= 60), count (0 = no limit), flows (distinct source
  *             ports), dest (service ID; 0 = follow the default chain)
- * Each is one flat loop: receive, act, hand back. */
+ * Each is one flat loop: receive, act, hand on.  generate is held back by
+ * the next NF's full receive ring (see tx.c), so it runs at the chain's
+ * pace. */
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -176,6 +178,27 @@ static int run_generate(struct onvm_nf *nf, const char *args)
 	struct rte_mbuf *pkts[ONVM_BURST];
 	struct onvm_batch in;
 	uint64_t made = 0, t0 = onvm_now_ns();
+	/* The flow hash of each source port, computed once (see onvm_flow_hash). */
+	uint32_t *flow_hash = malloc(c.flows * sizeof(uint32_t));
+	if (flow_hash == NULL)
+		return -ENOMEM;
+	{
+		struct rte_mbuf *m = rte_pktmbuf_alloc(pool);
+		if (m == NULL) {
+			free(flow_hash);
+			onvm_set_error("generate: the packet pool is empty");
+			return -ENOMEM;
+		}
+		uint8_t *d = (uint8_t *)rte_pktmbuf_append(m, (uint16_t)c.size);
+		memcpy(d, tmpl, c.size);
+		struct rte_udp_hdr *udp = (struct rte_udp_hdr *)(d + sizeof(struct rte_ether_hdr) +
+								 sizeof(struct rte_ipv4_hdr));
+		for (uint64_t f = 0; f < c.flows; f++) {
+			udp->src_port = rte_cpu_to_be_16((uint16_t)(1024 + f));
+			flow_hash[f] = onvm_flow_hash(m);
+		}
+		onvm_free_pkt(m);
+	}
 	uint16_t self = (uint16_t)onvm_nf_instance(nf);
 
 	while (!onvm_nf_should_stop(nf)) {
@@ -204,10 +227,6 @@ static int run_generate(struct onvm_nf *nf, const char *args)
 			if (due - made < burst)
 				burst = (unsigned)(due - made);
 		}
-		if (onvm_nf_tx_room(nf) < burst) {
-			sched_yield(); /* the chain is behind: let it run */
-			continue;
-		}
 		if (rte_pktmbuf_alloc_bulk(pool, pkts, burst) != 0) {
 			sched_yield(); /* pool empty: the chain is behind */
 			continue;
@@ -219,7 +238,8 @@ static int run_generate(struct onvm_nf *nf, const char *args)
 			memcpy(d, tmpl, c.size);
 			struct rte_udp_hdr *udp = (struct rte_udp_hdr *)(d + sizeof(struct rte_ether_hdr) +
 									 sizeof(struct rte_ipv4_hdr));
-			udp->src_port = rte_cpu_to_be_16((uint16_t)(1024 + (made + i) % c.flows));
+			uint64_t flow = (made + i) % c.flows;
+			udp->src_port = rte_cpu_to_be_16((uint16_t)(1024 + flow));
 			if (c.size >= STAMP_OFFSET + 16) {
 				uint64_t stamp[2] = {STAMP_MAGIC, now};
 				memcpy(d + STAMP_OFFSET, stamp, sizeof(stamp));
@@ -228,7 +248,7 @@ static int run_generate(struct onvm_nf *nf, const char *args)
 			meta->action = c.dest ? ONVM_TO_SERVICE : ONVM_NEXT;
 			meta->destination = c.dest ? (uint16_t)c.dest : slot->service;
 			meta->chain_index = ONVM_CHAIN_AFTER_DEST;
-			meta->hash = onvm_flow_hash(m);
+			meta->hash = flow_hash[flow];
 			meta->owner = self;
 			meta->in_port = 0xffff;
 			m->hash.rss = meta->hash;
@@ -236,6 +256,7 @@ static int run_generate(struct onvm_nf *nf, const char *args)
 		made += burst;
 		onvm_nf_send_new(nf, pkts, burst);
 	}
+	free(flow_hash);
 	return 0;
 }
 

@@ -52,7 +52,7 @@ static unsigned drain_rx(unsigned i)
 {
 	struct rte_mbuf *pkts[ONVM_BURST];
 	unsigned n, total = 0;
-	while ((n = rte_ring_sc_dequeue_burst(onvm_mgr.nf_rx[i], (void **)pkts, ONVM_BURST, NULL)) > 0) {
+	while ((n = rte_ring_sc_dequeue_burst(onvm_dp.nf_rx[i], (void **)pkts, ONVM_BURST, NULL)) > 0) {
 		for (unsigned j = 0; j < n; j++)
 			onvm_free_pkt(pkts[j]);
 		total += n;

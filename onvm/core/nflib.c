@@ -1,7 +1,9 @@
 /* nflib.c: the NF library.  An NF is a DPDK secondary process: it claims a
  * slot in the manager's control file, joins the manager's DPDK instance,
  * registers its service over the message ring, then receives bursts from
- * its receive ring and returns them, with verdicts, to its transmit ring. */
+ * its receive ring and hands each packet on according to its verdict:
+ * straight into the next NF's receive ring or a port's TX ring. */
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -20,8 +22,8 @@ struct onvm_nf {
 	struct onvm_nf_slot *slot;
 	unsigned index;
 	struct rte_ring *rx;
-	struct rte_ring *tx;
 	struct rte_mempool *pool;
+	struct onvm_router router;
 	volatile sig_atomic_t stop;
 	bool eal_ready;
 };
@@ -85,11 +87,18 @@ static int join_dpdk(struct onvm_nf *nf, const char *cpus, int argc, char **argv
 	nf->eal_ready = true;
 	char name[RTE_RING_NAMESIZE];
 	nf->pool = rte_mempool_lookup(ONVM_POOL_NAME);
-	snprintf(name, sizeof(name), ONVM_NF_RX_RING_FMT, nf->index);
-	nf->rx = rte_ring_lookup(name);
-	snprintf(name, sizeof(name), ONVM_NF_TX_RING_FMT, nf->index);
-	nf->tx = rte_ring_lookup(name);
-	if (nf->pool == NULL || nf->rx == NULL || nf->tx == NULL) {
+	/* Every ring this NF may hand packets to, for routing. */
+	onvm_dp.shm = nf->shm;
+	for (unsigned i = 0; i < ONVM_MAX_NFS; i++) {
+		snprintf(name, sizeof(name), ONVM_NF_RX_RING_FMT, i);
+		onvm_dp.nf_rx[i] = rte_ring_lookup(name);
+	}
+	for (unsigned p = 0; p < nf->shm->nb_ports; p++) {
+		snprintf(name, sizeof(name), ONVM_PORT_TX_RING_FMT, p);
+		onvm_dp.port_tx[p] = rte_ring_lookup(name);
+	}
+	nf->rx = onvm_dp.nf_rx[nf->index];
+	if (nf->pool == NULL || nf->rx == NULL) {
 		onvm_set_error("the manager's packet pool or rings are missing");
 		return -ENOENT;
 	}
@@ -205,7 +214,7 @@ static unsigned rx_burst(struct onvm_nf *nf, struct rte_mbuf **pkts, uint32_t ti
 			start = now;
 		uint64_t idle = now - start;
 		if (idle < ONVM_SPIN_NS || (nf->shm->busy_poll && idle < timeout_ns)) {
-			rte_pause();
+			onvm_idle_turn(nf->shm->busy_poll);
 			continue;
 		}
 		if (idle >= timeout_ns)
@@ -250,12 +259,27 @@ int onvm_nf_rx(struct onvm_nf *nf, struct onvm_batch *b, uint32_t timeout_ms)
 	return (int)n;
 }
 
+/* Route packets whose meta holds their action; count what happened. */
+static unsigned hand_on(struct onvm_nf *nf, struct rte_mbuf **pkts, unsigned n)
+{
+	struct onvm_router *r = &nf->router;
+	struct onvm_nf_stats *st = &nf->slot->nf;
+	for (unsigned i = 0; i < n; i++)
+		router_route(r, pkts[i], &st->refused, &st->chain_end);
+	router_flush(r);
+	unsigned sent = (unsigned)r->sent;
+	st->tx += r->sent;
+	st->tx_drop += r->dropped;
+	r->sent = r->dropped = 0;
+	return sent;
+}
+
 int onvm_nf_tx(struct onvm_nf *nf, struct onvm_batch *b)
 {
-	struct rte_mbuf *out[ONVM_BURST];
+	struct rte_mbuf *out[ONVM_BURST], *drop[ONVM_BURST];
 	struct rte_mbuf **pkts = (struct rte_mbuf **)b->mbufs;
 	uint64_t *act = nf->slot->nf.act;
-	unsigned n = 0;
+	unsigned n = 0, nb_drop = 0;
 	for (unsigned i = 0; i < b->count; i++) {
 		struct rte_mbuf *m = pkts[i];
 		uint32_t v = b->verdict[i];
@@ -265,43 +289,29 @@ int onvm_nf_tx(struct onvm_nf *nf, struct onvm_batch *b)
 			action = ONVM_DROP;
 		}
 		act[action]++;
+		struct onvm_pkt_meta *meta = onvm_meta(m);
 		if (action == ONVM_DROP) {
-			onvm_free_pkt(m);
+			meta->owner = ONVM_OWNER_MGR; /* see onvm_free_pkt */
+			drop[nb_drop++] = m;
 			continue;
 		}
-		struct onvm_pkt_meta *meta = onvm_meta(m);
 		meta->action = (uint8_t)action;
 		meta->destination = ONVM_VERDICT_DEST(v);
-		/* the data may have grown or shrunk in place */
-		m->data_len = b->len[i];
-		m->pkt_len = b->len[i];
 		out[n++] = m;
 	}
-	unsigned sent = rte_ring_sp_enqueue_burst(nf->tx, (void **)out, n, NULL);
-	for (unsigned i = sent; i < n; i++)
-		onvm_free_pkt(out[i]);
-	nf->slot->nf.tx += sent;
-	nf->slot->nf.tx_drop += n - sent;
 	b->count = 0;
-	if (n)
-		onvm_bell_ring(&nf->shm->tx_bell);
-	return (int)sent;
+	if (nb_drop)
+		rte_pktmbuf_free_bulk(drop, nb_drop);
+	return (int)hand_on(nf, out, n);
 }
 
-/* Put freshly made packets straight into the transmit ring (generate). */
+/* Hand on packets the NF made (generate); their meta is already set. */
 int onvm_nf_send_new(struct onvm_nf *nf, struct rte_mbuf **pkts, unsigned n)
 {
-	unsigned sent = rte_ring_sp_enqueue_burst(nf->tx, (void **)pkts, n, NULL);
-	for (unsigned i = sent; i < n; i++)
-		onvm_free_pkt(pkts[i]);
-	nf->slot->nf.tx += sent;
-	nf->slot->nf.tx_drop += n - sent;
 	nf->slot->nf.created += n;
-	onvm_bell_ring(&nf->shm->tx_bell);
-	return (int)sent;
+	return (int)hand_on(nf, pkts, n);
 }
 
-unsigned onvm_nf_tx_room(struct onvm_nf *nf) { return rte_ring_free_count(nf->tx); }
 struct rte_mempool *onvm_nf_pool(struct onvm_nf *nf) { return nf->pool; }
 struct onvm_nf_slot *onvm_nf_slot(struct onvm_nf *nf) { return nf->slot; }
 struct onvm_shm *onvm_nf_shm(struct onvm_nf *nf) { return nf->shm; }

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <sched.h>
 #include <linux/futex.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -45,6 +46,18 @@ static inline uint64_t onvm_now_ns(void)
  * sleep/wake across cores costs ~20 us here, so spinning a little longer
  * than that keeps busy pipelines from paying it on every gap. */
 #define ONVM_SPIN_NS 50000ull
+
+/* One turn of polling an empty ring.  Yielding, not pausing: on a small
+ * machine the producer we wait for may need this very core, and when
+ * nothing else wants it sched_yield() returns at once.  With a core per
+ * thread (busy_poll) a pause is cheaper. */
+static inline void onvm_idle_turn(bool busy_poll)
+{
+	if (busy_poll)
+		rte_pause();
+	else
+		sched_yield();
+}
 
 static inline void onvm_bell_ring(struct onvm_doorbell *b)
 {
@@ -123,15 +136,21 @@ static inline uint32_t onvm_flow_hash(const struct rte_mbuf *m)
 
 struct onvm_router; /* tx.c */
 
+/* What routing needs, in whichever process routes: the manager (RX thread)
+ * or an NF.  Filled by manager.c/ports.c, or by nflib.c from the names. */
+struct onvm_dataplane {
+	struct onvm_shm *shm;
+	struct rte_ring *nf_rx[ONVM_MAX_NFS];
+	struct rte_ring *port_tx[ONVM_MAX_PORTS];
+};
+extern struct onvm_dataplane onvm_dp;
+
 struct onvm_mgr {
 	struct onvm_shm *shm;
 	struct rte_mempool *pool;
 	struct rte_ring *msg_ring;
-	struct rte_ring *nf_rx[ONVM_MAX_NFS];
-	struct rte_ring *nf_tx[ONVM_MAX_NFS];
 	struct rte_ring *port_in[ONVM_MAX_PORTS];  /* ring ports only */
 	struct rte_ring *port_out[ONVM_MAX_PORTS]; /* ring ports only */
-	struct rte_ring *port_tx[ONVM_MAX_PORTS];
 	bool external_rx;       /* a port whose arrivals nobody announces */
 	volatile bool force_quit;
 	uint64_t last_liveness_ns;
@@ -147,12 +166,16 @@ void ports_stop(void);
 int rx_thread_main(void *arg);
 int tx_thread_main(void *arg);
 
-/* tx.c: route packets by their meta action; used by RX and TX threads */
+/* tx.c: route packets by their meta action; used by the RX thread and NFs.
+ * One router per routing thread: per-destination buffers, and counts of
+ * packets handed on (sent) and lost to full rings (dropped). */
 struct onvm_router {
 	struct rte_mbuf *to_nf[ONVM_MAX_NFS][ONVM_BURST];
 	uint16_t nb_to_nf[ONVM_MAX_NFS];
 	struct rte_mbuf *to_port[ONVM_MAX_PORTS][ONVM_BURST];
 	uint16_t nb_to_port[ONVM_MAX_PORTS];
+	uint64_t sent;
+	uint64_t dropped;
 };
 void router_route(struct onvm_router *r, struct rte_mbuf *m, uint64_t *refused, uint64_t *chain_end);
 void router_flush(struct onvm_router *r);
@@ -176,7 +199,6 @@ void stats_update(void);
 /* nflib.c: what native NFs use beyond the public API */
 int onvm_nf_send_new(struct onvm_nf *nf, struct rte_mbuf **pkts, unsigned n);
 struct rte_mempool *onvm_nf_pool(struct onvm_nf *nf);
-unsigned onvm_nf_tx_room(struct onvm_nf *nf);
 struct onvm_nf_slot *onvm_nf_slot(struct onvm_nf *nf);
 struct onvm_shm *onvm_nf_shm(struct onvm_nf *nf);
 bool onvm_nf_should_stop(struct onvm_nf *nf);

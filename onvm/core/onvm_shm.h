@@ -31,10 +31,9 @@
 #define ONVM_POOL_NAME "onvm_pool"
 #define ONVM_MSG_RING_NAME "onvm_msg"
 #define ONVM_NF_RX_RING_FMT "onvm_nf%u_rx"
-#define ONVM_NF_TX_RING_FMT "onvm_nf%u_tx"
 #define ONVM_PORT_IN_RING_FMT "onvm_port%u_in"   /* inject -> ring port RX */
 #define ONVM_PORT_OUT_RING_FMT "onvm_port%u_out" /* ring port TX -> capture */
-#define ONVM_PORT_TX_RING_FMT "onvm_port%u_tx"   /* anyone -> TX thread -> port */
+#define ONVM_PORT_TX_RING_FMT "onvm_port%u_tx"   /* RX thread, NFs -> TX thread -> port */
 #define ONVM_SHM_FILE "onvm.shm"
 #define ONVM_SOCK_FILE "onvm.sock"
 
@@ -111,8 +110,10 @@ struct onvm_nf_slot {
 	/* written by the NF */
 	struct onvm_nf_stats {
 		uint64_t rx;
-		uint64_t tx;          /* put in its transmit ring */
-		uint64_t tx_drop;     /* transmit ring full */
+		uint64_t tx;          /* handed on to the next NF or port */
+		uint64_t tx_drop;     /* lost: the next ring stayed full */
+		uint64_t refused;     /* actions refused: no such service or port */
+		uint64_t chain_end;   /* NEXT past the end of the chain (dropped) */
 		uint64_t act[ONVM_NB_ACTIONS];
 		uint64_t errors;      /* callback raised or returned a bad action */
 		uint64_t created;     /* packets allocated by the NF (generate) */
@@ -121,11 +122,9 @@ struct onvm_nf_slot {
 		uint64_t app[4];      /* the NF's own counters (see native NFs) */
 	} nf __attribute__((aligned(ONVM_CACHE_LINE)));
 
-	/* written by the manager's RX/TX threads */
+	/* written by whoever sends to it (atomically) and by the manager */
 	struct onvm_nf_mgr_stats {
-		uint64_t rx_drop;     /* its receive ring was full */
-		uint64_t refused;     /* actions the manager refused (dropped) */
-		uint64_t chain_end;   /* NEXT past the end of the chain (dropped) */
+		uint64_t rx_drop;     /* its receive ring stayed full */
 		uint64_t recovered;   /* packets freed after it died */
 	} mgr __attribute__((aligned(ONVM_CACHE_LINE)));
 } __attribute__((aligned(ONVM_CACHE_LINE)));

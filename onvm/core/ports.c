@@ -81,8 +81,8 @@ int ports_add(unsigned kind, const char *devargs)
 		m->external_rx = true;
 	}
 	snprintf(name, sizeof(name), ONVM_PORT_TX_RING_FMT, i);
-	m->port_tx[i] = rte_ring_create(name, PORT_RING_SIZE, rte_socket_id(), RING_F_SC_DEQ);
-	if (m->port_tx[i] == NULL) {
+	onvm_dp.port_tx[i] = rte_ring_create(name, PORT_RING_SIZE, rte_socket_id(), RING_F_SC_DEQ);
+	if (onvm_dp.port_tx[i] == NULL) {
 		onvm_set_error("port %u: cannot create its TX ring: %s", i, rte_strerror(rte_errno));
 		return -ENOMEM;
 	}

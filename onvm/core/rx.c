@@ -65,7 +65,7 @@ int rx_thread_main(void *arg)
 		if (idle_since == 0)
 			idle_since = now;
 		if (now - idle_since < ONVM_SPIN_NS || shm->busy_poll) {
-			rte_pause();
+			onvm_idle_turn(shm->busy_poll);
 			continue;
 		}
 		ts->sleeps++;

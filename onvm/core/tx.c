@@ -1,13 +1,19 @@
-/* tx.c: routing packets by the action in their metadata, and the TX thread
- * that routes what NFs hand back and sends packets out of the ports.
- * The RX thread routes arrivals with the same functions. */
+/* tx.c: routing packets by the action in their metadata, and the TX threads
+ * that send packets out of the ports.  Routing runs wherever a packet is
+ * handed on: in the RX thread for arrivals, and in each NF for what it
+ * returns (NF to NF directly, as later OpenNetVM versions do; see
+ * docs/design.md for why). */
+#include <sched.h>
+
 #include <rte_ethdev.h>
 #include <rte_lcore.h>
 
 #include "onvm_core.h"
 
-/* Free a packet the manager holds.  The owner mark is reset first so the
- * recovery scan after an NF dies never mistakes a free packet for its. */
+struct onvm_dataplane onvm_dp;
+
+/* Free a packet.  The owner mark is reset first so the recovery scan after
+ * an NF dies never mistakes a free packet for one the NF held. */
 void onvm_free_pkt(struct rte_mbuf *m)
 {
 	onvm_meta(m)->owner = ONVM_OWNER_MGR;
@@ -26,34 +32,64 @@ static inline int pick_instance(const struct onvm_shm *shm, uint16_t service, ui
 	return s->slots[hash % n];
 }
 
+/* A ring that is full gets this long to make room before its packets are
+ * dropped.  Meanwhile we yield: on a small machine its consumer may be
+ * waiting for our core.  Upstream NFs block the same way, so an overloaded
+ * chain runs at the pace of its slowest NF instead of burning CPU on
+ * packets it will drop. */
+#define BACKPRESSURE_NS 5000000ull
+
+static unsigned enqueue_waiting(struct rte_ring *ring, struct rte_mbuf **pkts, unsigned n, unsigned sent,
+				struct onvm_doorbell *consumer, const uint32_t *consumer_state)
+{
+	uint64_t deadline = onvm_now_ns() + BACKPRESSURE_NS;
+	onvm_bell_ring(consumer);
+	while (sent < n && onvm_now_ns() < deadline &&
+	       (consumer_state == NULL || __atomic_load_n(consumer_state, __ATOMIC_ACQUIRE) == ONVM_NF_RUNNING)) {
+		sched_yield();
+		sent += rte_ring_enqueue_burst(ring, (void **)pkts + sent, n - sent, NULL);
+	}
+	return sent;
+}
+
 static void flush_nf(struct onvm_router *r, unsigned slot)
 {
-	struct onvm_shm *shm = onvm_mgr.shm;
+	struct onvm_nf_slot *s = &onvm_dp.shm->nfs[slot];
+	struct rte_ring *ring = onvm_dp.nf_rx[slot];
 	unsigned n = r->nb_to_nf[slot];
 	struct rte_mbuf **pkts = r->to_nf[slot];
 	for (unsigned i = 0; i < n; i++)
 		onvm_meta(pkts[i])->owner = (uint16_t)slot;
-	unsigned sent = rte_ring_enqueue_burst(onvm_mgr.nf_rx[slot], (void **)pkts, n, NULL);
+	unsigned sent = rte_ring_enqueue_burst(ring, (void **)pkts, n, NULL);
+	if (unlikely(sent < n))
+		sent = enqueue_waiting(ring, pkts, n, sent, &s->bell, &s->state);
 	if (unlikely(sent < n)) {
 		for (unsigned i = sent; i < n; i++)
 			onvm_free_pkt(pkts[i]);
-		__atomic_fetch_add(&shm->nfs[slot].mgr.rx_drop, n - sent, __ATOMIC_RELAXED);
+		__atomic_fetch_add(&s->mgr.rx_drop, n - sent, __ATOMIC_RELAXED);
 	}
+	r->sent += sent;
+	r->dropped += n - sent;
 	r->nb_to_nf[slot] = 0;
-	onvm_bell_ring(&shm->nfs[slot].bell);
+	onvm_bell_ring(&s->bell);
 }
 
 static void flush_port(struct onvm_router *r, unsigned port)
 {
-	struct onvm_shm *shm = onvm_mgr.shm;
+	struct onvm_shm *shm = onvm_dp.shm;
+	struct rte_ring *ring = onvm_dp.port_tx[port];
 	unsigned n = r->nb_to_port[port];
 	struct rte_mbuf **pkts = r->to_port[port];
-	unsigned sent = rte_ring_enqueue_burst(onvm_mgr.port_tx[port], (void **)pkts, n, NULL);
+	unsigned sent = rte_ring_enqueue_burst(ring, (void **)pkts, n, NULL);
+	if (unlikely(sent < n))
+		sent = enqueue_waiting(ring, pkts, n, sent, &shm->tx_bell, NULL);
 	if (unlikely(sent < n)) {
 		for (unsigned i = sent; i < n; i++)
 			onvm_free_pkt(pkts[i]);
 		__atomic_fetch_add(&shm->ports[port].tx.tx_drop, n - sent, __ATOMIC_RELAXED);
 	}
+	r->sent += sent;
+	r->dropped += n - sent;
 	r->nb_to_port[port] = 0;
 	onvm_bell_ring(&shm->tx_bell);
 }
@@ -63,7 +99,7 @@ static void flush_port(struct onvm_router *r, unsigned port)
  * no such port) and NEXT past the chain's end are counted and dropped. */
 void router_route(struct onvm_router *r, struct rte_mbuf *m, uint64_t *refused, uint64_t *chain_end)
 {
-	struct onvm_shm *shm = onvm_mgr.shm;
+	struct onvm_shm *shm = onvm_dp.shm;
 	struct onvm_pkt_meta *meta = onvm_meta(m);
 	unsigned action = meta->action;
 	uint16_t dest = meta->destination;
@@ -120,47 +156,22 @@ void router_flush(struct onvm_router *r)
 
 static bool tx_has_work(void *arg)
 {
-	unsigned me = (unsigned)(uintptr_t)arg, nb = onvm_mgr.shm->nb_tx_threads;
+	unsigned me = (unsigned)(uintptr_t)arg, nb = onvm_dp.shm->nb_tx_threads;
 	if (onvm_mgr.force_quit)
 		return true;
-	for (unsigned i = me; i < ONVM_MAX_NFS; i += nb)
-		if (rte_ring_count(onvm_mgr.nf_tx[i]))
-			return true;
-	for (unsigned p = me; p < onvm_mgr.shm->nb_ports; p += nb)
-		if (rte_ring_count(onvm_mgr.port_tx[p]))
+	for (unsigned p = me; p < onvm_dp.shm->nb_ports; p += nb)
+		if (rte_ring_count(onvm_dp.port_tx[p]))
 			return true;
 	return false;
 }
 
-/* Send what is waiting for each port; returns how many packets it moved. */
-static unsigned send_ports(struct onvm_shm *shm, unsigned me)
-{
-	struct rte_mbuf *pkts[ONVM_BURST];
-	unsigned work = 0;
-	for (unsigned p = me; p < shm->nb_ports; p += shm->nb_tx_threads) {
-		unsigned n = rte_ring_sc_dequeue_burst(onvm_mgr.port_tx[p], (void **)pkts, ONVM_BURST, NULL);
-		if (n == 0)
-			continue;
-		unsigned sent = rte_eth_tx_burst(shm->ports[p].ethdev, 0, pkts, n);
-		for (unsigned i = sent; i < n; i++)
-			onvm_free_pkt(pkts[i]);
-		shm->ports[p].tx.tx += sent;
-		if (sent < n)
-			__atomic_fetch_add(&shm->ports[p].tx.tx_drop, n - sent, __ATOMIC_RELAXED);
-		work += n;
-	}
-	return work;
-}
-
-/* TX thread `arg` takes what its NFs (slots i % nb_tx_threads == arg)
- * returned, routes it, and sends the output of its ports.  Sleeps on
+/* TX thread `arg` sends what waits for its ports (p % nb_tx_threads == arg)
+ * to the devices; each device queue thus has a single user.  Sleeps on
  * tx_bell when nothing moved for a while. */
 int tx_thread_main(void *arg)
 {
-	static struct onvm_router routers[ONVM_MAX_THREADS];
 	unsigned me = (unsigned)(uintptr_t)arg;
-	struct onvm_router *router = &routers[me];
-	struct onvm_shm *shm = onvm_mgr.shm;
+	struct onvm_shm *shm = onvm_dp.shm;
 	struct onvm_thread_stats *ts = &shm->tx_threads[me];
 	unsigned nb = shm->nb_tx_threads;
 	struct rte_mbuf *pkts[ONVM_BURST];
@@ -168,20 +179,18 @@ int tx_thread_main(void *arg)
 
 	while (!onvm_mgr.force_quit) {
 		unsigned work = 0;
-		for (unsigned i = me; i < ONVM_MAX_NFS; i += nb) {
-			struct onvm_nf_slot *s = &shm->nfs[i];
-			uint32_t state = __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
-			if (state != ONVM_NF_RUNNING && state != ONVM_NF_ZOMBIE)
+		for (unsigned p = me; p < shm->nb_ports; p += nb) {
+			unsigned n = rte_ring_sc_dequeue_burst(onvm_dp.port_tx[p], (void **)pkts, ONVM_BURST, NULL);
+			if (n == 0)
 				continue;
-			unsigned n = rte_ring_sc_dequeue_burst(onvm_mgr.nf_tx[i], (void **)pkts, ONVM_BURST, NULL);
-			for (unsigned j = 0; j < n; j++) {
-				onvm_meta(pkts[j])->owner = ONVM_OWNER_MGR;
-				router_route(router, pkts[j], &s->mgr.refused, &s->mgr.chain_end);
-			}
+			unsigned sent = rte_eth_tx_burst(shm->ports[p].ethdev, 0, pkts, n);
+			for (unsigned i = sent; i < n; i++)
+				onvm_free_pkt(pkts[i]);
+			shm->ports[p].tx.tx += sent;
+			if (sent < n)
+				__atomic_fetch_add(&shm->ports[p].tx.tx_drop, n - sent, __ATOMIC_RELAXED);
 			work += n;
 		}
-		router_flush(router);
-		work += send_ports(shm, me);
 		ts->loops++;
 
 		if (work) {
@@ -192,7 +201,7 @@ int tx_thread_main(void *arg)
 		if (idle_since == 0)
 			idle_since = now;
 		if (now - idle_since < ONVM_SPIN_NS || shm->busy_poll) {
-			rte_pause();
+			onvm_idle_turn(shm->busy_poll);
 			continue;
 		}
 		ts->sleeps++;
