@@ -47,7 +47,7 @@ enum onvm_port_kind { ONVM_PORT_RING, ONVM_PORT_NULL, ONVM_PORT_PCAP, ONVM_PORT_
 struct onvm_doorbell { uint32_t seq; uint32_t sleeping; ...; };
 struct onvm_nf_stats { uint64_t rx; uint64_t tx; uint64_t tx_drop; uint64_t refused;
     uint64_t chain_end; uint64_t act[4];
-    uint64_t errors; uint64_t created; uint64_t wakeups; uint64_t rx_bytes; uint64_t app[4]; ...; };
+    uint64_t errors; uint64_t created; uint64_t wakeups; uint64_t app[4]; ...; };
 struct onvm_nf_mgr_stats { uint64_t rx_drop; uint64_t recovered; ...; };
 struct onvm_port_rx_stats { uint64_t rx; uint64_t rx_drop; uint64_t rx_refused; ...; };
 struct onvm_port_tx_stats { uint64_t tx; uint64_t tx_drop; ...; };

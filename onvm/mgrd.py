@@ -19,6 +19,7 @@ from .errors import OnvmError
 from .ports import parse_port
 from .stats import ControlFile, format_table, rates
 
+NF_RING_SIZE = 4096      # packets an NF's receive ring holds
 CAPTURE_MAX = 65536      # packets kept per ring port until captured
 DRAIN_BURST = 256
 DRAIN_BUF = DRAIN_BURST * 2048 * 2
@@ -101,7 +102,7 @@ class ManagerDaemon:
         self._argv_keep = [ffi.new("char[]", a.encode()) for a in argv]
         c_argv = ffi.new("char *[]", self._argv_keep + [ffi.NULL])
         shm = paths.shm_path(name).encode()
-        self.check(lib.onvm_mgr_init(len(argv), c_argv, shm, mbufs, 1024))
+        self.check(lib.onvm_mgr_init(len(argv), c_argv, shm, mbufs, NF_RING_SIZE))
         for kind, devargs in specs:
             self.check(lib.onvm_mgr_add_port(kind, devargs.encode()))
         lib.onvm_mgr_set_busy_poll(1 if busy_poll else 0)

@@ -53,7 +53,7 @@ class ControlFile:
             "service": s.service, "instance": i, "pid": s.pid,
             "state": NF_STATES.get(s.state, "free"),
             "rx": n.rx, "tx": n.tx, "rx_drop": m.rx_drop, "tx_drop": n.tx_drop,
-            "rx_bytes": n.rx_bytes, "refused": n.refused, "chain_end": n.chain_end,
+            "refused": n.refused, "chain_end": n.chain_end,
             "errors": n.errors, "created": n.created, "recovered": m.recovered,
             "actions": {a: n.act[k] for k, a in enumerate(ACTION_NAMES)},
             "app": list(n.app), "wakeups": n.wakeups,

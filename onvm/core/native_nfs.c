@@ -70,14 +70,15 @@ typedef uint32_t (*verdict_fn)(struct rte_mbuf *m, uint64_t *app);
 
 static int run_loop(struct onvm_nf *nf, verdict_fn fn)
 {
-	struct onvm_batch b;
+	struct rte_mbuf *pkts[ONVM_BURST];
+	uint32_t verdicts[ONVM_BURST];
 	uint64_t *app = onvm_nf_slot(nf)->nf.app;
 	int n;
-	while ((n = onvm_nf_rx(nf, &b, 100)) >= 0) {
+	while ((n = onvm_nf_rx_burst(nf, pkts, 100)) >= 0) {
 		for (int i = 0; i < n; i++)
-			b.verdict[i] = fn((struct rte_mbuf *)b.mbufs[i], app);
+			verdicts[i] = fn(pkts[i], app);
 		if (n)
-			onvm_nf_tx(nf, &b);
+			onvm_nf_tx_burst(nf, pkts, verdicts, (unsigned)n);
 	}
 	return 0;
 }
@@ -171,7 +172,6 @@ static int run_generate(struct onvm_nf *nf, const char *args)
 	if (ret < 0)
 		return ret;
 	struct onvm_nf_slot *slot = onvm_nf_slot(nf);
-	struct onvm_shm *shm = onvm_nf_shm(nf);
 	struct rte_mempool *pool = onvm_nf_pool(nf);
 	uint8_t tmpl[RTE_MBUF_DEFAULT_DATAROOM];
 	build_template(tmpl, c.size);

@@ -231,19 +231,24 @@ static unsigned rx_burst(struct onvm_nf *nf, struct rte_mbuf **pkts, uint32_t ti
 	}
 }
 
-int onvm_nf_rx(struct onvm_nf *nf, struct onvm_batch *b, uint32_t timeout_ms)
+int onvm_nf_rx_burst(struct onvm_nf *nf, struct rte_mbuf **pkts, uint32_t timeout_ms)
 {
 	int stop = 0;
-	struct rte_mbuf **pkts = (struct rte_mbuf **)b->mbufs;
 	unsigned n = rx_burst(nf, pkts, timeout_ms, &stop);
-	b->count = n;
 	if (stop)
 		return -1;
-	uint64_t bytes = 0;
-	for (unsigned i = 0; i < n; i++) {
+	nf->slot->nf.rx += n;
+	return (int)n;
+}
+
+int onvm_nf_rx(struct onvm_nf *nf, struct onvm_batch *b, uint32_t timeout_ms)
+{
+	struct rte_mbuf **pkts = (struct rte_mbuf **)b->mbufs;
+	int n = onvm_nf_rx_burst(nf, pkts, timeout_ms);
+	b->count = n > 0 ? (uint32_t)n : 0;
+	for (int i = 0; i < n; i++) {
 		struct rte_mbuf *m = pkts[i];
 		struct onvm_pkt_meta *meta = onvm_meta(m);
-		bytes += m->pkt_len;
 		/* Python sees one contiguous buffer; chained mbufs are rare on
 		 * virtual ports and get joined here when they fit. */
 		if (unlikely(m->nb_segs > 1))
@@ -254,9 +259,7 @@ int onvm_nf_rx(struct onvm_nf *nf, struct onvm_batch *b, uint32_t timeout_ms)
 		b->hash[i] = meta->hash;
 		b->verdict[i] = ONVM_VERDICT(ONVM_NEXT, 0);
 	}
-	nf->slot->nf.rx += n;
-	nf->slot->nf.rx_bytes += bytes;
-	return (int)n;
+	return n;
 }
 
 /* Route packets whose meta holds their action; count what happened. */
@@ -274,15 +277,14 @@ static unsigned hand_on(struct onvm_nf *nf, struct rte_mbuf **pkts, unsigned n)
 	return sent;
 }
 
-int onvm_nf_tx(struct onvm_nf *nf, struct onvm_batch *b)
+unsigned onvm_nf_tx_burst(struct onvm_nf *nf, struct rte_mbuf **pkts, const uint32_t *verdicts, unsigned count)
 {
 	struct rte_mbuf *out[ONVM_BURST], *drop[ONVM_BURST];
-	struct rte_mbuf **pkts = (struct rte_mbuf **)b->mbufs;
 	uint64_t *act = nf->slot->nf.act;
 	unsigned n = 0, nb_drop = 0;
-	for (unsigned i = 0; i < b->count; i++) {
+	for (unsigned i = 0; i < count; i++) {
 		struct rte_mbuf *m = pkts[i];
-		uint32_t v = b->verdict[i];
+		uint32_t v = verdicts[i];
 		unsigned action = ONVM_VERDICT_ACTION(v);
 		if (unlikely(action >= ONVM_NB_ACTIONS)) {
 			nf->slot->nf.errors++;
@@ -299,10 +301,16 @@ int onvm_nf_tx(struct onvm_nf *nf, struct onvm_batch *b)
 		meta->destination = ONVM_VERDICT_DEST(v);
 		out[n++] = m;
 	}
-	b->count = 0;
 	if (nb_drop)
 		rte_pktmbuf_free_bulk(drop, nb_drop);
-	return (int)hand_on(nf, out, n);
+	return hand_on(nf, out, n);
+}
+
+int onvm_nf_tx(struct onvm_nf *nf, struct onvm_batch *b)
+{
+	unsigned n = b->count;
+	b->count = 0;
+	return (int)onvm_nf_tx_burst(nf, (struct rte_mbuf **)b->mbufs, b->verdict, n);
 }
 
 /* Hand on packets the NF made (generate); their meta is already set. */

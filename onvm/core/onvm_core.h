@@ -198,6 +198,10 @@ void stats_update(void);
 
 /* nflib.c: what native NFs use beyond the public API */
 int onvm_nf_send_new(struct onvm_nf *nf, struct rte_mbuf **pkts, unsigned n);
+/* The batch API without the arrays Python needs: native NFs touch only
+ * what they use of each packet. */
+int onvm_nf_rx_burst(struct onvm_nf *nf, struct rte_mbuf **pkts, uint32_t timeout_ms);
+unsigned onvm_nf_tx_burst(struct onvm_nf *nf, struct rte_mbuf **pkts, const uint32_t *verdicts, unsigned n);
 struct rte_mempool *onvm_nf_pool(struct onvm_nf *nf);
 struct onvm_nf_slot *onvm_nf_slot(struct onvm_nf *nf);
 struct onvm_shm *onvm_nf_shm(struct onvm_nf *nf);

@@ -118,7 +118,6 @@ struct onvm_nf_slot {
 		uint64_t errors;      /* callback raised or returned a bad action */
 		uint64_t created;     /* packets allocated by the NF (generate) */
 		uint64_t wakeups;     /* times it went to sleep and woke */
-		uint64_t rx_bytes;
 		uint64_t app[4];      /* the NF's own counters (see native NFs) */
 	} nf __attribute__((aligned(ONVM_CACHE_LINE)));
 
