@@ -168,7 +168,7 @@ def test_generate_feeds_a_sink(mgr):
     sink = mgr["sink"]
     assert wait_for(lambda: sink.stats()["rx"] == 5000, 10)
     app = sink.stats()["app"]
-    assert app[0] == 5000 and app[2] > 0     # latency samples from generate's timestamps
+    assert 0 < app[0] <= 5000 and app[2] > 0     # latency sampled from generate's timestamps
     assert mgr["generate"].stats()["created"] == 5000
     assert mgr.wait_idle()
 

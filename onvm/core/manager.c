@@ -47,9 +47,9 @@ int onvm_mgr_init(int argc, char **argv, const char *shm_path, uint32_t nb_mbufs
 	if (m->shm == NULL)
 		return -errno;
 
-	/* The private area holds struct onvm_pkt_meta. */
-	uint16_t priv = RTE_ALIGN(sizeof(struct onvm_pkt_meta), RTE_MBUF_PRIV_ALIGN);
-	m->pool = rte_pktmbuf_pool_create(ONVM_POOL_NAME, nb_mbufs, RTE_MEMPOOL_CACHE_MAX_SIZE, priv,
+	if (onvm_meta_field_init(true) < 0)
+		return -ENOSPC;
+	m->pool = rte_pktmbuf_pool_create(ONVM_POOL_NAME, nb_mbufs, RTE_MEMPOOL_CACHE_MAX_SIZE, 0,
 					  RTE_MBUF_DEFAULT_BUF_SIZE, rte_socket_id());
 	if (m->pool == NULL) {
 		onvm_set_error("cannot create a pool of %u packets: %s (raise the hugepage budget)",

@@ -85,6 +85,8 @@ static int join_dpdk(struct onvm_nf *nf, const char *cpus, int argc, char **argv
 		return -rte_errno;
 	}
 	nf->eal_ready = true;
+	if (onvm_meta_field_init(false) < 0)
+		return -ENOENT;
 	char name[RTE_RING_NAMESIZE];
 	nf->pool = rte_mempool_lookup(ONVM_POOL_NAME);
 	/* Every ring this NF may hand packets to, for routing. */

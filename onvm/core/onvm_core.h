@@ -20,6 +20,7 @@
 #include <rte_hash_crc.h>
 #include <rte_ip.h>
 #include <rte_mbuf.h>
+#include <rte_mbuf_dyn.h>
 #include <rte_mempool.h>
 #include <rte_ring.h>
 #include <rte_tcp.h>
@@ -28,9 +29,14 @@
 #include "onvm_shm.h"
 #include "onvm_api.h"
 
+/* Offset of struct onvm_pkt_meta in every mbuf: registered by the manager,
+ * looked up by NFs (onvm_meta_field_init). */
+extern int onvm_meta_offset;
+int onvm_meta_field_init(bool primary);
+
 static inline struct onvm_pkt_meta *onvm_meta(struct rte_mbuf *m)
 {
-	return (struct onvm_pkt_meta *)rte_mbuf_to_priv(m);
+	return RTE_MBUF_DYNFIELD(m, onvm_meta_offset, struct onvm_pkt_meta *);
 }
 
 static inline uint64_t onvm_now_ns(void)

@@ -51,8 +51,11 @@ enum onvm_action {
 #define ONVM_VERDICT_ACTION(v) ((v) >> 16)
 #define ONVM_VERDICT_DEST(v) ((v) & 0xffff)
 
-/* Per-packet metadata in the mbuf private area.  Written by whoever holds
- * the packet (RX thread at arrival, NF on return, TX thread on routing). */
+/* Per-packet metadata, in an mbuf dynamic field (ONVM_META_FIELD): it
+ * lands in the mbuf's second cache line, which allocating and freeing touch
+ * anyway, so routing costs no extra cache line per packet.  Written by
+ * whoever holds the packet (RX thread at arrival, the NF that hands it on). */
+#define ONVM_META_FIELD "onvm_pkt_meta"
 #define ONVM_OWNER_MGR 0xffff  /* held by the manager or a port */
 /* chain_index of a packet an NF made: NEXT continues after the service in
  * `destination` (the maker's), looked up when it is routed. */

@@ -11,6 +11,23 @@
 #include "onvm_core.h"
 
 struct onvm_dataplane onvm_dp;
+int onvm_meta_offset = -1;
+
+int onvm_meta_field_init(bool primary)
+{
+	static const struct rte_mbuf_dynfield desc = {
+		.name = ONVM_META_FIELD,
+		.size = sizeof(struct onvm_pkt_meta),
+		.align = __alignof__(struct onvm_pkt_meta),
+	};
+	onvm_meta_offset = primary ? rte_mbuf_dynfield_register(&desc) : rte_mbuf_dynfield_lookup(ONVM_META_FIELD, NULL);
+	if (onvm_meta_offset < 0) {
+		onvm_set_error("cannot %s the packet metadata field: %s", primary ? "register" : "find",
+			       rte_strerror(rte_errno));
+		return -rte_errno;
+	}
+	return 0;
+}
 
 /* Free a packet.  The owner mark is reset first so the recovery scan after
  * an NF dies never mistakes a free packet for one the NF held. */
