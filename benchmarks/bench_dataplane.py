@@ -327,16 +327,19 @@ def scen_dpdk(args):
         subprocess.run(["cc", "-O3", src, "-o", exe] + flags, check=True)
     prefix = "onvm-bench-ceiling-%d" % os.getpid()
     trials = []
+    # On this VM a pinned two-core ring hop is bimodal (about 8 or about 95
+    # Mpps from one run to the next), so it runs several short trials and
+    # the ceiling is the best one: the physical limit, not a typical run.
     try:
-        for _ in range(args.trials):
-            out = subprocess.run([exe, str(args.window), "--no-pci", "--in-memory", "-l", "0-1",
+        for _ in range(max(args.trials, 6)):
+            out = subprocess.run([exe, "2", "--no-pci", "--in-memory", "-l", "0-1",
                                   "--file-prefix", prefix, "--log-level=error", "--no-telemetry"],
-                                 check=True, capture_output=True, text=True, timeout=args.window + 60).stdout
+                                 check=True, capture_output=True, text=True, timeout=60).stdout
             trials.append(json.loads(out)["mpps"])
     finally:
         import shutil
         shutil.rmtree(os.path.join(paths.runtime_root(), prefix), ignore_errors=True)
-    return {"mpps": sorted(trials)[len(trials) // 2], "trials_mpps": trials, "nfs": {}}
+    return {"mpps": max(trials), "trials_mpps": trials, "nfs": {}}
 
 
 def scen_ceiling(args):
@@ -598,7 +601,7 @@ def rows_for(results):
     def error_row(label, r):
         rows.append((label, "ERROR", "", "", "ERROR", r["error"][:60]))
 
-    labels = {"dpdk": "0 DPDK ring hop (raw ceiling)", "ceiling": "1 onvm: generate->sink", "native": "2 native: gen->forward->sink",
+    labels = {"dpdk": "0 DPDK ring hop (raw, best trial)", "ceiling": "1 onvm: generate->sink", "native": "2 native: gen->forward->sink",
               "py_batch": "3 Python NF, batch", "py_pkt": "4 Python NF, per-packet",
               "py_touch": "5 Python NF, per-packet, writes"}
     targets = {"native": 10.0, "py_batch": 1.0, "py_pkt": 0.5}

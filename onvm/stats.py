@@ -38,7 +38,10 @@ class ControlFile:
 
     def close(self):
         self.shm = None
-        self._map.close()
+        try:
+            self._map.close()
+        except BufferError:
+            pass  # the caller still holds a view into it; the mapping goes with the last one
 
     def nf_slots(self, states=(lib.ONVM_NF_RUNNING,)):
         """(index, slot) of NF slots in the given states."""

@@ -113,3 +113,10 @@ def test_cli_runs_a_manager_nf_chain_and_stats():
                     p.wait()
     assert mgr.returncode == 0
     assert not os.path.exists(onvm.paths.run_dir(name))
+
+
+def test_stop_while_a_stats_view_is_held():
+    with onvm.Manager(name="view%d" % os.getpid()) as m:
+        held = m.control.shm.ports[1].tx      # a live view into the control file
+        run_dir = onvm.paths.run_dir(m.name)
+    assert held is not None and not os.path.exists(run_dir)
