@@ -56,22 +56,31 @@ def _wait_gone(pids, timeout):
     return left
 
 
-def _primary_holds_lock(name):
-    """True if a DPDK primary process holds the lock on this manager's
-    runtime config file: a manager that is alive, even if it has not yet
-    written its control file (it is starting) or it is shutting down."""
-    path = os.path.join(paths.run_dir(name), "config")
+def _locked(path, posix_lock=False):
+    """True if some process holds a lock on path that excludes ours: a POSIX
+    (fcntl) lock, as DPDK holds on its runtime config, or a flock, as it
+    holds on every hugepage file it maps."""
     try:
-        fd = os.open(path, os.O_RDWR)
+        fd = os.open(path, os.O_RDWR if posix_lock else os.O_RDONLY)
     except OSError:
         return False
     try:
-        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if posix_lock:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        else:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         return True
     finally:
         os.close(fd)      # also drops our lock, if we got it
     return False
+
+
+def _primary_holds_lock(name):
+    """True if a DPDK primary process holds this manager's runtime dir: a
+    manager that is alive, even if it has not yet written its control file
+    (it is starting) or it is shutting down."""
+    return _locked(os.path.join(paths.run_dir(name), "config"), posix_lock=True)
 
 
 def _starting(name):
@@ -86,22 +95,6 @@ def _starting(name):
     except OSError:
         return False
     return young and not os.path.exists(paths.shm_path(name))
-
-
-def _file_in_use(path):
-    """True if some process holds a flock on path (DPDK takes a shared one
-    on every hugepage file it maps)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return True
-    finally:
-        os.close(fd)
-    return False
 
 
 def _onvm_hugepage_files():
@@ -385,7 +378,7 @@ def _remove_orphan_hugepages(only=None):
     for name, files in sorted(_onvm_hugepage_files().items()):
         if (only is not None and name not in only) or os.path.isdir(paths.run_dir(name)):
             continue
-        busy = [f for f in files if _file_in_use(f)]
+        busy = [f for f in files if _locked(f)]
         if busy:
             print("kept %d hugepage file(s) of %s: still in use by a process, e.g. %s" % (len(busy), name, busy[0]))
         removed = 0

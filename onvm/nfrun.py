@@ -50,18 +50,25 @@ def bad_return(value):
             % (value,))
 
 
+def bursts(nf, b):
+    """Yield the size of each burst received into b, until the NF is asked
+    to stop (SIGTERM, the manager stopping or gone)."""
+    rx = lib.onvm_nf_rx
+    while True:
+        n = rx(nf, b, 200)   # returns 0 now and then, so signals get handled
+        if n < 0:
+            return
+        if n:
+            yield n
+
+
 def run_per_packet(nf, fn, error):
     """Call fn(pkt) for each packet; its return value is the packet's action."""
     b = ffi.new("struct onvm_batch *")
     verdict = b.verdict
-    rx, tx = lib.onvm_nf_rx, lib.onvm_nf_tx
+    tx = lib.onvm_nf_tx
     drop = DROP.code
-    while True:
-        n = rx(nf, b, 200)
-        if n <= 0:
-            if n < 0:
-                return
-            continue
+    for n in bursts(nf, b):
         for i in range(n):
             try:
                 act = fn(Packet(b, i))
@@ -82,14 +89,9 @@ def run_batch(nf, fn, error):
     list with one action per packet."""
     b = ffi.new("struct onvm_batch *")
     verdict = b.verdict
-    rx, tx = lib.onvm_nf_rx, lib.onvm_nf_tx
+    tx = lib.onvm_nf_tx
     drop = DROP.code
-    while True:
-        n = rx(nf, b, 200)
-        if n <= 0:
-            if n < 0:
-                return
-            continue
+    for n in bursts(nf, b):
         try:
             res = fn([Packet(b, i) for i in range(n)])
             if isinstance(res, Action):

@@ -205,7 +205,8 @@ def test_callback_errors_are_counted_and_reported(mgr):
 
 
 def test_two_managers_side_by_side():
-    with onvm.Manager(name="side-a") as a, onvm.Manager(name="side-b") as b:
+    pid = __import__("os").getpid()
+    with onvm.Manager(name="side-a%d" % pid) as a, onvm.Manager(name="side-b%d" % pid) as b:
         a.launch(onvm.native("forward"), service=1)
         b.launch(onvm.native("forward"), service=1)
         a.set_default_chain([1, onvm.ToPort(1)])
@@ -272,3 +273,17 @@ def test_several_rx_and_tx_threads():
         assert len(m.stats()["threads"]["tx"]) == 2
     with pytest.raises(ValueError, match="rx_threads"):
         onvm.Manager(rx_threads=5, start=False)
+
+
+def test_recovery_frees_only_what_the_dead_nf_held(mgr):
+    first = mgr.launch(onvm.native("forward"), service=1, name="first")   # slot 0
+    mgr.launch(onvm.native("forward"), service=2)
+    mgr.set_default_chain([2, onvm.ToPort(1)])
+    first.kill()
+    slot = mgr.control.shm.nfs[first.instance]
+    assert wait_for(lambda: slot.state == 0, 5)            # recovered and freed
+    assert slot.mgr.recovered == 0                          # it held nothing
+    sent = [bytes(udp(sport=i)) for i in range(2000)]
+    assert mgr.inject(sent, port=0) == 2000
+    assert mgr.capture(port=1, count=2000, timeout=10, raw=True) == sent
+    assert mgr.wait_idle()

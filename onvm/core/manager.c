@@ -35,6 +35,13 @@ static struct rte_ring *ring_create(const char *fmt, unsigned i, unsigned size, 
 	return rte_ring_create(name, size, rte_socket_id(), flags);
 }
 
+/* Every mbuf starts owned by the manager: a zeroed owner mark would name
+ * NF slot 0, and its recovery scan would free packets that are already free. */
+static void init_owner(struct rte_mempool *mp, void *arg, void *obj, unsigned idx)
+{
+	onvm_meta(obj)->owner = ONVM_OWNER_MGR;
+}
+
 int onvm_mgr_init(int argc, char **argv, const char *shm_path, uint32_t nb_mbufs,
 		  uint32_t nf_ring_size)
 {
@@ -56,6 +63,7 @@ int onvm_mgr_init(int argc, char **argv, const char *shm_path, uint32_t nb_mbufs
 			       nb_mbufs, rte_strerror(rte_errno));
 		return -ENOMEM;
 	}
+	rte_mempool_obj_iter(m->pool, init_owner, NULL);
 	m->msg_ring = rte_ring_create(ONVM_MSG_RING_NAME, 256, rte_socket_id(), RING_F_SC_DEQ);
 	if (m->msg_ring == NULL) {
 		onvm_set_error("cannot create the message ring: %s", rte_strerror(rte_errno));

@@ -100,6 +100,7 @@ static int join_dpdk(struct onvm_nf *nf, const char *cpus, int argc, char **argv
 		onvm_dp.port_tx[p] = rte_ring_lookup(name);
 	}
 	nf->rx = onvm_dp.nf_rx[nf->index];
+	nf->router.self = (uint16_t)nf->index;
 	if (nf->pool == NULL || nf->rx == NULL) {
 		onvm_set_error("the manager's packet pool or rings are missing");
 		return -ENOENT;

@@ -65,6 +65,24 @@ static inline void onvm_idle_turn(bool busy_poll)
 		sched_yield();
 }
 
+/* Called once per loop by a polling thread with the work that loop did;
+ * true once it has found nothing to do for ONVM_SPIN_NS and should sleep. */
+static inline bool onvm_idle_check(uint64_t *idle_since, unsigned work, bool busy_poll)
+{
+	if (work) {
+		*idle_since = 0;
+		return false;
+	}
+	uint64_t now = onvm_now_ns();
+	if (*idle_since == 0)
+		*idle_since = now;
+	if (now - *idle_since < ONVM_SPIN_NS || busy_poll) {
+		onvm_idle_turn(busy_poll);
+		return false;
+	}
+	return true;
+}
+
 static inline void onvm_bell_ring(struct onvm_doorbell *b)
 {
 	/* Pairs with the fence in onvm_bell_sleep: either the sleeper sees the
@@ -182,6 +200,7 @@ struct onvm_router {
 	uint16_t nb_to_port[ONVM_MAX_PORTS];
 	uint64_t sent;
 	uint64_t dropped;
+	uint16_t self;  /* owner mark of buffered packets: the NF's slot, or ONVM_OWNER_MGR */
 };
 void router_route(struct onvm_router *r, struct rte_mbuf *m, uint64_t *refused, uint64_t *chain_end);
 void router_flush(struct onvm_router *r);

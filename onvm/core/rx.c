@@ -26,6 +26,7 @@ int rx_thread_main(void *arg)
 	static struct onvm_router routers[ONVM_MAX_THREADS];
 	unsigned me = (unsigned)(uintptr_t)arg;
 	struct onvm_router *router = &routers[me];
+	router->self = ONVM_OWNER_MGR;
 	struct onvm_shm *shm = onvm_mgr.shm;
 	struct onvm_thread_stats *ts = &shm->rx_threads[me];
 	unsigned nb = shm->nb_rx_threads;
@@ -57,21 +58,12 @@ int rx_thread_main(void *arg)
 		router_flush(router);
 		ts->loops++;
 
-		if (work) {
-			idle_since = 0;
+		if (!onvm_idle_check(&idle_since, work, shm->busy_poll))
 			continue;
-		}
-		uint64_t now = onvm_now_ns();
-		if (idle_since == 0)
-			idle_since = now;
-		if (now - idle_since < ONVM_SPIN_NS || shm->busy_poll) {
-			onvm_idle_turn(shm->busy_poll);
-			continue;
-		}
 		ts->sleeps++;
 		if (onvm_mgr.external_rx) {
-			struct timespec ts = {0, EXTERNAL_POLL_NS};
-			nanosleep(&ts, NULL);
+			struct timespec nap = {0, EXTERNAL_POLL_NS};
+			nanosleep(&nap, NULL);
 		} else {
 			onvm_bell_sleep(&shm->rx_bell, rx_has_work, arg, 100000000ull);
 			idle_since = 0;

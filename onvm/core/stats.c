@@ -8,6 +8,18 @@
 
 #include "onvm_core.h"
 
+/* Map an open control file (and close the descriptor). */
+static struct onvm_shm *map_control_file(int fd, const char *path)
+{
+	void *p = mmap(NULL, sizeof(struct onvm_shm), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (p == MAP_FAILED) {
+		onvm_set_error("cannot map %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	return p;
+}
+
 struct onvm_shm *shm_create(const char *path)
 {
 	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
@@ -20,13 +32,9 @@ struct onvm_shm *shm_create(const char *path)
 		close(fd);
 		return NULL;
 	}
-	void *p = mmap(NULL, sizeof(struct onvm_shm), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	close(fd);
-	if (p == MAP_FAILED) {
-		onvm_set_error("cannot map %s: %s", path, strerror(errno));
+	struct onvm_shm *shm = map_control_file(fd, path);
+	if (shm == NULL)
 		return NULL;
-	}
-	struct onvm_shm *shm = p;
 	memset(shm, 0, sizeof(*shm));
 	shm->magic = ONVM_SHM_MAGIC;
 	shm->version = ONVM_SHM_VERSION;
@@ -47,17 +55,13 @@ struct onvm_shm *shm_attach(const char *path)
 		errno = EPROTO;
 		return NULL;
 	}
-	void *p = mmap(NULL, sizeof(struct onvm_shm), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	close(fd);
-	if (p == MAP_FAILED) {
-		onvm_set_error("cannot map %s: %s", path, strerror(errno));
+	struct onvm_shm *shm = map_control_file(fd, path);
+	if (shm == NULL)
 		return NULL;
-	}
-	struct onvm_shm *shm = p;
 	if (shm->magic != ONVM_SHM_MAGIC || shm->version != ONVM_SHM_VERSION ||
 	    !__atomic_load_n(&shm->ready, __ATOMIC_ACQUIRE)) {
 		onvm_set_error("the manager at %s is not ready (or of another version)", path);
-		munmap(p, sizeof(struct onvm_shm));
+		munmap(shm, sizeof(struct onvm_shm));
 		errno = EAGAIN;
 		return NULL;
 	}

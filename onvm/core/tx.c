@@ -56,15 +56,33 @@ static inline int pick_instance(const struct onvm_shm *shm, uint16_t service, ui
  * packets it will drop. */
 #define BACKPRESSURE_NS 5000000ull
 
-static unsigned enqueue_waiting(struct rte_ring *ring, struct rte_mbuf **pkts, unsigned n, unsigned sent,
-				struct onvm_doorbell *consumer, const uint32_t *consumer_state)
+static inline void mark(struct rte_mbuf **pkts, unsigned n, uint16_t owner)
 {
+	for (unsigned i = 0; i < n; i++)
+		onvm_meta(pkts[i])->owner = owner;
+}
+
+/* Enqueue a burst, handing ownership over.  The owner mark changes just
+ * before the enqueue and changes back for what did not fit, so if this
+ * process is killed the recovery scan finds every packet it still held
+ * (only the few nanoseconds between marking and enqueueing are a gap). */
+static unsigned hand_over(struct rte_ring *ring, struct rte_mbuf **pkts, unsigned n, uint16_t self,
+			  uint16_t owner, struct onvm_doorbell *consumer, const uint32_t *consumer_state)
+{
+	mark(pkts, n, owner);
+	unsigned sent = rte_ring_enqueue_burst(ring, (void **)pkts, n, NULL);
+	if (likely(sent == n))
+		return n;
+	mark(pkts + sent, n - sent, self);
 	uint64_t deadline = onvm_now_ns() + BACKPRESSURE_NS;
 	onvm_bell_ring(consumer);
 	while (sent < n && onvm_now_ns() < deadline &&
 	       (consumer_state == NULL || __atomic_load_n(consumer_state, __ATOMIC_ACQUIRE) == ONVM_NF_RUNNING)) {
 		sched_yield();
-		sent += rte_ring_enqueue_burst(ring, (void **)pkts + sent, n - sent, NULL);
+		mark(pkts + sent, n - sent, owner);
+		unsigned k = rte_ring_enqueue_burst(ring, (void **)pkts + sent, n - sent, NULL);
+		mark(pkts + sent + k, n - sent - k, self);
+		sent += k;
 	}
 	return sent;
 }
@@ -72,14 +90,9 @@ static unsigned enqueue_waiting(struct rte_ring *ring, struct rte_mbuf **pkts, u
 static void flush_nf(struct onvm_router *r, unsigned slot)
 {
 	struct onvm_nf_slot *s = &onvm_dp.shm->nfs[slot];
-	struct rte_ring *ring = onvm_dp.nf_rx[slot];
 	unsigned n = r->nb_to_nf[slot];
 	struct rte_mbuf **pkts = r->to_nf[slot];
-	for (unsigned i = 0; i < n; i++)
-		onvm_meta(pkts[i])->owner = (uint16_t)slot;
-	unsigned sent = rte_ring_enqueue_burst(ring, (void **)pkts, n, NULL);
-	if (unlikely(sent < n))
-		sent = enqueue_waiting(ring, pkts, n, sent, &s->bell, &s->state);
+	unsigned sent = hand_over(onvm_dp.nf_rx[slot], pkts, n, r->self, (uint16_t)slot, &s->bell, &s->state);
 	if (unlikely(sent < n)) {
 		for (unsigned i = sent; i < n; i++)
 			onvm_free_pkt(pkts[i]);
@@ -94,12 +107,9 @@ static void flush_nf(struct onvm_router *r, unsigned slot)
 static void flush_port(struct onvm_router *r, unsigned port)
 {
 	struct onvm_shm *shm = onvm_dp.shm;
-	struct rte_ring *ring = onvm_dp.port_tx[port];
 	unsigned n = r->nb_to_port[port];
 	struct rte_mbuf **pkts = r->to_port[port];
-	unsigned sent = rte_ring_enqueue_burst(ring, (void **)pkts, n, NULL);
-	if (unlikely(sent < n))
-		sent = enqueue_waiting(ring, pkts, n, sent, &shm->tx_bell, NULL);
+	unsigned sent = hand_over(onvm_dp.port_tx[port], pkts, n, r->self, ONVM_OWNER_MGR, &shm->tx_bell, NULL);
 	if (unlikely(sent < n)) {
 		for (unsigned i = sent; i < n; i++)
 			onvm_free_pkt(pkts[i]);
@@ -149,7 +159,6 @@ void router_route(struct onvm_router *r, struct rte_mbuf *m, uint64_t *refused, 
 		if (r->nb_to_nf[slot] == ONVM_BURST)
 			flush_nf(r, slot);
 	} else if (action == ONVM_TO_PORT && dest < shm->nb_ports) {
-		meta->owner = ONVM_OWNER_MGR;
 		r->to_port[dest][r->nb_to_port[dest]++] = m;
 		if (r->nb_to_port[dest] == ONVM_BURST)
 			flush_port(r, dest);
@@ -210,17 +219,8 @@ int tx_thread_main(void *arg)
 		}
 		ts->loops++;
 
-		if (work) {
-			idle_since = 0;
+		if (!onvm_idle_check(&idle_since, work, shm->busy_poll))
 			continue;
-		}
-		uint64_t now = onvm_now_ns();
-		if (idle_since == 0)
-			idle_since = now;
-		if (now - idle_since < ONVM_SPIN_NS || shm->busy_poll) {
-			onvm_idle_turn(shm->busy_poll);
-			continue;
-		}
 		ts->sleeps++;
 		onvm_bell_sleep(&shm->tx_bell, tx_has_work, arg, 100000000ull);
 		idle_since = 0;
