@@ -80,20 +80,33 @@ def test_nf_without_manager_says_so():
     assert r.returncode != 0 and "no manager named 'nosuchmgr'" in r.stderr
 
 
-def test_cli_runs_a_manager_nf_chain_and_stats():
+def test_cli_runs_a_manager_nf_chain_and_stats(tmp_path):
     name = "cli%d" % os.getpid()
     onvm_cmd = [sys.executable, "-m", "onvm"]
+    (tmp_path / "my_nfs.py").write_text("import onvm\n\ndef tag(pkt):\n    pkt.data[-1] = 7\n"
+                                        "    return onvm.NEXT\n")
     mgr = subprocess.Popen(onvm_cmd + ["mgr", "--name", name, "--quiet"], stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)
-    nf = None
+    nf = pynf = None
     try:
         assert "ready" in mgr.stdout.readline()
         nf = subprocess.Popen(onvm_cmd + ["nf", "forward", "--service", "2", "--manager", name],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         assert "registered" in nf.stdout.readline()
-        r = subprocess.run(onvm_cmd + ["chain", "2", "port:1", "--manager", name],
+        pynf = subprocess.Popen(onvm_cmd + ["nf", "%s:tag" % (tmp_path / "my_nfs.py"), "--service", "3",
+                                            "--manager", name],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert "registered" in pynf.stdout.readline()
+        r = subprocess.run(onvm_cmd + ["chain", "2", "3", "port:1", "--manager", name],
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr
+        m = onvm.Manager.attach(name)
+        try:
+            m.inject([udp(sport=i) for i in range(20)], port=0)
+            out = m.capture(port=1, count=20, timeout=5, raw=True)
+            assert len(out) == 20 and all(p[-1] == 7 for p in out)
+        finally:
+            m.stop()
         bad = subprocess.run(onvm_cmd + ["chain", "2", "port:7", "--manager", name],
                              capture_output=True, text=True, timeout=60)
         assert bad.returncode != 0 and "port 7 does not exist" in bad.stderr
@@ -101,9 +114,9 @@ def test_cli_runs_a_manager_nf_chain_and_stats():
                              capture_output=True, text=True, timeout=60)
         assert bad.returncode != 0 and "service ID 99" in bad.stderr
         r = subprocess.run(onvm_cmd + ["stats", "--manager", name], capture_output=True, text=True, timeout=60)
-        assert r.returncode == 0 and "forward" in r.stdout and "pool:" in r.stdout
+        assert r.returncode == 0 and "forward" in r.stdout and "tag" in r.stdout and "pool:" in r.stdout
     finally:
-        for p in (nf, mgr):
+        for p in (pynf, nf, mgr):
             if p is not None:
                 p.terminate()
                 try:
