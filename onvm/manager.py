@@ -6,6 +6,7 @@ import atexit
 import base64
 import itertools
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -32,7 +33,7 @@ class NFSpec:
         self.fn = fn
         self.service = service
         self.batch = bool(batch)
-        self.name = name or getattr(fn, "__name__", "nf")
+        self.name = name or getattr(fn, "__name__", "nf").strip("<>")
 
     def __call__(self, *args, **kwargs):
         return self.fn(*args, **kwargs)
@@ -318,6 +319,8 @@ class Manager:
             raise ValueError("service %d would have %d instances; at most %d"
                              % (service, live + replicas, lib.ONVM_MAX_INSTANCES))
         base = name or spec.name
+        if not isinstance(base, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,28}", base):
+            raise ValueError("NF name must be 1..28 letters, digits, - or _, got %r" % (base,))
         names = [base] if replicas == 1 else ["%s.%d" % (base, r) for r in range(replicas)]
         for nm in names:
             if any(n.name == nm and n.alive for n in self.launched):

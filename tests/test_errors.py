@@ -72,6 +72,8 @@ def test_duplicate_nf_name(mgr):
         mgr.launch(onvm.native("forward"), service=1)
     mgr.launch(onvm.native("forward"), service=1, name="forward2")
     assert "forward2" in mgr and len(mgr.nfs) == 2
+    with pytest.raises(ValueError, match="NF name"):
+        mgr.launch(onvm.native("forward"), service=1, name="../etc")
 
 
 def test_nf_without_manager_says_so():

@@ -1,0 +1,68 @@
+"""Faults: whatever dies, nothing is left running or behind."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import onvm
+from conftest import udp, wait_for
+
+
+def alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rpartition(")")[2].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def test_nfs_exit_when_the_manager_is_killed():
+    name = "mkill%d" % os.getpid()
+    mgr = onvm.Manager(name=name)
+    try:
+        nfs = [mgr.launch(onvm.native("forward"), service=1), mgr.launch(lambda p: onvm.NEXT, service=2)]
+        os.kill(mgr.process.pid, signal.SIGKILL)
+        mgr.process.wait()
+        # NFs check on the manager at least every 100 ms while idle
+        assert wait_for(lambda: not any(n.alive for n in nfs), 10)
+    finally:
+        mgr.stop()      # cleans what the killed manager left behind
+    assert not os.path.exists(onvm.paths.run_dir(name))
+    assert onvm.paths.hugepage_files(name) == []
+
+
+def test_manager_and_nfs_stop_when_the_notebook_dies(tmp_path):
+    name = "orphan%d" % os.getpid()
+    script = textwrap.dedent("""
+        import os, sys, onvm
+        mgr = onvm.Manager(name=%r)
+        nf = mgr.launch(onvm.native("forward"), service=1)
+        print(mgr.process.pid, nf.pid, flush=True)
+        os._exit(0)          # a kernel crash: no atexit, no stop()
+    """ % name)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    mgr_pid, nf_pid = map(int, out.stdout.split())
+    try:
+        assert wait_for(lambda: not alive(mgr_pid) and not alive(nf_pid), 15)
+        assert wait_for(lambda: not os.path.exists(onvm.paths.run_dir(name)), 5)
+        assert onvm.paths.hugepage_files(name) == []
+    finally:
+        for pid in (nf_pid, mgr_pid):
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        from onvm.mgrd import remove_leftovers
+        remove_leftovers(name)
+
+
+def test_nf_that_exits_by_itself_leaves_the_service(mgr):
+    quitter = mgr.launch(onvm.native("forward"), service=1, name="quitter")
+    stayer = mgr.launch(onvm.native("forward"), service=1, name="stayer")
+    mgr.set_default_chain([1, onvm.ToPort(1)])
+    quitter.stop()                                 # SIGTERM: it unregisters and exits
+    assert quitter.process.returncode == 0
+    assert wait_for(lambda: quitter.instance not in mgr.stats()["nfs"], 3)
+    mgr.inject([udp(sport=i) for i in range(200)], port=0)
+    assert len(mgr.capture(port=1, count=200, timeout=5)) == 200
+    assert stayer.stats()["rx"] == 200
