@@ -110,13 +110,14 @@ void onvm_mgr_shutdown(void);
 
 struct onvm_nf;
 struct onvm_batch {
-    uint32_t count; void *mbufs[32]; uint8_t *data[32]; uint16_t len[32]; uint16_t port[32];
+    uint32_t count; void *mbufs[32]; uint64_t off[32]; uint16_t len[32]; uint16_t port[32];
     uint32_t hash[32]; uint32_t verdict[32];
 };
 struct onvm_nf *onvm_nf_start(const char *shm_path, uint16_t service, const char *name,
                               const char *kind, const char *cpus, int argc, char **argv);
 int onvm_nf_rx(struct onvm_nf *nf, struct onvm_batch *b, uint32_t timeout_ms);
 int onvm_nf_tx(struct onvm_nf *nf, struct onvm_batch *b);
+void onvm_nf_pool_span(const struct onvm_nf *nf, uint64_t *base, uint64_t *len);
 void onvm_nf_count_errors(struct onvm_nf *nf, uint32_t n);
 int onvm_nf_instance(const struct onvm_nf *nf);
 void onvm_nf_request_stop(struct onvm_nf *nf);

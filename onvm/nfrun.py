@@ -135,6 +135,9 @@ def main(argv=None):
     context.current = context.NFContext(a.name, a.service, lib.onvm_nf_instance(nf))
     print("NF %s registered: service %d, instance %d" % (a.name, a.service, context.current.instance),
           flush=True)
+    base, length = ffi.new("uint64_t *"), ffi.new("uint64_t *")
+    lib.onvm_nf_pool_span(nf, base, length)
+    Packet._pool = memoryview(ffi.buffer(ffi.cast("uint8_t *", base[0]), length[0]))
     try:
         if a.native:
             ret = lib.onvm_nf_run_native(nf, a.native.encode(), a.args.encode())

@@ -75,6 +75,7 @@ class Packet:
     scapy(): the packet dissected by scapy (a copy).
     Valid only inside the callback that received it."""
     __slots__ = ("_b", "_i")
+    _pool = None  # a memoryview over the whole packet pool; set by onvm.nfrun
 
     def __init__(self, batch, i):
         self._b = batch
@@ -83,7 +84,8 @@ class Packet:
     @property
     def data(self):
         b, i = self._b, self._i
-        return memoryview(ffi.buffer(b.data[i], b.len[i]))
+        o = b.off[i]
+        return self._pool[o:o + b.len[i]]
 
     @property
     def len(self):
@@ -101,8 +103,7 @@ class Packet:
         return self._b.hash[self._i]
 
     def __bytes__(self):
-        b, i = self._b, self._i
-        return ffi.buffer(b.data[i], b.len[i])[:]
+        return bytes(self.data)
 
     def scapy(self):
         from scapy.layers.l2 import Ether

@@ -23,6 +23,7 @@ struct onvm_nf {
 	unsigned index;
 	struct rte_ring *rx;
 	struct rte_mempool *pool;
+	uintptr_t pool_base, pool_end; /* where the pool's memory lies */
 	struct onvm_router router;
 	volatile sig_atomic_t stop;
 	bool eal_ready;
@@ -69,6 +70,22 @@ static int claim_slot(struct onvm_nf *nf, uint16_t service, const char *name, co
 	return -ENOSPC;
 }
 
+static void widen_span(struct rte_mempool *mp, void *arg, struct rte_mempool_memhdr *memhdr, unsigned idx)
+{
+	struct onvm_nf *nf = arg;
+	uintptr_t start = (uintptr_t)memhdr->addr, end = start + memhdr->len;
+	if (nf->pool_base == 0 || start < nf->pool_base)
+		nf->pool_base = start;
+	if (end > nf->pool_end)
+		nf->pool_end = end;
+}
+
+void onvm_nf_pool_span(const struct onvm_nf *nf, uint64_t *base, uint64_t *len)
+{
+	*base = nf->pool_base;
+	*len = nf->pool_end - nf->pool_base;
+}
+
 static int join_dpdk(struct onvm_nf *nf, const char *cpus, int argc, char **argv)
 {
 	char lcores[64];
@@ -100,6 +117,7 @@ static int join_dpdk(struct onvm_nf *nf, const char *cpus, int argc, char **argv
 		onvm_dp.port_tx[p] = rte_ring_lookup(name);
 	}
 	nf->rx = onvm_dp.nf_rx[nf->index];
+	rte_mempool_mem_iter(nf->pool, widen_span, nf);
 	nf->router.self = (uint16_t)nf->index;
 	if (nf->pool == NULL || nf->rx == NULL) {
 		onvm_set_error("the manager's packet pool or rings are missing");
@@ -256,7 +274,7 @@ int onvm_nf_rx(struct onvm_nf *nf, struct onvm_batch *b, uint32_t timeout_ms)
 		 * virtual ports and get joined here when they fit. */
 		if (unlikely(m->nb_segs > 1))
 			rte_pktmbuf_linearize(m);
-		b->data[i] = rte_pktmbuf_mtod(m, uint8_t *);
+		b->off[i] = rte_pktmbuf_mtod(m, uintptr_t) - nf->pool_base;
 		b->len[i] = m->data_len;
 		b->port[i] = meta->in_port;
 		b->hash[i] = meta->hash;

@@ -46,12 +46,14 @@ void onvm_mgr_shutdown(void);
 
 struct onvm_nf;
 
-/* A batch of packets as Python sees them: parallel arrays, zero-copy
- * pointers into the shared pool.  The NF fills verdict[]. */
+/* A batch of packets as Python sees them: parallel arrays.  off[] is where
+ * each packet's bytes start, from the base of onvm_nf_pool_span(): Python
+ * slices one memoryview over the whole pool instead of building a buffer
+ * object per packet.  The NF fills verdict[]. */
 struct onvm_batch {
 	uint32_t count;
 	void *mbufs[32];
-	uint8_t *data[32];
+	uint64_t off[32];
 	uint16_t len[32];
 	uint16_t port[32];
 	uint32_t hash[32];
@@ -69,6 +71,8 @@ struct onvm_nf *onvm_nf_start(const char *shm_path, uint16_t service, const char
 int onvm_nf_rx(struct onvm_nf *nf, struct onvm_batch *b, uint32_t timeout_ms);
 /* Hand back the batch with its verdicts.  Returns packets enqueued. */
 int onvm_nf_tx(struct onvm_nf *nf, struct onvm_batch *b);
+/* The address range holding every packet of the pool (zero-copy views). */
+void onvm_nf_pool_span(const struct onvm_nf *nf, uint64_t *base, uint64_t *len);
 /* Count callback errors (shown in stats). */
 void onvm_nf_count_errors(struct onvm_nf *nf, uint32_t n);
 int onvm_nf_instance(const struct onvm_nf *nf);
