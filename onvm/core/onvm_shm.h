@@ -108,7 +108,7 @@ struct onvm_nf_slot {
 	char name[32];
 	char kind[16];          /* "python", "native:forward", ... */
 
-	struct onvm_doorbell bell; /* the NF sleeps here; RX/TX threads ring */
+	struct onvm_doorbell bell; /* the NF sleeps here; whoever sends to it rings */
 
 	/* written by the NF */
 	struct onvm_nf_stats {
