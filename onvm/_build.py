@@ -120,7 +120,6 @@ int onvm_nf_tx(struct onvm_nf *nf, struct onvm_batch *b);
 void onvm_nf_pool_span(const struct onvm_nf *nf, uint64_t *base, uint64_t *len);
 void onvm_nf_count_errors(struct onvm_nf *nf, uint32_t n);
 int onvm_nf_instance(const struct onvm_nf *nf);
-void onvm_nf_request_stop(struct onvm_nf *nf);
 int onvm_nf_run_native(struct onvm_nf *nf, const char *name, const char *args);
 void onvm_nf_finish(struct onvm_nf *nf);
 """

@@ -3,8 +3,6 @@ machine, clean up.  Each subcommand is one function; errors print a message
 and exit non-zero."""
 import argparse
 import os
-import signal
-import subprocess
 import sys
 import time
 

@@ -55,7 +55,6 @@ def run_demo(seconds=10.0, rate=20000):
             got = mgr.capture(port=1, raw=True, timeout=0.2)
             out += len(got)
             tagged = tagged and all(p[-1] == 0x42 for p in got)
-            s = mgr.stats()
             if mgr.control.shm.pool_in_use == 0 and not got:
                 break
         s = mgr.stats()

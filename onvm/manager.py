@@ -15,7 +15,7 @@ import time
 from . import paths, protocol
 from ._core import lib
 from .errors import ChainError, OnvmError
-from .packet import Action, ToPort, ToService
+from .packet import ToPort, ToService
 from .ports import parse_port
 from .stats import ControlFile
 

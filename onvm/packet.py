@@ -1,5 +1,5 @@
 """Actions an NF returns, and the zero-copy packet view a Python NF gets."""
-from ._core import ffi, lib
+from ._core import lib
 
 __all__ = ["Action", "NEXT", "DROP", "ToService", "ToPort", "Packet"]
 

@@ -9,7 +9,6 @@ import pytest
 
 import onvm
 from onvm import paths
-from onvm.doctor import cleanup
 from onvm.mgrd import remove_leftovers, running_manager_pid
 
 START_TIMEOUT = 30

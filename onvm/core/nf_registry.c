@@ -174,7 +174,6 @@ void registry_stop_all(void)
 		if (s->state == ONVM_NF_FREE)
 			continue;
 		__atomic_store_n(&s->stop, 1, __ATOMIC_RELEASE);
-		onvm_bell_ring(&s->bell);
 		__atomic_fetch_add(&s->bell.seq, 1, __ATOMIC_SEQ_CST);
 		syscall(SYS_futex, &s->bell.seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 	}

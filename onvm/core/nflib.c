@@ -196,11 +196,6 @@ int onvm_nf_instance(const struct onvm_nf *nf)
 	return (int)nf->index;
 }
 
-void onvm_nf_request_stop(struct onvm_nf *nf)
-{
-	nf->stop = 1;
-}
-
 void onvm_nf_count_errors(struct onvm_nf *nf, uint32_t n)
 {
 	nf->slot->nf.errors += n;

@@ -76,8 +76,6 @@ void onvm_nf_pool_span(const struct onvm_nf *nf, uint64_t *base, uint64_t *len);
 /* Count callback errors (shown in stats). */
 void onvm_nf_count_errors(struct onvm_nf *nf, uint32_t n);
 int onvm_nf_instance(const struct onvm_nf *nf);
-/* Ask this NF to stop (signal handlers call this). */
-void onvm_nf_request_stop(struct onvm_nf *nf);
 /* Run a native NF by name (forward, drop, count, sink, generate) until
  * asked to stop.  args: "key=value,..." (generate: rate, size, count,
  * flows, dest). */
