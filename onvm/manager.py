@@ -153,11 +153,12 @@ class Manager:
     param hugepage_mb: hugepage memory it takes
     param mbufs: packets in the shared pool
     param busy_poll: threads and NFs never sleep (a core each; big machines)
-    param rx_threads, tx_threads: manager threads (1..3 each); ports and NFs
-        are shared out among them"""
+    param rx_threads, tx_threads: manager threads (1..3 each); ports are
+        shared out among them
+    param max_nfs: NF slots (1..128); each costs a 4096-packet ring"""
 
     def __init__(self, name=None, ports=("ring", "ring"), hugepage_mb=256, mbufs=16383, busy_poll=False,
-                 rx_threads=1, tx_threads=1, start=True):
+                 rx_threads=1, tx_threads=1, max_nfs=lib.ONVM_MAX_NFS, start=True):
         self.name = name or "nb%d-%d" % (os.getpid(), next(_names))
         if not isinstance(self.name, str) or not self.name.replace("-", "").replace("_", "").isalnum() \
                 or len(self.name) > 32:
@@ -180,6 +181,9 @@ class Manager:
             if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= lib.ONVM_MAX_THREADS:
                 raise ValueError("%s must be 1..%d, got %r" % (what, lib.ONVM_MAX_THREADS, n))
         self.rx_threads, self.tx_threads = rx_threads, tx_threads
+        if isinstance(max_nfs, bool) or not isinstance(max_nfs, int) or not 1 <= max_nfs <= lib.ONVM_MAX_NFS:
+            raise ValueError("max_nfs must be 1..%d, got %r" % (lib.ONVM_MAX_NFS, max_nfs))
+        self.max_nfs = max_nfs
         self.process = None
         self.control = None
         self.owned = True
@@ -216,7 +220,8 @@ class Manager:
             cmd += ["--port", p]
         if self.busy_poll:
             cmd.append("--busy-poll")
-        cmd += ["--rx-threads", str(self.rx_threads), "--tx-threads", str(self.tx_threads)]
+        cmd += ["--rx-threads", str(self.rx_threads), "--tx-threads", str(self.tx_threads),
+                "--max-nfs", str(self.max_nfs)]
         with open(self.log_path, "w") as log:
             self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                             env=_child_env(), start_new_session=True)

@@ -14,6 +14,7 @@ import sys
 import time
 
 from . import paths, protocol
+from .nfdoor import NFDoor
 from ._core import ffi, lib
 from .errors import OnvmError
 from .ports import parse_port
@@ -76,7 +77,7 @@ def remove_leftovers(name):
 
 class ManagerDaemon:
     def __init__(self, name, ports, mbufs, hugepage_mb, cpus, parent_pid=None, show_stats=False,
-                 busy_poll=False, rx_threads=1, tx_threads=1):
+                 busy_poll=False, rx_threads=1, tx_threads=1, max_nfs=128):
         self.name = name
         self.parent_pid = parent_pid
         self.show_stats = show_stats
@@ -102,7 +103,8 @@ class ManagerDaemon:
         self._argv_keep = [ffi.new("char[]", a.encode()) for a in argv]
         c_argv = ffi.new("char *[]", self._argv_keep + [ffi.NULL])
         shm = paths.shm_path(name).encode()
-        self.check(lib.onvm_mgr_init(len(argv), c_argv, shm, mbufs, NF_RING_SIZE))
+        self.check(lib.onvm_mgr_init(len(argv), c_argv, shm, paths.nf_stats_pattern(name).encode(), mbufs,
+                                     NF_RING_SIZE, max_nfs))
         for kind, devargs in specs:
             self.check(lib.onvm_mgr_add_port(kind, devargs.encode()))
         lib.onvm_mgr_set_busy_poll(1 if busy_poll else 0)
@@ -121,6 +123,9 @@ class ManagerDaemon:
         self.listener.bind(self.sock_path)
         self.listener.listen(16)
         self.listener.setblocking(False)
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.listener, selectors.EVENT_READ, ("mgmt", None))
+        self.door = NFDoor(name, self.sel)
 
     @staticmethod
     def check(ret):
@@ -149,8 +154,6 @@ class ManagerDaemon:
         return moved
 
     def serve(self):
-        sel = selectors.DefaultSelector()
-        sel.register(self.listener, selectors.EVENT_READ)
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         print("onvm manager %r ready (pid %d, %d ports)" % (self.name, os.getpid(), self.shm.nb_ports), flush=True)
@@ -160,8 +163,7 @@ class ManagerDaemon:
         while not self.stop_requested:
             now = time.monotonic()
             timeout = BUSY_TICK if now - self.last_activity < IDLE_AFTER else IDLE_TICK
-            for key, _ in sel.select(timeout):
-                self.accept()
+            self.poll(timeout)
             lib.onvm_mgr_tick()
             if self.drain_ports():
                 self.last_activity = time.monotonic()
@@ -178,6 +180,14 @@ class ManagerDaemon:
                 print(table + "\n", flush=True)
         if cf:
             cf.close()
+
+    def poll(self, timeout):
+        for key, events in self.sel.select(timeout):
+            if key.data[0] == "mgmt":
+                self.accept()
+            else:
+                self.door.handle(key, events)
+        self.door.tick()
 
     def _on_signal(self, signum, frame):
         self.stop_requested = True
@@ -245,6 +255,7 @@ class ManagerDaemon:
             sent += n
             if n < len(chunk):
                 if time.monotonic() > deadline:
+                    self.shm.ports[port].ctl.inject_drop += len(pkts) - sent
                     break
                 lib.onvm_mgr_tick()
                 self.drain_ports()
@@ -252,16 +263,17 @@ class ManagerDaemon:
         return sent
 
     def shutdown(self):
-        left = lib.onvm_mgr_stop_nfs(3000)
-        if left:
-            for i in range(lib.ONVM_MAX_NFS):
-                s = self.shm.nfs[i]
-                if s.state != lib.ONVM_NF_FREE and s.pid > 0 and pid_is_onvm(s.pid):
-                    try:
-                        os.kill(s.pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-            lib.onvm_mgr_stop_nfs(2000)
+        """Ask every NF to leave, SIGKILL (by pidfd) those that do not, wait
+        until their packets are back, then stop DPDK and remove our files."""
+        lib.onvm_mgr_stop_all()
+        for grace, sig in ((3.0, None), (2.0, signal.SIGKILL)):
+            if sig is not None:
+                self.door.kill_all(sig)
+            deadline = time.monotonic() + grace
+            while lib.onvm_mgr_nfs_left() and time.monotonic() < deadline:
+                self.poll(0.01)
+                lib.onvm_mgr_tick()
+        self.door.close()
         self.listener.close()
         self.shm = None
         self._map.close()
@@ -270,13 +282,13 @@ class ManagerDaemon:
 
 
 def run(name, ports=("ring", "ring"), mbufs=16383, hugepage_mb=256, cpus=None, parent_pid=None,
-        show_stats=False, busy_poll=False, rx_threads=1, tx_threads=1):
+        show_stats=False, busy_poll=False, rx_threads=1, tx_threads=1, max_nfs=128):
     """Run a manager in this process until SIGTERM/SIGINT or a shutdown request."""
     if cpus is None:
         cpus = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
     try:
         d = ManagerDaemon(name, ports, mbufs, hugepage_mb, cpus, parent_pid, show_stats, busy_poll,
-                          rx_threads, tx_threads)
+                          rx_threads, tx_threads, max_nfs)
     except (OnvmError, ValueError) as e:
         print("onvm manager: %s" % e, file=sys.stderr, flush=True)
         return 2
@@ -300,9 +312,10 @@ def main(argv=None):
     ap.add_argument("--busy-poll", action="store_true")
     ap.add_argument("--rx-threads", type=int, default=1)
     ap.add_argument("--tx-threads", type=int, default=1)
+    ap.add_argument("--max-nfs", type=int, default=128)
     a = ap.parse_args(argv)
     return run(a.name, a.ports or ["ring", "ring"], a.mbufs, a.hugepage_mb, a.cpus, a.parent, a.stats,
-               a.busy_poll, a.rx_threads, a.tx_threads)
+               a.busy_poll, a.rx_threads, a.tx_threads, a.max_nfs)
 
 
 if __name__ == "__main__":

@@ -15,18 +15,42 @@ MAX_TRACEBACKS = 5
 
 
 def start(manager, service, name, kind):
-    """Attach to `manager` as an NF; returns the cffi handle."""
+    """Register with `manager` over its NF socket, join its DPDK instance as
+    a secondary and go into service.  returns: (cffi handle, slot, socket)."""
+    from . import nfdoor
+    sock, slot, stats_path = nfdoor.register(manager, name, kind, service)
     prefix = paths.file_prefix(manager)
     argv = ["onvm-nf", "--file-prefix", prefix, "--no-pci", "--no-telemetry",
             "--log-level", os.environ.get("ONVM_DPDK_LOG", "error")]
     keep = [ffi.new("char[]", a.encode()) for a in argv]
     c_argv = ffi.new("char *[]", keep + [ffi.NULL])
     cpus = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
-    nf = lib.onvm_nf_start(paths.shm_path(manager).encode(), service, name.encode(), kind.encode(),
+    nf = lib.onvm_nf_start(paths.shm_path(manager).encode(), stats_path.encode(), slot, sock.fileno(),
                            cpus.encode(), len(argv), c_argv)
     if nf == ffi.NULL:
-        raise OnvmError("NF %r: %s" % (name, ffi.string(lib.onvm_last_error()).decode()))
-    return nf
+        err = ffi.string(lib.onvm_last_error()).decode()
+        sock.close()
+        raise OnvmError("NF %r: %s" % (name, err))
+    try:
+        nfdoor.call(sock, {"op": "ready"})
+    except OnvmError as e:
+        lib.onvm_nf_finish(nf)
+        sock.close()
+        raise OnvmError("NF %r: %s" % (name, e)) from None
+    return nf, slot, sock
+
+
+def leave(nf, sock):
+    """Out of service (the manager answers once no new packet comes our
+    way), then give back the pool cache and leave DPDK."""
+    from . import nfdoor
+    try:
+        sock.settimeout(5)
+        nfdoor.call(sock, {"op": "leave"})
+    except OnvmError:
+        pass   # the manager is gone: nothing to leave
+    lib.onvm_nf_finish(nf)
+    sock.close()
 
 
 class CallbackErrors:
@@ -128,11 +152,11 @@ def main(argv=None):
     else:
         kind = "native:" + a.native
     try:
-        nf = start(a.manager, a.service, a.name, kind)
+        nf, slot, sock = start(a.manager, a.service, a.name, kind)
     except OnvmError as e:
         print(e, file=sys.stderr)
         return 2
-    context.current = context.NFContext(a.name, a.service, lib.onvm_nf_instance(nf))
+    context.current = context.NFContext(a.name, a.service, slot)
     print("NF %s registered: service %d, instance %d" % (a.name, a.service, context.current.instance),
           flush=True)
     base, length = ffi.new("uint64_t *"), ffi.new("uint64_t *")
@@ -148,7 +172,7 @@ def main(argv=None):
             error = CallbackErrors(nf, a.name)
             (run_batch if spec.batch else run_per_packet)(nf, spec.fn, error)
     finally:
-        lib.onvm_nf_finish(nf)
+        leave(nf, sock)
     return 0
 
 

@@ -27,7 +27,22 @@ def shm_path(name):
 
 
 def sock_path(name):
+    """The management socket: the owner's notebook and CLI."""
     return os.path.join(run_dir(name), "onvm.sock")
+
+
+def nf_sock_path(name):
+    """Where NF processes register (and nothing else)."""
+    return os.path.join(run_dir(name), "nf.sock")
+
+
+def nf_stats_pattern(name):
+    """printf pattern of the NF stats files, one per slot."""
+    return os.path.join(run_dir(name), "nf-%u.stats")
+
+
+def nf_stats_path(name, slot):
+    return nf_stats_pattern(name) % slot
 
 
 def hugepage_mounts():

@@ -11,12 +11,23 @@ from .errors import OnvmError
 ACTION_NAMES = ("next", "drop", "to_service", "to_port")
 PORT_KINDS = {lib.ONVM_PORT_RING: "ring", lib.ONVM_PORT_NULL: "null", lib.ONVM_PORT_PCAP: "pcap",
               lib.ONVM_PORT_TAP: "tap", lib.ONVM_PORT_PCI: "pci"}
-NF_STATES = {lib.ONVM_NF_CLAIMED: "starting", lib.ONVM_NF_RUNNING: "running",
-             lib.ONVM_NF_REJECTED: "rejected", lib.ONVM_NF_ZOMBIE: "leaving"}
+NF_STATES = {lib.ONVM_NF_CLAIMED: "starting", lib.ONVM_NF_RUNNING: "running", lib.ONVM_NF_ZOMBIE: "leaving"}
+NF_STATS_SIZE = 4096
+
+
+def _map_readonly(path, size):
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if os.fstat(fd).st_size < size:
+            raise OnvmError("%s belongs to another onvm version" % path)
+        return mmap.mmap(fd, size, prot=mmap.PROT_READ)
+    finally:
+        os.close(fd)
 
 
 class ControlFile:
-    """A read-only view of struct onvm_shm (see onvm/core/onvm_shm.h)."""
+    """A read-only view of a manager's control file (struct onvm_shm) and of
+    its NFs' stats files (struct onvm_nf_stats), see onvm/core/onvm_shm.h."""
 
     def __init__(self, name):
         path = paths.shm_path(name)
@@ -32,32 +43,43 @@ class ControlFile:
         finally:
             os.close(fd)
         self.shm = ffi.from_buffer("struct onvm_shm *", self._map)
-        if self.shm.magic != lib.ONVM_SHM_MAGIC:
-            raise OnvmError("%s is not an onvm control file" % path)
+        if self.shm.magic != lib.ONVM_SHM_MAGIC or self.shm.version != lib.ONVM_SHM_VERSION:
+            raise OnvmError("%s is not a control file of this onvm version" % path)
         self.name = name
+        self._nf_maps = {}
 
     def close(self):
         self.shm = None
-        try:
-            self._map.close()
-        except BufferError:
-            pass  # the caller still holds a view into it; the mapping goes with the last one
+        for m in [self._map] + [m for m, _ in self._nf_maps.values()]:
+            try:
+                m.close()
+            except BufferError:
+                pass  # the caller still holds a view into it; the mapping goes with the last one
+        self._nf_maps = {}
+
+    def nf_counters(self, i):
+        """The stats NF slot i writes (struct onvm_nf_stats), mapped once."""
+        got = self._nf_maps.get(i)
+        if got is None:
+            m = _map_readonly(paths.nf_stats_path(self.name, i), NF_STATS_SIZE)
+            got = self._nf_maps[i] = (m, ffi.from_buffer("struct onvm_nf_stats *", m))
+        return got[1]
 
     def nf_slots(self, states=(lib.ONVM_NF_RUNNING,)):
         """(index, slot) of NF slots in the given states."""
         nfs = self.shm.nfs
-        return [(i, nfs[i]) for i in range(lib.ONVM_MAX_NFS) if nfs[i].state in states]
+        return [(i, nfs[i]) for i in range(self.shm.max_nfs) if nfs[i].state in states]
 
     def nf_stats(self, i):
         s = self.shm.nfs[i]
-        n, m = s.nf, s.mgr
+        n = self.nf_counters(i)
         return {
             "name": ffi.string(s.name).decode(), "kind": ffi.string(s.kind).decode(),
             "service": s.service, "instance": i, "pid": s.pid,
             "state": NF_STATES.get(s.state, "free"),
-            "rx": n.rx, "tx": n.tx, "rx_drop": m.rx_drop, "tx_drop": n.tx_drop,
+            "rx": n.rx, "tx": n.tx, "rx_drop": s.rx_drop, "tx_drop": n.tx_drop,
             "refused": n.refused, "chain_end": n.chain_end,
-            "errors": n.errors, "created": n.created, "recovered": m.recovered,
+            "errors": n.errors, "created": n.created, "recovered": s.recovered,
             "actions": {a: n.act[k] for k, a in enumerate(ACTION_NAMES)},
             "app": list(n.app), "wakeups": n.wakeups,
         }
@@ -66,8 +88,8 @@ class ControlFile:
         s = self.shm.ports[p]
         return {
             "name": ffi.string(s.name).decode(), "kind": PORT_KINDS.get(s.kind, "?"),
-            "rx": s.rx.rx, "tx": s.tx.tx, "rx_drop": s.rx.rx_drop + s.rx.rx_refused,
-            "tx_drop": s.tx.tx_drop, "injected": s.ctl.injected, "inject_drop": s.ctl.inject_drop,
+            "rx": s.rx.rx, "rx_drop": s.rx.rx_drop, "rx_refused": s.rx.rx_refused,
+            "rx_chain_end": s.rx.rx_chain_end, "tx": s.tx.tx, "tx_drop": s.tx.tx_drop, "injected": s.ctl.injected, "inject_drop": s.ctl.inject_drop,
             "captured": s.ctl.captured, "capture_drop": s.ctl.capture_drop,
         }
 
@@ -84,8 +106,17 @@ class ControlFile:
                         "tx": [shm.tx_threads[t].sleeps for t in range(shm.nb_tx_threads)]},
         }
 
+    def tables(self):
+        """The routing tables the manager publishes now."""
+        return self.shm.tables[self.shm.active & 1]
+
+    def service_table(self, service):
+        """{"instances": [slots], "reta": [slot per bucket]} of one service."""
+        s = self.tables().services[service]
+        return {"instances": list(s.instances[0:s.count]), "reta": list(s.reta) if s.count else []}
+
     def default_chain(self):
-        c = self.shm.chains[self.shm.active_chain]
+        c = self.tables().chain
         return [(c.entries[i].action, c.entries[i].destination) for i in range(c.length)]
 
 

@@ -282,7 +282,7 @@ def test_recovery_frees_only_what_the_dead_nf_held(mgr):
     first.kill()
     slot = mgr.control.shm.nfs[first.instance]
     assert wait_for(lambda: slot.state == 0, 5)            # recovered and freed
-    assert slot.mgr.recovered == 0                          # it held nothing
+    assert slot.recovered == 0                          # it held nothing
     sent = [bytes(udp(sport=i)) for i in range(2000)]
     assert mgr.inject(sent, port=0) == 2000
     assert mgr.capture(port=1, count=2000, timeout=10, raw=True) == sent

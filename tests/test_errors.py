@@ -14,11 +14,11 @@ def test_bad_service_ids(mgr):
     with pytest.raises(ValueError, match="service ID"):
         mgr.launch(onvm.native("forward"), service=0)
     with pytest.raises(ValueError, match="service ID"):
-        mgr.launch(onvm.native("forward"), service=64)
+        mgr.launch(onvm.native("forward"), service=256)
     with pytest.raises(ValueError, match="no service ID"):
         mgr.launch(onvm.native("forward"))
     with pytest.raises(ValueError, match="service ID"):
-        onvm.ToService(100)
+        onvm.ToService(300)
     assert mgr.stats()["nfs"] == {}
 
 
@@ -50,7 +50,7 @@ def test_bad_chain_entries(mgr):
     with pytest.raises(onvm.ChainError, match="chain entry 1"):
         mgr.set_default_chain([1, "fw"])
     with pytest.raises(ValueError, match="service ID"):
-        onvm.nf(service=100)(lambda pkt: onvm.NEXT)
+        onvm.nf(service=300)(lambda pkt: onvm.NEXT)
     with pytest.raises(ValueError, match="chain entry 0"):
         mgr.set_default_chain([0])
 
@@ -112,9 +112,9 @@ def test_cli_runs_a_manager_nf_chain_and_stats(tmp_path):
         bad = subprocess.run(onvm_cmd + ["chain", "2", "port:7", "--manager", name],
                              capture_output=True, text=True, timeout=60)
         assert bad.returncode != 0 and "port 7 does not exist" in bad.stderr
-        bad = subprocess.run(onvm_cmd + ["nf", "forward", "--service", "99", "--manager", name],
+        bad = subprocess.run(onvm_cmd + ["nf", "forward", "--service", "999", "--manager", name],
                              capture_output=True, text=True, timeout=60)
-        assert bad.returncode != 0 and "service ID 99" in bad.stderr
+        assert bad.returncode != 0 and "service ID 999" in bad.stderr
         r = subprocess.run(onvm_cmd + ["stats", "--manager", name], capture_output=True, text=True, timeout=60)
         assert r.returncode == 0 and "forward" in r.stdout and "tag" in r.stdout and "pool:" in r.stdout
     finally:

@@ -1,6 +1,7 @@
 /* manager.c: the DPDK primary.  EAL init, the packet pool, the rings, the
- * control file; launches the RX and TX threads; the control tick.  Called
- * from Python (onvm/mgrd.py), which owns the socket and the main loop. */
+ * exchange memzone and RCU state, the control file; launches the RX and TX
+ * threads; the control tick.  Called from Python (onvm/mgrd.py), which owns
+ * the sockets and the main loop. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 #include <rte_eal.h>
 #include <rte_launch.h>
 #include <rte_lcore.h>
+#include <rte_memzone.h>
 
 #include "onvm_core.h"
 
@@ -28,68 +30,94 @@ const char *onvm_last_error(void)
 	return last_error;
 }
 
-static struct rte_ring *ring_create(const char *fmt, unsigned i, unsigned size, unsigned flags)
-{
-	char name[RTE_RING_NAMESIZE];
-	snprintf(name, sizeof(name), fmt, i);
-	return rte_ring_create(name, size, rte_socket_id(), flags);
-}
-
 /* Every mbuf starts owned by the manager: a zeroed owner mark would name
  * NF slot 0, and its recovery scan would free packets that are already free. */
 static void init_owner(struct rte_mempool *mp, void *arg, void *obj, unsigned idx)
 {
+	(void)mp;
+	(void)arg;
+	(void)idx;
 	onvm_meta(obj)->owner = ONVM_OWNER_MGR;
 }
 
-int onvm_mgr_init(int argc, char **argv, const char *shm_path, uint32_t nb_mbufs,
-		  uint32_t nf_ring_size)
+static void *memzone(const char *name, size_t size)
+{
+	const struct rte_memzone *mz = rte_memzone_reserve(name, size, rte_socket_id(), 0);
+	if (mz == NULL) {
+		onvm_set_error("cannot reserve %zu bytes of hugepage memory for %s: %s", size, name,
+			       rte_strerror(rte_errno));
+		return NULL;
+	}
+	memset(mz->addr, 0, size);
+	return mz->addr;
+}
+
+int onvm_mgr_init(int argc, char **argv, const char *shm_path, const char *stats_fmt, uint32_t nb_mbufs,
+		  uint32_t nf_ring_size, uint32_t max_nfs)
 {
 	struct onvm_mgr *m = &onvm_mgr;
+	if (max_nfs < 1 || max_nfs > ONVM_MAX_NFS) {
+		onvm_set_error("max_nfs must be 1..%d, got %u", ONVM_MAX_NFS, max_nfs);
+		return -EINVAL;
+	}
 	if (rte_eal_init(argc, argv) < 0) {
 		onvm_set_error("DPDK EAL init failed: %s", rte_strerror(rte_errno));
 		return -rte_errno;
 	}
-	m->shm = shm_create(shm_path);
+	m->shm = stats_create(shm_path);
 	if (m->shm == NULL)
 		return -errno;
+	int ret = stats_create_nf_files(stats_fmt, max_nfs);
+	if (ret < 0)
+		return ret;
 
-	if (onvm_meta_field_init(true) < 0)
+	if (router_meta_init(true) < 0)
 		return -ENOSPC;
-	m->pool = rte_pktmbuf_pool_create(ONVM_POOL_NAME, nb_mbufs, RTE_MEMPOOL_CACHE_MAX_SIZE, 0,
-					  RTE_MBUF_DEFAULT_BUF_SIZE, rte_socket_id());
-	if (m->pool == NULL) {
+	m->rte.pool = rte_pktmbuf_pool_create(ONVM_POOL_NAME, nb_mbufs, RTE_MEMPOOL_CACHE_MAX_SIZE, 0,
+					      RTE_MBUF_DEFAULT_BUF_SIZE, rte_socket_id());
+	if (m->rte.pool == NULL) {
 		onvm_set_error("cannot create a pool of %u packets: %s (raise the hugepage budget)",
 			       nb_mbufs, rte_strerror(rte_errno));
 		return -ENOMEM;
 	}
-	rte_mempool_obj_iter(m->pool, init_owner, NULL);
-	m->msg_ring = rte_ring_create(ONVM_MSG_RING_NAME, 256, rte_socket_id(), RING_F_SC_DEQ);
-	if (m->msg_ring == NULL) {
-		onvm_set_error("cannot create the message ring: %s", rte_strerror(rte_errno));
+	rte_mempool_obj_iter(m->rte.pool, init_owner, NULL);
+
+	m->xchg = memzone(ONVM_XCHG_NAME, sizeof(struct onvm_xchg));
+	size_t rcu_size = rte_rcu_qsbr_get_memsize(ONVM_RCU_FIRST_NF + ONVM_MAX_NFS);
+	struct rte_rcu_qsbr *rcu = memzone(ONVM_RCU_NAME, rcu_size);
+	if (m->xchg == NULL || rcu == NULL)
 		return -ENOMEM;
+	if (rte_rcu_qsbr_init(rcu, ONVM_RCU_FIRST_NF + ONVM_MAX_NFS) != 0) {
+		onvm_set_error("cannot set up the RCU state: %s", rte_strerror(rte_errno));
+		return -EINVAL;
 	}
+	onvm_dp.shm = m->shm;
+	onvm_dp.xchg = m->xchg;
+	onvm_dp.rcu = rcu;
+
 	/* Every NF slot has its receive ring from the start: registering is
 	 * then a state change, and a dead NF's ring can be drained at leisure.
-	 * The RX thread and any NF produce; the NF alone consumes. */
-	onvm_dp.shm = m->shm;
-	for (unsigned i = 0; i < ONVM_MAX_NFS; i++) {
-		onvm_dp.nf_rx[i] = ring_create(ONVM_NF_RX_RING_FMT, i, nf_ring_size, RING_F_SC_DEQ);
+	 * The RX threads and any NF produce; the NF alone consumes. */
+	for (unsigned i = 0; i < max_nfs; i++) {
+		char name[RTE_RING_NAMESIZE];
+		snprintf(name, sizeof(name), ONVM_NF_RX_RING_FMT, i);
+		onvm_dp.nf_rx[i] = rte_ring_create(name, nf_ring_size, rte_socket_id(), RING_F_SC_DEQ);
 		if (onvm_dp.nf_rx[i] == NULL) {
-			onvm_set_error("cannot create rings for NF slot %u: %s", i, rte_strerror(rte_errno));
+			onvm_set_error("cannot create the ring of NF slot %u: %s", i, rte_strerror(rte_errno));
 			return -ENOMEM;
 		}
 	}
 	struct onvm_shm *shm = m->shm;
 	shm->pool_size = nb_mbufs;
 	shm->nf_ring_size = nf_ring_size;
+	shm->max_nfs = max_nfs;
 	shm->nb_rx_threads = 1;
 	shm->nb_tx_threads = 1;
 	shm->mgr_pid = getpid();
-	for (unsigned i = 0; i < ONVM_MAX_NFS; i++) {
-		shm->nfs[i].instance = i;
-		shm->nfs[i].lcore = ONVM_LCORE_FIRST_NF + i;
-	}
+	/* An empty table: no instance anywhere. */
+	for (unsigned t = 0; t < 2; t++)
+		for (unsigned s = 0; s < ONVM_MAX_SERVICES; s++)
+			memset(shm->tables[t].services[s].reta, 0xff, ONVM_RETA_SIZE);
 	return 0;
 }
 
@@ -126,7 +154,10 @@ int onvm_mgr_start(void)
 	if (ret < 0)
 		return ret;
 	/* The main lcore (0) is the Python control loop; RX threads take the
-	 * next lcores, then TX threads. */
+	 * next lcores, then TX threads.  RX threads read the tables, so each
+	 * is an RCU reader. */
+	for (unsigned r = 0; r < shm->nb_rx_threads; r++)
+		rte_rcu_qsbr_thread_register(onvm_dp.rcu, r);
 	for (unsigned r = 0; r < shm->nb_rx_threads && ret == 0; r++)
 		ret = rte_eal_remote_launch(rx_thread_main, (void *)(uintptr_t)r, 1 + r);
 	for (unsigned t = 0; t < shm->nb_tx_threads && ret == 0; t++)
@@ -135,66 +166,15 @@ int onvm_mgr_start(void)
 		onvm_set_error("cannot launch the RX/TX threads: %s", rte_strerror(-ret));
 		return ret;
 	}
-	__atomic_store_n(&onvm_mgr.shm->ready, 1, __ATOMIC_RELEASE);
+	__atomic_store_n(&shm->ready, 1, __ATOMIC_RELEASE);
 	return 0;
 }
 
 void onvm_mgr_tick(void)
 {
-	uint64_t now = onvm_now_ns();
-	onvm_mgr.shm->tick_ns = now;
-	registry_poll(now);
+	onvm_mgr.shm->tick_ns = onvm_now_ns();
+	registry_tick();
 	stats_update();
-}
-
-int onvm_mgr_set_chain(const uint32_t *verdicts, uint32_t n)
-{
-	struct onvm_shm *shm = onvm_mgr.shm;
-	if (n > ONVM_MAX_CHAIN) {
-		onvm_set_error("a chain has at most %d entries, got %u", ONVM_MAX_CHAIN, n);
-		return -EINVAL;
-	}
-	for (uint32_t i = 0; i < n; i++) {
-		unsigned action = ONVM_VERDICT_ACTION(verdicts[i]), dest = ONVM_VERDICT_DEST(verdicts[i]);
-		if (action == ONVM_TO_SERVICE && (dest == 0 || dest >= ONVM_MAX_SERVICES)) {
-			onvm_set_error("chain entry %u: service ID %u is out of range 1..%d", i, dest,
-				       ONVM_MAX_SERVICES - 1);
-			return -EINVAL;
-		}
-		if (action == ONVM_TO_PORT && dest >= shm->nb_ports) {
-			onvm_set_error("chain entry %u: port %u does not exist (ports: 0..%u)", i, dest,
-				       shm->nb_ports - 1);
-			return -ENODEV;
-		}
-		if (action != ONVM_TO_SERVICE && action != ONVM_TO_PORT) {
-			onvm_set_error("chain entry %u: only services and ports may appear in a chain", i);
-			return -EINVAL;
-		}
-	}
-	unsigned next = !shm->active_chain;
-	struct onvm_chain *c = &shm->chains[next];
-	for (uint32_t i = 0; i < n; i++) {
-		c->entries[i].action = ONVM_VERDICT_ACTION(verdicts[i]);
-		c->entries[i].destination = ONVM_VERDICT_DEST(verdicts[i]);
-	}
-	c->length = n;
-	__atomic_store_n(&shm->active_chain, next, __ATOMIC_RELEASE);
-	return 0;
-}
-
-int onvm_mgr_stop_nfs(uint32_t timeout_ms)
-{
-	registry_stop_all();
-	uint64_t deadline = onvm_now_ns() + (uint64_t)timeout_ms * 1000000ull;
-	for (;;) {
-		onvm_mgr_tick();
-		int left = 0;
-		for (unsigned i = 0; i < ONVM_MAX_NFS; i++)
-			left += onvm_mgr.shm->nfs[i].state != ONVM_NF_FREE;
-		if (left == 0 || onvm_now_ns() > deadline)
-			return left;
-		usleep(10000);
-	}
 }
 
 void onvm_mgr_shutdown(void)
@@ -203,9 +183,9 @@ void onvm_mgr_shutdown(void)
 	if (m->shm == NULL)
 		return;
 	m->force_quit = true;
-	onvm_bell_ring(&m->shm->rx_bell);
-	onvm_bell_ring(&m->shm->tx_bell);
-	/* Sleepers re-check force_quit at least every few ms (see rx.c, tx.c). */
+	onvm_bell_ring(&m->xchg->rx_bell);
+	onvm_bell_ring(&m->xchg->tx_bell);
+	/* Sleepers re-check force_quit at least every 100 ms (see rx.c, tx.c). */
 	rte_eal_mp_wait_lcore();
 	ports_stop();
 	rte_eal_cleanup();

@@ -17,7 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <rte_ip.h>
 #include <rte_lcore.h>
+#include <rte_udp.h>
 
 #include "onvm_core.h"
 
@@ -57,7 +59,7 @@ static int run_loop(struct onvm_nf *nf, verdict_fn fn)
 {
 	struct rte_mbuf *pkts[ONVM_BURST];
 	uint32_t verdicts[ONVM_BURST];
-	uint64_t *app = onvm_nf_slot(nf)->nf.app;
+	uint64_t *app = onvm_nf_stats(nf)->app;
 	int n;
 	while ((n = onvm_nf_rx_burst(nf, pkts, 100)) >= 0) {
 		for (int i = 0; i < n; i++)
@@ -88,7 +90,7 @@ static int run_sink(struct onvm_nf *nf)
 {
 	struct rte_mbuf *pkts[ONVM_BURST];
 	uint32_t verdicts[ONVM_BURST];
-	uint64_t *app = onvm_nf_slot(nf)->nf.app;
+	uint64_t *app = onvm_nf_stats(nf)->app;
 	int n;
 	for (unsigned i = 0; i < ONVM_BURST; i++)
 		verdicts[i] = ONVM_VERDICT(ONVM_DROP, 0);
@@ -189,7 +191,6 @@ static int run_generate(struct onvm_nf *nf, const char *args)
 	int ret = parse_gen_args(args, &c);
 	if (ret < 0)
 		return ret;
-	struct onvm_nf_slot *slot = onvm_nf_slot(nf);
 	struct rte_mempool *pool = onvm_nf_pool(nf);
 	uint8_t tmpl[RTE_MBUF_DEFAULT_DATAROOM];
 	build_template(tmpl, c.size);
@@ -215,9 +216,9 @@ static int run_generate(struct onvm_nf *nf, const char *args)
 			udp->src_port = rte_cpu_to_be_16((uint16_t)(1024 + f));
 			flow_hash[f] = onvm_flow_hash(m);
 		}
-		onvm_free_pkt(m);
+		router_free_pkt(m);
 	}
-	uint16_t self = (uint16_t)onvm_nf_instance(nf);
+	uint16_t self = onvm_nf_slot_id(nf);
 
 	while (!onvm_nf_should_stop(nf)) {
 		if (c.count && made >= c.count) {
@@ -264,7 +265,7 @@ static int run_generate(struct onvm_nf *nf, const char *args)
 			}
 			struct onvm_pkt_meta *meta = onvm_meta(m);
 			meta->action = c.dest ? ONVM_TO_SERVICE : ONVM_NEXT;
-			meta->destination = c.dest ? (uint16_t)c.dest : slot->service;
+			meta->destination = c.dest ? (uint16_t)c.dest : onvm_nf_service(nf);
 			meta->chain_index = ONVM_CHAIN_AFTER_DEST;
 			meta->hash = flow_hash[flow];
 			meta->owner = self;

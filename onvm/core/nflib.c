@@ -1,35 +1,47 @@
-/* nflib.c: the NF library.  An NF is a DPDK secondary process: it claims a
- * slot in the manager's control file, joins the manager's DPDK instance,
- * registers its service over the message ring, then receives bursts from
- * its receive ring and hands each packet on according to its verdict:
- * straight into the next NF's receive ring or a port's TX ring. */
-#include <sched.h>
+/* nflib.c: the NF library.  An NF is a DPDK secondary process.  The manager
+ * gives it a slot over the NF socket (nfrun.py does that part); here it maps
+ * the control file read-only and its own stats file read-write, joins the
+ * manager's DPDK instance, then receives bursts from its receive ring and
+ * hands each packet on according to its verdict: straight into the next
+ * NF's receive ring or a port's TX ring. */
+#define _GNU_SOURCE /* POLLRDHUP */
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 
 #include <rte_eal.h>
 #include <rte_lcore.h>
+#include <rte_memzone.h>
 
 #include "onvm_core.h"
 
-#define REGISTER_TIMEOUT_NS 10000000000ull
-#define MAX_SLEEP_NS 100000000ull /* re-check stop and the manager this often */
+#define MAX_SLEEP_NS 100000000ull    /* re-check stop and the manager this often */
+#define MGR_CHECK_NS 10000000ull     /* look at the manager's socket at most this often */
+/* EAL lcore of NFs in slots with no lcore of their own: taken for rte_eal_init
+ * only (the manager uses 0..2*ONVM_MAX_THREADS), then dropped. */
+#define SPARE_LCORE 7
 
 struct onvm_nf {
-	struct onvm_shm *shm;
-	struct onvm_nf_slot *slot;
+	const struct onvm_shm *shm;     /* the manager's: read-only */
+	const struct onvm_nf_slot *slot;
+	struct onvm_nf_stats *stats;    /* ours alone */
+	struct onvm_doorbell *bell;
 	unsigned index;
+	int mgr_fd;
+	bool mgr_gone;
+	uint64_t mgr_checked_ns;
 	struct rte_ring *rx;
 	struct rte_mempool *pool;
-	uintptr_t pool_base, pool_end; /* where the pool's memory lies */
+	uintptr_t pool_base, pool_end;  /* where the pool's memory lies */
 	struct onvm_router router;
 	volatile sig_atomic_t stop;
 	bool eal_ready;
 };
 
-/* Signals end the loop, not the process: the NF then unregisters. */
+/* Signals end the loop, not the process: the NF then leaves cleanly. */
 static struct onvm_nf *signalled_nf;
 
 static void on_signal(int sig)
@@ -39,39 +51,34 @@ static void on_signal(int sig)
 		signalled_nf->stop = 1;
 }
 
-static bool manager_alive(const struct onvm_nf *nf)
+/* The manager is gone when our connection to it is closed.  That works
+ * whatever PID namespace either side is in, and costs one poll() per
+ * MGR_CHECK_NS at most. */
+static bool manager_alive(struct onvm_nf *nf)
 {
-	return kill(nf->shm->mgr_pid, 0) == 0 || errno != ESRCH;
-}
-
-static int claim_slot(struct onvm_nf *nf, uint16_t service, const char *name, const char *kind)
-{
-	uint64_t start = onvm_proc_start_time(getpid());
-	for (unsigned i = 0; i < ONVM_MAX_NFS; i++) {
-		struct onvm_nf_slot *s = &nf->shm->nfs[i];
-		uint32_t expected = ONVM_NF_FREE;
-		if (!__atomic_compare_exchange_n(&s->state, &expected, ONVM_NF_CLAIMED, false,
-						  __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
-			continue;
-		memset(&s->nf, 0, sizeof(s->nf));
-		memset(&s->mgr, 0, sizeof(s->mgr));
-		s->service = service;
-		s->error = 0;
-		s->stop = 0;
-		s->start_time = start;
-		snprintf(s->name, sizeof(s->name), "%s", name);
-		snprintf(s->kind, sizeof(s->kind), "%s", kind);
-		__atomic_store_n(&s->pid, getpid(), __ATOMIC_RELEASE);
-		nf->slot = s;
-		nf->index = i;
-		return 0;
+	if (nf->mgr_gone)
+		return false;
+	uint64_t now = onvm_now_ns();
+	if (now - nf->mgr_checked_ns < MGR_CHECK_NS)
+		return true;
+	nf->mgr_checked_ns = now;
+	struct pollfd p = {.fd = nf->mgr_fd, .events = POLLIN | POLLRDHUP};
+	if (poll(&p, 1, 0) <= 0)
+		return true;
+	if (p.revents & (POLLHUP | POLLRDHUP | POLLERR | POLLNVAL)) {
+		nf->mgr_gone = true;
+	} else if (p.revents & POLLIN) {
+		char c;
+		if (recv(nf->mgr_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0)
+			nf->mgr_gone = true;
 	}
-	onvm_set_error("all %d NF slots are in use; stop an NF first", ONVM_MAX_NFS);
-	return -ENOSPC;
+	return !nf->mgr_gone;
 }
 
 static void widen_span(struct rte_mempool *mp, void *arg, struct rte_mempool_memhdr *memhdr, unsigned idx)
 {
+	(void)mp;
+	(void)idx;
 	struct onvm_nf *nf = arg;
 	uintptr_t start = (uintptr_t)memhdr->addr, end = start + memhdr->len;
 	if (nf->pool_base == 0 || start < nf->pool_base)
@@ -86,11 +93,18 @@ void onvm_nf_pool_span(const struct onvm_nf *nf, uint64_t *base, uint64_t *len)
 	*len = nf->pool_end - nf->pool_base;
 }
 
+static void *lookup_memzone(const char *name)
+{
+	const struct rte_memzone *mz = rte_memzone_lookup(name);
+	return mz ? mz->addr : NULL;
+}
+
 static int join_dpdk(struct onvm_nf *nf, const char *cpus, int argc, char **argv)
 {
 	char lcores[64];
 	char *args[argc + 3];
-	snprintf(lcores, sizeof(lcores), "--lcores=%u@(%s)", nf->slot->lcore, cpus);
+	unsigned lcore = nf->slot->lcore == ONVM_LCORE_NONE ? SPARE_LCORE : nf->slot->lcore;
+	snprintf(lcores, sizeof(lcores), "--lcores=%u@(%s)", lcore, cpus);
 	for (int i = 0; i < argc; i++)
 		args[i] = argv[i];
 	args[argc] = lcores;
@@ -102,79 +116,74 @@ static int join_dpdk(struct onvm_nf *nf, const char *cpus, int argc, char **argv
 		return -rte_errno;
 	}
 	nf->eal_ready = true;
-	if (onvm_meta_field_init(false) < 0)
+	/* No pool cache of our own: run as a thread with no lcore, so the pool
+	 * is used without a cache rather than sharing another process's. */
+	if (nf->slot->lcore == ONVM_LCORE_NONE)
+		rte_thread_unregister();
+	if (router_meta_init(false) < 0)
 		return -ENOENT;
-	char name[RTE_RING_NAMESIZE];
 	nf->pool = rte_mempool_lookup(ONVM_POOL_NAME);
+	onvm_dp.xchg = lookup_memzone(ONVM_XCHG_NAME);
+	onvm_dp.rcu = lookup_memzone(ONVM_RCU_NAME);
+	if (nf->pool == NULL || onvm_dp.xchg == NULL || onvm_dp.rcu == NULL) {
+		onvm_set_error("the manager's packet pool or shared state is missing");
+		return -ENOENT;
+	}
 	/* Every ring this NF may hand packets to, for routing. */
+	char name[RTE_RING_NAMESIZE];
 	onvm_dp.shm = nf->shm;
-	for (unsigned i = 0; i < ONVM_MAX_NFS; i++) {
+	for (unsigned i = 0; i < nf->shm->max_nfs; i++) {
 		snprintf(name, sizeof(name), ONVM_NF_RX_RING_FMT, i);
 		onvm_dp.nf_rx[i] = rte_ring_lookup(name);
+		if (onvm_dp.nf_rx[i] == NULL) {
+			onvm_set_error("the manager's ring %s is missing", name);
+			return -ENOENT;
+		}
 	}
-	for (unsigned p = 0; p < nf->shm->nb_ports; p++) {
+	for (unsigned p = 0; p < nf->shm->nb_ports && p < ONVM_MAX_PORTS; p++) {
 		snprintf(name, sizeof(name), ONVM_PORT_TX_RING_FMT, p);
 		onvm_dp.port_tx[p] = rte_ring_lookup(name);
+		if (onvm_dp.port_tx[p] == NULL) {
+			onvm_set_error("the manager's ring %s is missing", name);
+			return -ENOENT;
+		}
 	}
 	nf->rx = onvm_dp.nf_rx[nf->index];
+	nf->bell = &onvm_dp.xchg->nf_bell[nf->index];
 	rte_mempool_mem_iter(nf->pool, widen_span, nf);
 	nf->router.self = (uint16_t)nf->index;
-	if (nf->pool == NULL || nf->rx == NULL) {
-		onvm_set_error("the manager's packet pool or rings are missing");
-		return -ENOENT;
-	}
+	nf->router.rcu_id = (uint16_t)(ONVM_RCU_FIRST_NF + nf->index);
 	return 0;
 }
 
-static int register_service(struct onvm_nf *nf)
+struct onvm_nf *onvm_nf_start(const char *shm_path, const char *stats_path, uint16_t slot, int mgr_fd,
+			      const char *cpus, int argc, char **argv)
 {
-	struct rte_ring *msgs = rte_ring_lookup(ONVM_MSG_RING_NAME);
-	if (msgs == NULL || rte_ring_mp_enqueue(msgs, ONVM_MSG(ONVM_MSG_REGISTER, nf->index)) != 0) {
-		onvm_set_error("cannot reach the manager's message ring");
-		return -EIO;
-	}
-	uint64_t deadline = onvm_now_ns() + REGISTER_TIMEOUT_NS;
-	for (;;) {
-		uint32_t state = __atomic_load_n(&nf->slot->state, __ATOMIC_ACQUIRE);
-		if (state == ONVM_NF_RUNNING)
-			return 0;
-		if (state == ONVM_NF_REJECTED) {
-			int err = nf->slot->error;
-			if (err == -ENOSPC)
-				onvm_set_error("service %u already has %d instances", nf->slot->service,
-					       ONVM_MAX_INSTANCES);
-			else
-				onvm_set_error("the manager refused service ID %u (valid: 1..%d)",
-					       nf->slot->service, ONVM_MAX_SERVICES - 1);
-			return err ? err : -EINVAL;
-		}
-		if (onvm_now_ns() > deadline || !manager_alive(nf)) {
-			onvm_set_error("the manager did not answer the registration");
-			return -ETIMEDOUT;
-		}
-		usleep(1000);
-	}
-}
-
-struct onvm_nf *onvm_nf_start(const char *shm_path, uint16_t service, const char *name,
-			      const char *kind, const char *cpus, int argc, char **argv)
-{
-	if (service == 0 || service >= ONVM_MAX_SERVICES) {
-		onvm_set_error("service ID %u is out of range 1..%d", service, ONVM_MAX_SERVICES - 1);
-		return NULL;
-	}
 	struct onvm_nf *nf = calloc(1, sizeof(*nf));
-	if (nf == NULL)
+	if (nf == NULL) {
+		onvm_set_error("out of memory");
 		return NULL;
-	nf->shm = shm_attach(shm_path);
+	}
+	nf->mgr_fd = mgr_fd;
+	nf->shm = stats_map(shm_path, sizeof(struct onvm_shm), false);
 	if (nf->shm == NULL)
 		goto fail;
-	if (claim_slot(nf, service, name, kind) < 0)
-		goto fail;
-	if (join_dpdk(nf, cpus, argc, argv) < 0 || register_service(nf) < 0) {
-		__atomic_store_n(&nf->slot->state, ONVM_NF_FREE, __ATOMIC_RELEASE);
+	if (nf->shm->magic != ONVM_SHM_MAGIC || nf->shm->version != ONVM_SHM_VERSION ||
+	    !__atomic_load_n(&nf->shm->ready, __ATOMIC_ACQUIRE)) {
+		onvm_set_error("the manager at %s is not ready (or of another onvm version)", shm_path);
 		goto fail;
 	}
+	if (slot >= nf->shm->max_nfs || nf->shm->nfs[slot].state != ONVM_NF_CLAIMED) {
+		onvm_set_error("NF slot %u was not given to this NF", slot);
+		goto fail;
+	}
+	nf->index = slot;
+	nf->slot = &nf->shm->nfs[slot];
+	nf->stats = stats_map(stats_path, sizeof(struct onvm_nf_stats), true);
+	if (nf->stats == NULL)
+		goto fail;
+	if (join_dpdk(nf, cpus, argc, argv) < 0)
+		goto fail;
 	signalled_nf = nf;
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
@@ -185,26 +194,17 @@ struct onvm_nf *onvm_nf_start(const char *shm_path, uint16_t service, const char
 fail:
 	if (nf->eal_ready)
 		rte_eal_cleanup();
+	if (nf->stats)
+		munmap(nf->stats, sizeof(struct onvm_nf_stats));
 	if (nf->shm)
-		munmap(nf->shm, sizeof(*nf->shm));
+		munmap((void *)nf->shm, sizeof(struct onvm_shm));
 	free(nf);
 	return NULL;
 }
 
-int onvm_nf_instance(const struct onvm_nf *nf)
-{
-	return (int)nf->index;
-}
-
 void onvm_nf_count_errors(struct onvm_nf *nf, uint32_t n)
 {
-	nf->slot->nf.errors += n;
-}
-
-static bool nf_has_work(void *arg)
-{
-	struct onvm_nf *nf = arg;
-	return nf->stop || nf->slot->stop || rte_ring_count(nf->rx) > 0;
+	nf->stats->errors += n;
 }
 
 static inline bool should_stop(struct onvm_nf *nf)
@@ -212,11 +212,18 @@ static inline bool should_stop(struct onvm_nf *nf)
 	return nf->stop || __atomic_load_n(&nf->slot->stop, __ATOMIC_ACQUIRE);
 }
 
+static bool nf_has_work(void *arg)
+{
+	struct onvm_nf *nf = arg;
+	return should_stop(nf) || rte_ring_count(nf->rx) > 0;
+}
+
 /* Dequeue a burst; poll briefly when empty, then sleep on the doorbell.
  * Returns 0 at timeout so Python can look at signals and the time. */
 static unsigned rx_burst(struct onvm_nf *nf, struct rte_mbuf **pkts, uint32_t timeout_ms, int *stop)
 {
 	uint64_t start = 0, timeout_ns = (uint64_t)timeout_ms * 1000000ull;
+	bool busy = nf->shm->busy_poll;
 	for (;;) {
 		if (unlikely(should_stop(nf))) {
 			*stop = 1;
@@ -229,19 +236,19 @@ static unsigned rx_burst(struct onvm_nf *nf, struct rte_mbuf **pkts, uint32_t ti
 		if (start == 0)
 			start = now;
 		uint64_t idle = now - start;
-		if (idle < ONVM_SPIN_NS || (nf->shm->busy_poll && idle < timeout_ns)) {
-			onvm_idle_turn(nf->shm->busy_poll);
+		if (idle < ONVM_SPIN_NS || (busy && idle < timeout_ns)) {
+			onvm_idle_turn(busy);
 			continue;
 		}
-		if (idle >= timeout_ns)
-			return 0;
-		uint64_t left = timeout_ns - idle;
-		nf->slot->nf.wakeups++;
-		onvm_bell_sleep(&nf->slot->bell, nf_has_work, nf, RTE_MIN(left, MAX_SLEEP_NS));
 		if (!manager_alive(nf)) {
 			*stop = 1;
 			return 0;
 		}
+		if (idle >= timeout_ns)
+			return 0;
+		uint64_t left = timeout_ns - idle;
+		nf->stats->wakeups++;
+		onvm_bell_sleep(nf->bell, nf_has_work, nf, RTE_MIN(left, MAX_SLEEP_NS));
 		if (rte_ring_count(nf->rx) == 0)
 			return 0; /* timeout or signal: let the caller look */
 	}
@@ -253,7 +260,7 @@ int onvm_nf_rx_burst(struct onvm_nf *nf, struct rte_mbuf **pkts, uint32_t timeou
 	unsigned n = rx_burst(nf, pkts, timeout_ms, &stop);
 	if (stop)
 		return -1;
-	nf->slot->nf.rx += n;
+	nf->stats->rx += n;
 	return (int)n;
 }
 
@@ -266,9 +273,10 @@ int onvm_nf_rx(struct onvm_nf *nf, struct onvm_batch *b, uint32_t timeout_ms)
 		struct rte_mbuf *m = pkts[i];
 		struct onvm_pkt_meta *meta = onvm_meta(m);
 		/* Python sees one contiguous buffer; chained mbufs are rare on
-		 * virtual ports and get joined here when they fit. */
-		if (unlikely(m->nb_segs > 1))
-			rte_pktmbuf_linearize(m);
+		 * virtual ports and get joined here when they fit.  One that
+		 * cannot be joined is shown as its first segment. */
+		if (unlikely(m->nb_segs > 1) && rte_pktmbuf_linearize(m) < 0)
+			nf->stats->errors++;
 		b->off[i] = rte_pktmbuf_mtod(m, uintptr_t) - nf->pool_base;
 		b->len[i] = m->data_len;
 		b->port[i] = meta->in_port;
@@ -282,10 +290,12 @@ int onvm_nf_rx(struct onvm_nf *nf, struct onvm_batch *b, uint32_t timeout_ms)
 static unsigned hand_on(struct onvm_nf *nf, struct rte_mbuf **pkts, unsigned n)
 {
 	struct onvm_router *r = &nf->router;
-	struct onvm_nf_stats *st = &nf->slot->nf;
+	struct onvm_nf_stats *st = nf->stats;
+	struct onvm_route_counts counts = {&st->refused, &st->chain_end};
+	router_begin(r);
 	for (unsigned i = 0; i < n; i++)
-		router_route(r, pkts[i], &st->refused, &st->chain_end);
-	router_flush(r);
+		router_route(r, pkts[i], &counts);
+	router_end(r);
 	unsigned sent = (unsigned)r->sent;
 	st->tx += r->sent;
 	st->tx_drop += r->dropped;
@@ -296,25 +306,27 @@ static unsigned hand_on(struct onvm_nf *nf, struct rte_mbuf **pkts, unsigned n)
 unsigned onvm_nf_tx_burst(struct onvm_nf *nf, struct rte_mbuf **pkts, const uint32_t *verdicts, unsigned count)
 {
 	struct rte_mbuf *out[ONVM_BURST], *drop[ONVM_BURST];
-	uint64_t *act = nf->slot->nf.act;
+	uint64_t *act = nf->stats->act;
 	unsigned n = 0, nb_drop = 0;
+	if (unlikely(count > ONVM_BURST))
+		count = ONVM_BURST;
 	for (unsigned i = 0; i < count; i++) {
 		struct rte_mbuf *m = pkts[i];
 		uint32_t v = verdicts[i];
 		unsigned action = ONVM_VERDICT_ACTION(v);
 		if (unlikely(action >= ONVM_NB_ACTIONS)) {
-			nf->slot->nf.errors++;
+			nf->stats->errors++;
 			action = ONVM_DROP;
 		}
 		act[action]++;
 		struct onvm_pkt_meta *meta = onvm_meta(m);
 		if (action == ONVM_DROP) {
-			meta->owner = ONVM_OWNER_MGR; /* see onvm_free_pkt */
+			meta->owner = ONVM_OWNER_MGR; /* see router_free_pkt */
 			drop[nb_drop++] = m;
 			continue;
 		}
 		meta->action = (uint8_t)action;
-		meta->destination = ONVM_VERDICT_DEST(v);
+		meta->destination = (uint16_t)ONVM_VERDICT_DEST(v);
 		out[n++] = m;
 	}
 	if (nb_drop)
@@ -332,33 +344,30 @@ int onvm_nf_tx(struct onvm_nf *nf, struct onvm_batch *b)
 /* Hand on packets the NF made (generate); their meta is already set. */
 int onvm_nf_send_new(struct onvm_nf *nf, struct rte_mbuf **pkts, unsigned n)
 {
-	nf->slot->nf.created += n;
+	nf->stats->created += n;
 	return (int)hand_on(nf, pkts, n);
 }
 
 struct rte_mempool *onvm_nf_pool(struct onvm_nf *nf) { return nf->pool; }
-struct onvm_nf_slot *onvm_nf_slot(struct onvm_nf *nf) { return nf->slot; }
-struct onvm_shm *onvm_nf_shm(struct onvm_nf *nf) { return nf->shm; }
+struct onvm_nf_stats *onvm_nf_stats(struct onvm_nf *nf) { return nf->stats; }
+uint16_t onvm_nf_service(const struct onvm_nf *nf) { return nf->slot->service; }
+uint16_t onvm_nf_slot_id(const struct onvm_nf *nf) { return (uint16_t)nf->index; }
 bool onvm_nf_should_stop(struct onvm_nf *nf) { return should_stop(nf) || !manager_alive(nf); }
 
 void onvm_nf_finish(struct onvm_nf *nf)
 {
 	if (nf == NULL)
 		return;
-	struct rte_ring *msgs = rte_ring_lookup(ONVM_MSG_RING_NAME);
-	if (msgs)
-		rte_ring_mp_enqueue(msgs, ONVM_MSG(ONVM_MSG_UNREGISTER, nf->index));
-	/* Wait until the manager no longer routes to us, then hand back the
-	 * packets still queued for us and our pool cache. */
-	uint64_t deadline = onvm_now_ns() + 1000000000ull;
-	while (__atomic_load_n(&nf->slot->state, __ATOMIC_ACQUIRE) == ONVM_NF_RUNNING &&
-	       onvm_now_ns() < deadline && manager_alive(nf))
-		usleep(1000);
-	struct rte_mempool_cache *cache = rte_mempool_default_cache(nf->pool, rte_lcore_id());
-	if (cache)
-		rte_mempool_cache_flush(cache, nf->pool);
+	/* Our pool cache goes back to the pool; what waits in our ring, the
+	 * manager frees once we are gone. */
+	if (nf->slot->lcore != ONVM_LCORE_NONE) {
+		struct rte_mempool_cache *cache = rte_mempool_default_cache(nf->pool, rte_lcore_id());
+		if (cache)
+			rte_mempool_cache_flush(cache, nf->pool);
+	}
 	signalled_nf = NULL;
 	rte_eal_cleanup();
-	munmap(nf->shm, sizeof(*nf->shm));
+	munmap(nf->stats, sizeof(struct onvm_nf_stats));
+	munmap((void *)nf->shm, sizeof(struct onvm_shm));
 	free(nf);
 }

@@ -1,6 +1,6 @@
-/* onvm_api.h: what Python calls (through cffi, see onvm/_build.py, whose
- * cdef repeats these declarations).  Functions return >= 0 on success and
- * -errno on failure, with a message in onvm_last_error(). */
+/* onvm_api.h: what Python calls (through cffi; onvm/_build.py reads this
+ * file for the cdef).  Functions return >= 0 on success and -errno on
+ * failure, with a message in onvm_last_error(). */
 #ifndef ONVM_API_H
 #define ONVM_API_H
 
@@ -10,35 +10,49 @@ const char *onvm_last_error(void);
 
 /* ---- manager (the DPDK primary), called from onvm/mgrd.py ---------------- */
 
-/* EAL init, packet pool, message ring, per-NF rings, control file. */
-int onvm_mgr_init(int argc, char **argv, const char *shm_path, uint32_t nb_mbufs,
-		  uint32_t nf_ring_size);
+/* EAL init, packet pool, rings for max_nfs NF slots, the exchange memzone,
+ * RCU state, the control file and the NF stats files (stats_fmt: a printf
+ * pattern taking the slot number). */
+int onvm_mgr_init(int argc, char **argv, const char *shm_path, const char *stats_fmt, uint32_t nb_mbufs,
+		  uint32_t nf_ring_size, uint32_t max_nfs);
 /* Add a port (enum onvm_port_kind); returns its index.  devargs: vdev
  * arguments for pcap/tap, a PCI address for pci, ignored for ring/null. */
 int onvm_mgr_add_port(unsigned kind, const char *devargs);
-/* Busy polling: no thread or NF ever sleeps.  For machines with a core per
- * thread; on small machines idle threads must sleep (the default). */
+/* Busy polling: no thread or NF ever sleeps (a core per thread). */
 void onvm_mgr_set_busy_poll(int on);
-/* How many RX and TX threads (1..ONVM_MAX_THREADS each; default 1 and 1).
- * EAL must have been given 1 + rx + tx lcores. */
+/* RX and TX threads, 1..ONVM_MAX_THREADS each; EAL must have 1 + rx + tx lcores. */
 int onvm_mgr_set_threads(unsigned rx, unsigned tx);
 /* Start ports, launch the RX and TX threads. */
 int onvm_mgr_start(void);
-/* Control work, called every few ms: messages, liveness, recovery, stats. */
+/* Control work, called every few ms: recovery of NFs whose grace period
+ * has passed, counters copied out of the exchange, pool use. */
 void onvm_mgr_tick(void);
 /* Start receiving on a port that waits (a pcap file to replay). */
 int onvm_mgr_enable_rx(uint16_t port);
 /* Copy packets into mbufs and hand them to a ring port's receive side.
  * buf holds n packets back to back, lens their lengths.  Returns the count
- * accepted (the rest did not fit: pool or ring full). */
+ * accepted (the rest did not fit: pool or ring full; the caller may retry). */
 int onvm_mgr_inject(uint16_t port, const uint8_t *buf, const uint32_t *lens, uint32_t n);
 /* Copy out packets a ring port transmitted: at most max packets, at most
  * buflen bytes; lens gets their lengths.  Returns the count. */
 int onvm_mgr_drain(uint16_t port, uint8_t *buf, uint32_t buflen, uint32_t *lens, uint32_t max);
-/* Replace the default chain: verdicts (ONVM_VERDICT(action, dest)). */
+/* Replace the default chain: verdicts ((action << 16) | destination). */
 int onvm_mgr_set_chain(const uint32_t *verdicts, uint32_t n);
-/* Ask every NF to exit; wait up to timeout_ms.  Returns how many remain. */
-int onvm_mgr_stop_nfs(uint32_t timeout_ms);
+
+/* NF registration, driven by the control loop over the NF socket:
+ * claim a slot for an NF process (pid as the manager sees it); returns the
+ * slot.  The NF then joins DPDK as a secondary and says it is ready, and
+ * the manager puts it in the service table. */
+int onvm_mgr_nf_claim(const char *name, const char *kind, uint16_t service, int32_t pid);
+int onvm_mgr_nf_ready(uint16_t slot);
+/* The NF left (or its connection closed): out of the service table. */
+int onvm_mgr_nf_leave(uint16_t slot);
+/* The NF's process is gone: its packets are recovered after the grace period. */
+int onvm_mgr_nf_dead(uint16_t slot);
+/* Ask every NF to exit (their stop flag). */
+void onvm_mgr_stop_all(void);
+/* Slots not yet FREE. */
+int onvm_mgr_nfs_left(void);
 /* Stop threads and ports, release DPDK. */
 void onvm_mgr_shutdown(void);
 
@@ -60,27 +74,29 @@ struct onvm_batch {
 	uint32_t verdict[32];
 };
 
-/* Claim a slot in the manager's control file, join its DPDK instance as a
- * secondary on lcore ONVM_LCORE_FIRST_NF + slot (cpus: where it may run),
- * and register service.  argv: EAL arguments (prefix, --no-pci...). */
-struct onvm_nf *onvm_nf_start(const char *shm_path, uint16_t service, const char *name,
-			      const char *kind, const char *cpus, int argc, char **argv);
+/* Join the manager's DPDK instance as a secondary in the slot the manager
+ * gave (see onvm_mgr_nf_claim): map the control file read-only and this
+ * slot's stats file read-write.  mgr_fd: the NF's connection to the
+ * manager; it closing means the manager is gone.  cpus: where it may run;
+ * argv: EAL arguments (prefix, --no-pci...). */
+struct onvm_nf *onvm_nf_start(const char *shm_path, const char *stats_path, uint16_t slot, int mgr_fd,
+			      const char *cpus, int argc, char **argv);
 /* Receive up to 32 packets.  Polls, then sleeps until woken or timeout_ms.
  * Returns the count (0 on timeout), or -1 when asked to stop or the manager
  * is gone. */
 int onvm_nf_rx(struct onvm_nf *nf, struct onvm_batch *b, uint32_t timeout_ms);
-/* Hand back the batch with its verdicts.  Returns packets enqueued. */
+/* Hand back the batch with its verdicts.  Returns packets handed on. */
 int onvm_nf_tx(struct onvm_nf *nf, struct onvm_batch *b);
 /* The address range holding every packet of the pool (zero-copy views). */
 void onvm_nf_pool_span(const struct onvm_nf *nf, uint64_t *base, uint64_t *len);
 /* Count callback errors (shown in stats). */
 void onvm_nf_count_errors(struct onvm_nf *nf, uint32_t n);
-int onvm_nf_instance(const struct onvm_nf *nf);
 /* Run a native NF by name (forward, drop, count, sink, generate) until
  * asked to stop.  args: "key=value,..." (generate: rate, size, count,
  * flows, dest). */
 int onvm_nf_run_native(struct onvm_nf *nf, const char *name, const char *args);
-/* Unregister and leave the DPDK instance. */
+/* Give back the pool cache and leave the DPDK instance (after the manager
+ * has taken the NF out of service). */
 void onvm_nf_finish(struct onvm_nf *nf);
 
 #endif

@@ -1,6 +1,6 @@
 /* onvm_core.h: helpers shared by the manager and the NF library, and the
- * functions each .c file offers the others.  The shared layout itself lives
- * in onvm_shm.h; the API Python calls is onvm_api.h. */
+ * functions each .c file offers the others (prefixed by their file).  The
+ * shared layout lives in onvm_shm.h; the API Python calls is onvm_api.h. */
 #ifndef ONVM_CORE_H
 #define ONVM_CORE_H
 
@@ -16,23 +16,24 @@
 
 #include <rte_branch_prediction.h>
 #include <rte_errno.h>
-#include <rte_ether.h>
-#include <rte_hash_crc.h>
-#include <rte_ip.h>
 #include <rte_mbuf.h>
 #include <rte_mbuf_dyn.h>
 #include <rte_mempool.h>
+#include <rte_rcu_qsbr.h>
 #include <rte_ring.h>
-#include <rte_tcp.h>
-#include <rte_udp.h>
 
 #include "onvm_shm.h"
 #include "onvm_api.h"
+#include "flow_hash.h"
+
+/* A verdict packs an action and its destination: (action << 16) | dest. */
+#define ONVM_VERDICT(action, dest) (((uint32_t)(action) << 16) | (uint16_t)(dest))
+#define ONVM_VERDICT_ACTION(v) ((v) >> 16)
+#define ONVM_VERDICT_DEST(v) ((v)&0xffff)
 
 /* Offset of struct onvm_pkt_meta in every mbuf: registered by the manager,
- * looked up by NFs (onvm_meta_field_init). */
+ * looked up by NFs (router_meta_init). */
 extern int onvm_meta_offset;
-int onvm_meta_field_init(bool primary);
 
 static inline struct onvm_pkt_meta *onvm_meta(struct rte_mbuf *m)
 {
@@ -43,7 +44,7 @@ static inline uint64_t onvm_now_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 /* ---- doorbells: sleep when idle, producers wake the sleeper ----------- */
@@ -109,9 +110,55 @@ static inline void onvm_bell_sleep(struct onvm_doorbell *b, bool (*has_work)(voi
 	__atomic_store_n(&b->sleeping, 0, __ATOMIC_RELAXED);
 }
 
+/* ---- what routing needs, in whichever process routes ------------------- */
+
+/* Filled by the manager (manager.c, ports.c) or by an NF (nflib.c) from
+ * the names in onvm_shm.h. */
+struct onvm_dataplane {
+	const struct onvm_shm *shm;   /* read-only in NFs */
+	struct onvm_xchg *xchg;       /* hugepages: doorbells, senders' counters */
+	struct rte_rcu_qsbr *rcu;
+	struct rte_ring *nf_rx[ONVM_MAX_NFS];
+	struct rte_ring *port_tx[ONVM_MAX_PORTS];
+};
+extern struct onvm_dataplane onvm_dp;
+
+/* ---- router.c: where a packet goes, by the action in its metadata -------- */
+
+/* One router per routing thread (the RX threads, each NF): per-destination
+ * buffers, the destinations with something buffered, and counts of packets
+ * handed on (sent) and lost to full rings (dropped). */
+struct onvm_router {
+	struct rte_mbuf *to_nf[ONVM_MAX_NFS][ONVM_BURST];
+	uint16_t nb_to_nf[ONVM_MAX_NFS];
+	struct rte_mbuf *to_port[ONVM_MAX_PORTS][ONVM_BURST];
+	uint16_t nb_to_port[ONVM_MAX_PORTS];
+	uint16_t pending[ONVM_MAX_NFS + ONVM_MAX_PORTS]; /* slots, then ports + ONVM_MAX_NFS */
+	uint16_t nb_pending;
+	uint64_t sent;
+	uint64_t dropped;
+	uint16_t self;       /* owner mark of buffered packets: the NF's slot, or ONVM_OWNER_MGR */
+	uint16_t rcu_id;     /* its reader ID in the RCU state */
+	const struct onvm_tables *tables; /* between begin and end */
+};
+
+/* Where the counts of refused packets and chain ends go, per call. */
+struct onvm_route_counts {
+	uint64_t *refused;
+	uint64_t *chain_end;
+};
+
+int router_meta_init(bool primary);
+/* Enter the read side (RCU online) and take the current tables. */
+void router_begin(struct onvm_router *r);
+void router_route(struct onvm_router *r, struct rte_mbuf *m, const struct onvm_route_counts *c);
+/* Flush every buffer, then leave the read side. */
+void router_end(struct onvm_router *r);
+void router_free_pkt(struct rte_mbuf *m);
+
 /* Where a packet sent to `service` continues when its NF says NEXT: after
  * that service's place in the chain, or at the end if it has none. */
-static inline uint8_t onvm_chain_position_after(const struct onvm_chain *c, uint16_t service)
+static inline uint8_t router_chain_after(const struct onvm_chain *c, uint16_t service)
 {
 	for (uint32_t i = 0; i < c->length; i++)
 		if (c->entries[i].action == ONVM_TO_SERVICE && c->entries[i].destination == service)
@@ -119,65 +166,21 @@ static inline uint8_t onvm_chain_position_after(const struct onvm_chain *c, uint
 	return (uint8_t)c->length;
 }
 
-/* ---- the symmetric flow hash, computed once per packet ------------------ */
-
-/* Both directions of a flow give the same value: the (addr, port) pairs are
- * put in a fixed order before hashing.  Non-IP packets hash their MACs the
- * same way. */
-static inline uint32_t onvm_flow_hash(const struct rte_mbuf *m)
-{
-	const struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, const struct rte_ether_hdr *);
-	if (m->data_len < sizeof(*eth))
-		return 0;
-	if (eth->ether_type == rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4) &&
-	    m->data_len >= sizeof(*eth) + sizeof(struct rte_ipv4_hdr)) {
-		const struct rte_ipv4_hdr *ip = (const struct rte_ipv4_hdr *)(eth + 1);
-		uint32_t a = ip->src_addr, b = ip->dst_addr;
-		uint16_t pa = 0, pb = 0;
-		unsigned ihl = (ip->version_ihl & 0xf) * 4;
-		if ((ip->next_proto_id == IPPROTO_TCP || ip->next_proto_id == IPPROTO_UDP) &&
-		    m->data_len >= sizeof(*eth) + ihl + 4) {
-			const uint16_t *l4 = (const uint16_t *)((const uint8_t *)ip + ihl);
-			pa = l4[0];
-			pb = l4[1];
-		}
-		if (a > b || (a == b && pa > pb)) {
-			uint32_t t = a; a = b; b = t;
-			uint16_t tp = pa; pa = pb; pb = tp;
-		}
-		uint32_t h = rte_hash_crc_4byte(a, ip->next_proto_id);
-		h = rte_hash_crc_4byte(b, h);
-		return rte_hash_crc_4byte(((uint32_t)pa << 16) | pb, h);
-	}
-	uint64_t x = 0, y = 0;
-	memcpy(&x, &eth->src_addr, 6);
-	memcpy(&y, &eth->dst_addr, 6);
-	if (x > y) { uint64_t t = x; x = y; y = t; }
-	return rte_hash_crc_8byte(y, rte_hash_crc_8byte(x, eth->ether_type));
-}
-
-/* ---- manager internals (one file per concern) --------------------------- */
-
-struct onvm_router; /* tx.c */
-
-/* What routing needs, in whichever process routes: the manager (RX thread)
- * or an NF.  Filled by manager.c/ports.c, or by nflib.c from the names. */
-struct onvm_dataplane {
-	struct onvm_shm *shm;
-	struct rte_ring *nf_rx[ONVM_MAX_NFS];
-	struct rte_ring *port_tx[ONVM_MAX_PORTS];
-};
-extern struct onvm_dataplane onvm_dp;
+/* ---- manager internals ---------------------------------------------------- */
 
 struct onvm_mgr {
 	struct onvm_shm *shm;
-	struct rte_mempool *pool;
-	struct rte_ring *msg_ring;
-	struct rte_ring *port_in[ONVM_MAX_PORTS];  /* ring ports only */
-	struct rte_ring *port_out[ONVM_MAX_PORTS]; /* ring ports only */
+	struct onvm_xchg *xchg;
+	struct onvm_rte_objs {
+		struct rte_mempool *pool;
+		struct rte_ring *port_in[ONVM_MAX_PORTS];  /* ring ports only */
+		struct rte_ring *port_out[ONVM_MAX_PORTS]; /* ring ports only */
+	} rte;
+	struct onvm_nf_stats *nf_stats[ONVM_MAX_NFS]; /* each NF's stats file, mapped */
 	bool external_rx;       /* a port whose arrivals nobody announces */
 	volatile bool force_quit;
-	uint64_t last_liveness_ns;
+	bool table_pending;     /* a grace period since the last table update is running */
+	uint64_t table_token;
 };
 extern struct onvm_mgr onvm_mgr;
 
@@ -190,36 +193,22 @@ void ports_stop(void);
 int rx_thread_main(void *arg);
 int tx_thread_main(void *arg);
 
-/* tx.c: route packets by their meta action; used by the RX thread and NFs.
- * One router per routing thread: per-destination buffers, and counts of
- * packets handed on (sent) and lost to full rings (dropped). */
-struct onvm_router {
-	struct rte_mbuf *to_nf[ONVM_MAX_NFS][ONVM_BURST];
-	uint16_t nb_to_nf[ONVM_MAX_NFS];
-	struct rte_mbuf *to_port[ONVM_MAX_PORTS][ONVM_BURST];
-	uint16_t nb_to_port[ONVM_MAX_PORTS];
-	uint64_t sent;
-	uint64_t dropped;
-	uint16_t self;  /* owner mark of buffered packets: the NF's slot, or ONVM_OWNER_MGR */
-};
-void router_route(struct onvm_router *r, struct rte_mbuf *m, uint64_t *refused, uint64_t *chain_end);
-void router_flush(struct onvm_router *r);
-void onvm_free_pkt(struct rte_mbuf *m);
-
 /* nf_registry.c */
-void registry_poll(uint64_t now_ns);
+void registry_tick(void);
 void registry_stop_all(void);
 
-uint64_t onvm_proc_start_time(int pid); /* 0 if gone or a zombie */
-
-/* services.c */
-int services_add(uint16_t service, uint16_t slot);
-void services_remove(uint16_t service, uint16_t slot);
+/* services.c: the tables routing reads, updated under RCU */
+struct onvm_tables *services_edit_begin(void);
+void services_edit_commit(void);
+int services_add(struct onvm_tables *t, uint16_t service, uint16_t slot);
+void services_remove(struct onvm_tables *t, uint16_t service, uint16_t slot);
+bool services_grace_over(uint64_t token);
 
 /* stats.c */
-struct onvm_shm *shm_create(const char *path);
-struct onvm_shm *shm_attach(const char *path);
+struct onvm_shm *stats_create(const char *path);
+int stats_create_nf_files(const char *fmt, uint32_t n);
 void stats_update(void);
+void *stats_map(const char *path, size_t size, bool writable);
 
 /* nflib.c: what native NFs use beyond the public API */
 int onvm_nf_send_new(struct onvm_nf *nf, struct rte_mbuf **pkts, unsigned n);
@@ -228,8 +217,9 @@ int onvm_nf_send_new(struct onvm_nf *nf, struct rte_mbuf **pkts, unsigned n);
 int onvm_nf_rx_burst(struct onvm_nf *nf, struct rte_mbuf **pkts, uint32_t timeout_ms);
 unsigned onvm_nf_tx_burst(struct onvm_nf *nf, struct rte_mbuf **pkts, const uint32_t *verdicts, unsigned n);
 struct rte_mempool *onvm_nf_pool(struct onvm_nf *nf);
-struct onvm_nf_slot *onvm_nf_slot(struct onvm_nf *nf);
-struct onvm_shm *onvm_nf_shm(struct onvm_nf *nf);
+struct onvm_nf_stats *onvm_nf_stats(struct onvm_nf *nf);
+uint16_t onvm_nf_service(const struct onvm_nf *nf);
+uint16_t onvm_nf_slot_id(const struct onvm_nf *nf);
 bool onvm_nf_should_stop(struct onvm_nf *nf);
 
 /* error text for Python: set by any failing API call */

@@ -1,60 +1,71 @@
 /* onvm_shm.h: the one shared layout between the manager, the NFs and the
- * notebook.  Two kinds of shared memory:
- *   - DPDK hugepages: the packet pool and the rings (found by the names below);
- *   - the control file (struct onvm_shm), a plain mmap'd file in the DPDK
- *     runtime dir, so a notebook can read stats without initialising DPDK.
- * Each struct says who writes it.  Fields written by different parties sit on
- * different cache lines.  Python reads this file through the same cdef. */
+ * notebook.  Three kinds of shared memory, by who may write them:
+ *   - the control file (struct onvm_shm), a plain mmap'd file in the
+ *     manager's runtime dir.  Only the manager process writes it; NFs and
+ *     notebooks map it read-only.  It holds the routing tables, NF slots and
+ *     port counters, so no NF can change where packets go.
+ *   - one stats file per NF slot (struct onvm_nf_stats): written by that NF
+ *     alone, read by everyone else.
+ *   - DPDK hugepages, mapped read-write by every secondary: the packet pool,
+ *     the rings, and the memzone ONVM_XCHG_NAME (struct onvm_xchg: doorbells
+ *     and the counters that senders bump on a receiver's behalf) and the RCU
+ *     state.  This is the trust boundary, as in OpenNetVM: an NF can corrupt
+ *     packets and rings, and nothing outside the hugepages trusts what it
+ *     writes there (the manager copies counters out, never routes on them).
+ * Python reads this header through cffi: onvm/_build.py turns it into the
+ * cdef, so keep to one declaration per line, top-level structs and
+ * ONVM_ALIGNED members. */
 #ifndef ONVM_SHM_H
 #define ONVM_SHM_H
 
 #include <stdint.h>
 
-#define ONVM_SHM_MAGIC 0x6f6e766dU /* "onvm" */
-#define ONVM_SHM_VERSION 1
+#define ONVM_SHM_MAGIC 0x6f6e766d
+#define ONVM_SHM_VERSION 2
 
-#define ONVM_MAX_NFS 32        /* NF slots; slot index == instance ID */
-#define ONVM_MAX_SERVICES 64   /* service IDs 1..63; 0 is "none" */
-#define ONVM_MAX_INSTANCES 16  /* live instances per service */
-#define ONVM_MAX_PORTS 8
+#define ONVM_MAX_NFS 128       /* NF slots; slot index == instance ID */
+#define ONVM_MAX_SERVICES 256  /* service IDs 1..255; 0 is "none" */
+#define ONVM_MAX_INSTANCES 32  /* live instances per service */
+#define ONVM_RETA_SIZE 256     /* buckets of a service's indirection table */
+#define ONVM_MAX_PORTS 32      /* DPDK's RTE_MAX_ETHPORTS here */
 #define ONVM_MAX_CHAIN 16
 #define ONVM_BURST 32
 #define ONVM_CACHE_LINE 64
+#define ONVM_NB_ACTIONS 4
+#define ONVM_NB_APP 4
 
-/* lcore IDs: manager main 0, then its RX threads, then its TX threads; the
- * NF in slot i uses FIRST_NF + i, so every process has its own mempool
- * cache. */
+/* lcore IDs: manager main 0, then its RX threads, then its TX threads.  NF
+ * slot i uses FIRST_NF + i while that is below DPDK's RTE_MAX_LCORE (128), so
+ * each has its own mempool cache; NFs in higher slots run without one. */
 #define ONVM_MAX_THREADS 3 /* RX threads, and TX threads, per manager */
 #define ONVM_LCORE_FIRST_NF 8
+#define ONVM_LCORE_NONE 0xffff
+
+/* RCU reader IDs (rte_rcu_qsbr): RX thread r is r, NF slot i is RCU_FIRST_NF + i. */
+#define ONVM_RCU_FIRST_NF 4
 
 /* DPDK object names (per file prefix, so no clash between managers). */
 #define ONVM_POOL_NAME "onvm_pool"
-#define ONVM_MSG_RING_NAME "onvm_msg"
+#define ONVM_XCHG_NAME "onvm_xchg"
+#define ONVM_RCU_NAME "onvm_rcu"
 #define ONVM_NF_RX_RING_FMT "onvm_nf%u_rx"
-#define ONVM_PORT_IN_RING_FMT "onvm_port%u_in"   /* inject -> ring port RX */
-#define ONVM_PORT_OUT_RING_FMT "onvm_port%u_out" /* ring port TX -> capture */
-#define ONVM_PORT_TX_RING_FMT "onvm_port%u_tx"   /* RX thread, NFs -> TX thread -> port */
-#define ONVM_SHM_FILE "onvm.shm"
-#define ONVM_SOCK_FILE "onvm.sock"
+#define ONVM_PORT_IN_RING_FMT "onvm_port%u_in"
+#define ONVM_PORT_OUT_RING_FMT "onvm_port%u_out"
+#define ONVM_PORT_TX_RING_FMT "onvm_port%u_tx"
+
+#define ONVM_ALIGNED __attribute__((aligned(ONVM_CACHE_LINE)))
 
 /* Actions an NF returns; also the kinds of chain entry. */
 enum onvm_action {
-	ONVM_NEXT = 0,       /* follow the default chain (or flow table) */
+	ONVM_NEXT = 0,       /* follow the default chain */
 	ONVM_DROP = 1,       /* free the packet */
 	ONVM_TO_SERVICE = 2, /* destination = service ID */
-	ONVM_TO_PORT = 3,    /* destination = port index */
-	ONVM_NB_ACTIONS = 4
+	ONVM_TO_PORT = 3     /* destination = port index */
 };
-
-/* A verdict packs an action and its destination: (action << 16) | dest. */
-#define ONVM_VERDICT(action, dest) (((uint32_t)(action) << 16) | (uint16_t)(dest))
-#define ONVM_VERDICT_ACTION(v) ((v) >> 16)
-#define ONVM_VERDICT_DEST(v) ((v) & 0xffff)
 
 /* Per-packet metadata, in an mbuf dynamic field (ONVM_META_FIELD): it
  * lands in the mbuf's second cache line, which allocating and freeing touch
- * anyway, so routing costs no extra cache line per packet.  Written by
- * whoever holds the packet (RX thread at arrival, the NF that hands it on). */
+ * anyway.  Written by whoever holds the packet. */
 #define ONVM_META_FIELD "onvm_pkt_meta"
 #define ONVM_OWNER_MGR 0xffff  /* held by the manager or a port */
 /* chain_index of a packet an NF made: NEXT continues after the service in
@@ -64,112 +75,80 @@ struct onvm_pkt_meta {
 	uint8_t action;
 	uint8_t chain_index; /* next position in the default chain */
 	uint16_t destination;
-	uint32_t hash;       /* symmetric 5-tuple hash, computed once at RX */
+	uint32_t hash;       /* symmetric flow hash, computed once at RX */
 	uint16_t owner;      /* NF slot that holds it, or ONVM_OWNER_MGR */
 	uint16_t in_port;
 	uint32_t reserved;
 };
 
-/* A futex word the consumer sleeps on and producers ring (see doorbell.h). */
+/* A futex word the consumer sleeps on and producers ring (onvm_core.h). */
 struct onvm_doorbell {
 	uint32_t seq;
 	uint32_t sleeping;
-} __attribute__((aligned(ONVM_CACHE_LINE)));
+	uint64_t pad[7];
+};
 
 enum onvm_nf_state {
 	ONVM_NF_FREE = 0,
-	ONVM_NF_CLAIMED = 1,   /* an NF process took the slot, is starting */
-	ONVM_NF_RUNNING = 2,   /* registered, in the service table */
-	ONVM_NF_REJECTED = 3,  /* manager refused the registration (see error) */
-	ONVM_NF_ZOMBIE = 4,    /* gone; manager is recovering its packets */
+	ONVM_NF_CLAIMED = 1,  /* the manager gave the slot to a registering NF */
+	ONVM_NF_RUNNING = 2,  /* in the service table */
+	ONVM_NF_ZOMBIE = 3    /* left or died; the manager recovers its packets */
 };
 
-/* Messages on the manager's message ring are plain values, no allocation:
- * (type << 8) | slot.  Written by NFs, read by the manager's control loop. */
-#define ONVM_MSG_REGISTER 1
-#define ONVM_MSG_UNREGISTER 2
-#define ONVM_MSG(type, slot) ((void *)(uintptr_t)(((type) << 8) | (slot)))
-#define ONVM_MSG_TYPE(m) ((unsigned)((uintptr_t)(m) >> 8))
-#define ONVM_MSG_SLOT(m) ((unsigned)((uintptr_t)(m)&0xff))
+/* ---- written by one NF: its stats file ----------------------------------- */
 
-/* One NF slot.  Control fields: claimed by the NF (CAS on state), then
- * written by the manager.  Stats: each block has a single writer. */
+struct onvm_nf_stats {
+	uint64_t rx;
+	uint64_t tx;          /* handed on to the next NF or port */
+	uint64_t tx_drop;     /* lost: the next ring stayed full */
+	uint64_t refused;     /* actions refused: no such service or port */
+	uint64_t chain_end;   /* NEXT past the end of the chain (dropped) */
+	uint64_t act[ONVM_NB_ACTIONS];
+	uint64_t errors;      /* callback raised or returned a bad action */
+	uint64_t created;     /* packets allocated by the NF (generate) */
+	uint64_t wakeups;     /* times it went to sleep and woke */
+	uint64_t app[ONVM_NB_APP]; /* the NF's own counters (see native NFs) */
+	uint64_t generation;  /* the slot's generation when this NF started */
+};
+
+/* ---- in hugepages: written by any process of the instance ----------------- */
+
+struct onvm_xchg {
+	struct onvm_doorbell nf_bell[ONVM_MAX_NFS]; /* NF i sleeps here */
+	struct onvm_doorbell rx_bell;               /* the RX threads */
+	struct onvm_doorbell tx_bell;               /* the TX threads */
+	uint64_t nf_rx_drop[ONVM_MAX_NFS];          /* by senders: NF i's ring stayed full */
+	uint64_t port_tx_drop[ONVM_MAX_PORTS];      /* by senders and TX threads */
+};
+
+/* ---- the control file: written by the manager process only ---------------- */
+
+/* One NF slot: who holds it.  The NF's own counters are in its stats file;
+ * these are the manager's view and the counters only the manager keeps. */
 struct onvm_nf_slot {
-	/* control */
 	uint32_t state;
 	uint16_t service;
-	uint16_t instance;
-	int32_t pid;
-	int32_t error;          /* manager: why a registration was rejected */
-	uint64_t start_time;    /* /proc/<pid>/stat starttime, against PID reuse */
-	uint32_t stop;          /* manager or client: please exit */
-	uint32_t lcore;
-	uint64_t zombie_since_ns;
+	uint16_t lcore;         /* its EAL lcore; ONVM_LCORE_NONE: no pool cache */
+	int32_t pid;            /* as the manager sees it (containers: host pid) */
+	uint32_t stop;          /* please exit */
+	uint64_t generation;    /* bumped each time the slot is given out */
+	uint64_t rcu_token;     /* ZOMBIE: recovery waits for this grace period */
+	uint32_t dead;          /* ZOMBIE: the process is gone */
+	uint32_t pad0;
 	char name[32];
-	char kind[16];          /* "python", "native:forward", ... */
-
-	struct onvm_doorbell bell; /* the NF sleeps here; whoever sends to it rings */
-
-	/* written by the NF */
-	struct onvm_nf_stats {
-		uint64_t rx;
-		uint64_t tx;          /* handed on to the next NF or port */
-		uint64_t tx_drop;     /* lost: the next ring stayed full */
-		uint64_t refused;     /* actions refused: no such service or port */
-		uint64_t chain_end;   /* NEXT past the end of the chain (dropped) */
-		uint64_t act[ONVM_NB_ACTIONS];
-		uint64_t errors;      /* callback raised or returned a bad action */
-		uint64_t created;     /* packets allocated by the NF (generate) */
-		uint64_t wakeups;     /* times it went to sleep and woke */
-		uint64_t app[4];      /* the NF's own counters (see native NFs) */
-	} nf __attribute__((aligned(ONVM_CACHE_LINE)));
-
-	/* written by whoever sends to it (atomically) and by the manager */
-	struct onvm_nf_mgr_stats {
-		uint64_t rx_drop;     /* its receive ring stayed full */
-		uint64_t recovered;   /* packets freed after it died */
-	} mgr __attribute__((aligned(ONVM_CACHE_LINE)));
-} __attribute__((aligned(ONVM_CACHE_LINE)));
-
-enum onvm_port_kind {
-	ONVM_PORT_RING = 0, /* in-memory: inject/capture */
-	ONVM_PORT_NULL = 1,
-	ONVM_PORT_PCAP = 2,
-	ONVM_PORT_TAP = 3,
-	ONVM_PORT_PCI = 4,
+	char kind[24];          /* "python", "native:forward", ... */
+	uint64_t rx_drop;       /* copied from the exchange each tick */
+	uint64_t recovered;     /* packets freed after it died */
 };
 
-/* Per port.  rx side: RX thread.  tx side: TX thread.  capture: control. */
-struct onvm_port_slot {
-	uint32_t kind;
-	uint16_t ethdev;     /* DPDK port id */
-	uint16_t used;
-	uint32_t rx_enabled; /* control: the RX thread polls it (pcap replay waits) */
-	char name[48];
-	uint8_t mac[6];
-	struct onvm_port_rx_stats {
-		uint64_t rx;
-		uint64_t rx_drop;   /* could not be delivered (no NF, ring full) */
-		uint64_t rx_refused;
-	} rx __attribute__((aligned(ONVM_CACHE_LINE)));
-	struct onvm_port_tx_stats {
-		uint64_t tx;
-		uint64_t tx_drop;   /* port queue full */
-	} tx __attribute__((aligned(ONVM_CACHE_LINE)));
-	struct onvm_port_ctl_stats {
-		uint64_t injected;
-		uint64_t inject_drop;
-		uint64_t captured;
-		uint64_t capture_drop;
-	} ctl __attribute__((aligned(ONVM_CACHE_LINE)));
-} __attribute__((aligned(ONVM_CACHE_LINE)));
-
-/* Service table, written by the manager's control thread only.  Readers
- * take count then index slots[hash % count]; a stale read at worst picks an
- * instance that just left, whose ring the manager still drains. */
+/* A service's live instances and its indirection table: a flow's bucket is
+ * hash % ONVM_RETA_SIZE and reta[bucket] is the NF slot that serves it.
+ * Adding an instance moves about 1/(n+1) of the buckets to it; removing one
+ * hands only its buckets to the others (services.c). */
 struct onvm_service {
 	uint16_t count;
-	uint16_t slots[ONVM_MAX_INSTANCES];
+	uint16_t instances[ONVM_MAX_INSTANCES];
+	uint8_t reta[ONVM_RETA_SIZE];
 };
 
 struct onvm_chain_entry {
@@ -177,11 +156,73 @@ struct onvm_chain_entry {
 	uint16_t destination;
 };
 
-/* Default chain, double-buffered: the control thread writes the inactive
- * copy, then flips `active`; data-plane threads read `active` per packet. */
 struct onvm_chain {
 	uint32_t length;
 	struct onvm_chain_entry entries[ONVM_MAX_CHAIN];
+};
+
+/* What routing reads.  Two copies: the manager edits the one not in use,
+ * publishes it, and edits the old one again only after an RCU grace period
+ * (every reader has finished the burst it was routing), see services.c. */
+struct onvm_tables {
+	struct onvm_chain chain;
+	struct onvm_service services[ONVM_MAX_SERVICES];
+};
+
+enum onvm_port_kind {
+	ONVM_PORT_RING = 0, /* in-memory: inject/capture */
+	ONVM_PORT_NULL = 1,
+	ONVM_PORT_PCAP = 2,
+	ONVM_PORT_TAP = 3,
+	ONVM_PORT_PCI = 4
+};
+
+/* Port counters mean what they say:
+ *   rx            received from the device
+ *   rx_drop       received, but the first NF's ring stayed full
+ *   rx_refused    the first hop had no live instance (or no such port)
+ *   rx_chain_end  the chain was empty: nowhere to go
+ *   tx            sent by the device
+ *   tx_drop       meant for this port, but its TX ring stayed full or the
+ *                 device refused it (copied from the exchange each tick)
+ *   injected / inject_drop   inject() accepted / finally gave up on
+ *   captured / capture_drop  capture() handed out / lost to a full buffer */
+struct onvm_port_rx_stats {
+	uint64_t rx;
+	uint64_t rx_drop;
+	uint64_t rx_refused;
+	uint64_t rx_chain_end;
+};
+
+struct onvm_port_tx_stats {
+	uint64_t tx;
+	uint64_t tx_drop;
+};
+
+struct onvm_port_ctl_stats {
+	uint64_t injected;
+	uint64_t inject_drop;
+	uint64_t captured;
+	uint64_t capture_drop;
+};
+
+/* Per port.  rx: its RX thread.  tx: the control tick.  ctl: the control loop. */
+struct onvm_port_slot {
+	uint32_t kind;
+	uint16_t ethdev;     /* DPDK port id */
+	uint16_t used;
+	uint32_t rx_enabled; /* the RX thread polls it (pcap replay waits) */
+	char name[48];
+	uint8_t mac[6];
+	struct onvm_port_rx_stats rx ONVM_ALIGNED;
+	struct onvm_port_tx_stats tx ONVM_ALIGNED;
+	struct onvm_port_ctl_stats ctl ONVM_ALIGNED;
+};
+
+struct onvm_thread_stats {
+	uint64_t loops;
+	uint64_t sleeps;
+	uint64_t pad[6];
 };
 
 struct onvm_shm {
@@ -193,27 +234,22 @@ struct onvm_shm {
 	uint32_t nb_ports;
 	uint32_t pool_size;
 	uint32_t nb_rx_threads;  /* RX thread r serves ports p % nb_rx_threads == r */
-	uint32_t nb_tx_threads;  /* TX thread t serves NF slots and ports i % nb_tx_threads == t */
+	uint32_t nb_tx_threads;  /* TX thread t serves ports p % nb_tx_threads == t */
 	uint32_t nf_ring_size;
 	uint32_t busy_poll;      /* 1: nobody sleeps (dedicated cores, benchmarks) */
-	char prefix[64];
+	uint32_t max_nfs;        /* slots in use by this manager: 1..ONVM_MAX_NFS */
+	uint32_t pad0;
 
-	/* written by the control thread */
-	uint32_t pool_in_use __attribute__((aligned(ONVM_CACHE_LINE)));
-	uint32_t active_chain;
-	uint64_t tick_ns;
-	struct onvm_chain chains[2];
-	struct onvm_service services[ONVM_MAX_SERVICES];
-
-	/* the manager's own threads sleep here; producers ring */
-	struct onvm_doorbell rx_bell;
-	struct onvm_doorbell tx_bell;
+	/* written by the control loop */
+	uint32_t pool_in_use ONVM_ALIGNED;
+	uint32_t active;         /* which tables[] routing reads */
+	uint64_t tick_ns;        /* CLOCK_MONOTONIC of the last control tick */
+	uint64_t table_updates;
+	struct onvm_tables tables[2];
 
 	/* each written by its own RX / TX thread */
-	struct onvm_thread_stats {
-		uint64_t loops;
-		uint64_t sleeps;
-	} __attribute__((aligned(ONVM_CACHE_LINE))) rx_threads[ONVM_MAX_THREADS], tx_threads[ONVM_MAX_THREADS];
+	struct onvm_thread_stats rx_threads[ONVM_MAX_THREADS];
+	struct onvm_thread_stats tx_threads[ONVM_MAX_THREADS];
 
 	struct onvm_port_slot ports[ONVM_MAX_PORTS];
 	struct onvm_nf_slot nfs[ONVM_MAX_NFS];

@@ -59,15 +59,15 @@ int ports_add(unsigned kind, const char *devargs)
 	}
 	if (kind == ONVM_PORT_RING) {
 		snprintf(name, sizeof(name), ONVM_PORT_IN_RING_FMT, i);
-		m->port_in[i] = rte_ring_create(name, PORT_RING_SIZE, rte_socket_id(), RING_F_SP_ENQ | RING_F_SC_DEQ);
+		m->rte.port_in[i] = rte_ring_create(name, PORT_RING_SIZE, rte_socket_id(), RING_F_SP_ENQ | RING_F_SC_DEQ);
 		snprintf(name, sizeof(name), ONVM_PORT_OUT_RING_FMT, i);
-		m->port_out[i] = rte_ring_create(name, PORT_RING_SIZE, rte_socket_id(), RING_F_SP_ENQ | RING_F_SC_DEQ);
-		if (m->port_in[i] == NULL || m->port_out[i] == NULL) {
+		m->rte.port_out[i] = rte_ring_create(name, PORT_RING_SIZE, rte_socket_id(), RING_F_SP_ENQ | RING_F_SC_DEQ);
+		if (m->rte.port_in[i] == NULL || m->rte.port_out[i] == NULL) {
 			onvm_set_error("port %u: cannot create rings: %s", i, rte_strerror(rte_errno));
 			return -ENOMEM;
 		}
 		snprintf(name, sizeof(name), "onvm_ring%u", i);
-		int id = rte_eth_from_rings(name, &m->port_in[i], 1, &m->port_out[i], 1, rte_socket_id());
+		int id = rte_eth_from_rings(name, &m->rte.port_in[i], 1, &m->rte.port_out[i], 1, rte_socket_id());
 		if (id < 0) {
 			onvm_set_error("port %u: cannot create ring device: %s", i, rte_strerror(rte_errno));
 			return -ENODEV;
@@ -107,7 +107,7 @@ int ports_start(void)
 		memset(&conf, 0, sizeof(conf));
 		int ret = rte_eth_dev_configure(id, 1, 1, &conf);
 		if (ret == 0)
-			ret = rte_eth_rx_queue_setup(id, 0, PORT_DESCS, rte_eth_dev_socket_id(id), NULL, onvm_mgr.pool);
+			ret = rte_eth_rx_queue_setup(id, 0, PORT_DESCS, rte_eth_dev_socket_id(id), NULL, onvm_mgr.rte.pool);
 		if (ret == 0)
 			ret = rte_eth_tx_queue_setup(id, 0, PORT_DESCS, rte_eth_dev_socket_id(id), NULL);
 		if (ret == 0)
@@ -116,7 +116,7 @@ int ports_start(void)
 			onvm_set_error("port %u (%s): cannot start: %s", i, shm->ports[i].name, rte_strerror(-ret));
 			return ret;
 		}
-		rte_eth_promiscuous_enable(id); /* ring/pcap ports refuse; harmless */
+		(void)rte_eth_promiscuous_enable(id); /* ring/pcap ports refuse; harmless */
 		struct rte_ether_addr mac;
 		if (rte_eth_macaddr_get(id, &mac) == 0)
 			memcpy(shm->ports[i].mac, mac.addr_bytes, 6);
@@ -140,7 +140,7 @@ static int check_ring_port(uint16_t port)
 		onvm_set_error("port %u does not exist (ports: 0..%u)", port, shm->nb_ports - 1);
 		return -ENODEV;
 	}
-	if (onvm_mgr.port_in[port] == NULL) {
+	if (onvm_mgr.rte.port_in[port] == NULL) {
 		onvm_set_error("port %u is a %s port; inject and capture work on ring ports", port,
 			       kind_names[shm->ports[port].kind]);
 		return -EINVAL;
@@ -170,7 +170,7 @@ int onvm_mgr_inject(uint16_t port, const uint8_t *buf, const uint32_t *lens, uin
 	size_t off = 0;
 	while (done < n) {
 		unsigned k = RTE_MIN(n - done, (uint32_t)ONVM_BURST);
-		if (rte_pktmbuf_alloc_bulk(onvm_mgr.pool, pkts, k) != 0)
+		if (rte_pktmbuf_alloc_bulk(onvm_mgr.rte.pool, pkts, k) != 0)
 			break;
 		for (unsigned j = 0; j < k; j++) {
 			uint32_t len = lens[done + j];
@@ -183,16 +183,17 @@ int onvm_mgr_inject(uint16_t port, const uint8_t *buf, const uint32_t *lens, uin
 			off += lens[done + j];
 			onvm_meta(pkts[j])->owner = ONVM_OWNER_MGR;
 		}
-		unsigned sent = rte_ring_enqueue_burst(onvm_mgr.port_in[port], (void **)pkts, k, NULL);
+		unsigned sent = rte_ring_enqueue_burst(onvm_mgr.rte.port_in[port], (void **)pkts, k, NULL);
 		for (unsigned j = sent; j < k; j++)
-			rte_pktmbuf_free(pkts[j]);
+			router_free_pkt(pkts[j]);
 		done += sent;
-		onvm_bell_ring(&onvm_mgr.shm->rx_bell);
+		onvm_bell_ring(&onvm_mgr.xchg->rx_bell);
 		if (sent < k)
 			break;
 	}
+	/* What did not fit is not a drop yet: the caller may retry (and counts
+	 * inject_drop when it gives up, see mgrd.py). */
 	ps->ctl.injected += done;
-	ps->ctl.inject_drop += n - done;
 	return (int)done;
 }
 
@@ -211,24 +212,29 @@ int onvm_mgr_drain(uint16_t port, uint8_t *buf, uint32_t buflen, uint32_t *lens,
 	while (n < max) {
 		struct rte_mbuf *m = holdover[port];
 		holdover[port] = NULL;
-		if (m == NULL && rte_ring_sc_dequeue(onvm_mgr.port_out[port], (void **)&m) != 0)
+		if (m == NULL && rte_ring_sc_dequeue(onvm_mgr.rte.port_out[port], (void **)&m) != 0)
 			break;
 		uint32_t len = rte_pktmbuf_pkt_len(m);
 		if (off + len > buflen) {
 			if (off == 0) { /* larger than the whole buffer: cannot ever fit */
 				ps->ctl.capture_drop++;
-				rte_pktmbuf_free(m);
+				router_free_pkt(m);
 				continue;
 			}
 			holdover[port] = m;
 			break;
 		}
 		const void *p = rte_pktmbuf_read(m, 0, len, buf + off);
+		if (unlikely(p == NULL)) { /* a chain shorter than its pkt_len: malformed, never copied */
+			ps->ctl.capture_drop++;
+			router_free_pkt(m);
+			continue;
+		}
 		if (p != buf + off)
 			memcpy(buf + off, p, len);
 		lens[n++] = len;
 		off += len;
-		rte_pktmbuf_free(m);
+		router_free_pkt(m);
 	}
 	ps->ctl.captured += n;
 	return (int)n;

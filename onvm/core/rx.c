@@ -1,5 +1,6 @@
-/* rx.c: the RX thread.  Receives bursts from every port, stamps each packet
- * with its flow hash and arrival port, and routes it into the default chain. */
+/* rx.c: the RX threads.  Each receives bursts from its ports, stamps each
+ * packet with its flow hash and arrival port, and routes it into the
+ * default chain. */
 #include <rte_ethdev.h>
 #include <rte_lcore.h>
 
@@ -15,9 +16,21 @@ static bool rx_has_work(void *arg)
 	if (onvm_mgr.force_quit)
 		return true;
 	for (unsigned p = me; p < onvm_mgr.shm->nb_ports; p += nb)
-		if (onvm_mgr.port_in[p] && rte_ring_count(onvm_mgr.port_in[p]))
+		if (onvm_mgr.rte.port_in[p] && rte_ring_count(onvm_mgr.rte.port_in[p]))
 			return true;
 	return false;
+}
+
+static void stamp(struct rte_mbuf *m, uint16_t port)
+{
+	struct onvm_pkt_meta *meta = onvm_meta(m);
+	meta->action = ONVM_NEXT;
+	meta->chain_index = 0;
+	meta->destination = 0;
+	meta->hash = onvm_flow_hash(m);
+	meta->owner = ONVM_OWNER_MGR;
+	meta->in_port = port;
+	m->hash.rss = meta->hash;
 }
 
 /* RX thread `arg` (0..nb_rx_threads-1) serves every nb_rx_threads-th port. */
@@ -27,6 +40,7 @@ int rx_thread_main(void *arg)
 	unsigned me = (unsigned)(uintptr_t)arg;
 	struct onvm_router *router = &routers[me];
 	router->self = ONVM_OWNER_MGR;
+	router->rcu_id = (uint16_t)me;
 	struct onvm_shm *shm = onvm_mgr.shm;
 	struct onvm_thread_stats *ts = &shm->rx_threads[me];
 	unsigned nb = shm->nb_rx_threads;
@@ -40,22 +54,18 @@ int rx_thread_main(void *arg)
 			if (unlikely(!ps->rx_enabled))
 				continue;
 			unsigned n = rte_eth_rx_burst(ps->ethdev, 0, pkts, ONVM_BURST);
+			if (n == 0)
+				continue;
+			struct onvm_route_counts counts = {&ps->rx.rx_refused, &ps->rx.rx_chain_end};
+			router_begin(router);
 			for (unsigned i = 0; i < n; i++) {
-				struct rte_mbuf *m = pkts[i];
-				struct onvm_pkt_meta *meta = onvm_meta(m);
-				meta->action = ONVM_NEXT;
-				meta->chain_index = 0;
-				meta->destination = 0;
-				meta->hash = onvm_flow_hash(m);
-				meta->owner = ONVM_OWNER_MGR;
-				meta->in_port = (uint16_t)p;
-				m->hash.rss = meta->hash;
-				router_route(router, m, &ps->rx.rx_refused, &ps->rx.rx_drop);
+				stamp(pkts[i], (uint16_t)p);
+				router_route(router, pkts[i], &counts);
 			}
+			router_end(router);
 			ps->rx.rx += n;
 			work += n;
 		}
-		router_flush(router);
 		ts->loops++;
 
 		if (!onvm_idle_check(&idle_since, work, shm->busy_poll))
@@ -65,7 +75,7 @@ int rx_thread_main(void *arg)
 			struct timespec nap = {0, EXTERNAL_POLL_NS};
 			nanosleep(&nap, NULL);
 		} else {
-			onvm_bell_sleep(&shm->rx_bell, rx_has_work, arg, 100000000ull);
+			onvm_bell_sleep(&onvm_mgr.xchg->rx_bell, rx_has_work, arg, 100000000ull);
 			idle_since = 0;
 		}
 	}

@@ -1,36 +1,163 @@
-/* services.c: the service table (service ID -> live instances).  Written
- * only by the manager's control loop; read by the RX/TX threads. */
+/* services.c: the tables routing reads (default chain, service table with
+ * per-service indirection tables), written only by the manager's control
+ * loop.  Updates are copy, edit, publish: the manager edits the copy that
+ * routing does not use, flips `active`, and starts an RCU grace period; the
+ * old copy is edited again only once every reader has left the read
+ * section it was in (rte_rcu_qsbr), so no reader ever sees a torn table. */
+#include <string.h>
+
 #include "onvm_core.h"
 
-int services_add(uint16_t service, uint16_t slot)
+/* How long an update waits for the previous grace period.  Readers stay in
+ * a read section for one burst (plus at most the 5 ms backpressure wait),
+ * and a dead NF's reader ID is dropped when its death is noticed. */
+#define GRACE_WAIT_NS 200000000ull
+
+bool services_grace_over(uint64_t token)
+{
+	return rte_rcu_qsbr_check(onvm_dp.rcu, token, false) == 1;
+}
+
+/* The copy routing does not read, filled from the current one; NULL (and
+ * an error) if the last update's grace period is still running. */
+struct onvm_tables *services_edit_begin(void)
+{
+	struct onvm_mgr *m = &onvm_mgr;
+	if (m->table_pending) {
+		uint64_t deadline = onvm_now_ns() + GRACE_WAIT_NS;
+		while (!services_grace_over(m->table_token)) {
+			if (onvm_now_ns() > deadline) {
+				onvm_set_error("a reader has not finished with the previous tables for %llu ms; "
+					       "try again", GRACE_WAIT_NS / 1000000ull);
+				return NULL;
+			}
+			sched_yield();
+		}
+		m->table_pending = false;
+	}
+	struct onvm_shm *shm = m->shm;
+	struct onvm_tables *next = &shm->tables[!shm->active];
+	memcpy(next, &shm->tables[shm->active], sizeof(*next));
+	return next;
+}
+
+void services_edit_commit(void)
+{
+	struct onvm_mgr *m = &onvm_mgr;
+	__atomic_store_n(&m->shm->active, !m->shm->active, __ATOMIC_RELEASE);
+	m->shm->table_updates++;
+	m->table_token = rte_rcu_qsbr_start(onvm_dp.rcu);
+	m->table_pending = true;
+}
+
+static unsigned buckets_of(const struct onvm_service *s, uint16_t slot)
+{
+	unsigned n = 0;
+	for (unsigned b = 0; b < ONVM_RETA_SIZE; b++)
+		n += s->reta[b] == slot;
+	return n;
+}
+
+/* Add an instance: it takes floor(RETA/(n+1)) buckets, each from whichever
+ * instance has the most at that moment, so about 1/(n+1) of the flows move
+ * and the rest stay where their state is. */
+int services_add(struct onvm_tables *t, uint16_t service, uint16_t slot)
 {
 	if (service == 0 || service >= ONVM_MAX_SERVICES)
 		return -EINVAL;
-	struct onvm_service *s = &onvm_mgr.shm->services[service];
+	struct onvm_service *s = &t->services[service];
 	if (s->count >= ONVM_MAX_INSTANCES)
 		return -ENOSPC;
-	s->slots[s->count] = slot;
-	__atomic_store_n(&s->count, s->count + 1, __ATOMIC_RELEASE);
+	if (s->count == 0) {
+		memset(s->reta, slot, sizeof(s->reta));
+	} else {
+		unsigned have[ONVM_MAX_INSTANCES];
+		for (unsigned i = 0; i < s->count; i++)
+			have[i] = buckets_of(s, s->instances[i]);
+		unsigned want = ONVM_RETA_SIZE / (s->count + 1u);
+		for (unsigned k = 0; k < want; k++) {
+			unsigned top = 0;
+			for (unsigned i = 1; i < s->count; i++)
+				if (have[i] > have[top])
+					top = i;
+			/* its last bucket, so repeated adds spread over the table */
+			for (int b = ONVM_RETA_SIZE - 1; b >= 0; b--)
+				if (s->reta[b] == s->instances[top]) {
+					s->reta[b] = (uint8_t)slot;
+					break;
+				}
+			have[top]--;
+		}
+	}
+	s->instances[s->count++] = slot;
 	return 0;
 }
 
-/* Remove an instance, keeping the others in order so each surviving
- * replica keeps as many of its flows as the new count allows. */
-void services_remove(uint16_t service, uint16_t slot)
+/* Remove an instance: only its buckets move, each to whichever remaining
+ * instance has the fewest at that moment. */
+void services_remove(struct onvm_tables *t, uint16_t service, uint16_t slot)
 {
 	if (service == 0 || service >= ONVM_MAX_SERVICES)
 		return;
-	struct onvm_service *s = &onvm_mgr.shm->services[service];
-	uint16_t n = s->count, j = 0;
-	uint16_t kept[ONVM_MAX_INSTANCES];
-	for (uint16_t i = 0; i < n; i++)
-		if (s->slots[i] != slot)
-			kept[j++] = s->slots[i];
-	if (j == n)
+	struct onvm_service *s = &t->services[service];
+	unsigned j = 0;
+	for (unsigned i = 0; i < s->count; i++)
+		if (s->instances[i] != slot)
+			s->instances[j++] = s->instances[i];
+	if (j == s->count)
 		return;
-	/* Shrink first: readers then never index past the live entries. */
-	__atomic_store_n(&s->count, 0, __ATOMIC_RELEASE);
-	for (uint16_t i = 0; i < j; i++)
-		s->slots[i] = kept[i];
-	__atomic_store_n(&s->count, j, __ATOMIC_RELEASE);
+	s->count = (uint16_t)j;
+	if (j == 0) {
+		memset(s->reta, 0xff, sizeof(s->reta)); /* no instance: refused */
+		return;
+	}
+	unsigned have[ONVM_MAX_INSTANCES];
+	for (unsigned i = 0; i < j; i++)
+		have[i] = buckets_of(s, s->instances[i]);
+	for (unsigned b = 0; b < ONVM_RETA_SIZE; b++) {
+		if (s->reta[b] != slot)
+			continue;
+		unsigned low = 0;
+		for (unsigned i = 1; i < j; i++)
+			if (have[i] < have[low])
+				low = i;
+		s->reta[b] = (uint8_t)s->instances[low];
+		have[low]++;
+	}
+}
+
+int onvm_mgr_set_chain(const uint32_t *verdicts, uint32_t n)
+{
+	struct onvm_shm *shm = onvm_mgr.shm;
+	if (n > ONVM_MAX_CHAIN) {
+		onvm_set_error("a chain has at most %d entries, got %u", ONVM_MAX_CHAIN, n);
+		return -EINVAL;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		unsigned action = ONVM_VERDICT_ACTION(verdicts[i]), dest = ONVM_VERDICT_DEST(verdicts[i]);
+		if (action == ONVM_TO_SERVICE && (dest == 0 || dest >= ONVM_MAX_SERVICES)) {
+			onvm_set_error("chain entry %u: service ID %u is out of range 1..%d", i, dest,
+				       ONVM_MAX_SERVICES - 1);
+			return -EINVAL;
+		}
+		if (action == ONVM_TO_PORT && dest >= shm->nb_ports) {
+			onvm_set_error("chain entry %u: port %u does not exist (ports: 0..%u)", i, dest,
+				       shm->nb_ports - 1);
+			return -ENODEV;
+		}
+		if (action != ONVM_TO_SERVICE && action != ONVM_TO_PORT) {
+			onvm_set_error("chain entry %u: only services and ports may appear in a chain", i);
+			return -EINVAL;
+		}
+	}
+	struct onvm_tables *t = services_edit_begin();
+	if (t == NULL)
+		return -EBUSY;
+	for (uint32_t i = 0; i < n; i++) {
+		t->chain.entries[i].action = (uint16_t)ONVM_VERDICT_ACTION(verdicts[i]);
+		t->chain.entries[i].destination = (uint16_t)ONVM_VERDICT_DEST(verdicts[i]);
+	}
+	t->chain.length = n;
+	services_edit_commit();
+	return 0;
 }

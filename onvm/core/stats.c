@@ -1,5 +1,7 @@
-/* stats.c: the control file that holds stats and the shared tables; the
- * manager creates it, NFs and notebooks map it. */
+/* stats.c: the files that hold the shared tables and counters.  The
+ * manager creates the control file and one stats file per NF slot (owner
+ * only, 0600); NFs map the control file read-only and their own stats file
+ * read-write; notebooks map everything read-only. */
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -8,68 +10,91 @@
 
 #include "onvm_core.h"
 
-/* Map an open control file (and close the descriptor). */
-static struct onvm_shm *map_control_file(int fd, const char *path)
+#define NF_STATS_FILE_SIZE 4096
+
+void *stats_map(const char *path, size_t size, bool writable)
 {
-	void *p = mmap(NULL, sizeof(struct onvm_shm), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	int fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		onvm_set_error("cannot open %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	struct stat st;
+	if (fstat(fd, &st) < 0 || (size_t)st.st_size < size) {
+		onvm_set_error("%s is not a file of this onvm version", path);
+		close(fd);
+		errno = EPROTO;
+		return NULL;
+	}
+	void *p = mmap(NULL, size, writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, fd, 0);
+	int err = errno;
 	close(fd);
 	if (p == MAP_FAILED) {
-		onvm_set_error("cannot map %s: %s", path, strerror(errno));
+		onvm_set_error("cannot map %s: %s", path, strerror(err));
+		errno = err;
 		return NULL;
 	}
 	return p;
 }
 
-struct onvm_shm *shm_create(const char *path)
+static int create_file(const char *path, size_t size)
 {
-	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	unlink(path); /* a stale one from a crashed manager of this name */
+	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		onvm_set_error("cannot create %s: %s", path, strerror(errno));
-		return NULL;
+		return -errno;
 	}
-	if (ftruncate(fd, sizeof(struct onvm_shm)) < 0) {
-		onvm_set_error("cannot size %s: %s", path, strerror(errno));
+	if (ftruncate(fd, (off_t)size) < 0) {
+		int err = errno;
+		onvm_set_error("cannot size %s: %s", path, strerror(err));
 		close(fd);
-		return NULL;
+		return -err;
 	}
-	struct onvm_shm *shm = map_control_file(fd, path);
+	close(fd);
+	return 0;
+}
+
+struct onvm_shm *stats_create(const char *path)
+{
+	if (create_file(path, sizeof(struct onvm_shm)) < 0)
+		return NULL;
+	struct onvm_shm *shm = stats_map(path, sizeof(struct onvm_shm), true);
 	if (shm == NULL)
 		return NULL;
-	memset(shm, 0, sizeof(*shm));
 	shm->magic = ONVM_SHM_MAGIC;
 	shm->version = ONVM_SHM_VERSION;
 	return shm;
 }
 
-struct onvm_shm *shm_attach(const char *path)
+/* One file per slot, so a container NF can be given its own file alone. */
+int stats_create_nf_files(const char *fmt, uint32_t n)
 {
-	int fd = open(path, O_RDWR);
-	if (fd < 0) {
-		onvm_set_error("no manager at %s (%s): is the manager running?", path, strerror(errno));
-		return NULL;
+	RTE_BUILD_BUG_ON(sizeof(struct onvm_nf_stats) > NF_STATS_FILE_SIZE);
+	for (unsigned i = 0; i < n; i++) {
+		char path[512];
+		snprintf(path, sizeof(path), fmt, i);
+		int ret = create_file(path, NF_STATS_FILE_SIZE);
+		if (ret < 0)
+			return ret;
+		onvm_mgr.nf_stats[i] = stats_map(path, sizeof(struct onvm_nf_stats), true);
+		if (onvm_mgr.nf_stats[i] == NULL)
+			return -errno;
 	}
-	struct stat st;
-	if (fstat(fd, &st) < 0 || (size_t)st.st_size != sizeof(struct onvm_shm)) {
-		onvm_set_error("%s is not a control file of this onvm version", path);
-		close(fd);
-		errno = EPROTO;
-		return NULL;
-	}
-	struct onvm_shm *shm = map_control_file(fd, path);
-	if (shm == NULL)
-		return NULL;
-	if (shm->magic != ONVM_SHM_MAGIC || shm->version != ONVM_SHM_VERSION ||
-	    !__atomic_load_n(&shm->ready, __ATOMIC_ACQUIRE)) {
-		onvm_set_error("the manager at %s is not ready (or of another version)", path);
-		munmap(shm, sizeof(struct onvm_shm));
-		errno = EAGAIN;
-		return NULL;
-	}
-	return shm;
+	return 0;
 }
 
-/* Called by the control tick: values that cost too much on the hot path. */
+/* Called by the control tick: what senders count in the exchange (which
+ * any NF can write) is copied where only the manager writes, and values
+ * that cost too much on the hot path. */
 void stats_update(void)
 {
-	onvm_mgr.shm->pool_in_use = rte_mempool_in_use_count(onvm_mgr.pool);
+	struct onvm_mgr *m = &onvm_mgr;
+	struct onvm_shm *shm = m->shm;
+	for (unsigned i = 0; i < shm->max_nfs; i++)
+		if (shm->nfs[i].state != ONVM_NF_FREE)
+			shm->nfs[i].rx_drop = __atomic_load_n(&m->xchg->nf_rx_drop[i], __ATOMIC_RELAXED);
+	for (unsigned p = 0; p < shm->nb_ports; p++)
+		shm->ports[p].tx.tx_drop = __atomic_load_n(&m->xchg->port_tx_drop[p], __ATOMIC_RELAXED);
+	shm->pool_in_use = rte_mempool_in_use_count(m->rte.pool);
 }

@@ -1,0 +1,218 @@
+/* router.c: where each packet goes, by the action in its metadata.  Runs
+ * wherever a packet is handed on: in the RX threads for arrivals and in
+ * every NF for what it returns (NF to NF directly; docs/design.md says why).
+ * Reads the manager's tables (read-only for NFs) inside an RCU read section
+ * per burst, so the manager can replace them under running traffic. */
+#include <sched.h>
+
+#include "onvm_core.h"
+
+struct onvm_dataplane onvm_dp;
+int onvm_meta_offset = -1;
+
+int router_meta_init(bool primary)
+{
+	static const struct rte_mbuf_dynfield desc = {
+		.name = ONVM_META_FIELD,
+		.size = sizeof(struct onvm_pkt_meta),
+		.align = __alignof__(struct onvm_pkt_meta),
+	};
+	onvm_meta_offset = primary ? rte_mbuf_dynfield_register(&desc) : rte_mbuf_dynfield_lookup(ONVM_META_FIELD, NULL);
+	if (onvm_meta_offset < 0) {
+		onvm_set_error("cannot %s the packet metadata field: %s", primary ? "register" : "find",
+			       rte_strerror(rte_errno));
+		return -rte_errno;
+	}
+	return 0;
+}
+
+/* Free a packet.  The owner mark is reset first so the recovery scan after
+ * an NF dies never mistakes a free packet for one the NF held. */
+void router_free_pkt(struct rte_mbuf *m)
+{
+	onvm_meta(m)->owner = ONVM_OWNER_MGR;
+	rte_pktmbuf_free(m);
+}
+
+/* A ring that is full gets this long to make room before its packets are
+ * dropped.  Meanwhile we yield: on a small machine its consumer may be
+ * waiting for our core.  Upstream NFs block the same way, so an overloaded
+ * chain runs at the pace of its slowest NF instead of burning CPU on
+ * packets it will drop. */
+#define BACKPRESSURE_NS 5000000ull
+
+static inline void mark(struct rte_mbuf **pkts, unsigned n, uint16_t owner)
+{
+	for (unsigned i = 0; i < n; i++)
+		onvm_meta(pkts[i])->owner = owner;
+}
+
+/* Enqueue a burst, handing ownership over.  The owner mark changes just
+ * before the enqueue and changes back for what did not fit, so if this
+ * process is killed the recovery scan finds every packet it still held
+ * (only the few nanoseconds between marking and enqueueing are a gap). */
+static unsigned hand_over(struct rte_ring *ring, struct rte_mbuf **pkts, unsigned n, uint16_t self,
+			  uint16_t owner, struct onvm_doorbell *consumer, const uint32_t *consumer_state)
+{
+	mark(pkts, n, owner);
+	unsigned sent = rte_ring_enqueue_burst(ring, (void **)pkts, n, NULL);
+	if (likely(sent == n))
+		return n;
+	mark(pkts + sent, n - sent, self);
+	uint64_t deadline = onvm_now_ns() + BACKPRESSURE_NS;
+	onvm_bell_ring(consumer);
+	while (sent < n && onvm_now_ns() < deadline &&
+	       (consumer_state == NULL || __atomic_load_n(consumer_state, __ATOMIC_ACQUIRE) == ONVM_NF_RUNNING)) {
+		sched_yield();
+		mark(pkts + sent, n - sent, owner);
+		unsigned k = rte_ring_enqueue_burst(ring, (void **)pkts + sent, n - sent, NULL);
+		mark(pkts + sent + k, n - sent - k, self);
+		sent += k;
+	}
+	return sent;
+}
+
+/* Packets the RX thread could not deliver are counted against the port
+ * they came in on (one RX thread per port, so one writer). */
+static void count_rx_drops(struct rte_mbuf **pkts, unsigned n)
+{
+	struct onvm_shm *shm = (struct onvm_shm *)onvm_dp.shm; /* the manager's own, writable */
+	for (unsigned i = 0; i < n; i++) {
+		uint16_t p = onvm_meta(pkts[i])->in_port;
+		if (p < ONVM_MAX_PORTS)
+			shm->ports[p].rx.rx_drop++;
+	}
+}
+
+static void flush_nf(struct onvm_router *r, unsigned slot)
+{
+	struct onvm_doorbell *bell = &onvm_dp.xchg->nf_bell[slot];
+	unsigned n = r->nb_to_nf[slot];
+	struct rte_mbuf **pkts = r->to_nf[slot];
+	r->nb_to_nf[slot] = 0;
+	unsigned sent = hand_over(onvm_dp.nf_rx[slot], pkts, n, r->self, (uint16_t)slot, bell,
+				  &onvm_dp.shm->nfs[slot].state);
+	if (unlikely(sent < n)) {
+		if (r->self == ONVM_OWNER_MGR)
+			count_rx_drops(pkts + sent, n - sent);
+		for (unsigned i = sent; i < n; i++)
+			router_free_pkt(pkts[i]);
+		__atomic_fetch_add(&onvm_dp.xchg->nf_rx_drop[slot], n - sent, __ATOMIC_RELAXED);
+	}
+	r->sent += sent;
+	r->dropped += n - sent;
+	onvm_bell_ring(bell);
+}
+
+static void flush_port(struct onvm_router *r, unsigned port)
+{
+	unsigned n = r->nb_to_port[port];
+	struct rte_mbuf **pkts = r->to_port[port];
+	r->nb_to_port[port] = 0;
+	unsigned sent = hand_over(onvm_dp.port_tx[port], pkts, n, r->self, ONVM_OWNER_MGR, &onvm_dp.xchg->tx_bell, NULL);
+	if (unlikely(sent < n)) {
+		for (unsigned i = sent; i < n; i++)
+			router_free_pkt(pkts[i]);
+		__atomic_fetch_add(&onvm_dp.xchg->port_tx_drop[port], n - sent, __ATOMIC_RELAXED);
+	}
+	r->sent += sent;
+	r->dropped += n - sent;
+	onvm_bell_ring(&onvm_dp.xchg->tx_bell);
+}
+
+void router_begin(struct onvm_router *r)
+{
+	rte_rcu_qsbr_thread_online(onvm_dp.rcu, r->rcu_id);
+	r->tables = &onvm_dp.shm->tables[__atomic_load_n(&onvm_dp.shm->active, __ATOMIC_ACQUIRE) & 1];
+}
+
+/* The live instance of `service` for this flow, or -1. */
+static inline int pick_instance(const struct onvm_tables *t, uint16_t service, uint32_t hash)
+{
+	if (unlikely(service == 0 || service >= ONVM_MAX_SERVICES))
+		return -1;
+	const struct onvm_service *s = &t->services[service];
+	if (unlikely(s->count == 0))
+		return -1;
+	unsigned slot = s->reta[hash % ONVM_RETA_SIZE];
+	return likely(slot < ONVM_MAX_NFS) ? (int)slot : -1;
+}
+
+static inline void buffer_nf(struct onvm_router *r, unsigned slot, struct rte_mbuf *m)
+{
+	if (r->nb_to_nf[slot] == 0)
+		r->pending[r->nb_pending++] = (uint16_t)slot;
+	r->to_nf[slot][r->nb_to_nf[slot]++] = m;
+	if (r->nb_to_nf[slot] == ONVM_BURST)
+		flush_nf(r, slot); /* stays in pending with 0 buffered: flushed again as a no-op */
+}
+
+static inline void buffer_port(struct onvm_router *r, unsigned port, struct rte_mbuf *m)
+{
+	if (r->nb_to_port[port] == 0)
+		r->pending[r->nb_pending++] = (uint16_t)(ONVM_MAX_NFS + port);
+	r->to_port[port][r->nb_to_port[port]++] = m;
+	if (r->nb_to_port[port] == ONVM_BURST)
+		flush_port(r, port);
+}
+
+/* Decide where one packet goes and buffer it there.  The packet's meta
+ * holds the action its last holder asked for.  Refusals (no live instance,
+ * no such port) and NEXT past the chain's end are counted and dropped. */
+void router_route(struct onvm_router *r, struct rte_mbuf *m, const struct onvm_route_counts *c)
+{
+	const struct onvm_tables *t = r->tables;
+	const struct onvm_chain *chain = &t->chain;
+	struct onvm_pkt_meta *meta = onvm_meta(m);
+	unsigned action = meta->action;
+	uint16_t dest = meta->destination;
+
+	if (action == ONVM_NEXT) {
+		unsigned idx = meta->chain_index;
+		if (unlikely(idx == ONVM_CHAIN_AFTER_DEST))
+			idx = router_chain_after(chain, dest);
+		if (unlikely(idx >= chain->length || idx >= ONVM_MAX_CHAIN)) {
+			(*c->chain_end)++;
+			router_free_pkt(m);
+			return;
+		}
+		action = chain->entries[idx].action;
+		dest = chain->entries[idx].destination;
+		meta->chain_index = (uint8_t)(idx + 1);
+	} else if (action == ONVM_TO_SERVICE) {
+		meta->chain_index = router_chain_after(chain, dest);
+	}
+
+	if (action == ONVM_TO_SERVICE) {
+		int slot = pick_instance(t, dest, meta->hash);
+		if (unlikely(slot < 0)) {
+			(*c->refused)++;
+			router_free_pkt(m);
+			return;
+		}
+		buffer_nf(r, (unsigned)slot, m);
+	} else if (action == ONVM_TO_PORT && dest < onvm_dp.shm->nb_ports && onvm_dp.port_tx[dest]) {
+		buffer_port(r, dest, m);
+	} else if (action == ONVM_DROP) {
+		router_free_pkt(m);
+	} else {
+		(*c->refused)++;
+		router_free_pkt(m);
+	}
+}
+
+void router_end(struct onvm_router *r)
+{
+	for (unsigned i = 0; i < r->nb_pending; i++) {
+		unsigned d = r->pending[i];
+		if (d < ONVM_MAX_NFS) {
+			if (r->nb_to_nf[d])
+				flush_nf(r, d);
+		} else if (r->nb_to_port[d - ONVM_MAX_NFS]) {
+			flush_port(r, d - ONVM_MAX_NFS);
+		}
+	}
+	r->nb_pending = 0;
+	r->tables = NULL;
+	rte_rcu_qsbr_thread_offline(onvm_dp.rcu, r->rcu_id);
+}
