@@ -114,7 +114,7 @@ def test_cli_runs_a_manager_nf_chain_and_stats(tmp_path):
         assert bad.returncode != 0 and "port 7 does not exist" in bad.stderr
         bad = subprocess.run(onvm_cmd + ["nf", "forward", "--service", "999", "--manager", name],
                              capture_output=True, text=True, timeout=60)
-        assert bad.returncode != 0 and "service ID 999" in bad.stderr
+        assert bad.returncode != 0 and "service ID must be an int in 1..255, got 999" in bad.stderr
         r = subprocess.run(onvm_cmd + ["stats", "--manager", name], capture_output=True, text=True, timeout=60)
         assert r.returncode == 0 and "forward" in r.stdout and "tag" in r.stdout and "pool:" in r.stdout
     finally:
