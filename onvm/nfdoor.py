@@ -65,6 +65,7 @@ class NFDoor:
         self.conns = {}          # socket fd -> NFConn, while connected
         self.procs = {}          # pidfd -> NFConn, while the process may live
         self.retry = {}          # slot -> "leave" / "dead" that the tables refused for now
+        self.leaving = []        # (conn, deadline): "leave" answered once out of service
         path = paths.nf_sock_path(name)
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old = os.umask(0o177)    # 0600 from the start: no window for others
@@ -95,6 +96,12 @@ class NFDoor:
         for conn in list(self.conns.values()):
             if conn.started is not None and now - conn.started > REQUEST_DEADLINE:
                 self._close(conn, "request not complete within %d s" % REQUEST_DEADLINE)
+        for conn, deadline in list(self.leaving):
+            if conn.closing or conn.slot is None:
+                self.leaving.remove((conn, deadline))
+            elif lib.onvm_mgr_nf_out_of_service(conn.slot) == 1 or now > deadline:
+                self.leaving.remove((conn, deadline))
+                self._send(conn, {"ok": True, "out_of_service": now <= deadline})
         for slot, what in list(self.retry.items()):
             fn = lib.onvm_mgr_nf_dead if what == "dead" else lib.onvm_mgr_nf_leave
             if fn(slot) >= 0:
@@ -235,7 +242,8 @@ class NFDoor:
             except Exception as e:        # never let an NF's request stop the manager
                 print("onvm manager: NF request failed: %r" % (e,), file=self.log)
                 return self._reply_and_close(conn, "internal error: %s" % type(e).__name__)
-            self._send(conn, reply)
+            if reply is not None:
+                self._send(conn, reply)
 
     def _reply_and_close(self, conn, why):
         self._send(conn, {"ok": False, "error": why})
@@ -289,8 +297,11 @@ class NFDoor:
             if conn.slot is None:
                 raise ValueError("%s before register" % op)
             if op == "leave":
+                # The answer waits for the grace period: after it, no packet
+                # can reach the NF's ring, so it may empty the ring and go.
                 self._leave(conn.slot)
-                return {"ok": True}
+                self.leaving.append((conn, time.monotonic() + 2.0))
+                return None
             if lib.onvm_mgr_nf_ready(conn.slot) < 0:
                 return {"ok": False, "error": ffi.string(lib.onvm_last_error()).decode()}
             return {"ok": True}

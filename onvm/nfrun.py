@@ -41,14 +41,17 @@ def start(manager, service, name, kind):
 
 
 def leave(nf, sock):
-    """Out of service (the manager answers once no new packet comes our
-    way), then give back the pool cache and leave DPDK."""
+    """Out of service: the manager answers once no packet can come our way
+    any more.  returns: True if the ring may now be emptied."""
     from . import nfdoor
     try:
         sock.settimeout(5)
-        nfdoor.call(sock, {"op": "leave"})
+        return nfdoor.call(sock, {"op": "leave"}).get("out_of_service", False)
     except OnvmError:
-        pass   # the manager is gone: nothing to leave
+        return False   # the manager is gone: nothing to leave, nothing to hand on
+
+
+def finish(nf, sock):
     lib.onvm_nf_finish(nf)
     sock.close()
 
@@ -162,17 +165,26 @@ def main(argv=None):
     base, length = ffi.new("uint64_t *"), ffi.new("uint64_t *")
     lib.onvm_nf_pool_span(nf, base, length)
     Packet._pool = memoryview(ffi.buffer(ffi.cast("uint8_t *", base[0]), length[0]))
-    try:
+
+    def run():
         if a.native:
-            ret = lib.onvm_nf_run_native(nf, a.native.encode(), a.args.encode())
-            if ret < 0:
-                print("NF %s: %s" % (a.name, ffi.string(lib.onvm_last_error()).decode()), file=sys.stderr)
-                return 2
-        else:
-            error = CallbackErrors(nf, a.name)
-            (run_batch if spec.batch else run_per_packet)(nf, spec.fn, error)
+            return lib.onvm_nf_run_native(nf, a.native.encode(), a.args.encode())
+        (run_batch if spec.batch else run_per_packet)(nf, spec.fn, error)
+        return 0
+
+    error = CallbackErrors(nf, a.name)
+    try:
+        ret = run()
+        if ret < 0:
+            print("NF %s: %s" % (a.name, ffi.string(lib.onvm_last_error()).decode()), file=sys.stderr)
+            return 2
+        # Asked to stop: leave the service, then hand on what is still in
+        # our ring, so a clean stop loses nothing.
+        if leave(nf, sock):
+            lib.onvm_nf_drain(nf)
+            run()
     finally:
-        leave(nf, sock)
+        finish(nf, sock)
     return 0
 
 

@@ -13,6 +13,7 @@ PORT_KINDS = {lib.ONVM_PORT_RING: "ring", lib.ONVM_PORT_NULL: "null", lib.ONVM_P
               lib.ONVM_PORT_TAP: "tap", lib.ONVM_PORT_PCI: "pci"}
 NF_STATES = {lib.ONVM_NF_CLAIMED: "starting", lib.ONVM_NF_RUNNING: "running", lib.ONVM_NF_ZOMBIE: "leaving"}
 NF_STATS_SIZE = 4096
+_retired = []   # mappings of closed control files (see ControlFile.close)
 
 
 def _map_readonly(path, size):
@@ -49,12 +50,15 @@ class ControlFile:
         self._nf_maps = {}
 
     def close(self):
+        """Forget the manager.  The mappings are not unmapped: a view taken
+        from .shm (mgr.control.shm.ports[1].tx, say) does not keep its
+        mapping alive in cffi, and unmapping under it would crash the
+        kernel process on the next read.  So views stay readable, frozen at
+        their last values; the memory (the control file, ~200 KB, whose
+        file is already gone) is given back when the process exits."""
+        if self.shm is not None:
+            _retired.append((self._map, self._nf_maps))
         self.shm = None
-        for m in [self._map] + [m for m, _ in self._nf_maps.values()]:
-            try:
-                m.close()
-            except BufferError:
-                pass  # the caller still holds a view into it; the mapping goes with the last one
         self._nf_maps = {}
 
     def nf_counters(self, i):

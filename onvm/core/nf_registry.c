@@ -149,6 +149,14 @@ int onvm_mgr_nf_dead(uint16_t i)
 	return 0;
 }
 
+int onvm_mgr_nf_out_of_service(uint16_t i)
+{
+	struct onvm_nf_slot *s = slot_of(i);
+	if (s == NULL)
+		return -EINVAL;
+	return s->state != ONVM_NF_RUNNING && (s->state != ONVM_NF_ZOMBIE || services_grace_over(s->rcu_token));
+}
+
 struct gc_arg {
 	uint16_t slot;
 	unsigned freed;

@@ -39,7 +39,11 @@ struct onvm_nf {
 	struct onvm_router router;
 	volatile sig_atomic_t stop;
 	bool eal_ready;
+	bool draining;                  /* out of service: only empty the ring */
+	uint64_t drain_deadline_ns;
 };
+
+#define DRAIN_NS 2000000000ull       /* the most a leaving NF spends on its ring */
 
 /* Signals end the loop, not the process: the NF then leaves cleanly. */
 static struct onvm_nf *signalled_nf;
@@ -209,7 +213,15 @@ void onvm_nf_count_errors(struct onvm_nf *nf, uint32_t n)
 
 static inline bool should_stop(struct onvm_nf *nf)
 {
+	if (unlikely(nf->draining))
+		return rte_ring_count(nf->rx) == 0 || onvm_now_ns() > nf->drain_deadline_ns;
 	return nf->stop || __atomic_load_n(&nf->slot->stop, __ATOMIC_ACQUIRE);
+}
+
+void onvm_nf_drain(struct onvm_nf *nf)
+{
+	nf->draining = true;
+	nf->drain_deadline_ns = onvm_now_ns() + DRAIN_NS;
 }
 
 static bool nf_has_work(void *arg)

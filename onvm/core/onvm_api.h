@@ -49,6 +49,9 @@ int onvm_mgr_nf_ready(uint16_t slot);
 int onvm_mgr_nf_leave(uint16_t slot);
 /* The NF's process is gone: its packets are recovered after the grace period. */
 int onvm_mgr_nf_dead(uint16_t slot);
+/* 1 once no reader can still hand packets to a slot that left: the NF may
+ * then empty its ring and exit without losing a packet. */
+int onvm_mgr_nf_out_of_service(uint16_t slot);
 /* Ask every NF to exit (their stop flag). */
 void onvm_mgr_stop_all(void);
 /* Slots not yet FREE. */
@@ -95,6 +98,9 @@ void onvm_nf_count_errors(struct onvm_nf *nf, uint32_t n);
  * asked to stop.  args: "key=value,..." (generate: rate, size, count,
  * flows, dest). */
 int onvm_nf_run_native(struct onvm_nf *nf, const char *name, const char *args);
+/* After leaving the service: receive only what is still in the ring (the
+ * loops then end once it is empty), so a clean stop loses no packet. */
+void onvm_nf_drain(struct onvm_nf *nf);
 /* Give back the pool cache and leave the DPDK instance (after the manager
  * has taken the NF out of service). */
 void onvm_nf_finish(struct onvm_nf *nf);
