@@ -125,8 +125,8 @@ class Template:
         self.raw, self.l3, self.ip, self.l4 = raw, l3, ip, l4
 
 
-def _ip_templates():
-    """(frame bytes without tags, ip version, L4 offset from L3 or None)."""
+def _templates():
+    """Untagged frames: (bytes, IP version or None, L4 offset from L3 or None)."""
     from scapy.layers.inet import IP, IPOption_NOP, IPOption_RR, IPOption_Router_Alert
     from scapy.layers.l2 import ARP, LLC, Ether
     out = []
@@ -136,11 +136,9 @@ def _ip_templates():
             for plen in (0, 6, 200, 1400):
                 p = flow(ip=ip, proto=proto, payload=bytes(plen), scapy=True)
                 out.append((bytes(p), 6 if v6 else 4, 40 if v6 else 20))
-        for ext in (("hbh",), ("rt", "dst"), ("hbh", "rt", "dst")):
+        for ext in (("hbh",), ("rt", "dst"), ("hbh", "rt", "dst")) if v6 else ():
             for proto in ("tcp", "udp"):
-                p = bytes(flow(ip=ip, proto=proto, ext=ext, payload=bytes(40))) if v6 else None
-                if p:
-                    out.append((p, 6, 40 + 8 * len(ext)))
+                out.append((flow(ip=ip, proto=proto, ext=ext, payload=bytes(40)), 6, 40 + 8 * len(ext)))
         for f in fragments(ip=ip, size=200, payload_len=600):
             out.append((f, 6 if v6 else 4, 48 if v6 else 20))
     for opts in ([IPOption_NOP(), IPOption_Router_Alert()], [IPOption_RR(routers=["192.0.2.1"] * 3)],
@@ -196,7 +194,7 @@ class Fuzzer:
     def __init__(self, seed=0):
         self.rng = random.Random(seed)
         self.templates = []
-        for raw, ip, l4 in _ip_templates():
+        for raw, ip, l4 in _templates():
             for tags in self.TAGS:
                 l3 = 14 + 4 * len(tags)
                 self.templates.append(Template(_with_tags(raw, tags), l3, ip, None if l4 is None else l3 + l4))
