@@ -28,7 +28,9 @@
 
 #include <stdint.h>
 #include <string.h>
+#include <netinet/in.h>
 
+#include <rte_branch_prediction.h>
 #include <rte_byteorder.h>
 #include <rte_hash_crc.h>
 #include <rte_mbuf.h>
