@@ -458,9 +458,9 @@ class Manager:
             time.sleep(0.002)
         if raw:
             return got
-        from scapy.layers.l2 import Ether
         from scapy.plist import PacketList
-        return PacketList([Ether(r) for r in got], name="port%d" % port)
+        from .packet import dissect
+        return PacketList([dissect(r) for r in got], name="port%d" % port)
 
     def replay(self, port=0):
         """Start replaying the pcap file of a "pcap:rx=FILE" port.  Such a port

@@ -67,6 +67,15 @@ class ToPort(Action):
         return "ToPort(%d)" % self.dest
 
 
+def dissect(raw):
+    """A frame as a scapy packet, dissected past Ethernet (scapy binds IP,
+    TCP, IPv6... to Ether only once their layers are imported)."""
+    import scapy.layers.inet  # noqa: F401
+    import scapy.layers.inet6  # noqa: F401
+    from scapy.layers.l2 import Ether
+    return Ether(raw)
+
+
 class Packet:
     """One packet in the shared pool, as a Python NF sees it.
 
@@ -106,8 +115,7 @@ class Packet:
         return bytes(self.data)
 
     def scapy(self):
-        from scapy.layers.l2 import Ether
-        return Ether(bytes(self))
+        return dissect(bytes(self))
 
     def __repr__(self):
         return "<Packet len=%d port=%d hash=%#010x>" % (self.len, self.port, self.hash)

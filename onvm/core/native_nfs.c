@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <rte_ether.h>
 #include <rte_ip.h>
 #include <rte_lcore.h>
 #include <rte_udp.h>
