@@ -115,9 +115,11 @@ class NFDoor:
         self.listener.close()
 
     def kill_all(self, sig):
-        """Signal every NF process through its pidfd (never a reused pid)."""
+        """Signal every NF that is still connected, through its pidfd (never
+        a reused pid).  A process that closed its connection has left; it
+        is not ours to kill."""
         import signal as _signal
-        for conn in list(self.procs.values()):
+        for conn in list(self.conns.values()):
             if conn.pidfd >= 0:
                 try:
                     _signal.pidfd_send_signal(conn.pidfd, sig)
