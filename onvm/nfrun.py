@@ -16,9 +16,12 @@ MAX_TRACEBACKS = 5
 
 def start(manager, service, name, kind):
     """Attach to `manager` as an NF; returns the cffi handle."""
+    paths.use_dpdk_env()       # DPDK finds the manager's runtime dir through it
     prefix = paths.file_prefix(manager)
     argv = ["onvm-nf", "--file-prefix", prefix, "--no-pci", "--no-telemetry",
             "--log-level", os.environ.get("ONVM_DPDK_LOG", "error")]
+    if os.geteuid() != 0:
+        argv += ["--iova-mode", "va"]
     keep = [ffi.new("char[]", a.encode()) for a in argv]
     c_argv = ffi.new("char *[]", keep + [ffi.NULL])
     cpus = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
@@ -110,6 +113,35 @@ def run_batch(nf, fn, error):
         tx(nf, b)
 
 
+def run(manager, service, name, native=None, args="", spec=None):
+    """Run one NF in this process until it is stopped: the native NF called
+    native (with args), or spec, an NFSpec.  returns: the exit status."""
+    kind = "native:" + native if native else ("python:batch" if spec.batch else "python")
+    try:
+        nf = start(manager, service, name, kind)
+    except OnvmError as e:
+        print(e, file=sys.stderr)
+        return 2
+    context.current = context.NFContext(name, service, lib.onvm_nf_instance(nf))
+    print("NF %s registered: service %d, instance %d" % (name, service, context.current.instance),
+          flush=True)
+    base, length = ffi.new("uint64_t *"), ffi.new("uint64_t *")
+    lib.onvm_nf_pool_span(nf, base, length)
+    Packet._pool = memoryview(ffi.buffer(ffi.cast("uint8_t *", base[0]), length[0]))
+    try:
+        if native:
+            ret = lib.onvm_nf_run_native(nf, native.encode(), args.encode())
+            if ret < 0:
+                print("NF %s: %s" % (name, ffi.string(lib.onvm_last_error()).decode()), file=sys.stderr)
+                return 2
+        else:
+            error = CallbackErrors(nf, name)
+            (run_batch if spec.batch else run_per_packet)(nf, spec.fn, error)
+    finally:
+        lib.onvm_nf_finish(nf)
+    return 0
+
+
 def main(argv=None):
     import argparse
     ap = argparse.ArgumentParser(prog="python -m onvm.nfrun")
@@ -118,38 +150,25 @@ def main(argv=None):
     ap.add_argument("--name", required=True)
     g = ap.add_mutually_exclusive_group(required=True)
     g.add_argument("--native")
-    g.add_argument("--pickle", help="file holding a pickled onvm.NFSpec")
+    g.add_argument("--python", action="store_true",
+                   help="a Python NF: its pickled onvm.NFSpec comes on stdin, from the parent that started us")
     ap.add_argument("--args", default="")
     a = ap.parse_args(argv)
-    if a.pickle:
-        with open(a.pickle, "rb") as f:
-            spec = pickle.load(f)
-        kind = "python:batch" if spec.batch else "python"
-    else:
-        kind = "native:" + a.native
-    try:
-        nf = start(a.manager, a.service, a.name, kind)
-    except OnvmError as e:
-        print(e, file=sys.stderr)
-        return 2
-    context.current = context.NFContext(a.name, a.service, lib.onvm_nf_instance(nf))
-    print("NF %s registered: service %d, instance %d" % (a.name, a.service, context.current.instance),
-          flush=True)
-    base, length = ffi.new("uint64_t *"), ffi.new("uint64_t *")
-    lib.onvm_nf_pool_span(nf, base, length)
-    Packet._pool = memoryview(ffi.buffer(ffi.cast("uint8_t *", base[0]), length[0]))
-    try:
-        if a.native:
-            ret = lib.onvm_nf_run_native(nf, a.native.encode(), a.args.encode())
-            if ret < 0:
-                print("NF %s: %s" % (a.name, ffi.string(lib.onvm_last_error()).decode()), file=sys.stderr)
-                return 2
-        else:
-            error = CallbackErrors(nf, a.name)
-            (run_batch if spec.batch else run_per_packet)(nf, spec.fn, error)
-    finally:
-        lib.onvm_nf_finish(nf)
-    return 0
+    spec = None
+    if a.python:
+        # Only our parent holds the other end of this pipe: unlike a file,
+        # no other user can put code here for us to run.
+        data = sys.stdin.buffer.read()
+        try:
+            spec = pickle.loads(data)
+        except Exception as e:    # a truncated or foreign pickle: say so, do not start
+            print("NF %s: cannot load its code from stdin (%d bytes): %s: %s"
+                  % (a.name, len(data), type(e).__name__, e), file=sys.stderr)
+            return 2
+        if not all(hasattr(spec, k) for k in ("fn", "batch")):
+            print("NF %s: stdin held %r, not an onvm.NFSpec" % (a.name, type(spec)), file=sys.stderr)
+            return 2
+    return run(a.manager, a.service, a.name, a.native, a.args, spec)
 
 
 if __name__ == "__main__":
