@@ -121,9 +121,20 @@ def remove_leftovers(name, lock=None, keep_lock=False):
             lock.release()
 
 
+def take_name(name, lock_fd=None):
+    """The name lock of name: taken here, or adopted from lock_fd (passed
+    down by Manager.start).  raises: OnvmError if a live manager owns name."""
+    lock = paths.NameLock(name)
+    if not (lock.adopt(lock_fd) if lock_fd is not None else lock.acquire()):
+        pid = running_manager_pid(name)
+        raise OnvmError("a manager named %r is already running%s; stop it or choose another name"
+                        % (name, " (pid %d)" % pid if pid else " or starting"))
+    return lock
+
+
 class ManagerDaemon:
     def __init__(self, name, ports, mbufs, hugepage_mb, cpus, parent_pid=None, show_stats=False,
-                 busy_poll=False, rx_threads=1, tx_threads=1, lock_fd=None):
+                 busy_poll=False, rx_threads=1, tx_threads=1, lock=None):
         self.name = name
         self.parent_pid = parent_pid
         self.show_stats = show_stats
@@ -133,12 +144,7 @@ class ManagerDaemon:
         specs = [parse_port(p) for p in ports]
         # The name first: nothing of name's is touched before we own it, and
         # we own it until this process exits (the fd closes with it).
-        self.lock = paths.NameLock(name)
-        got = self.lock.adopt(lock_fd) if lock_fd is not None else self.lock.acquire()
-        if not got:
-            pid = running_manager_pid(name)
-            raise OnvmError("a manager named %r is already running%s; stop it or choose another name"
-                            % (name, " (pid %d)" % pid if pid else " or starting"))
+        self.lock = lock or take_name(name)
         paths.use_dpdk_env()
         problem = hugepage_problem(hugepage_mb)
         if problem:
@@ -332,9 +338,15 @@ def run(name, ports=("ring", "ring"), mbufs=16383, hugepage_mb=256, cpus=None, p
     if cpus is None:
         cpus = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
     try:
+        lock = take_name(name, lock_fd)
+    except OnvmError as e:
+        print("onvm manager: %s" % e, file=sys.stderr, flush=True)
+        return 2
+    try:
         d = ManagerDaemon(name, ports, mbufs, hugepage_mb, cpus, parent_pid, show_stats, busy_poll,
-                          rx_threads, tx_threads, lock_fd)
+                          rx_threads, tx_threads, lock)
     except (OnvmError, ValueError) as e:
+        remove_leftovers(name, lock)      # we own the name: leave nothing of it behind
         print("onvm manager: %s" % e, file=sys.stderr, flush=True)
         return 2
     try:

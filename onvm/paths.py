@@ -51,7 +51,7 @@ def private_dir(path, what="directory"):
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     except OSError as e:
-        if e.errno == errno.ELOOP:
+        if e.errno in (errno.ELOOP, errno.ENOTDIR) and os.path.islink(path):
             raise OnvmError("the onvm %s %s is a symlink; onvm does not follow it (another user could "
                             "have planted it): remove it (rm %s) and retry" % (what, path, path)) from None
         raise OnvmError("the onvm %s %s is not a usable directory: %s; remove it (rm %s) and retry"
