@@ -37,9 +37,12 @@ def hold_name(name):
     return fd
 
 
-def plant_leftovers(name):
+def plant_leftovers(name, age=False):
     """Files a starting manager of name would own: something in its runtime
-    dir and an (empty, so free) hugepage file.  returns: their paths."""
+    dir and an empty hugepage file.  age: make the dir look an hour old, so
+    no "is it brand new?" guess keeps it (an onvm cleanup of older code
+    running elsewhere on this machine then removes it too).
+    returns: their paths."""
     marker = os.path.join(paths.run_dir(name), "config")
     with open(marker, "w") as f:
         f.write("starting")
@@ -49,8 +52,9 @@ def plant_leftovers(name):
     # this machine would delete it otherwise.
     fcntl.flock(hfd, fcntl.LOCK_SH)
     _held.append(hfd)
-    old = time.time() - 3600          # old enough for any "is it brand new?" guess to say no
-    os.utime(paths.run_dir(name), (old, old))
+    if age:
+        old = time.time() - 3600
+        os.utime(paths.run_dir(name), (old, old))
     return [marker, huge]
 
 
@@ -88,7 +92,7 @@ def test_a_name_held_by_a_starting_manager_is_refused_and_its_files_kept(tmp_pat
 def test_cleanup_skips_a_locked_name():
     name = "tlocked%d" % os.getpid()
     fd = hold_name(name)
-    planted = plant_leftovers(name)
+    planted = plant_leftovers(name, age=True)
     try:
         r = subprocess.run([sys.executable, "-m", "onvm", "cleanup", "--manager", name], capture_output=True,
                            text=True, timeout=CLI_TIMEOUT, stdin=subprocess.DEVNULL)
@@ -358,6 +362,19 @@ def test_two_users_cannot_reach_each_other():
             pw = info[i]
             return subprocess.Popen([USER_PYTHON] + args, user=pw.pw_uid, group=pw.pw_gid, extra_groups=[onvm_gid],
                                     env=envs[i], cwd=pw.pw_dir, text=True, **kw)
+
+        # onvm doctor tells a user outside group onvm what to do.
+        pw = info[0]
+        doc = subprocess.run([USER_PYTHON, "-m", "onvm", "doctor"], user=pw.pw_uid, group=pw.pw_gid, extra_groups=[],
+                             env=envs[0], cwd=pw.pw_dir, capture_output=True, text=True, timeout=CLI_TIMEOUT)
+        assert doc.returncode == 1, doc.stdout + doc.stderr
+        assert "FAIL group onvm: you (%s) are not in group onvm" % users[0] in doc.stdout, doc.stdout
+        assert "fix: sudo usermod -aG onvm %s" % users[0] in doc.stdout, doc.stdout
+        doc = subprocess.run([USER_PYTHON, "-m", "onvm", "doctor"], user=pw.pw_uid, group=pw.pw_gid,
+                             extra_groups=[onvm_gid], env=envs[0], cwd=pw.pw_dir, capture_output=True, text=True,
+                             timeout=CLI_TIMEOUT)
+        assert "ok   hugepage dir %s/%d is yours" % (paths.ONVM_HUGE_DIR, pw.pw_uid) in doc.stdout, doc.stdout
+        assert "FAIL" not in doc.stdout, doc.stdout
 
         # The same manager name for both: names are per user.
         for i in range(2):
