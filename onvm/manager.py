@@ -154,10 +154,7 @@ class Manager:
 
     def __init__(self, name=None, ports=("ring", "ring"), hugepage_mb=256, mbufs=16383, busy_poll=False,
                  rx_threads=1, tx_threads=1, start=True):
-        self.name = paths.new_name() if name is None else name
-        if not isinstance(self.name, str) or not self.name.replace("-", "").replace("_", "").isalnum() \
-                or len(self.name) > 32:
-            raise ValueError("manager name must be letters, digits, - or _ (at most 32), got %r" % (self.name,))
+        self.name = paths.check_name(paths.new_name() if name is None else name)
         if isinstance(ports, str):
             ports = [ports]
         self.port_specs = list(ports)

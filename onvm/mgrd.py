@@ -338,8 +338,8 @@ def run(name, ports=("ring", "ring"), mbufs=16383, hugepage_mb=256, cpus=None, p
     if cpus is None:
         cpus = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
     try:
-        lock = take_name(name, lock_fd)
-    except OnvmError as e:
+        lock = take_name(paths.check_name(name), lock_fd)
+    except (OnvmError, ValueError) as e:
         print("onvm manager: %s" % e, file=sys.stderr, flush=True)
         return 2
     try:

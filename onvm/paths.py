@@ -128,6 +128,15 @@ def use_dpdk_env():
         os.environ["XDG_RUNTIME_DIR"] = x
 
 
+def check_name(name):
+    """A manager name becomes a file prefix and a directory name: letters,
+    digits, - and _ only.  raises: ValueError naming it."""
+    if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum() \
+            or not name.isascii() or len(name) > 32:
+        raise ValueError("manager name must be letters, digits, - or _ (at most 32), got %r" % (name,))
+    return name
+
+
 def file_prefix(name):
     return PREFIX + name
 

@@ -442,3 +442,11 @@ def test_two_users_cannot_reach_each_other():
             subprocess.run(["userdel", "--remove", u], timeout=60, capture_output=True)
             shutil.rmtree(os.path.join(paths.ONVM_HUGE_DIR, str(uid)), ignore_errors=True)
         shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_a_manager_name_cannot_leave_the_runtime_root():
+    for bad in ("../x%d" % os.getpid(), "a/b", ""):
+        r = subprocess.run([sys.executable, "-m", "onvm", "mgr", "--name", bad, "--quiet"], capture_output=True,
+                           text=True, timeout=CLI_TIMEOUT, stdin=subprocess.DEVNULL)
+        assert r.returncode != 0 and "manager name must be letters, digits, - or _" in r.stderr, (bad, r.stderr)
+    assert not os.path.exists(os.path.join(os.path.dirname(paths.runtime_root()), "x%d" % os.getpid()))
