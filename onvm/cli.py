@@ -2,7 +2,6 @@
 machine, clean up.  Each subcommand is one function; errors print a message
 and exit non-zero."""
 import argparse
-import os
 import sys
 import time
 
@@ -38,25 +37,23 @@ def cmd_mgr(a):
 
 
 def cmd_nf(a):
-    """Run an NF in the foreground against a running manager."""
+    """Run an NF in the foreground against a running manager, in this
+    process: a Python NF's function is imported here, never pickled."""
     name = pick_manager(a.manager)
     from . import nfrun
     from .manager import NativeNF
-    argv = ["--manager", name, "--service", str(a.service), "--name", a.name or a.nf.split(":")[-1]]
+    nf_name = a.name or a.nf.split(":")[-1]
     if a.nf in NativeNF.NAMES:
-        argv += ["--native", a.nf, "--args", a.args or ""]
-    else:
-        if a.args:
-            die("--args is for native NFs")
-        argv += ["--pickle", _pickle_python_nf(a.nf, a.batch, name)]
-    return nfrun.main(argv)
+        return nfrun.run(name, a.service, nf_name, native=a.nf, args=a.args or "")
+    if a.args:
+        die("--args is for native NFs")
+    return nfrun.run(name, a.service, nf_name, spec=_load_python_nf(a.nf, a.batch))
 
 
-def _pickle_python_nf(target, batch, manager):
-    """FILE.py:FUNCTION or MODULE:FUNCTION -> a pickled NFSpec."""
+def _load_python_nf(target, batch):
+    """FILE.py:FUNCTION or MODULE:FUNCTION -> an NFSpec."""
     import importlib
     import importlib.util
-    import cloudpickle
     from .manager import NFSpec
     mod_name, _, fn_name = target.rpartition(":")
     if not mod_name or not fn_name:
@@ -73,10 +70,9 @@ def _pickle_python_nf(target, batch, manager):
         die("cannot load %s: %s" % (target, e))
     if isinstance(fn, NFSpec):
         fn = fn.fn
-    path = os.path.join(paths.log_dir(manager), "cli-nf-%d.pkl" % os.getpid())
-    with open(path, "wb") as f:
-        cloudpickle.dump(NFSpec(fn, batch=batch, name=fn_name), f)
-    return path
+    if not callable(fn):
+        die("%s is not a function" % target)
+    return NFSpec(fn, batch=batch, name=fn_name)
 
 
 def cmd_stats(a):

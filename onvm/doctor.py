@@ -11,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 from . import paths
@@ -22,7 +21,7 @@ DPDK_VERSION = "22.11"
 STOP_TIMEOUT = 10.0       # SIGTERM -> SIGKILL for a running manager
 KILL_TIMEOUT = 5.0        # waiting for SIGKILLed processes to go away
 START_GRACE = 10.0        # a runtime dir without control file younger than this may be a manager starting
-LOG_MIN_AGE = 60.0        # log dirs touched more recently may belong to a manager that is starting
+LOG_MIN_AGE = 60.0        # log dirs touched more recently are kept: someone may be reading them
 
 _HUGEFILE = re.compile(r"^%s(.+)map_\d+$" % re.escape(paths.PREFIX))
 
@@ -56,19 +55,15 @@ def _wait_gone(pids, timeout):
     return left
 
 
-def _locked(path, posix_lock=False):
-    """True if some process holds a lock on path that excludes ours: a POSIX
-    (fcntl) lock, as DPDK holds on its runtime config, or a flock, as it
-    holds on every hugepage file it maps."""
+def _locked(path):
+    """True if some process holds an flock on path, as DPDK does on every
+    hugepage file it maps."""
     try:
-        fd = os.open(path, os.O_RDWR if posix_lock else os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
         return False
     try:
-        if posix_lock:
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        else:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         return True
     finally:
@@ -76,31 +71,10 @@ def _locked(path, posix_lock=False):
     return False
 
 
-def _primary_holds_lock(name):
-    """True if a DPDK primary process holds this manager's runtime dir: a
-    manager that is alive, even if it has not yet written its control file
-    (it is starting) or it is shutting down."""
-    return _locked(os.path.join(paths.run_dir(name), "config"), posix_lock=True)
-
-
-def _starting(name):
-    """True if name looks like a manager that is starting or stopping: a DPDK
-    primary holds its runtime dir, or the dir is seconds old and has no
-    control file yet (DPDK makes the dir before it takes the lock)."""
-    if _primary_holds_lock(name):
-        return True
-    rd = paths.run_dir(name)
-    try:
-        young = time.time() - os.path.getmtime(rd) < START_GRACE
-    except OSError:
-        return False
-    return young and not os.path.exists(paths.shm_path(name))
-
-
 def _onvm_hugepage_files():
-    """{manager name: [paths]} of every onvm-* file in hugetlbfs mounts."""
+    """{manager name: [paths]} of every onvm-* file in this user's hugepage dirs."""
     out = {}
-    for m in paths.hugepage_mounts():
+    for m in paths.hugepage_dirs():
         try:
             entries = os.listdir(m)
         except OSError:
@@ -114,10 +88,6 @@ def _onvm_hugepage_files():
     return out
 
 
-def _logs_root():
-    return os.path.join(tempfile.gettempdir(), "onvm-logs")
-
-
 def _meminfo():
     info = {}
     with open("/proc/meminfo") as f:
@@ -126,15 +96,6 @@ def _meminfo():
             if v.split():
                 info[k] = int(v.split()[0])
     return info
-
-
-def _nearest_existing(path):
-    while not os.path.exists(path):
-        parent = os.path.dirname(path)
-        if parent == path:
-            break
-        path = parent
-    return path
 
 
 # ---- onvm doctor --------------------------------------------------------------
@@ -209,17 +170,33 @@ def check_hugepages():
 
 
 def check_permissions():
+    """Root may do anything; another user needs group onvm, its hugetlbfs
+    mount, and private runtime and log dirs."""
     if os.geteuid() == 0:
         return [("ok", "permissions: running as root", None, None)]
-    denied = [m for m in paths.hugepage_mounts() if not os.access(m, os.W_OK | os.X_OK)]
-    root = _nearest_existing(paths.runtime_root())
-    if not os.access(root, os.W_OK | os.X_OK):
-        denied.append(root)
-    if denied:
-        return [("FAIL", "permissions", "not root, and %s not writable: %s"
-                 % ("it is" if len(denied) == 1 else "they are", ", ".join(denied)),
-                 "sudo -E %s -m onvm doctor" % sys.executable)]
-    return [("ok", "permissions: hugetlbfs and %s are writable (not root)" % paths.runtime_root(), None, None)]
+    out = []
+    import getpass
+    user = getpass.getuser()
+    if paths.ONVM_HUGE_DIR not in paths.hugepage_mounts():
+        out.append(("FAIL", "hugetlbfs for users", "%s is not mounted, so users other than root have no "
+                    "hugepages" % paths.ONVM_HUGE_DIR, "sudo bash scripts/setup.sh (in the onvm checkout)"))
+    elif not paths.in_onvm_group():
+        out.append(("FAIL", "group %s" % paths.ONVM_GROUP, "you (%s) are not in group %s, so you cannot use %s"
+                    % (user, paths.ONVM_GROUP, paths.ONVM_HUGE_DIR),
+                    "sudo usermod -aG %s %s, then log in again" % (paths.ONVM_GROUP, user)))
+    else:
+        try:
+            d = paths.huge_dir(create=True)
+            out.append(("ok", "hugepage dir %s is yours (group %s)" % (d, paths.ONVM_GROUP), None, None))
+        except OnvmError as e:
+            out.append(("FAIL", "hugepage dir", str(e), None))
+    for what, get in (("runtime root", lambda: paths.private_dir(paths.runtime_root(), "runtime root")),
+                      ("log dir", lambda: paths.logs_root(create=True))):
+        try:
+            out.append(("ok", "%s %s is yours, mode 0700" % (what, get()), None, None))
+        except OnvmError as e:
+            out.append(("FAIL", what, str(e), None))
+    return out
 
 
 def check_docker():
@@ -244,8 +221,7 @@ def check_docker():
 
 
 def _manager_alive(name):
-    from .mgrd import running_manager_pid
-    return bool(running_manager_pid(name)) or _starting(name)
+    return paths.name_in_use(name)
 
 
 def check_managers():
@@ -253,11 +229,10 @@ def check_managers():
     out = []
     names = paths.manager_names()
     for name in names:
-        pid = running_manager_pid(name)
-        if pid:
-            out.append(("ok", "manager %s: running (pid %d)" % (name, pid), None, None))
-        elif _starting(name):
-            out.append(("ok", "manager %s: starting or stopping" % name, None, None))
+        if paths.name_in_use(name):
+            pid = running_manager_pid(name)
+            out.append(("ok", "manager %s: running (pid %d)" % (name, pid) if pid else
+                        "manager %s: starting or stopping" % name, None, None))
         else:
             out.append(("warn", "manager %s" % name, "stale: not running, but %s is left behind"
                         % paths.run_dir(name), "onvm cleanup"))
@@ -346,20 +321,21 @@ def _kill_nfs(name):
     return len(killed)
 
 
-def _remove_manager_files(name):
-    """Runtime dir and hugepage files of a manager that is gone.  returns: items removed."""
+def _remove_manager_files(name, lock):
+    """Runtime dir and hugepage files of a manager that is gone; we hold its
+    name lock.  returns: items removed."""
     from .mgrd import remove_leftovers
     rd = paths.run_dir(name)
-    had_dir = os.path.isdir(rd)
     files = paths.hugepage_files(name)
-    remove_leftovers(name)
+    if not remove_leftovers(name, lock):
+        print("kept manager %s: a DPDK primary process holds %s" % (name, rd))
+        return 0
     n = 0
-    if had_dir:
-        if os.path.exists(rd):
-            print("could not remove runtime dir %s" % rd)
-        else:
-            print("removed runtime dir %s" % rd)
-            n += 1
+    if os.path.exists(rd):
+        print("could not remove runtime dir %s" % rd)
+    else:
+        print("removed runtime dir %s" % rd)
+        n += 1
     if files:
         left = [f for f in files if os.path.exists(f)]
         gone = len(files) - len(left)
@@ -372,26 +348,46 @@ def _remove_manager_files(name):
     return n
 
 
+def _drop_lock(name, lock):
+    """Unlink name's lock file and empty runtime dir (we made them only to
+    lock the name), then release the lock."""
+    for undo in (lambda: os.unlink(paths.lock_path(name)), lambda: os.rmdir(paths.run_dir(name))):
+        try:
+            undo()
+        except OSError:
+            pass
+    lock.release()
+
+
 def _remove_orphan_hugepages(only=None):
-    """onvm-* hugepage files whose manager has no runtime dir.  returns: items removed."""
+    """onvm-* hugepage files whose manager has no runtime dir and that no
+    process has locked, removed while holding the name.  returns: items removed."""
     n = 0
     for name, files in sorted(_onvm_hugepage_files().items()):
         if (only is not None and name not in only) or os.path.isdir(paths.run_dir(name)):
             continue
-        busy = [f for f in files if _locked(f)]
-        if busy:
-            print("kept %d hugepage file(s) of %s: still in use by a process, e.g. %s" % (len(busy), name, busy[0]))
-        removed = 0
-        for f in files:
-            if f in busy:
-                continue
-            try:
-                os.unlink(f)
-                removed += 1
-            except FileNotFoundError:
-                pass
-            except OSError as e:
-                print("could not remove %s: %s" % (f, e))
+        lock = paths.NameLock(name)
+        if not lock.acquire():
+            print("kept %d hugepage file(s) of %s: a manager of that name is starting" % (len(files), name))
+            continue
+        try:
+            busy = [f for f in files if _locked(f)]
+            if busy:
+                print("kept %d hugepage file(s) of %s: still in use by a process, e.g. %s"
+                      % (len(busy), name, busy[0]))
+            removed = 0
+            for f in files:
+                if f in busy:
+                    continue
+                try:
+                    os.unlink(f)
+                    removed += 1
+                except FileNotFoundError:
+                    pass
+                except OSError as e:
+                    print("could not remove %s: %s" % (f, e))
+        finally:
+            _drop_lock(name, lock)
         if removed:
             print("removed %d orphaned hugepage file(s) of %s (%s%s*)"
                   % (removed, name, os.path.dirname(files[0]) + os.sep, paths.file_prefix(name)))
@@ -401,8 +397,7 @@ def _remove_orphan_hugepages(only=None):
 
 def _remove_old_logs(keep, only=None):
     """Log dirs of managers that are not running.  returns: items removed."""
-    from .mgrd import running_manager_pid
-    root = _logs_root()
+    root = paths.logs_root()
     try:
         entries = sorted(os.listdir(root))
     except OSError:
@@ -413,14 +408,14 @@ def _remove_old_logs(keep, only=None):
         d = os.path.join(root, name)
         if name in keep or (only is not None and name not in only) or not os.path.isdir(d) or os.path.islink(d):
             continue
-        if running_manager_pid(name) or _starting(name):
+        if paths.name_in_use(name):
             continue
         try:
             newest = max([os.path.getmtime(d)] + [os.path.getmtime(os.path.join(d, f)) for f in os.listdir(d)])
         except OSError:
             continue
         if now - newest < LOG_MIN_AGE:
-            continue      # may be a manager that is just starting; its runtime dir is not there yet
+            continue      # fresh logs of a manager that just stopped: someone may be reading them
         shutil.rmtree(d, ignore_errors=True)
         if os.path.exists(d):
             print("could not remove log dir %s" % d)
@@ -433,10 +428,12 @@ def _remove_old_logs(keep, only=None):
 def cleanup(force=False, names=None):
     """Remove what onvm managers left behind: NF processes of dead managers
     (by pid, from the control file), runtime dirs, hugepage files, orphaned
-    hugepage files and old log dirs.  Running managers are kept, or with
+    hugepage files and old log dirs.  A manager's files are only removed
+    while holding its name lock (paths.NameLock), so nothing of a live or
+    starting manager is touched.  Running managers are kept, or with
     force=True stopped first (SIGTERM, then SIGKILL after 10 s).
 
-    param names: only these managers (default: every one on this machine)
+    param names: only these managers (default: every one of this user)
     returns: 0"""
     from .mgrd import running_manager_pid
     only = None if names is None else set(names)
@@ -445,28 +442,37 @@ def cleanup(force=False, names=None):
     for name in paths.manager_names():
         if only is not None and name not in only:
             continue
-        pid = running_manager_pid(name)
-        if pid:
+        lock = paths.NameLock(name)
+        if not lock.acquire():
+            pid = running_manager_pid(name)
+            if not pid:
+                print("kept manager %s: it is starting or stopping (it holds %s); run onvm cleanup again "
+                      "in a few seconds" % (name, paths.lock_path(name)))
+                keep.add(name)
+                continue
             if not force:
                 print("kept manager %s: it is running (pid %d); stop it, or use: onvm cleanup --force"
                       % (name, pid))
                 keep.add(name)
                 continue
-            if not _stop_manager(name, pid):
+            if not paths.pid_holds_name(pid, name):
+                # The pid in its control file is not a process here (another
+                # PID namespace?); killing it could hit someone else.
+                print("kept manager %s: pid %d does not hold %s here; stop it where it runs"
+                      % (name, pid, paths.lock_path(name)))
+                keep.add(name)
+                continue
+            if not _stop_manager(name, pid) or not lock.acquire(wait=KILL_TIMEOUT):
                 print("kept manager %s: pid %d did not die" % (name, pid))
                 keep.add(name)
                 continue
             print("stopped manager %s (pid %d)" % (name, pid))
             removed += 1
-        elif _starting(name):
-            # A DPDK primary holds its runtime dir, or it is brand new: a
-            # manager that is starting (no control file yet) or finishing its shutdown.
-            print("kept manager %s: it is starting or stopping (%s is in use or brand new); "
-                  "run onvm cleanup again in a few seconds" % (name, paths.run_dir(name)))
-            keep.add(name)
-            continue
-        removed += _kill_nfs(name)
-        removed += _remove_manager_files(name)
+        try:
+            removed += _kill_nfs(name)
+            removed += _remove_manager_files(name, lock)
+        finally:
+            lock.release()
     removed += _remove_orphan_hugepages(only)
     removed += _remove_old_logs(keep, only)
     print("cleanup: removed %d item(s)" % removed)

@@ -4,7 +4,6 @@ manager process over its socket or reads its control file; DPDK is never
 initialised in this process."""
 import atexit
 import base64
-import itertools
 import os
 import re
 import signal
@@ -18,9 +17,6 @@ from .errors import ChainError, OnvmError
 from .packet import ToPort, ToService
 from .ports import parse_port
 from .stats import ControlFile
-
-_names = itertools.count()
-
 
 class NFSpec:
     """A Python NF: a callback and where it sits.  Made by @onvm.nf."""
@@ -159,10 +155,7 @@ class Manager:
 
     def __init__(self, name=None, ports=("ring", "ring"), hugepage_mb=256, mbufs=16383, busy_poll=False,
                  rx_threads=1, tx_threads=1, max_nfs=lib.ONVM_MAX_NFS, start=True):
-        self.name = name or "nb%d-%d" % (os.getpid(), next(_names))
-        if not isinstance(self.name, str) or not self.name.replace("-", "").replace("_", "").isalnum() \
-                or len(self.name) > 32:
-            raise ValueError("manager name must be letters, digits, - or _ (at most 32), got %r" % (self.name,))
+        self.name = paths.check_name(paths.new_name() if name is None else name)
         if isinstance(ports, str):
             ports = [ports]
         self.port_specs = list(ports)
@@ -208,29 +201,41 @@ class Manager:
     def start(self):
         if self.process is not None:
             raise OnvmError("manager %r is already started" % self.name)
-        from .mgrd import running_manager_pid
-        pid = running_manager_pid(self.name)
-        if pid:
-            raise OnvmError("a manager named %r is already running (pid %d); stop it, attach to it with "
-                            "onvm.Manager.attach(%r), or choose another name" % (self.name, pid, self.name))
-        self.log_path = os.path.join(paths.log_dir(self.name), "manager.log")
-        cmd = [sys.executable, "-m", "onvm.mgrd", "--name", self.name, "--parent", str(os.getpid()),
-               "--hugepage-mb", str(self.hugepage_mb), "--mbufs", str(self.mbufs)]
-        for p in self.port_specs:
-            cmd += ["--port", p]
-        if self.busy_poll:
-            cmd.append("--busy-poll")
-        cmd += ["--rx-threads", str(self.rx_threads), "--tx-threads", str(self.tx_threads),
-                "--max-nfs", str(self.max_nfs)]
-        with open(self.log_path, "w") as log:
-            self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            env=_child_env(), start_new_session=True)
+        # Take the name here, so a clash is reported before anything starts,
+        # and hand the lock to the manager process, which holds it for life.
+        lock = paths.NameLock(self.name)
+        if not lock.acquire():
+            from .mgrd import running_manager_pid
+            pid = running_manager_pid(self.name)
+            raise OnvmError("a manager named %r is %s; stop it, attach to it with onvm.Manager.attach(%r), "
+                            "or choose another name" % (self.name, "already running (pid %d)" % pid if pid
+                                                        else "starting or running", self.name))
+        try:
+            self.log_path = os.path.join(paths.log_dir(self.name), "manager.log")
+            cmd = [sys.executable, "-m", "onvm.mgrd", "--name", self.name, "--parent", str(os.getpid()),
+                   "--hugepage-mb", str(self.hugepage_mb), "--mbufs", str(self.mbufs), "--lock-fd", str(lock.fd)]
+            for p in self.port_specs:
+                cmd += ["--port", p]
+            if self.busy_poll:
+                cmd.append("--busy-poll")
+            cmd += ["--rx-threads", str(self.rx_threads), "--tx-threads", str(self.tx_threads),
+                    "--max-nfs", str(self.max_nfs)]
+            with paths.open_log(self.log_path) as log:
+                self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                                env=_child_env(), start_new_session=True, pass_fds=(lock.fd,))
+        finally:
+            if self.process is None:
+                from .mgrd import remove_leftovers
+                remove_leftovers(self.name, lock)
+            lock.release()       # the manager's copy of the fd keeps it locked
         atexit.register(self.stop)
         deadline = time.monotonic() + 60
         while True:
             if self.process.poll() is not None:
                 msg = _tail(self.log_path)
                 self.process = None
+                from .mgrd import remove_leftovers
+                remove_leftovers(self.name)
                 raise OnvmError("the manager did not start: %s" % msg)
             if os.path.exists(paths.sock_path(self.name)):
                 try:
@@ -268,7 +273,7 @@ class Manager:
                 self.process.kill()
                 self.process.wait()
             from .mgrd import remove_leftovers
-            remove_leftovers(self.name)
+            remove_leftovers(self.name)      # a no-op if it cleaned up itself, or a process still holds the name
             self.process = None
         if self.control is not None:
             self.control.close()
@@ -346,18 +351,29 @@ class Manager:
         logdir = paths.log_dir(self.name)
         cmd = [sys.executable, "-m", "onvm.nfrun", "--manager", self.name, "--service", str(service),
                "--name", name]
+        code = None
         if isinstance(spec, NativeNF):
             cmd += ["--native", spec.name, "--args", ",".join("%s=%d" % kv for kv in spec.args.items())]
         else:
+            # The callback goes through the NF's stdin: no file another user could swap.
             import cloudpickle
-            pkl = os.path.join(logdir, "nf-%s.pkl" % name)
-            with open(pkl, "wb") as f:
-                cloudpickle.dump(NFSpec(spec.fn, service, spec.batch, name), f)
-            cmd += ["--pickle", pkl]
+            code = cloudpickle.dumps(NFSpec(spec.fn, service, spec.batch, name))
+            cmd += ["--python"]
         log_path = os.path.join(logdir, "nf-%s.log" % name)
-        with open(log_path, "w") as log:
-            p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        with paths.open_log(log_path) as log:
+            p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL if code is None else subprocess.PIPE,
                                  env=_child_env(), start_new_session=True)
+        if code is not None:
+            try:
+                p.stdin.write(code)     # nfrun reads it all before anything else
+            except BrokenPipeError:
+                pass                    # it died first; _wait_registered reports its log
+            finally:
+                try:
+                    p.stdin.close()
+                except BrokenPipeError:
+                    pass
         return NF(self, name, service, p, log_path)
 
     def _wait_registered(self, nfs, timeout):
@@ -498,8 +514,9 @@ class Manager:
 
 def _child_env():
     """The environment for NF and manager processes: this process's import
-    path, so NF callbacks pickled by reference import in the child too."""
-    env = dict(os.environ)
+    path, so NF callbacks pickled by reference import in the child too, and
+    the XDG_RUNTIME_DIR that makes DPDK use our runtime root."""
+    env = paths.dpdk_env()
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
     return env
 

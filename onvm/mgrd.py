@@ -30,10 +30,12 @@ IDLE_AFTER = 0.5
 
 
 def hugepage_problem(mb):
-    """None if mb megabytes of hugepages are free, else what to do."""
-    if not paths.hugepage_mounts():
-        return ("no hugetlbfs is mounted; run: mkdir -p /dev/hugepages && "
-                "mount -t hugetlbfs nodev /dev/hugepages")
+    """None if mb megabytes of hugepages are free and this user has a
+    hugetlbfs directory to put them in, else what to do."""
+    try:
+        paths.huge_dir()
+    except OnvmError as e:
+        return str(e)
     info = {}
     with open("/proc/meminfo") as f:
         for line in f:
@@ -47,6 +49,8 @@ def hugepage_problem(mb):
 
 
 def pid_is_onvm(pid):
+    """True if pid's command line mentions onvm: a guard before killing a
+    pid read from a control file, which may have been reused since."""
     try:
         with open("/proc/%d/cmdline" % pid, "rb") as f:
             return b"onvm" in f.read()
@@ -55,29 +59,83 @@ def pid_is_onvm(pid):
 
 
 def running_manager_pid(name):
-    """pid of the live manager called name, or None."""
+    """pid of the live manager called name (one that holds its name and has
+    written its control file), or None."""
+    if not paths.name_in_use(name):
+        return None
     try:
         cf = ControlFile(name)
-    except OnvmError:
+    except (OnvmError, OSError):
         return None
     pid = cf.shm.mgr_pid
     cf.close()
-    return pid if pid > 0 and pid_is_onvm(pid) else None
+    return pid if pid > 0 else None
 
 
-def remove_leftovers(name):
-    """Delete a manager's runtime dir and hugepage files (it must be gone)."""
-    shutil.rmtree(paths.run_dir(name), ignore_errors=True)
-    for f in paths.hugepage_files(name):
+def remove_leftovers(name, lock=None, keep_lock=False):
+    """Delete a manager's runtime dir and hugepage files, only while holding
+    its name lock: lock is ours (held); without one it is taken here and
+    released after.  keep_lock: leave the lock file (its holder lives on).
+    returns: True if removed, False if a live manager owns the name."""
+    own = lock is None
+    if own:
+        lock = paths.NameLock(name)
+        if not os.path.exists(paths.run_dir(name)) and not paths.hugepage_files(name):
+            return True          # nothing to remove; do not create the dir to lock it
+        if not lock.acquire():
+            return False
+    try:
+        rd = paths.run_dir(name)
+        if paths._posix_lock_held(os.path.join(rd, "config")):
+            return False         # a DPDK primary that does not take our lock still runs here
+        for f in paths.hugepage_files(name):
+            try:
+                os.unlink(f)
+            except OSError:
+                pass
         try:
-            os.unlink(f)
-        except OSError:
-            pass
+            entries = os.listdir(rd)
+        except FileNotFoundError:
+            entries = []
+        for e in entries:
+            p = os.path.join(rd, e)
+            if e == paths.LOCK_FILE:
+                continue
+            if os.path.isdir(p) and not os.path.islink(p):
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                try:
+                    os.unlink(p)
+                except FileNotFoundError:
+                    pass
+        if not keep_lock:
+            # The lock file goes last, while we still hold it: anyone who
+            # opened it meanwhile finds it unlinked and locks a new one.
+            for undo in (lambda: os.unlink(os.path.join(rd, paths.LOCK_FILE)), lambda: os.rmdir(rd)):
+                try:
+                    undo()
+                except OSError:
+                    pass
+        return True
+    finally:
+        if own:
+            lock.release()
+
+
+def take_name(name, lock_fd=None):
+    """The name lock of name: taken here, or adopted from lock_fd (passed
+    down by Manager.start).  raises: OnvmError if a live manager owns name."""
+    lock = paths.NameLock(name)
+    if not (lock.adopt(lock_fd) if lock_fd is not None else lock.acquire()):
+        pid = running_manager_pid(name)
+        raise OnvmError("a manager named %r is already running%s; stop it or choose another name"
+                        % (name, " (pid %d)" % pid if pid else " or starting"))
+    return lock
 
 
 class ManagerDaemon:
     def __init__(self, name, ports, mbufs, hugepage_mb, cpus, parent_pid=None, show_stats=False,
-                 busy_poll=False, rx_threads=1, tx_threads=1, max_nfs=128):
+                 busy_poll=False, rx_threads=1, tx_threads=1, max_nfs=128, lock=None):
         self.name = name
         self.parent_pid = parent_pid
         self.show_stats = show_stats
@@ -85,19 +143,24 @@ class ManagerDaemon:
         self.capture = {}
         self.last_activity = 0.0
         specs = [parse_port(p) for p in ports]
-        pid = running_manager_pid(name)
-        if pid:
-            raise OnvmError("a manager named %r is already running (pid %d); stop it or choose another name"
-                            % (name, pid))
+        # The name first: nothing of name's is touched before we own it, and
+        # we own it until this process exits (the fd closes with it).
+        self.lock = lock or take_name(name)
+        paths.use_dpdk_env()
         problem = hugepage_problem(hugepage_mb)
         if problem:
             raise OnvmError(problem)
-        remove_leftovers(name)
+        if not remove_leftovers(name, self.lock, keep_lock=True):
+            raise OnvmError("a DPDK primary that is not an onvm manager of this version holds %s; stop it "
+                            "or choose another name" % paths.run_dir(name))
+        huge = paths.huge_dir(create=True)
         pci = [d for k, d in specs if k == lib.ONVM_PORT_PCI]
         argv = ["onvm-mgr", "--file-prefix", paths.file_prefix(name), "--proc-type", "primary",
                 "-m", str(hugepage_mb), "--lcores", "(0-%d)@(%s)" % (rx_threads + tx_threads, cpus), "--no-telemetry",
-                "--huge-dir", paths.hugepage_mounts()[0],
-                "--log-level", os.environ.get("ONVM_DPDK_LOG", "error")]
+                "--huge-dir", huge, "--log-level", os.environ.get("ONVM_DPDK_LOG", "error")]
+        if os.geteuid() != 0:
+            # Without root, /proc/self/pagemap shows no physical addresses.
+            argv += ["--iova-mode", "va"]
         # Never touch this machine's NICs unless the user named one.
         argv += [a for d in pci for a in ("-a", d)] if pci else ["--no-pci"]
         self._argv_keep = [ffi.new("char[]", a.encode()) for a in argv]
@@ -278,18 +341,24 @@ class ManagerDaemon:
         self.shm = None
         self._map.close()
         lib.onvm_mgr_shutdown()
-        remove_leftovers(self.name)
+        remove_leftovers(self.name, self.lock)
 
 
 def run(name, ports=("ring", "ring"), mbufs=16383, hugepage_mb=256, cpus=None, parent_pid=None,
-        show_stats=False, busy_poll=False, rx_threads=1, tx_threads=1, max_nfs=128):
+        show_stats=False, busy_poll=False, rx_threads=1, tx_threads=1, max_nfs=128, lock_fd=None):
     """Run a manager in this process until SIGTERM/SIGINT or a shutdown request."""
     if cpus is None:
         cpus = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
     try:
-        d = ManagerDaemon(name, ports, mbufs, hugepage_mb, cpus, parent_pid, show_stats, busy_poll,
-                          rx_threads, tx_threads, max_nfs)
+        lock = take_name(paths.check_name(name), lock_fd)
     except (OnvmError, ValueError) as e:
+        print("onvm manager: %s" % e, file=sys.stderr, flush=True)
+        return 2
+    try:
+        d = ManagerDaemon(name, ports, mbufs, hugepage_mb, cpus, parent_pid, show_stats, busy_poll,
+                          rx_threads, tx_threads, max_nfs, lock)
+    except (OnvmError, ValueError) as e:
+        remove_leftovers(name, lock)      # we own the name: leave nothing of it behind
         print("onvm manager: %s" % e, file=sys.stderr, flush=True)
         return 2
     try:
@@ -313,9 +382,10 @@ def main(argv=None):
     ap.add_argument("--rx-threads", type=int, default=1)
     ap.add_argument("--tx-threads", type=int, default=1)
     ap.add_argument("--max-nfs", type=int, default=128)
+    ap.add_argument("--lock-fd", type=int, help="an fd holding the name lock (from Manager.start)")
     a = ap.parse_args(argv)
     return run(a.name, a.ports or ["ring", "ring"], a.mbufs, a.hugepage_mb, a.cpus, a.parent, a.stats,
-               a.busy_poll, a.rx_threads, a.tx_threads, a.max_nfs)
+               a.busy_poll, a.rx_threads, a.tx_threads, a.max_nfs, a.lock_fd)
 
 
 if __name__ == "__main__":

@@ -18,10 +18,13 @@ def start(manager, service, name, kind):
     """Register with `manager` over its NF socket, join its DPDK instance as
     a secondary and go into service.  returns: (cffi handle, slot, socket)."""
     from . import nfdoor
+    paths.use_dpdk_env()       # DPDK finds the manager's runtime dir through it
     sock, slot, stats_path = nfdoor.register(manager, name, kind, service)
     prefix = paths.file_prefix(manager)
     argv = ["onvm-nf", "--file-prefix", prefix, "--no-pci", "--no-telemetry",
             "--log-level", os.environ.get("ONVM_DPDK_LOG", "error")]
+    if os.geteuid() != 0:
+        argv += ["--iova-mode", "va"]
     keep = [ffi.new("char[]", a.encode()) for a in argv]
     c_argv = ffi.new("char *[]", keep + [ffi.NULL])
     cpus = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
@@ -137,6 +140,42 @@ def run_batch(nf, fn, error):
         tx(nf, b)
 
 
+def run(manager, service, name, native=None, args="", spec=None):
+    """Run one NF in this process until it is stopped: the native NF called
+    native (with args), or spec, an NFSpec.  returns: the exit status."""
+    kind = "native:" + native if native else ("python:batch" if spec.batch else "python")
+    try:
+        nf, slot, sock = start(manager, service, name, kind)
+    except OnvmError as e:
+        print(e, file=sys.stderr)
+        return 2
+    context.current = context.NFContext(name, service, slot)
+    print("NF %s registered: service %d, instance %d" % (name, service, slot), flush=True)
+    base, length = ffi.new("uint64_t *"), ffi.new("uint64_t *")
+    lib.onvm_nf_pool_span(nf, base, length)
+    Packet._pool = memoryview(ffi.buffer(ffi.cast("uint8_t *", base[0]), length[0]))
+    error = CallbackErrors(nf, name)
+
+    def loop():
+        if native:
+            return lib.onvm_nf_run_native(nf, native.encode(), args.encode())
+        (run_batch if spec.batch else run_per_packet)(nf, spec.fn, error)
+        return 0
+
+    try:
+        if loop() < 0:
+            print("NF %s: %s" % (name, ffi.string(lib.onvm_last_error()).decode()), file=sys.stderr)
+            return 2
+        # Asked to stop: leave the service, then hand on what is still in
+        # our ring, so a clean stop loses nothing.
+        if leave(nf, sock):
+            lib.onvm_nf_drain(nf)
+            loop()
+    finally:
+        finish(nf, sock)
+    return 0
+
+
 def main(argv=None):
     import argparse
     ap = argparse.ArgumentParser(prog="python -m onvm.nfrun")
@@ -145,47 +184,25 @@ def main(argv=None):
     ap.add_argument("--name", required=True)
     g = ap.add_mutually_exclusive_group(required=True)
     g.add_argument("--native")
-    g.add_argument("--pickle", help="file holding a pickled onvm.NFSpec")
+    g.add_argument("--python", action="store_true",
+                   help="a Python NF: its pickled onvm.NFSpec comes on stdin, from the parent that started us")
     ap.add_argument("--args", default="")
     a = ap.parse_args(argv)
-    if a.pickle:
-        with open(a.pickle, "rb") as f:
-            spec = pickle.load(f)
-        kind = "python:batch" if spec.batch else "python"
-    else:
-        kind = "native:" + a.native
-    try:
-        nf, slot, sock = start(a.manager, a.service, a.name, kind)
-    except OnvmError as e:
-        print(e, file=sys.stderr)
-        return 2
-    context.current = context.NFContext(a.name, a.service, slot)
-    print("NF %s registered: service %d, instance %d" % (a.name, a.service, context.current.instance),
-          flush=True)
-    base, length = ffi.new("uint64_t *"), ffi.new("uint64_t *")
-    lib.onvm_nf_pool_span(nf, base, length)
-    Packet._pool = memoryview(ffi.buffer(ffi.cast("uint8_t *", base[0]), length[0]))
-
-    def run():
-        if a.native:
-            return lib.onvm_nf_run_native(nf, a.native.encode(), a.args.encode())
-        (run_batch if spec.batch else run_per_packet)(nf, spec.fn, error)
-        return 0
-
-    error = CallbackErrors(nf, a.name)
-    try:
-        ret = run()
-        if ret < 0:
-            print("NF %s: %s" % (a.name, ffi.string(lib.onvm_last_error()).decode()), file=sys.stderr)
+    spec = None
+    if a.python:
+        # Only our parent holds the other end of this pipe: unlike a file,
+        # no other user can put code here for us to run.
+        data = sys.stdin.buffer.read()
+        try:
+            spec = pickle.loads(data)
+        except Exception as e:    # a truncated or foreign pickle: say so, do not start
+            print("NF %s: cannot load its code from stdin (%d bytes): %s: %s"
+                  % (a.name, len(data), type(e).__name__, e), file=sys.stderr)
             return 2
-        # Asked to stop: leave the service, then hand on what is still in
-        # our ring, so a clean stop loses nothing.
-        if leave(nf, sock):
-            lib.onvm_nf_drain(nf)
-            run()
-    finally:
-        finish(nf, sock)
-    return 0
+        if not all(hasattr(spec, k) for k in ("fn", "batch")):
+            print("NF %s: stdin held %r, not an onvm.NFSpec" % (a.name, type(spec)), file=sys.stderr)
+            return 2
+    return run(a.manager, a.service, a.name, a.native, a.args, spec)
 
 
 if __name__ == "__main__":

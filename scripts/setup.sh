@@ -28,6 +28,21 @@ if ! grep -q '^[^ ]* /dev/hugepages hugetlbfs' /proc/mounts; then
     $SUDO mount -t hugetlbfs nodev /dev/hugepages
 fi
 
+# Non-root users: members of group onvm may use a hugetlbfs mount of their
+# own.  Mode 1770: only the group gets in, and the sticky bit keeps users
+# from deleting each other's files; each user then works in a 0700
+# directory of their own inside it (onvm creates it), so no user can
+# even list another's hugepage files.  Add a user: usermod -aG onvm USER
+ONVM_HUGE=/dev/hugepages-onvm
+if ! getent group onvm >/dev/null; then
+    $SUDO groupadd --system onvm
+fi
+gid=$(getent group onvm | cut -d: -f3)
+if ! grep -q "^[^ ]* $ONVM_HUGE hugetlbfs" /proc/mounts; then
+    $SUDO mkdir -p "$ONVM_HUGE"
+    $SUDO mount -t hugetlbfs -o "gid=$gid,mode=1770" nodev "$ONVM_HUGE"
+fi
+
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
