@@ -20,7 +20,7 @@ from .ports import parse_port
 from .stats import ControlFile
 
 _names = itertools.count()
-INJECT_CHUNK = 4096        # packets per inject request (the manager takes 8192)
+INJECT_CHUNK = 1024         # packets per inject request (the manager takes 8192): short handlers
 INJECT_BYTES = 1 << 20     # packet bytes per request: base64 keeps it under protocol.MAX_REQUEST
 CAPTURE_ALL = 1 << 20      # capture(count=None): everything there (the manager keeps 65536)
 
