@@ -12,7 +12,7 @@ import threading
 import time
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings, strategies as st
+from hypothesis import HealthCheck, assume, example, given, settings, strategies as st
 
 import onvm
 from onvm import paths
@@ -413,6 +413,10 @@ VALID = [
     {"op": "set_chain", "chain": [[2, 1], [3, 1]]},
     {"op": "replay", "port": 0},
 ]
+# numbers of every kind and size, where the ops expect small ints
+EDGES = [-1, -2, 0, 1, 2, 63, 64, 65535, 65536, 1 << 31, 1 << 64, True, False, 1.0, -0.0, float("inf"),
+         float("nan")]
+numbers = st.sampled_from(EDGES) | st.integers() | st.floats()
 OPS = ["ping", "inject", "capture", "clear_capture", "set_chain", "replay", "nope", ""]
 
 
@@ -420,12 +424,20 @@ OPS = ["ping", "inject", "capture", "clear_capture", "set_chain", "replay", "nop
 def mutated_requests(draw):
     req = dict(draw(st.sampled_from(VALID)))
     for _ in range(draw(st.integers(1, 3))):
-        how = draw(st.sampled_from(["drop", "replace", "add", "op", "wrap"]))
+        how = draw(st.sampled_from(["drop", "replace", "number", "add", "op", "wrap"]))
         fields = [k for k in req if k != "op"]
         if how == "drop" and req:
             del req[draw(st.sampled_from(sorted(req)))]
         elif how == "replace" and fields:
             req[draw(st.sampled_from(fields))] = draw(json_values)
+        elif how == "number" and fields:
+            k = draw(st.sampled_from(fields))
+            if k == "chain":
+                req[k] = [[draw(numbers), draw(numbers)] for _ in range(draw(st.integers(0, 3)))]
+            elif k == "pkts":
+                req[k] = [GOOD_PKT, draw(numbers)]
+            else:
+                req[k] = draw(numbers)
         elif how == "add":
             req[draw(st.sampled_from(["port", "max", "pkts", "chain", "x", "op"]))] = draw(json_values)
         elif how == "op":
@@ -443,6 +455,10 @@ def fuzz_once(m, value):
     assert isinstance(reply, dict) and isinstance(reply.get("ok"), bool), (value, reply)
     if not reply["ok"]:
         assert isinstance(reply.get("error"), str) and reply["error"]
+    if isinstance(value, dict):
+        for k in ("port", "max"):    # a bool or a float is not an int
+            if isinstance(value.get(k), (bool, float)):
+                assert reply["ok"] is False, (value, reply)
     assert m.process.poll() is None, "the manager died on %r" % (value,)
 
 
@@ -457,6 +473,9 @@ def test_fuzz_random_json(fwd, value):
 
 @FUZZ
 @given(value=mutated_requests())
+@example(value={"op": "replay", "port": -1})
+@example(value={"op": "capture", "port": 1, "max": float("inf")})
+@example(value={"op": "inject", "port": True, "pkts": [GOOD_PKT]})
 def test_fuzz_mutated_requests(fwd, value):
     fuzz_once(fwd, value)
 
