@@ -353,8 +353,9 @@ class ControlServer:
     def _accept(self, lst):
         for _ in range(16):    # a few per poll, so a flood cannot starve the tick
             if len(lst.conns) >= lst.max_conns:
-                self.sel.unregister(lst.sock)
-                lst.paused = True
+                if not lst.paused:    # resumed by _close
+                    self.sel.unregister(lst.sock)
+                    lst.paused = True
                 return
             try:
                 sock, _ = lst.sock.accept()

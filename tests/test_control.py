@@ -489,3 +489,68 @@ def test_fuzz_random_bytes(fwd, body):
 def test_after_the_fuzzing_everything_still_works(fwd):
     fwd.set_default_chain([1, onvm.ToPort(1)])
     assert_healthy(fwd, 100)
+
+
+# ---- the server as the NF socket will use it: long-lived connections -------------------
+
+def test_long_lived_listener_serves_many_requests_per_connection(tmp_path, monkeypatch):
+    """The shape of nf.sock: one connection per peer for its whole life, the
+    peer's credentials and a pidfd for the handler, on_close when it goes."""
+    from onvm import control, protocol
+    monkeypatch.setattr(control, "REQUEST_TIMEOUT", 0.3)
+    seen, closed, logged = [], [], []
+
+    def hello(conn, a):
+        conn.data["count"] = conn.data.get("count", 0) + 1
+        seen.append((conn.uid, conn.pid, conn.pidfd is not None))
+        return {"n": a["n"] + 1, "count": conn.data["count"]}
+
+    def boom(conn, a):
+        raise RuntimeError("handler bug")
+
+    server = control.ControlServer(log=logged.append)
+    path = str(tmp_path / "nf.sock")
+    server.listen(path, {"hello": ({"n": control.Int(0, 100)}, hello), "boom": ({}, boom)},
+                  one_shot=False, on_close=closed.append, want_pidfd=True)
+    stop = threading.Event()
+
+    def loop():
+        while not stop.is_set():
+            server.poll(0.01)
+    t = threading.Thread(target=loop, daemon=True)
+    t.start()
+    try:
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(5)
+            s.connect(path)
+            for i in range(5):
+                protocol.send(s, {"op": "hello", "n": i})
+                assert protocol.recv(s) == {"n": i + 1, "count": i + 1, "ok": True}
+            time.sleep(0.6)     # idle between requests: no deadline
+            s.sendall(frame({"op": "hello", "n": 7}) + frame({"op": "hello", "n": 8}))   # pipelined
+            assert protocol.recv(s)["n"] == 8 and protocol.recv(s)["n"] == 9
+            protocol.send(s, {"op": "hello", "n": 101})    # bad field: error, then closed
+            assert_refused(protocol.recv(s), "'n'", "0..100")
+            assert read_reply(s, 5) is None
+        assert seen and all(x == (os.getuid(), os.getpid(), True) for x in seen)
+        assert wait_for(lambda: len(closed) == 1, 5)
+        # a handler that raises is answered and dropped; the server goes on
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(path)
+            protocol.send(s, {"op": "boom"})
+            assert_refused(protocol.recv(s), "internal error", "handler bug")
+            assert read_reply(s, 5) is None
+        assert wait_for(lambda: len(closed) == 2, 5) and any("handler bug" in m for m in logged)
+        # half a request is dropped after the request deadline
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(path)
+            s.sendall(frame({"op": "hello", "n": 1})[:6])
+            assert read_reply(s, 5) is None
+        assert wait_for(lambda: len(closed) == 3, 5)
+        assert server.connections == []
+    finally:
+        stop.set()
+        t.join(5)
+        server.close()
+    assert not os.path.exists(path)
