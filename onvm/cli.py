@@ -41,7 +41,8 @@ def cmd_nf(a):
     process: a Python NF's function is imported here, never pickled."""
     name = pick_manager(a.manager)
     from . import nfrun
-    from .manager import NativeNF
+    from .manager import NativeNF, _check_service
+    _check_service(a.service)       # a ValueError: said and exit 2, before anything starts
     nf_name = a.name or a.nf.split(":")[-1]
     if a.nf in NativeNF.NAMES:
         return nfrun.run(name, a.service, nf_name, native=a.nf, args=a.args or "")

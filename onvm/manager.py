@@ -18,6 +18,11 @@ from .packet import ToPort, ToService
 from .ports import parse_port
 from .stats import ControlFile
 
+INJECT_CHUNK = 1024         # packets per inject request (the manager takes 8192): short handlers
+INJECT_BYTES = 1 << 20     # packet bytes per request: base64 keeps it under protocol.MAX_REQUEST
+CAPTURE_ALL = 1 << 20      # capture(count=None): everything there (the manager keeps 65536)
+
+
 class NFSpec:
     """A Python NF: a callback and where it sits.  Made by @onvm.nf."""
 
@@ -440,9 +445,12 @@ class Manager:
     def default_chain(self):
         return [ToService(d) if a == lib.ONVM_TO_SERVICE else ToPort(d) for a, d in self.control.default_chain()]
 
-    def inject(self, pkts, port=0):
+    def inject(self, pkts, port=0, timeout=5.0):
         """Send packets (scapy packets or bytes) into a ring port, as if they
-        arrived from the wire.  returns: how many were accepted."""
+        arrived from the wire.  Any number of packets: they go in requests
+        that fit the socket, and while the port's ring is full this retries
+        until nothing went in for timeout seconds.  returns: how many were
+        accepted."""
         if isinstance(pkts, (bytes, bytearray)) or hasattr(pkts, "build"):
             pkts = [pkts]
         raw = [bytes(p) for p in pkts]
@@ -450,11 +458,26 @@ class Manager:
             if not 14 <= len(r) <= 2048:
                 raise ValueError("packet %d is %d bytes; a packet is 14..2048 bytes" % (i, len(r)))
         self._check_port(port)
-        sent = 0
-        for k in range(0, len(raw), 8192):
-            chunk = raw[k:k + 8192]
-            sent += self._request({"op": "inject", "port": port,
-                                   "pkts": [base64.b64encode(r).decode() for r in chunk]})["sent"]
+        sent, k = 0, 0
+        last_progress = time.monotonic()
+        while k < len(raw):
+            # a chunk: at most INJECT_CHUNK packets and INJECT_BYTES of packet bytes
+            end, size = k, 0
+            while end < len(raw) and end - k < INJECT_CHUNK and size + len(raw[end]) <= INJECT_BYTES:
+                size += len(raw[end])
+                end += 1
+            n = self._request({"op": "inject", "port": port,
+                               "pkts": [base64.b64encode(r).decode() for r in raw[k:end]]})["sent"]
+            sent += n
+            k += n
+            if n:
+                last_progress = time.monotonic()
+            elif time.monotonic() - last_progress > timeout:
+                # giving up: the manager counts these as the port's inject_drop
+                self._request({"op": "inject", "port": port, "pkts": [], "dropped": len(raw) - k})
+                break
+            else:
+                time.sleep(0.002)   # the ring is full: let the manager's threads move packets
         return sent
 
     def capture(self, port=1, count=None, timeout=1.0, raw=False):
@@ -466,9 +489,11 @@ class Manager:
         got = []
         deadline = time.monotonic() + timeout
         while True:
-            want = 65536 if count is None else count - len(got)
+            want = (CAPTURE_ALL if count is None else count) - len(got)
             reply = self._request({"op": "capture", "port": port, "max": want})
             got += [base64.b64decode(p) for p in reply["pkts"]]
+            if reply.get("more"):
+                continue    # the reply was full; the rest is waiting
             if count is None or len(got) >= count or time.monotonic() >= deadline:
                 break
             time.sleep(0.002)

@@ -6,16 +6,15 @@ import base64
 import collections
 import mmap
 import os
-import selectors
 import shutil
 import signal
-import socket
 import sys
 import time
 
-from . import paths, protocol
+from . import paths
 from .nfdoor import NFDoor
 from ._core import ffi, lib
+from .control import Bytes, ControlServer, Int, ListOf, Optional, Tuple
 from .errors import OnvmError
 from .ports import parse_port
 from .stats import ControlFile, format_table, rates
@@ -27,6 +26,11 @@ DRAIN_BUF = DRAIN_BURST * 2048 * 2
 BUSY_TICK = 0.002        # control tick while packets are moving
 IDLE_TICK = 0.02         # and when nothing moved for IDLE_AFTER seconds
 IDLE_AFTER = 0.5
+INJECT_MAX = 8192        # packets in one inject request; Manager.inject splits
+INJECT_TRY = 0.02        # an inject request waits this long at most for room in the ring
+CAPTURE_BATCH = 4096     # packets in one capture reply; Manager.capture loops
+CAPTURE_BYTES = 1 << 20  # and packet bytes (base64 makes it 4/3 of that, < MAX_REPLY)
+PKT_MIN, PKT_MAX = 14, 2048
 
 
 def hugepage_problem(mb):
@@ -182,13 +186,43 @@ class ManagerDaemon:
         self._buf = ffi.new("uint8_t[]", DRAIN_BUF)
         self._lens = ffi.new("uint32_t[]", DRAIN_BURST)
         self.sock_path = paths.sock_path(name)
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(self.sock_path)
-        self.listener.listen(16)
-        self.listener.setblocking(False)
-        self.sel = selectors.DefaultSelector()
-        self.sel.register(self.listener, selectors.EVENT_READ, ("mgmt", None))
-        self.door = NFDoor(name, self.sel)
+        self.server = ControlServer(log=lambda msg: print("onvm manager: %s" % msg, file=sys.stderr, flush=True))
+        self.server.listen(self.sock_path, self.ops(), one_shot=True)
+        self.door = NFDoor(name, self.server)
+
+    def ops(self):
+        """The notebook's ops: name -> (schema, handler); limits are this manager's."""
+        nports = self.shm.nb_ports
+        ring = sorted(self.ring_ports)
+
+        def ring_port(v, field):
+            v = Int(0, nports - 1)(v, field)
+            if v not in self.capture:
+                raise ValueError("%s: port %d is not a ring port; inject and capture work on ring ports %s"
+                                 % (field, v, ring))
+            return v
+
+        def chain_entry(v, field):
+            action, dest = Tuple(Int(0, 0xffff), Int(0, 0xffff))(v, field)
+            if action == lib.ONVM_TO_SERVICE:
+                Int(1, lib.ONVM_MAX_SERVICES - 1)(dest, field + " service ID")
+            elif action == lib.ONVM_TO_PORT:
+                Int(0, nports - 1)(dest, field + " port")
+            else:
+                raise ValueError("%s: action must be %d (to a service) or %d (to a port), got %d"
+                                 % (field, lib.ONVM_TO_SERVICE, lib.ONVM_TO_PORT, action))
+            return action, dest
+
+        return {
+            "ping": ({}, self.op_ping),
+            "inject": ({"port": ring_port, "pkts": ListOf(Bytes(PKT_MIN, PKT_MAX), INJECT_MAX),
+                        "dropped": Optional(Int(0, 2 ** 31 - 1), 0)}, self.op_inject),
+            "capture": ({"port": ring_port, "max": Int(0, 2 ** 31 - 1)}, self.op_capture),
+            "clear_capture": ({}, self.op_clear_capture),
+            "set_chain": ({"chain": ListOf(chain_entry, lib.ONVM_MAX_CHAIN)}, self.op_set_chain),
+            "replay": ({"port": Int(0, nports - 1)}, self.op_replay),
+            "shutdown": ({}, self.op_shutdown),
+        }
 
     @staticmethod
     def check(ret):
@@ -226,7 +260,9 @@ class ManagerDaemon:
         while not self.stop_requested:
             now = time.monotonic()
             timeout = BUSY_TICK if now - self.last_activity < IDLE_AFTER else IDLE_TICK
-            self.poll(timeout)
+            # Serves whatever clients are ready, briefly; never blocks on one.
+            if self.poll(timeout):
+                self.last_activity = time.monotonic()
             lib.onvm_mgr_tick()
             if self.drain_ports():
                 self.last_activity = time.monotonic()
@@ -243,74 +279,67 @@ class ManagerDaemon:
                 print(table + "\n", flush=True)
         if cf:
             cf.close()
+        # Let the last replies (the shutdown request's) go out.
+        deadline = time.monotonic() + 0.5
+        while any(c.outbuf for c in self.server.connections) and time.monotonic() < deadline:
+            self.server.poll(0.01)
 
     def poll(self, timeout):
-        for key, events in self.sel.select(timeout):
-            if key.data[0] == "mgmt":
-                self.accept()
-            else:
-                self.door.handle(key, events)
+        """Serve the sockets (never blocking on a client), then the NF door's
+        own timers.  returns: how many sockets were ready."""
+        n = self.server.poll(timeout)
         self.door.tick()
+        return n
 
     def _on_signal(self, signum, frame):
         self.stop_requested = True
 
-    def accept(self):
-        try:
-            conn, _ = self.listener.accept()
-        except BlockingIOError:
-            return
-        with conn:
-            conn.settimeout(10)
-            try:
-                req = protocol.recv(conn)
-                try:
-                    reply = self.handle(req)
-                    reply["ok"] = True
-                except (OnvmError, ValueError, KeyError, TypeError) as e:
-                    reply = {"ok": False, "error": str(e)}
-                protocol.send(conn, reply)
-            except (OSError, ConnectionError, ValueError) as e:
-                print("onvm manager: bad request: %s" % e, file=sys.stderr)
-        self.last_activity = time.monotonic()
+    # ---- ops: handler(conn, checked args) -> reply; see ops() for the schemas ----
 
-    def handle(self, req):
-        op = req.get("op")
-        if op == "ping":
-            return {"pid": os.getpid(), "name": self.name, "nb_ports": self.shm.nb_ports}
-        if op == "inject":
-            return {"sent": self.inject(int(req["port"]), [base64.b64decode(p) for p in req["pkts"]])}
-        if op == "capture":
-            port, limit = int(req["port"]), int(req["max"])
-            if port not in self.capture:
-                raise ValueError("port %d is not a ring port; capture works on ring ports %s"
-                                 % (port, self.ring_ports))
-            self.drain_ports()
-            q = self.capture[port]
-            out = [base64.b64encode(q.popleft()).decode() for _ in range(min(limit, len(q)))]
-            return {"pkts": out}
-        if op == "clear_capture":
-            self.drain_ports()
-            for q in self.capture.values():
-                q.clear()
-            return {}
-        if op == "set_chain":
-            chain = req["chain"]
-            verdicts = ffi.new("uint32_t[]", [((a << 16) | d) for a, d in chain] or [0])
-            self.check(lib.onvm_mgr_set_chain(verdicts, len(chain)))
-            return {}
-        if op == "replay":
-            self.check(lib.onvm_mgr_enable_rx(int(req["port"])))
-            return {}
-        if op == "shutdown":
-            self.stop_requested = True
-            return {}
-        raise ValueError("unknown request %r" % op)
+    def op_ping(self, conn, a):
+        return {"pid": os.getpid(), "name": self.name, "nb_ports": self.shm.nb_ports}
+
+    def op_inject(self, conn, a):
+        # "dropped": packets the client gave up on after retrying; the only
+        # ones inject_drop counts.
+        self.shm.ports[a["port"]].ctl.inject_drop += a["dropped"]
+        return {"sent": self.inject(a["port"], a["pkts"])}
+
+    def op_capture(self, conn, a):
+        self.drain_ports()
+        q = self.capture[a["port"]]
+        out, size = [], 0
+        while q and len(out) < min(a["max"], CAPTURE_BATCH) and size + len(q[0]) <= CAPTURE_BYTES:
+            p = q.popleft()
+            size += len(p)
+            out.append(base64.b64encode(p).decode())
+        # more: packets are still waiting, so the client asks again
+        return {"pkts": out, "more": bool(q) and len(out) < a["max"]}
+
+    def op_clear_capture(self, conn, a):
+        self.drain_ports()
+        for q in self.capture.values():
+            q.clear()
+        return {}
+
+    def op_set_chain(self, conn, a):
+        chain = a["chain"]
+        verdicts = ffi.new("uint32_t[]", [((x << 16) | d) for x, d in chain] or [0])
+        self.check(lib.onvm_mgr_set_chain(verdicts, len(chain)))
+        return {}
+
+    def op_replay(self, conn, a):
+        self.check(lib.onvm_mgr_enable_rx(a["port"]))
+        return {}
+
+    def op_shutdown(self, conn, a):
+        self.stop_requested = True
+        return {}
 
     def inject(self, port, pkts):
-        if port not in self.capture:
-            raise ValueError("port %d is not a ring port; inject works on ring ports %s" % (port, self.ring_ports))
-        sent, deadline = 0, time.monotonic() + 5
+        """Put pkts into a ring port; waits at most INJECT_TRY for room (the
+        client retries the rest), running ticks meanwhile.  returns: how many went in."""
+        sent, deadline = 0, time.monotonic() + INJECT_TRY
         while sent < len(pkts):
             chunk = pkts[sent:sent + 1024]
             lens = ffi.new("uint32_t[]", [len(p) for p in chunk])
@@ -318,11 +347,11 @@ class ManagerDaemon:
             sent += n
             if n < len(chunk):
                 if time.monotonic() > deadline:
-                    self.shm.ports[port].ctl.inject_drop += len(pkts) - sent
-                    break
+                    break       # not a drop: the client retries (and reports what it gives up on)
                 lib.onvm_mgr_tick()
                 self.drain_ports()
                 time.sleep(0.0005)  # the RX thread is catching up
+        self.last_activity = time.monotonic()
         return sent
 
     def shutdown(self):
@@ -331,13 +360,13 @@ class ManagerDaemon:
         lib.onvm_mgr_stop_all()
         for grace, sig in ((3.0, None), (2.0, signal.SIGKILL)):
             if sig is not None:
-                self.door.kill_all(sig)
+                self.door.kill_connected(sig)
             deadline = time.monotonic() + grace
             while lib.onvm_mgr_nfs_left() and time.monotonic() < deadline:
                 self.poll(0.01)
                 lib.onvm_mgr_tick()
         self.door.close()
-        self.listener.close()
+        self.server.close()
         self.shm = None
         self._map.close()
         lib.onvm_mgr_shutdown()

@@ -1,16 +1,21 @@
 """The control socket's wire format: each message is a 4-byte big-endian
 length and a JSON object.  Requests carry "op"; replies carry "ok" and
-either the result or "error"."""
+either the result or "error".  The server is onvm.control."""
 import json
 import socket
 import struct
 
-MAX_MESSAGE = 256 << 20
+MAX_REQUEST = 2 << 20    # the manager refuses longer requests; Manager.inject splits to fit
+MAX_REPLY = 4 << 20      # the manager's replies stay below this; Manager.capture loops
+
+
+def encode(obj):
+    data = json.dumps(obj, separators=(",", ":")).encode()
+    return struct.pack(">I", len(data)) + data
 
 
 def send(sock, obj):
-    data = json.dumps(obj).encode()
-    sock.sendall(struct.pack(">I", len(data)) + data)
+    sock.sendall(encode(obj))
 
 
 def _recv_exact(sock, n):
@@ -24,10 +29,10 @@ def _recv_exact(sock, n):
     return b"".join(chunks)
 
 
-def recv(sock):
+def recv(sock, limit=MAX_REPLY):
     (n,) = struct.unpack(">I", _recv_exact(sock, 4))
-    if n > MAX_MESSAGE:
-        raise ConnectionError("message of %d bytes is too large" % n)
+    if n > limit:
+        raise ConnectionError("message of %d bytes is too large (at most %d)" % (n, limit))
     return json.loads(_recv_exact(sock, n))
 
 
@@ -36,5 +41,8 @@ def request(path, obj, timeout=30.0):
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
         s.connect(path)
-        send(s, obj)
+        try:
+            send(s, obj)
+        except (BrokenPipeError, ConnectionResetError):
+            pass   # the manager refused early; its reply says why
         return recv(s)

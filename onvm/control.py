@@ -1,0 +1,525 @@
+"""The manager's control server: Unix stream sockets speaking onvm.protocol
+(4-byte big-endian length + a JSON object), served without ever blocking,
+so the control tick in mgrd keeps its rhythm whatever clients do.
+
+    server = ControlServer()
+    server.listen(path, {"ping": ({}, lambda conn, args: {"pid": os.getpid()})})
+    while running:
+        server.poll(0.02)          # serves whatever is ready, then returns
+        tick()
+
+Each listening socket has its own table of ops: name -> (schema, handler).
+A schema is a dict field -> validator (see Int, ListOf, ...); every field a
+request carries is checked against it BEFORE the handler runs, and the
+handler gets the checked, converted values.  Anything malformed gets
+{"ok": false, "error": "..."} naming the problem, and the connection is
+closed.  Only the owner's uid and root may connect (SO_PEERCRED).
+
+A listener is either one-shot (one request, one reply, close: the notebook's
+socket) or long-lived (a peer such as an NF keeps its connection, makes
+several requests, and on_close(conn) runs when it goes away)."""
+import base64
+import binascii
+import json
+import os
+import selectors
+import socket
+import struct
+import sys
+import time
+
+from . import protocol
+from .errors import OnvmError
+
+SO_PEERPIDFD = getattr(socket, "SO_PEERPIDFD", 77)   # Linux >= 6.5; not in Python 3.11
+REQUEST_TIMEOUT = 5.0    # a request must arrive whole within this
+REPLY_TIMEOUT = 5.0      # and its reply be taken within this
+POLL_BUDGET = 0.005      # poll() stops serving after this long, so ticks stay regular
+RECV_CHUNK = 256 << 10
+DEFER = object()         # a handler's "I will answer later with conn.send()"
+
+
+# ---- validators: f(value, field) -> checked value, or ValueError naming field -----
+
+def _show(v, limit=40):
+    """A short repr for error messages: a client's value may be megabytes."""
+    r = repr(v)
+    return r if len(r) <= limit else r[:limit] + "..."
+
+
+def _kind(v):
+    return {bool: "a bool", int: "an int", float: "a float", str: "a string", list: "a list",
+            dict: "an object", type(None): "null"}.get(type(v), type(v).__name__)
+
+
+class Int:
+    """An int (not a bool, not a float) in lo..hi."""
+
+    def __init__(self, lo, hi):
+        self.lo, self.hi = lo, hi
+
+    def __call__(self, v, field):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ValueError("%s must be an int in %d..%d, got %s" % (field, self.lo, self.hi, _kind(v)))
+        if not self.lo <= v <= self.hi:
+            raise ValueError("%s must be in %d..%d, got %s" % (field, self.lo, self.hi, _show(v)))
+        return v
+
+
+class Str:
+    """A string of at most max_len characters."""
+
+    def __init__(self, max_len):
+        self.max_len = max_len
+
+    def __call__(self, v, field):
+        if not isinstance(v, str):
+            raise ValueError("%s must be a string, got %s" % (field, _kind(v)))
+        if len(v) > self.max_len:
+            raise ValueError("%s is %d characters; at most %d" % (field, len(v), self.max_len))
+        return v
+
+
+class Bytes:
+    """A base64 string whose decoded length is in lo..hi; gives bytes."""
+
+    def __init__(self, lo, hi):
+        self.lo, self.hi = lo, hi
+
+    def __call__(self, v, field):
+        if not isinstance(v, str):
+            raise ValueError("%s must be a base64 string, got %s" % (field, _kind(v)))
+        if len(v) > (self.hi + 2) // 3 * 4:
+            raise ValueError("%s is longer than %d bytes" % (field, self.hi))
+        try:
+            b = base64.b64decode(v, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("%s is not valid base64" % field) from None
+        if not self.lo <= len(b) <= self.hi:
+            raise ValueError("%s is %d bytes; it must be %d..%d" % (field, len(b), self.lo, self.hi))
+        return b
+
+
+class ListOf:
+    """A list of lo..hi items, each checked by item."""
+
+    def __init__(self, item, hi, lo=0):
+        self.item, self.lo, self.hi = item, lo, hi
+
+    def __call__(self, v, field):
+        if not isinstance(v, list):
+            raise ValueError("%s must be a list, got %s" % (field, _kind(v)))
+        if not self.lo <= len(v) <= self.hi:
+            raise ValueError("%s has %d items; it must have %d..%d" % (field, len(v), self.lo, self.hi))
+        return [self.item(x, "%s[%d]" % (field, i)) for i, x in enumerate(v)]
+
+
+class Tuple:
+    """A list of exactly len(items) values, each checked by its own validator."""
+
+    def __init__(self, *items):
+        self.items = items
+
+    def __call__(self, v, field):
+        if not isinstance(v, list) or len(v) != len(self.items):
+            raise ValueError("%s must be a list of %d items, got %s" % (field, len(self.items), _show(v)))
+        return [f(x, "%s[%d]" % (field, i)) for i, (f, x) in enumerate(zip(self.items, v))]
+
+
+class Optional:
+    """A field that may be left out (then it is default)."""
+
+    def __init__(self, check, default=None):
+        self.check, self.default = check, default
+
+    def __call__(self, v, field):
+        return self.check(v, field)
+
+
+def validate(req, ops):
+    """Check a decoded request against a table of ops.
+    returns: (op, checked args, handler); raises ValueError naming the problem."""
+    if not isinstance(req, dict):
+        raise ValueError("a request must be a JSON object, got %s" % _kind(req))
+    op = req.get("op")
+    if not isinstance(op, str):
+        raise ValueError("field 'op' must be a string naming the operation, got %s" % _kind(op))
+    if op not in ops:
+        raise ValueError("unknown op %s (ops: %s)" % (_show(op), ", ".join(sorted(ops))))
+    schema, handler = ops[op]
+    for k in req:
+        if k != "op" and k not in schema:
+            raise ValueError("%s: unknown field %s (fields: %s)" % (op, _show(k), ", ".join(sorted(schema)) or "none"))
+    args = {}
+    for k, check in schema.items():
+        if k in req:
+            args[k] = check(req[k], "%s: field '%s'" % (op, k))
+        elif isinstance(check, Optional):
+            args[k] = check.default
+        else:
+            raise ValueError("%s: field '%s' is missing" % (op, k))
+    return op, args, handler
+
+
+def decode(body):
+    """JSON bytes -> a value, or ValueError saying why not (never anything else:
+    deep nesting and huge numbers become ValueErrors too)."""
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise ValueError("request is nested too deeply") from None
+    except UnicodeDecodeError:
+        raise ValueError("request is not UTF-8 text") from None
+    except ValueError as e:    # JSONDecodeError, ints past the digit limit
+        raise ValueError("request is not valid JSON: %s" % _show(str(e), 80)) from None
+
+
+# ---- the server ----------------------------------------------------------------------
+
+class Listener:
+    """One listening socket and what it serves (made by ControlServer.listen)."""
+
+    def __init__(self, sock, path, ops, one_shot, on_close, max_request, max_conns, want_pidfd, allowed_uids):
+        self.sock, self.path, self.ops = sock, path, ops
+        self.one_shot, self.on_close = one_shot, on_close
+        self.max_request, self.max_conns = max_request, max_conns
+        self.want_pidfd, self.allowed_uids = want_pidfd, allowed_uids
+        self.conns = set()
+        self.paused = False      # at max_conns: new clients wait in the backlog
+
+
+class Connection:
+    """A client.  Handlers see: uid, gid, pid (the peer's, from SO_PEERCRED),
+    pidfd (with want_pidfd, else None), listener, data (a dict for the
+    handler's own state), send(obj) and close()."""
+
+    def __init__(self, server, listener, sock, uid, gid, pid):
+        self.server, self.listener, self.sock = server, listener, sock
+        self.uid, self.gid, self.pid = uid, gid, pid
+        self.pidfd = None
+        self.data = {}
+        self.inbuf = bytearray()
+        self.outbuf = bytearray()
+        self.closing = False     # close once outbuf is sent
+        self.closed = False
+        self.served = 0
+        self.request_deadline = time.monotonic() + REQUEST_TIMEOUT if listener.one_shot else None
+        self.reply_deadline = None
+
+    def send(self, obj):
+        """Queue a message for the peer (a reply, or a notice on a long-lived
+        connection); it goes out as the peer reads."""
+        if self.closed:
+            return
+        self.outbuf += protocol.encode(obj)
+        if self.reply_deadline is None:
+            self.reply_deadline = time.monotonic() + REPLY_TIMEOUT
+        self.server._flush(self)
+
+    def close(self):
+        self.server._close(self)
+
+    def __repr__(self):
+        return "<Connection %s pid=%s uid=%s>" % (os.path.basename(self.listener.path), self.pid, self.uid)
+
+
+def peer_credentials(sock):
+    """(pid, uid, gid) of the process at the other end of a Unix socket."""
+    pid, uid, gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    return pid, uid, gid
+
+
+def peer_pidfd(sock, pid):
+    """A pidfd for the peer: SO_PEERPIDFD names the very process that
+    connected; pidfd_open(pid) (older kernels) could race with pid reuse.
+    returns: an fd, or None if neither works."""
+    try:
+        return struct.unpack("i", sock.getsockopt(socket.SOL_SOCKET, SO_PEERPIDFD, 4))[0]
+    except OSError:
+        pass
+    try:
+        return os.pidfd_open(pid)
+    except (OSError, AttributeError):
+        return None
+
+
+class ControlServer:
+    """Non-blocking server for any number of listening sockets; driven by
+    poll() from the owner's loop."""
+
+    def __init__(self, log=None):
+        self.sel = selectors.DefaultSelector()
+        self.listeners = []
+        self.log = log or (lambda msg: print("onvm control: %s" % msg, file=sys.stderr, flush=True))
+
+    def listen(self, path, ops, one_shot=True, on_close=None, max_request=protocol.MAX_REQUEST,
+               max_conns=64, want_pidfd=False, allowed_uids=None):
+        """Serve ops on a new Unix socket at path (mode 0600).
+
+        param ops: {name: (schema, handler)}; handler(conn, args) -> a dict,
+            sent back with "ok": true (ValueError/OnvmError -> an error
+            reply), or DEFER to answer later with conn.send()
+        param one_shot: one request per connection (else long-lived)
+        param on_close: on_close(conn) when a connection ends, for any reason
+        param max_request: largest request body in bytes
+        param max_conns: open connections at most; more wait to be accepted
+        param want_pidfd: give each connection a pidfd of its peer
+        param allowed_uids: uids that may connect (default: ours and root)
+        returns: the Listener"""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            # Linux gives the socket file the mode of the socket inode: set it
+            # before bind, so the file is never open to others, not even briefly.
+            os.fchmod(sock.fileno(), 0o600)
+            sock.bind(path)
+            if os.stat(path).st_mode & 0o077:
+                os.chmod(path, 0o600)
+            sock.listen(128)
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        if allowed_uids is None:
+            allowed_uids = {os.geteuid(), 0}
+        lst = Listener(sock, path, ops, one_shot, on_close, max_request, max_conns, want_pidfd, set(allowed_uids))
+        self.listeners.append(lst)
+        self.sel.register(sock, selectors.EVENT_READ, lst)
+        return lst
+
+    def watch(self, fd, fn):
+        """Call fn() from poll() whenever fd is readable (a pidfd, say)."""
+        self.sel.register(fd, selectors.EVENT_READ, fn)
+
+    def unwatch(self, fd):
+        try:
+            self.sel.unregister(fd)
+        except (KeyError, ValueError):
+            pass
+
+    @property
+    def connections(self):
+        return [c for lst in self.listeners for c in lst.conns]
+
+    def poll(self, timeout):
+        """Wait up to timeout seconds for clients, serve what is ready (for at
+        most about POLL_BUDGET, plus one handler), drop late connections.
+        Never raises because of anything a client sent."""
+        start = time.monotonic()
+        deadline = self._next_deadline()
+        if deadline is not None:
+            timeout = max(0.0, min(timeout, deadline - start))
+        try:
+            events = self.sel.select(timeout)
+        except InterruptedError:
+            events = []
+        for key, mask in events:
+            if time.monotonic() - start > POLL_BUDGET:
+                break    # the rest stay ready for the next poll
+            obj = key.data
+            try:
+                if isinstance(obj, Listener):
+                    self._accept(obj)
+                elif callable(obj):
+                    obj()
+                else:
+                    if mask & selectors.EVENT_WRITE:
+                        self._flush(obj)
+                    if mask & selectors.EVENT_READ and not obj.closed:
+                        self._read(obj)
+            except Exception as e:    # the last line of defence: log, drop, carry on
+                self.log("dropped a connection after an internal error: %r" % (e,))
+                if isinstance(obj, Connection):
+                    self._close(obj)
+        self._expire()
+        return len(events)
+
+    def close(self):
+        """Close every connection and listener and remove the socket files."""
+        for c in self.connections:
+            self._close(c)
+        for lst in self.listeners:
+            if not lst.paused:
+                self.sel.unregister(lst.sock)
+            lst.sock.close()
+            try:
+                os.unlink(lst.path)
+            except OSError:
+                pass
+        self.listeners = []
+        self.sel.close()
+
+    # ---- internals ---------------------------------------------------------------
+
+    def _next_deadline(self):
+        ds = [d for c in self.connections for d in (c.request_deadline, c.reply_deadline) if d is not None]
+        return min(ds) if ds else None
+
+    def _expire(self):
+        now = time.monotonic()
+        for c in self.connections:
+            if c.reply_deadline is not None and now > c.reply_deadline:
+                self.log("dropped %r: it did not take its reply within %g s" % (c, REPLY_TIMEOUT))
+                self._close(c)
+            elif c.request_deadline is not None and now > c.request_deadline:
+                self.log("dropped %r: no whole request within %g s" % (c, REQUEST_TIMEOUT))
+                self._close(c)
+
+    def _accept(self, lst):
+        for _ in range(16):    # a few per poll, so a flood cannot starve the tick
+            if len(lst.conns) >= lst.max_conns:
+                if not lst.paused:    # resumed by _close
+                    self.sel.unregister(lst.sock)
+                    lst.paused = True
+                return
+            try:
+                sock, _ = lst.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:   # EMFILE and the like: try again next poll
+                self.log("accept failed: %s" % e)
+                return
+            sock.setblocking(False)
+            try:
+                pid, uid, gid = peer_credentials(sock)
+            except OSError:
+                sock.close()
+                continue
+            if uid not in lst.allowed_uids:
+                msg = protocol.encode({"ok": False, "error": "uid %d may not use this socket; only the "
+                                       "manager's owner (uid %d) and root may" % (uid, os.geteuid())})
+                try:
+                    sock.send(msg, socket.MSG_NOSIGNAL)
+                except OSError:
+                    pass
+                sock.close()
+                self.log("refused pid %d: uid %d" % (pid, uid))
+                continue
+            c = Connection(self, lst, sock, uid, gid, pid)
+            if lst.want_pidfd:
+                c.pidfd = peer_pidfd(sock, pid)
+            lst.conns.add(c)
+            self.sel.register(sock, selectors.EVENT_READ, c)
+
+    def _interest(self, c):
+        if c.closed:
+            return
+        ev = selectors.EVENT_WRITE if c.outbuf else 0
+        if not c.closing and not (c.listener.one_shot and c.served):
+            ev |= selectors.EVENT_READ
+        key = self.sel.get_key(c.sock)
+        if ev == 0:
+            ev = selectors.EVENT_READ   # still notice the peer hanging up
+        if key.events != ev:
+            self.sel.modify(c.sock, ev, c)
+
+    def _read(self, c):
+        try:
+            data = c.sock.recv(RECV_CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._close(c)
+            return
+        if c.closing or (c.listener.one_shot and c.served):
+            return    # past the one request: ignore the rest
+        if not c.inbuf and c.request_deadline is None:
+            c.request_deadline = time.monotonic() + REQUEST_TIMEOUT
+        c.inbuf += data
+        self._serve_buffered(c)
+
+    def _serve_buffered(self, c):
+        while not c.closed and not c.closing and len(c.inbuf) >= 4:
+            (n,) = struct.unpack(">I", c.inbuf[:4])
+            if n > c.listener.max_request:
+                self._fail(c, "request of %d bytes is too large (at most %d)" % (n, c.listener.max_request))
+                return
+            if len(c.inbuf) < 4 + n:
+                return
+            body = bytes(c.inbuf[4:4 + n])
+            del c.inbuf[:4 + n]
+            c.request_deadline = None if not c.inbuf else time.monotonic() + REQUEST_TIMEOUT
+            c.served += 1
+            self._dispatch(c, body)
+            if c.listener.one_shot:
+                c.inbuf.clear()
+                c.request_deadline = None
+                c.closing = True
+                self._flush(c)
+                return
+
+    def _dispatch(self, c, body):
+        try:
+            op, args, handler = validate(decode(body), c.listener.ops)
+        except ValueError as e:
+            self._fail(c, str(e))
+            return
+        try:
+            reply = handler(c, args)
+        except (OnvmError, ValueError) as e:
+            c.send({"ok": False, "error": str(e)})
+            return
+        except Exception as e:
+            self.log("op %r failed: %r" % (op, e))
+            self._fail(c, "internal error in %s: %s" % (op, _show(str(e), 200)))
+            return
+        if reply is DEFER:
+            return
+        if reply is None:
+            reply = {}
+        reply["ok"] = True
+        c.send(reply)
+
+    def _fail(self, c, error):
+        """Reply with an error, then close: the stream can no longer be trusted."""
+        c.inbuf.clear()
+        c.request_deadline = None
+        c.send({"ok": False, "error": error})
+        c.closing = True
+        self._flush(c)
+
+    def _flush(self, c):
+        if c.closed:
+            return
+        while c.outbuf:
+            try:
+                n = c.sock.send(c.outbuf, socket.MSG_NOSIGNAL)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                self._close(c)
+                return
+            del c.outbuf[:n]
+        if not c.outbuf:
+            c.reply_deadline = None
+            if c.closing:
+                self._close(c)
+                return
+        self._interest(c)
+
+    def _close(self, c):
+        if c.closed:
+            return
+        c.closed = True
+        lst = c.listener
+        lst.conns.discard(c)
+        try:
+            self.sel.unregister(c.sock)
+        except (KeyError, ValueError):
+            pass
+        c.sock.close()
+        if lst.paused and len(lst.conns) < lst.max_conns and lst in self.listeners:
+            self.sel.register(lst.sock, selectors.EVENT_READ, lst)
+            lst.paused = False
+        if lst.on_close is not None:
+            try:
+                lst.on_close(c)    # the pidfd is still open here
+            except Exception as e:
+                self.log("on_close failed for %r: %r" % (c, e))
+        if c.pidfd is not None:
+            try:
+                os.close(c.pidfd)
+            except OSError:
+                pass
+            c.pidfd = None
