@@ -37,7 +37,8 @@ static struct rte_ring *ring_create(const char *fmt, unsigned i, unsigned size, 
 
 /* Every mbuf starts owned by the manager: a zeroed owner mark would name
  * NF slot 0, and its recovery scan would free packets that are already free. */
-static void init_owner(struct rte_mempool *mp, void *arg, void *obj, unsigned idx)
+static void init_owner(struct rte_mempool *mp __rte_unused, void *arg __rte_unused, void *obj,
+		       unsigned idx __rte_unused)
 {
 	onvm_meta(obj)->owner = ONVM_OWNER_MGR;
 }

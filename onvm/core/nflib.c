@@ -70,7 +70,8 @@ static int claim_slot(struct onvm_nf *nf, uint16_t service, const char *name, co
 	return -ENOSPC;
 }
 
-static void widen_span(struct rte_mempool *mp, void *arg, struct rte_mempool_memhdr *memhdr, unsigned idx)
+static void widen_span(struct rte_mempool *mp __rte_unused, void *arg, struct rte_mempool_memhdr *memhdr,
+		       unsigned idx __rte_unused)
 {
 	struct onvm_nf *nf = arg;
 	uintptr_t start = (uintptr_t)memhdr->addr, end = start + memhdr->len;
