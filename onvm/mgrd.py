@@ -97,6 +97,17 @@ class ManagerDaemon:
                 "-m", str(hugepage_mb), "--lcores", "(0-%d)@(%s)" % (rx_threads + tx_threads, cpus), "--no-telemetry",
                 "--huge-dir", paths.hugepage_mounts()[0],
                 "--log-level", os.environ.get("ONVM_DPDK_LOG", "error")]
+        # Where DPDK reserves its memory.  The sanitized build needs this
+        # (scripts/sanitize.sh): ASan's shadow covers DPDK's default spot, and
+        # memory placed elsewhere may be taken in an NF, which must map it at
+        # the same address.
+        base = os.environ.get("ONVM_BASE_VIRTADDR")
+        if base:
+            try:
+                int(base, 16)
+            except ValueError:
+                raise OnvmError("ONVM_BASE_VIRTADDR=%r is not a hex address" % base) from None
+            argv += ["--base-virtaddr", base]
         # Never touch this machine's NICs unless the user named one.
         argv += [a for d in pci for a in ("-a", d)] if pci else ["--no-pci"]
         self._argv_keep = [ffi.new("char[]", a.encode()) for a in argv]

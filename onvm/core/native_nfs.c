@@ -78,7 +78,10 @@ static void sample_latency(struct rte_mbuf *m, uint64_t *app)
 {
 	if (m->data_len < STAMP_OFFSET + 16)
 		return;
-	const uint64_t *stamp = rte_pktmbuf_mtod_offset(m, const uint64_t *, STAMP_OFFSET);
+	/* The stamp sits 42 bytes into the frame: not 8-byte aligned, so it
+	 * is copied out rather than read through a uint64_t pointer (UB). */
+	uint64_t stamp[2];
+	memcpy(stamp, rte_pktmbuf_mtod_offset(m, const uint8_t *, STAMP_OFFSET), sizeof(stamp));
 	if (stamp[0] != STAMP_MAGIC)
 		return;
 	uint64_t lat = onvm_now_ns() - stamp[1];
