@@ -17,7 +17,7 @@ REPO=$(pwd)
 VENV=$REPO/.venv-san
 TESTS=("$@")
 if [ ${#TESTS[@]} -eq 0 ]; then
-    TESTS=(tests/test_dataplane.py tests/test_faults.py)
+    TESTS=(tests/test_dataplane.py tests/test_faults.py tests/test_generate.py)
 fi
 
 start=$(date +%s)
