@@ -92,16 +92,18 @@ def test_generate_keeps_its_rate(mgr):
     assert wait_for(lambda: gen.stats().get("created", 0) > 0, 10)
     c1, t1 = gen.stats()["created"], time.monotonic()
     time.sleep(2.0)
-    c2 = gen.stats()["created"]
     t2 = time.monotonic()
-    # Never ahead of the schedule (one burst of slack), however the run
-    # was scheduled: packets owed are a function of time alone.
-    assert c2 <= RATE * (t2 - launched) + lib.ONVM_BURST
-    # And not far behind it: generous, for a busy machine.
-    measured = (c2 - c1) / (t2 - t1)
-    assert 0.5 * RATE <= measured <= 1.5 * RATE, "generate made %.0f pps, asked for %d" % (measured, RATE)
-    assert wait_for(lambda: sink.stats()["rx"] >= c1, 10)
+    # What is owed depends on time alone: a generator that was not scheduled
+    # for a while catches up, so this holds on a busy machine too.
+    owed = c1 + 0.9 * RATE * (t2 - t1)
+    assert wait_for(lambda: gen.stats()["created"] >= owed, 10), \
+        "generate made %d packets, owed %d" % (gen.stats()["created"], owed)
+    # And it never runs ahead of the schedule.
+    made = gen.stats()["created"]
+    assert made <= RATE * (time.monotonic() - launched) + lib.ONVM_BURST
+    assert wait_for(lambda: sink.stats()["rx"] >= made, 10)
     gen.stop()
+    assert gen.process.returncode == 0
     assert mgr.wait_idle()
 
 
