@@ -165,6 +165,17 @@ class ManagerDaemon:
         if os.geteuid() != 0:
             # Without root, /proc/self/pagemap shows no physical addresses.
             argv += ["--iova-mode", "va"]
+        # Where DPDK reserves its memory.  The sanitized build needs this
+        # (scripts/sanitize.sh): ASan's shadow covers DPDK's default spot, and
+        # memory placed elsewhere may be taken in an NF, which must map it at
+        # the same address.
+        base = os.environ.get("ONVM_BASE_VIRTADDR")
+        if base:
+            try:
+                int(base, 16)
+            except ValueError:
+                raise OnvmError("ONVM_BASE_VIRTADDR=%r is not a hex address" % base) from None
+            argv += ["--base-virtaddr", base]
         # Never touch this machine's NICs unless the user named one.
         argv += [a for d in pci for a in ("-a", d)] if pci else ["--no-pci"]
         self._argv_keep = [ffi.new("char[]", a.encode()) for a in argv]

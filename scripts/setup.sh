@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
-PKGS="libdpdk-dev dpdk pkg-config gcc python3-dev python3-venv libpcap-dev iproute2 procps"
+PKGS="libdpdk-dev dpdk pkg-config gcc python3-dev python3-venv libpcap-dev iproute2 procps strace"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

@@ -32,7 +32,8 @@ const char *onvm_last_error(void)
 
 /* Every mbuf starts owned by the manager: a zeroed owner mark would name
  * NF slot 0, and its recovery scan would free packets that are already free. */
-static void init_owner(struct rte_mempool *mp, void *arg, void *obj, unsigned idx)
+static void init_owner(struct rte_mempool *mp __rte_unused, void *arg __rte_unused, void *obj,
+		       unsigned idx __rte_unused)
 {
 	(void)mp;
 	(void)arg;

@@ -23,9 +23,13 @@
 #include <rte_udp.h>
 
 #include "onvm_core.h"
+#include "onvm_pace.h"
 
 #define STAMP_MAGIC 0x6f6e766d54494d45ull /* "onvmTIME" */
 #define STAMP_OFFSET (sizeof(struct rte_ether_hdr) + sizeof(struct rte_ipv4_hdr) + sizeof(struct rte_udp_hdr))
+/* generate looks at the stop flags and the manager this often, not every
+ * burst: the manager check is a system call. */
+#define GEN_STOP_CHECK_NS 10000000ull
 
 static uint32_t verdict_forward(struct rte_mbuf *m, uint64_t *app)
 {
@@ -77,7 +81,10 @@ static void sample_latency(struct rte_mbuf *m, uint64_t *app)
 {
 	if (m->data_len < STAMP_OFFSET + 16)
 		return;
-	const uint64_t *stamp = rte_pktmbuf_mtod_offset(m, const uint64_t *, STAMP_OFFSET);
+	/* The stamp sits 42 bytes into the frame: not 8-byte aligned, so it
+	 * is copied out rather than read through a uint64_t pointer (UB). */
+	uint64_t stamp[2];
+	memcpy(stamp, rte_pktmbuf_mtod_offset(m, const uint8_t *, STAMP_OFFSET), sizeof(stamp));
 	if (stamp[0] != STAMP_MAGIC)
 		return;
 	uint64_t lat = onvm_now_ns() - stamp[1];
@@ -221,7 +228,14 @@ static int run_generate(struct onvm_nf *nf, const char *args)
 	}
 	uint16_t self = onvm_nf_slot_id(nf);
 
-	while (!onvm_nf_should_stop(nf)) {
+	uint64_t next_stop_check = 0;
+	for (;;) {
+		uint64_t now = onvm_now_ns();
+		if (now >= next_stop_check) {
+			if (onvm_nf_should_stop(nf))
+				break;
+			next_stop_check = now + GEN_STOP_CHECK_NS;
+		}
 		if (c.count && made >= c.count) {
 			/* Done: stay registered (stats stay visible) and drop
 			 * anything sent to us until asked to stop. */
@@ -238,7 +252,7 @@ static int run_generate(struct onvm_nf *nf, const char *args)
 		if (c.count && c.count - made < burst)
 			burst = (unsigned)(c.count - made);
 		if (c.rate) {
-			uint64_t due = (onvm_now_ns() - t0) * c.rate / 1000000000ull;
+			uint64_t due = onvm_pace_due(now - t0, c.rate);
 			if (due <= made) {
 				struct timespec ts = {0, 20000};
 				nanosleep(&ts, NULL);
@@ -251,7 +265,7 @@ static int run_generate(struct onvm_nf *nf, const char *args)
 			sched_yield(); /* pool empty: the chain is behind */
 			continue;
 		}
-		uint64_t now = onvm_now_ns();
+		now = onvm_now_ns(); /* the send time stamped into each packet */
 		for (unsigned i = 0; i < burst; i++) {
 			struct rte_mbuf *m = pkts[i];
 			uint8_t *d = (uint8_t *)rte_pktmbuf_append(m, (uint16_t)c.size);

@@ -79,7 +79,8 @@ static bool manager_alive(struct onvm_nf *nf)
 	return !nf->mgr_gone;
 }
 
-static void widen_span(struct rte_mempool *mp, void *arg, struct rte_mempool_memhdr *memhdr, unsigned idx)
+static void widen_span(struct rte_mempool *mp __rte_unused, void *arg, struct rte_mempool_memhdr *memhdr,
+		       unsigned idx __rte_unused)
 {
 	(void)mp;
 	(void)idx;
