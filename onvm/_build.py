@@ -43,7 +43,7 @@ def cdef_from_headers(names=("onvm_shm.h", "onvm_api.h")):
                 out.append(line)
     text = "\n".join(out)
     text = re.sub(r"__attribute__\s*\(\(.*?\)\)|\bONVM_ALIGNED\b", "", text)
-    text = re.sub(r"\[\s*[A-Z_][A-Z0-9_]*\s*\]", "[...]", text)
+    text = re.sub(r"\[\s*[A-Z_][^\]]*\]", "[...]", text)
     text = re.sub(r"(struct \w+ \{[^{}]*?)\n\};", r"\1\n...;\n};", text)
     return text
 

@@ -66,6 +66,15 @@ class Int:
         return v
 
 
+class Bool:
+    """true or false, nothing else."""
+
+    def __call__(self, v, field):
+        if not isinstance(v, bool):
+            raise ValueError("%s must be true or false, got %s" % (field, _kind(v)))
+        return v
+
+
 class Str:
     """A string of at most max_len characters."""
 

@@ -14,7 +14,7 @@ import time
 from . import paths
 from .nfdoor import NFDoor
 from ._core import ffi, lib
-from .control import Bytes, ControlServer, Int, ListOf, Optional, Tuple
+from .control import Bytes, ControlServer, Int, ListOf, Optional, Str, Tuple
 from .errors import OnvmError
 from .ports import parse_port
 from .stats import ControlFile, format_table, rates
@@ -213,6 +213,8 @@ class ManagerDaemon:
                                  % (field, v, ring))
             return v
 
+        service = Int(1, lib.ONVM_MAX_SERVICES - 1)
+
         def chain_entry(v, field):
             action, dest = Tuple(Int(0, 0xffff), Int(0, 0xffff))(v, field)
             if action == lib.ONVM_TO_SERVICE:
@@ -232,6 +234,15 @@ class ManagerDaemon:
             "clear_capture": ({}, self.op_clear_capture),
             "set_chain": ({"chain": ListOf(chain_entry, lib.ONVM_MAX_CHAIN)}, self.op_set_chain),
             "replay": ({"port": Int(0, nports - 1)}, self.op_replay),
+            "apply": ({"paths": Optional(ListOf(ListOf(chain_entry, lib.ONVM_MAX_CHAIN), nports, nports)),
+                       "steer": Optional(ListOf(Tuple(service, ListOf(Int(0, nports - 1), nports),
+                                                      ListOf(service, lib.ONVM_MAX_SERVICES)),
+                                                lib.ONVM_MAX_SERVICES)),
+                       "names": Optional(ListOf(Tuple(service, Str(31)), lib.ONVM_MAX_SERVICES), []),
+                       "members": Optional(ListOf(Tuple(service, ListOf(Int(0, lib.ONVM_MAX_NFS - 1),
+                                                                        lib.ONVM_MAX_INSTANCES)),
+                                                  lib.ONVM_MAX_SERVICES), []),
+                       "hop_limit": Optional(Int(1, 255), 0)}, self.op_apply),
             "shutdown": ({}, self.op_shutdown),
         }
 
@@ -337,6 +348,39 @@ class ManagerDaemon:
         chain = a["chain"]
         verdicts = ffi.new("uint32_t[]", [((x << 16) | d) for x, d in chain] or [0])
         self.check(lib.onvm_mgr_set_chain(verdicts, len(chain)))
+        return {}
+
+    def op_apply(self, conn, a):
+        """A deployment's change in one table update (see onvm_mgr_apply)."""
+        spec = ffi.new("struct onvm_apply *")
+        if a["paths"] is not None:
+            spec.set_paths = 1
+            for p, path in enumerate(a["paths"]):
+                spec.paths[p].length = len(path)
+                for i, (action, dest) in enumerate(path):
+                    spec.paths[p].entries[i].action = action
+                    spec.paths[p].entries[i].destination = dest
+        if a["steer"] is not None:
+            spec.set_steer = 1
+            for svc in range(lib.ONVM_MAX_SERVICES):
+                spec.steer[svc].any = 1
+            for svc, ports, services in a["steer"]:
+                st = spec.steer[svc]
+                st.any = 0
+                for p in ports:
+                    st.ports |= 1 << p
+                for t in services:
+                    st.services[t // 64] |= 1 << (t % 64)
+            for svc, name in a["names"]:
+                spec.names[svc] = name.encode()[:31]
+        spec.hop_limit = a["hop_limit"]
+        spec.nb_members = len(a["members"])
+        for k, (svc, slots) in enumerate(a["members"]):
+            spec.members[k].service = svc
+            spec.members[k].count = len(slots)
+            for j, slot in enumerate(slots):
+                spec.members[k].slots[j] = slot
+        self.check(lib.onvm_mgr_apply(spec))
         return {}
 
     def op_replay(self, conn, a):

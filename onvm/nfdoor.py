@@ -17,7 +17,7 @@ import time
 
 from . import paths, protocol
 from ._core import ffi, lib
-from .control import DEFER, Int
+from .control import DEFER, Bool, Int, Optional
 from .errors import OnvmError
 
 MAX_REQUEST = 4096          # an NF request is a few short fields
@@ -49,8 +49,8 @@ class NFDoor:
         self.retry = {}          # slot -> "leave" / "dead" that the tables refused for now
         self.leaving = []        # (conn, deadline): "leave" answered once out of service
         ops = {
-            "register": ({"name": NAME, "kind": KIND, "service": Int(1, lib.ONVM_MAX_SERVICES - 1)},
-                         self.op_register),
+            "register": ({"name": NAME, "kind": KIND, "service": Int(1, lib.ONVM_MAX_SERVICES - 1),
+                          "staged": Optional(Bool(), False)}, self.op_register),
             "ready": ({}, self.op_ready),
             "leave": ({}, self.op_leave),
         }
@@ -68,6 +68,7 @@ class NFDoor:
         if slot < 0:
             raise OnvmError(ffi.string(lib.onvm_last_error()).decode())
         conn.data["slot"] = slot
+        conn.data["staged"] = args["staged"]
         # Our own copy of the pidfd: readable once the process exits, even if
         # a child of it still holds the connection open; the server closes
         # the connection's copy when the connection goes.
@@ -80,7 +81,8 @@ class NFDoor:
     def op_ready(self, conn, args):
         if "slot" not in conn.data:
             raise ValueError("ready before register")
-        if lib.onvm_mgr_nf_ready(conn.data["slot"]) < 0:
+        # staged: running, but in no service until a deployment puts it there
+        if lib.onvm_mgr_nf_ready(conn.data["slot"], 0 if conn.data["staged"] else 1) < 0:
             raise OnvmError(ffi.string(lib.onvm_last_error()).decode())
         return {}
 
@@ -153,7 +155,7 @@ class NFDoor:
 
 # ---- the NF's side -------------------------------------------------------------------
 
-def register(manager, nf_name, kind, service, timeout=30.0):
+def register(manager, nf_name, kind, service, staged=False, timeout=30.0):
     """Connect to manager's NF socket and ask for a slot.  returns: (socket,
     slot, stats path); the socket stays open for the NF's life."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -166,7 +168,7 @@ def register(manager, nf_name, kind, service, timeout=30.0):
     except OSError as e:
         s.close()
         raise OnvmError("cannot reach manager %r: %s" % (manager, e)) from None
-    reply = call(s, {"op": "register", "name": nf_name, "kind": kind, "service": service})
+    reply = call(s, {"op": "register", "name": nf_name, "kind": kind, "service": service, "staged": staged})
     return s, reply["slot"], reply["stats"]
 
 

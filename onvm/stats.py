@@ -83,6 +83,7 @@ class ControlFile:
             "state": NF_STATES.get(s.state, "free"),
             "rx": n.rx, "tx": n.tx, "rx_drop": s.rx_drop, "tx_drop": n.tx_drop,
             "refused": n.refused, "chain_end": n.chain_end,
+            "steer_refused": n.steer_refused, "hop_limit": n.hop_limit,
             "errors": n.errors, "created": n.created, "recovered": s.recovered,
             "actions": {a: n.act[k] for k, a in enumerate(ACTION_NAMES)},
             "app": list(n.app), "wakeups": n.wakeups,
@@ -119,9 +120,18 @@ class ControlFile:
         s = self.tables().services[service]
         return {"instances": list(s.instances[0:s.count]), "reta": list(s.reta) if s.count else []}
 
-    def default_chain(self):
-        c = self.tables().chain
+    def path(self, port):
+        """The path packets entering `port` follow: [(action, destination)]."""
+        c = self.tables().paths[port]
         return [(c.entries[i].action, c.entries[i].destination) for i in range(c.length)]
+
+    def default_chain(self):
+        return self.path(0)
+
+    def service_names(self):
+        """{service: node name} of a deployed graph."""
+        t = self.tables()
+        return {s: ffi.string(t.names[s]).decode() for s in range(1, lib.ONVM_MAX_SERVICES) if t.names[s][0]}
 
 
 def rates(before, after):

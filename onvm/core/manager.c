@@ -115,10 +115,15 @@ int onvm_mgr_init(int argc, char **argv, const char *shm_path, const char *stats
 	shm->nb_rx_threads = 1;
 	shm->nb_tx_threads = 1;
 	shm->mgr_pid = getpid();
-	/* An empty table: no instance anywhere. */
-	for (unsigned t = 0; t < 2; t++)
-		for (unsigned s = 0; s < ONVM_MAX_SERVICES; s++)
+	/* Empty tables: no instance anywhere, steering unconstrained until a
+	 * deployment says otherwise. */
+	for (unsigned t = 0; t < 2; t++) {
+		shm->tables[t].hop_limit = ONVM_HOP_LIMIT;
+		for (unsigned s = 0; s < ONVM_MAX_SERVICES; s++) {
 			memset(shm->tables[t].services[s].reta, 0xff, ONVM_RETA_SIZE);
+			shm->tables[t].steer[s].any = 1;
+		}
+	}
 	return 0;
 }
 

@@ -285,6 +285,8 @@ static int run_generate(struct onvm_nf *nf, const char *args)
 			meta->hash = flow_hash[flow];
 			meta->owner = self;
 			meta->in_port = 0xffff;
+			meta->path = 0xff; /* resolved from the maker's service when routed */
+			meta->hops = 0;
 			m->hash.rss = meta->hash;
 		}
 		made += burst;

@@ -84,7 +84,9 @@ int onvm_mgr_nf_claim(const char *name, const char *kind, uint16_t service, int3
 	return -ENOSPC;
 }
 
-int onvm_mgr_nf_ready(uint16_t i)
+/* in_service 0: RUNNING but in no service until a deployment puts it
+ * there (onvm_mgr_apply): make-before-break swaps start new instances so. */
+int onvm_mgr_nf_ready(uint16_t i, int in_service)
 {
 	struct onvm_nf_slot *s = slot_of(i);
 	if (s == NULL)
@@ -92,6 +94,10 @@ int onvm_mgr_nf_ready(uint16_t i)
 	if (s->state != ONVM_NF_CLAIMED) {
 		onvm_set_error("NF slot %u is not waiting to start", i);
 		return -EINVAL;
+	}
+	if (!in_service) {
+		__atomic_store_n(&s->state, ONVM_NF_RUNNING, __ATOMIC_RELEASE);
+		return 0;
 	}
 	struct onvm_tables *t = services_edit_begin();
 	if (t == NULL)

@@ -304,7 +304,7 @@ static unsigned hand_on(struct onvm_nf *nf, struct rte_mbuf **pkts, unsigned n)
 {
 	struct onvm_router *r = &nf->router;
 	struct onvm_nf_stats *st = nf->stats;
-	struct onvm_route_counts counts = {&st->refused, &st->chain_end};
+	struct onvm_route_counts counts = {&st->refused, &st->chain_end, &st->steer_refused, &st->hop_limit};
 	router_begin(r);
 	for (unsigned i = 0; i < n; i++)
 		router_route(r, pkts[i], &counts);

@@ -36,15 +36,20 @@ int onvm_mgr_inject(uint16_t port, const uint8_t *buf, const uint32_t *lens, uin
 /* Copy out packets a ring port transmitted: at most max packets, at most
  * buflen bytes; lens gets their lengths.  Returns the count. */
 int onvm_mgr_drain(uint16_t port, uint8_t *buf, uint32_t buflen, uint32_t *lens, uint32_t max);
-/* Replace the default chain: verdicts ((action << 16) | destination). */
+/* Replace the default chain of every port: verdicts ((action << 16) | destination). */
 int onvm_mgr_set_chain(const uint32_t *verdicts, uint32_t n);
+/* A deployment: paths, steering rules, node names and the instances of some
+ * services, checked, then published in one table update.  An instance that
+ * joins a service takes about 1/(n+1) of its flows; one that leaves hands
+ * only its own to the others. */
+int onvm_mgr_apply(const struct onvm_apply *a);
 
 /* NF registration, driven by the control loop over the NF socket:
  * claim a slot for an NF process (pid as the manager sees it); returns the
  * slot.  The NF then joins DPDK as a secondary and says it is ready, and
  * the manager puts it in the service table. */
 int onvm_mgr_nf_claim(const char *name, const char *kind, uint16_t service, int32_t pid);
-int onvm_mgr_nf_ready(uint16_t slot);
+int onvm_mgr_nf_ready(uint16_t slot, int in_service);
 /* The NF left (or its connection closed): out of the service table. */
 int onvm_mgr_nf_leave(uint16_t slot);
 /* The NF's process is gone: its packets are recovered after the grace period. */

@@ -142,10 +142,12 @@ struct onvm_router {
 	const struct onvm_tables *tables; /* between begin and end */
 };
 
-/* Where the counts of refused packets and chain ends go, per call. */
+/* Where the counts of packets routing drops go, per call. */
 struct onvm_route_counts {
-	uint64_t *refused;
-	uint64_t *chain_end;
+	uint64_t *refused;        /* no live instance, no such port */
+	uint64_t *chain_end;      /* NEXT past the end of its path */
+	uint64_t *steer_refused;  /* a steer the graph has no edge for (NFs only) */
+	uint64_t *hop_limit;      /* past the hop limit (NFs only) */
 };
 
 int router_meta_init(bool primary);
@@ -156,14 +158,13 @@ void router_route(struct onvm_router *r, struct rte_mbuf *m, const struct onvm_r
 void router_end(struct onvm_router *r);
 void router_free_pkt(struct rte_mbuf *m);
 
-/* Where a packet sent to `service` continues when its NF says NEXT: after
- * that service's place in the chain, or at the end if it has none. */
-static inline uint8_t router_chain_after(const struct onvm_chain *c, uint16_t service)
+/* The position after `service` in a path, or -1 if it is not on it. */
+static inline int router_chain_after(const struct onvm_chain *c, uint16_t service)
 {
-	for (uint32_t i = 0; i < c->length; i++)
+	for (uint32_t i = 0; i < c->length && i < ONVM_MAX_CHAIN; i++)
 		if (c->entries[i].action == ONVM_TO_SERVICE && c->entries[i].destination == service)
-			return (uint8_t)(i + 1);
-	return (uint8_t)c->length;
+			return (int)(i + 1);
+	return -1;
 }
 
 /* ---- manager internals ---------------------------------------------------- */

@@ -71,6 +71,7 @@ enum onvm_action {
 /* chain_index of a packet an NF made: NEXT continues after the service in
  * `destination` (the maker's), looked up when it is routed. */
 #define ONVM_CHAIN_AFTER_DEST 0xff
+#define ONVM_HOP_LIMIT 32    /* default: NF hand-ons a packet may take */
 struct onvm_pkt_meta {
 	uint8_t action;
 	uint8_t chain_index; /* next position in the default chain */
@@ -78,7 +79,9 @@ struct onvm_pkt_meta {
 	uint32_t hash;       /* symmetric flow hash, computed once at RX */
 	uint16_t owner;      /* NF slot that holds it, or ONVM_OWNER_MGR */
 	uint16_t in_port;
-	uint32_t reserved;
+	uint8_t path;        /* the path it follows: that of its ingress port */
+	uint8_t hops;        /* times an NF handed it on (against steering loops) */
+	uint16_t reserved;
 };
 
 /* A futex word the consumer sleeps on and producers ring (onvm_core.h). */
@@ -109,6 +112,8 @@ struct onvm_nf_stats {
 	uint64_t wakeups;     /* times it went to sleep and woke */
 	uint64_t app[ONVM_NB_APP]; /* the NF's own counters (see native NFs) */
 	uint64_t generation;  /* the slot's generation when this NF started */
+	uint64_t steer_refused; /* ToService/ToPort with no steer edge from this NF (dropped) */
+	uint64_t hop_limit;   /* packets past the hop limit (dropped: a steering loop) */
 };
 
 /* ---- in hugepages: written by any process of the instance ----------------- */
@@ -156,17 +161,47 @@ struct onvm_chain_entry {
 	uint16_t destination;
 };
 
+/* A path: the default chain of packets that entered one port. */
 struct onvm_chain {
 	uint32_t length;
 	struct onvm_chain_entry entries[ONVM_MAX_CHAIN];
+};
+
+/* Where an NF of a service may steer (ToService/ToPort): anywhere (`any`,
+ * the linear set_default_chain case), or only along the graph's edges. */
+struct onvm_steer {
+	uint32_t any;
+	uint32_t ports;                              /* bit p: port p */
+	uint64_t services[ONVM_MAX_SERVICES / 64];   /* bit s: service s */
 };
 
 /* What routing reads.  Two copies: the manager edits the one not in use,
  * publishes it, and edits the old one again only after an RCU grace period
  * (every reader has finished the burst it was routing), see services.c. */
 struct onvm_tables {
-	struct onvm_chain chain;
+	struct onvm_chain paths[ONVM_MAX_PORTS];      /* path p: for packets entering port p */
 	struct onvm_service services[ONVM_MAX_SERVICES];
+	struct onvm_steer steer[ONVM_MAX_SERVICES];
+	char names[ONVM_MAX_SERVICES][32];            /* a deployed graph's node names */
+	uint32_t hop_limit;
+};
+
+/* A deployment's change, applied in one table update (onvm_mgr_apply). */
+struct onvm_member_set {
+	uint16_t service;
+	uint16_t count;
+	uint16_t slots[ONVM_MAX_INSTANCES];
+};
+
+struct onvm_apply {
+	uint32_t set_paths;                           /* 1: replace every path */
+	uint32_t set_steer;                           /* 1: replace steer[] and names[] */
+	uint32_t hop_limit;                           /* 0: unchanged */
+	uint32_t nb_members;                          /* services whose instances change */
+	struct onvm_chain paths[ONVM_MAX_PORTS];
+	struct onvm_steer steer[ONVM_MAX_SERVICES];
+	char names[ONVM_MAX_SERVICES][32];
+	struct onvm_member_set members[ONVM_MAX_SERVICES];
 };
 
 enum onvm_port_kind {

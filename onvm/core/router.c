@@ -156,31 +156,82 @@ static inline void buffer_port(struct onvm_router *r, unsigned port, struct rte_
 		flush_port(r, port);
 }
 
+/* Where a packet sent to `service` goes on when that service's NF says
+ * NEXT: after the service on the packet's own path; else on the first
+ * path that has it (a steer onto another path joins that path); else
+ * nowhere (its NEXT is a chain end). */
+static inline void continue_after(const struct onvm_tables *t, struct onvm_pkt_meta *meta, uint16_t service)
+{
+	if (meta->path < ONVM_MAX_PORTS) {
+		int idx = router_chain_after(&t->paths[meta->path], service);
+		if (idx >= 0) {
+			meta->chain_index = (uint8_t)idx;
+			return;
+		}
+	}
+	for (unsigned p = 0; p < onvm_dp.shm->nb_ports && p < ONVM_MAX_PORTS; p++) {
+		int idx = router_chain_after(&t->paths[p], service);
+		if (idx >= 0) {
+			meta->path = (uint8_t)p;
+			meta->chain_index = (uint8_t)idx;
+			return;
+		}
+	}
+	meta->chain_index = ONVM_MAX_CHAIN;
+}
+
+/* May an NF of `service` send to (action, dest)?  Only along the edges of
+ * the deployed graph, unless its service is unconstrained. */
+static inline bool steer_allowed(const struct onvm_tables *t, uint16_t service, unsigned action, uint16_t dest)
+{
+	const struct onvm_steer *st = &t->steer[service < ONVM_MAX_SERVICES ? service : 0];
+	if (likely(st->any))
+		return true;
+	if (action == ONVM_TO_PORT)
+		return dest < 32 && (st->ports >> dest) & 1;
+	return dest < ONVM_MAX_SERVICES && (st->services[dest / 64] >> (dest % 64)) & 1;
+}
+
 /* Decide where one packet goes and buffer it there.  The packet's meta
- * holds the action its last holder asked for.  Refusals (no live instance,
- * no such port) and NEXT past the chain's end are counted and dropped. */
+ * holds the action its last holder asked for, and its path and position.
+ * Refusals (no live instance, no such port, a steer the graph does not
+ * allow), NEXT past the path's end and packets past the hop limit are
+ * counted and dropped. */
 void router_route(struct onvm_router *r, struct rte_mbuf *m, const struct onvm_route_counts *c)
 {
 	const struct onvm_tables *t = r->tables;
-	const struct onvm_chain *chain = &t->chain;
 	struct onvm_pkt_meta *meta = onvm_meta(m);
 	unsigned action = meta->action;
 	uint16_t dest = meta->destination;
 
+	if (r->self != ONVM_OWNER_MGR) {
+		if (unlikely(++meta->hops > t->hop_limit)) {
+			(*c->hop_limit)++;
+			router_free_pkt(m);
+			return;
+		}
+		if (unlikely(action == ONVM_TO_SERVICE || action == ONVM_TO_PORT) &&
+		    !steer_allowed(t, onvm_dp.shm->nfs[r->self].service, action, dest)) {
+			(*c->steer_refused)++;
+			router_free_pkt(m);
+			return;
+		}
+	}
 	if (action == ONVM_NEXT) {
+		if (unlikely(meta->chain_index == ONVM_CHAIN_AFTER_DEST))
+			continue_after(t, meta, dest);
 		unsigned idx = meta->chain_index;
-		if (unlikely(idx == ONVM_CHAIN_AFTER_DEST))
-			idx = router_chain_after(chain, dest);
-		if (unlikely(idx >= chain->length || idx >= ONVM_MAX_CHAIN)) {
+		const struct onvm_chain *path = meta->path < ONVM_MAX_PORTS ? &t->paths[meta->path] : NULL;
+		if (unlikely(path == NULL || idx >= path->length || idx >= ONVM_MAX_CHAIN)) {
 			(*c->chain_end)++;
 			router_free_pkt(m);
 			return;
 		}
-		action = chain->entries[idx].action;
-		dest = chain->entries[idx].destination;
+		action = path->entries[idx].action;
+		dest = path->entries[idx].destination;
 		meta->chain_index = (uint8_t)(idx + 1);
 	} else if (action == ONVM_TO_SERVICE) {
-		meta->chain_index = router_chain_after(chain, dest);
+		continue_after(t, meta, dest);
 	}
 
 	if (action == ONVM_TO_SERVICE) {

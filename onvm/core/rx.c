@@ -30,6 +30,8 @@ static void stamp(struct rte_mbuf *m, uint16_t port)
 	meta->hash = onvm_flow_hash(m);
 	meta->owner = ONVM_OWNER_MGR;
 	meta->in_port = port;
+	meta->path = (uint8_t)port;
+	meta->hops = 0;
 	m->hash.rss = meta->hash;
 }
 
@@ -56,7 +58,8 @@ int rx_thread_main(void *arg)
 			unsigned n = rte_eth_rx_burst(ps->ethdev, 0, pkts, ONVM_BURST);
 			if (n == 0)
 				continue;
-			struct onvm_route_counts counts = {&ps->rx.rx_refused, &ps->rx.rx_chain_end};
+			struct onvm_route_counts counts = {&ps->rx.rx_refused, &ps->rx.rx_chain_end, &ps->rx.rx_refused,
+							   &ps->rx.rx_refused};
 			router_begin(router);
 			for (unsigned i = 0; i < n; i++) {
 				stamp(pkts[i], (uint16_t)p);

@@ -126,38 +126,132 @@ void services_remove(struct onvm_tables *t, uint16_t service, uint16_t slot)
 	}
 }
 
+/* Check one path's entries: services in range, ports that exist. */
+static int check_path(const struct onvm_chain *c, const char *what, unsigned which)
+{
+	if (c->length > ONVM_MAX_CHAIN) {
+		onvm_set_error("%s %u has %u entries; at most %d", what, which, c->length, ONVM_MAX_CHAIN);
+		return -EINVAL;
+	}
+	for (uint32_t i = 0; i < c->length; i++) {
+		unsigned action = c->entries[i].action, dest = c->entries[i].destination;
+		if (action == ONVM_TO_SERVICE && (dest == 0 || dest >= ONVM_MAX_SERVICES)) {
+			onvm_set_error("%s %u, entry %u: service ID %u is out of range 1..%d", what, which, i, dest,
+				       ONVM_MAX_SERVICES - 1);
+			return -EINVAL;
+		}
+		if (action == ONVM_TO_PORT && dest >= onvm_mgr.shm->nb_ports) {
+			onvm_set_error("%s %u, entry %u: port %u does not exist (ports: 0..%u)", what, which, i, dest,
+				       onvm_mgr.shm->nb_ports - 1);
+			return -ENODEV;
+		}
+		if (action != ONVM_TO_SERVICE && action != ONVM_TO_PORT) {
+			onvm_set_error("%s %u, entry %u: only services and ports may appear in a path", what, which, i);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
 int onvm_mgr_set_chain(const uint32_t *verdicts, uint32_t n)
 {
-	struct onvm_shm *shm = onvm_mgr.shm;
 	if (n > ONVM_MAX_CHAIN) {
 		onvm_set_error("a chain has at most %d entries, got %u", ONVM_MAX_CHAIN, n);
 		return -EINVAL;
 	}
+	struct onvm_chain c = {.length = n};
 	for (uint32_t i = 0; i < n; i++) {
-		unsigned action = ONVM_VERDICT_ACTION(verdicts[i]), dest = ONVM_VERDICT_DEST(verdicts[i]);
-		if (action == ONVM_TO_SERVICE && (dest == 0 || dest >= ONVM_MAX_SERVICES)) {
-			onvm_set_error("chain entry %u: service ID %u is out of range 1..%d", i, dest,
-				       ONVM_MAX_SERVICES - 1);
+		c.entries[i].action = (uint16_t)ONVM_VERDICT_ACTION(verdicts[i]);
+		c.entries[i].destination = (uint16_t)ONVM_VERDICT_DEST(verdicts[i]);
+	}
+	int ret = check_path(&c, "chain", 0);
+	if (ret < 0)
+		return ret;
+	struct onvm_tables *t = services_edit_begin();
+	if (t == NULL)
+		return -EBUSY;
+	/* The simple case of paths: every port's packets follow the same one. */
+	for (unsigned p = 0; p < ONVM_MAX_PORTS; p++)
+		t->paths[p] = c;
+	services_edit_commit();
+	return 0;
+}
+
+/* Make service s's instances exactly want[]: instances not wanted leave
+ * (their buckets go to the others), new ones join (each taking its share),
+ * so flows of instances that stay do not move. */
+static int set_members(struct onvm_tables *t, const struct onvm_member_set *ms)
+{
+	struct onvm_service *s = &t->services[ms->service];
+	uint16_t have[ONVM_MAX_INSTANCES];
+	unsigned n = s->count;
+	memcpy(have, s->instances, sizeof(have));
+	for (unsigned i = 0; i < n; i++) {
+		bool wanted = false;
+		for (unsigned j = 0; j < ms->count; j++)
+			wanted |= ms->slots[j] == have[i];
+		if (!wanted)
+			services_remove(t, ms->service, have[i]);
+	}
+	for (unsigned j = 0; j < ms->count; j++) {
+		bool there = false;
+		for (unsigned i = 0; i < s->count; i++)
+			there |= s->instances[i] == ms->slots[j];
+		if (!there && services_add(t, ms->service, ms->slots[j]) < 0)
+			return -ENOSPC;
+	}
+	return 0;
+}
+
+int onvm_mgr_apply(const struct onvm_apply *a)
+{
+	struct onvm_shm *shm = onvm_mgr.shm;
+	if (a->nb_members > ONVM_MAX_SERVICES) {
+		onvm_set_error("at most %d services per deployment", ONVM_MAX_SERVICES);
+		return -EINVAL;
+	}
+	for (unsigned p = 0; a->set_paths && p < ONVM_MAX_PORTS; p++) {
+		int ret = check_path(&a->paths[p], "path of port", p);
+		if (ret < 0)
+			return ret;
+	}
+	for (unsigned k = 0; k < a->nb_members; k++) {
+		const struct onvm_member_set *ms = &a->members[k];
+		if (ms->service == 0 || ms->service >= ONVM_MAX_SERVICES || ms->count > ONVM_MAX_INSTANCES) {
+			onvm_set_error("instances of service %u: service out of range or more than %d instances",
+				       ms->service, ONVM_MAX_INSTANCES);
 			return -EINVAL;
 		}
-		if (action == ONVM_TO_PORT && dest >= shm->nb_ports) {
-			onvm_set_error("chain entry %u: port %u does not exist (ports: 0..%u)", i, dest,
-				       shm->nb_ports - 1);
-			return -ENODEV;
-		}
-		if (action != ONVM_TO_SERVICE && action != ONVM_TO_PORT) {
-			onvm_set_error("chain entry %u: only services and ports may appear in a chain", i);
-			return -EINVAL;
+		for (unsigned j = 0; j < ms->count; j++) {
+			uint16_t slot = ms->slots[j];
+			if (slot >= shm->max_nfs || shm->nfs[slot].state != ONVM_NF_RUNNING ||
+			    shm->nfs[slot].service != ms->service) {
+				onvm_set_error("instance %u of service %u is not a running NF of that service", slot,
+					       ms->service);
+				return -EINVAL;
+			}
 		}
 	}
 	struct onvm_tables *t = services_edit_begin();
 	if (t == NULL)
 		return -EBUSY;
-	for (uint32_t i = 0; i < n; i++) {
-		t->chain.entries[i].action = (uint16_t)ONVM_VERDICT_ACTION(verdicts[i]);
-		t->chain.entries[i].destination = (uint16_t)ONVM_VERDICT_DEST(verdicts[i]);
+	if (a->set_paths)
+		memcpy(t->paths, a->paths, sizeof(t->paths));
+	if (a->set_steer) {
+		memcpy(t->steer, a->steer, sizeof(t->steer));
+		memcpy(t->names, a->names, sizeof(t->names));
+		for (unsigned s = 0; s < ONVM_MAX_SERVICES; s++)
+			t->names[s][sizeof(t->names[s]) - 1] = 0;
 	}
-	t->chain.length = n;
+	if (a->hop_limit)
+		t->hop_limit = a->hop_limit;
+	for (unsigned k = 0; k < a->nb_members; k++)
+		if (set_members(t, &a->members[k]) < 0) {
+			/* not published: the copy is rebuilt from the live one next time */
+			onvm_set_error("service %u would have more than %d instances", a->members[k].service,
+				       ONVM_MAX_INSTANCES);
+			return -ENOSPC;
+		}
 	services_edit_commit();
 	return 0;
 }
