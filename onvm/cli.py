@@ -2,6 +2,7 @@
 machine, clean up.  Each subcommand is one function; errors print a message
 and exit non-zero."""
 import argparse
+import os
 import sys
 import time
 
@@ -52,28 +53,12 @@ def cmd_nf(a):
 
 
 def _load_python_nf(target, batch):
-    """FILE.py:FUNCTION or MODULE:FUNCTION -> an NFSpec."""
-    import importlib
-    import importlib.util
-    from .manager import NFSpec
-    mod_name, _, fn_name = target.rpartition(":")
-    if not mod_name or not fn_name:
-        die("NF %r: give a native NF (forward, drop, count, sink, generate) or FILE.py:FUNCTION" % target)
+    """FILE.py:FUNCTION or MODULE:FUNCTION -> an NFSpec, or exit with why."""
+    from .manager import load_nf
     try:
-        if mod_name.endswith(".py"):
-            spec = importlib.util.spec_from_file_location("onvm_user_nf", mod_name)
-            mod = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(mod)
-        else:
-            mod = importlib.import_module(mod_name)
-        fn = getattr(mod, fn_name)
-    except (OSError, ImportError, AttributeError) as e:
-        die("cannot load %s: %s" % (target, e))
-    if isinstance(fn, NFSpec):
-        fn = fn.fn
-    if not callable(fn):
-        die("%s is not a function" % target)
-    return NFSpec(fn, batch=batch, name=fn_name)
+        return load_nf(target, batch)
+    except ValueError as e:
+        die("%s (or give a native NF: forward, drop, count, sink, generate)" % e)
 
 
 def cmd_stats(a):
@@ -112,6 +97,29 @@ def cmd_chain(a):
         die(str(e))
     finally:
         mgr.stop()
+    return 0
+
+
+def cmd_deploy(a):
+    """Deploy a graph file (networkx node-link JSON) on a running manager.
+    The NFs it starts keep running after this command ends; they stop with
+    the manager."""
+    from . import graph
+    from .manager import Manager
+    try:
+        with open(a.file) as f:
+            g = graph.from_json(f.read(), os.path.dirname(os.path.abspath(a.file)))
+    except OSError as e:
+        die("cannot read graph file %s: %s" % (a.file, e))
+    mgr = Manager.attach(pick_manager(a.manager))
+    try:
+        if mgr.control.service_names():
+            die("manager %s already runs a deployed graph; redeploy it from Python (mgr.deploy), or "
+                "restart the manager" % mgr.name)
+        dep = mgr.deploy(g)
+        print(repr(dep))
+    finally:
+        mgr.detach()
     return 0
 
 
@@ -165,6 +173,11 @@ def main(argv=None):
     p.add_argument("entries", nargs="+")
     p.add_argument("--manager")
     p.set_defaults(func=cmd_chain)
+
+    p = sub.add_parser("deploy", help="deploy a graph file: onvm deploy chain.json")
+    p.add_argument("file", help="a networkx node-link JSON graph (see mgr.deployment.save)")
+    p.add_argument("--manager")
+    p.set_defaults(func=cmd_deploy)
 
     p = sub.add_parser("doctor", help="check hugepages, DPDK, permissions, docker")
     p.set_defaults(func=cmd_doctor)

@@ -15,3 +15,23 @@ current = None  # set by onvm.nfrun once the NF has registered
 def current_nf():
     """The running NF's name, service and instance ID; None outside an NF."""
     return current
+
+
+manager = None   # the manager's name, inside an NF
+_names = {"updates": None, "map": {}, "control": None}
+
+
+def service_of(name):
+    """The service ID of a deployed graph's node, from the names the manager
+    published with its tables (re-read when the tables change); 0 if none."""
+    if manager is None:
+        raise ValueError("ToService(%r): node names resolve inside a deployed NF" % (name,))
+    if _names["control"] is None:
+        from .stats import ControlFile
+        _names["control"] = ControlFile(manager)
+    cf = _names["control"]
+    updates = cf.shm.table_updates
+    if updates != _names["updates"]:
+        _names["map"] = {n: s for s, n in cf.service_names().items()}
+        _names["updates"] = updates
+    return _names["map"].get(name, 0)

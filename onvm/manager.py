@@ -65,15 +65,47 @@ class NativeNF:
 
 
 def nf(service=None, batch=False, name=None):
-    """Decorator: turn a function into a Python NF.
+    """Decorator: turn a function into a Python NF, as @onvm.nf or
+    @onvm.nf(service=1, batch=True).
 
-    param service: the service ID it provides (1..63)
+    param service: the service ID it provides (1..255); a graph deployment
+        assigns one itself
     param batch: the function gets a list of packets and returns one action
         or a list of actions
-    returns: an NFSpec to pass to Manager.launch()"""
+    returns: an NFSpec to pass to Manager.launch() or put in a graph"""
+    if callable(service) and not isinstance(service, (int, NFSpec)):
+        return NFSpec(service)            # bare @onvm.nf
     def wrap(fn):
         return NFSpec(fn, service, batch, name)
     return wrap
+
+
+def load_nf(target, batch=False):
+    """An NF from a file or module: "FILE.py:FUNCTION" or "MODULE:FUNCTION".
+    returns: an NFSpec that remembers where it came from (so a graph using
+    it can be saved); raises ValueError naming what is wrong."""
+    import importlib
+    import importlib.util
+    mod_name, _, fn_name = target.rpartition(":")
+    if not mod_name or not fn_name:
+        raise ValueError("NF %r: give FILE.py:FUNCTION or MODULE:FUNCTION" % (target,))
+    try:
+        if mod_name.endswith(".py"):
+            spec = importlib.util.spec_from_file_location("onvm_user_nf_%s" % fn_name, mod_name)
+            mod = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(mod)
+        else:
+            mod = importlib.import_module(mod_name)
+        fn = getattr(mod, fn_name)
+    except (OSError, ImportError, AttributeError, SyntaxError) as e:
+        raise ValueError("cannot load %s: %s" % (target, e)) from None
+    if isinstance(fn, NFSpec):
+        batch, fn = batch or fn.batch, fn.fn
+    if not callable(fn):
+        raise ValueError("%s is not a function" % target)
+    loaded = NFSpec(fn, batch=batch, name=fn_name)
+    loaded.source = target
+    return loaded
 
 
 def native(name, service=None, **args):
@@ -186,6 +218,7 @@ class Manager:
         self.control = None
         self.owned = True
         self.launched = []
+        self.deployment = None
         if start:
             self.start()
 
@@ -197,6 +230,7 @@ class Manager:
         stops only the NFs launched through this handle."""
         self = cls.__new__(cls)
         self.name, self.process, self.owned, self.launched = name, None, False, []
+        self.deployment = None
         self.control = ControlFile(name)
         self.port_specs = [self.control.port_stats(p)["name"] for p in range(self.control.shm.nb_ports)]
         self._request({"op": "ping"})
@@ -285,6 +319,16 @@ class Manager:
             self.control = None
         atexit.unregister(self.stop)
 
+    def detach(self):
+        """Forget this handle's NFs without stopping them (they stop with the
+        manager): for `onvm deploy`, whose NFs outlive the command."""
+        self.launched = []
+        self.deployment = None
+        if self.control is not None:
+            self.control.close()
+            self.control = None
+        atexit.unregister(self.stop)
+
     def __enter__(self):
         return self
 
@@ -340,22 +384,46 @@ class Manager:
         for nm in names:
             if any(n.name == nm and n.alive for n in self.launched):
                 raise ValueError("an NF named %r is already running; pass name=..." % nm)
+        started = self._launch_named(spec, service, names, timeout)
+        return started[0] if replicas == 1 else started
+
+    def _launch_named(self, spec, service, names, timeout, staged=False):
+        """Start one NF process per name and wait until each has registered;
+        if one fails, stop them all.  staged: in no service until a
+        deployment puts them there (see onvm.deploy)."""
         if not self.running:
             raise OnvmError("manager %r is not running" % self.name)
-        started = [self._spawn(spec, service, nm) for nm in names]
+        started = [self._spawn(spec, service, nm, staged) for nm in names]
         try:
             self._wait_registered(started, timeout)
-        except OnvmError:
+        except BaseException:
             for n in started:
                 n.kill()
             raise
         self.launched += started
-        return started[0] if replicas == 1 else started
+        return started
 
-    def _spawn(self, spec, service, name):
+    def deploy(self, g, timeout=60):
+        """Deploy a networkx graph of NFs and ports (see onvm.graph), or a
+        node-link JSON file of one; deploying again applies the difference.
+        returns: the Deployment (also mgr.deployment)"""
+        from . import graph
+        from .deploy import Deployment
+        if isinstance(g, (str, os.PathLike)):
+            try:
+                with open(g) as f:
+                    text = f.read()
+            except OSError as e:
+                raise ValueError("cannot read graph file %s: %s" % (g, e)) from None
+            g = graph.from_json(text, os.path.dirname(os.path.abspath(g)))
+        if self.deployment is None:
+            self.deployment = Deployment(self)
+        return self.deployment.apply(g, timeout)
+
+    def _spawn(self, spec, service, name, staged=False):
         logdir = paths.log_dir(self.name)
         cmd = [sys.executable, "-m", "onvm.nfrun", "--manager", self.name, "--service", str(service),
-               "--name", name]
+               "--name", name] + (["--staged"] if staged else [])
         code = None
         if isinstance(spec, NativeNF):
             cmd += ["--native", spec.name, "--args", ",".join("%s=%d" % kv for kv in spec.args.items())]

@@ -14,12 +14,12 @@ from .packet import DROP, Action, Packet
 MAX_TRACEBACKS = 5
 
 
-def start(manager, service, name, kind):
+def start(manager, service, name, kind, staged=False):
     """Register with `manager` over its NF socket, join its DPDK instance as
     a secondary and go into service.  returns: (cffi handle, slot, socket)."""
     from . import nfdoor
     paths.use_dpdk_env()       # DPDK finds the manager's runtime dir through it
-    sock, slot, stats_path = nfdoor.register(manager, name, kind, service)
+    sock, slot, stats_path = nfdoor.register(manager, name, kind, service, staged)
     prefix = paths.file_prefix(manager)
     argv = ["onvm-nf", "--file-prefix", prefix, "--no-pci", "--no-telemetry",
             "--log-level", os.environ.get("ONVM_DPDK_LOG", "error")]
@@ -140,16 +140,17 @@ def run_batch(nf, fn, error):
         tx(nf, b)
 
 
-def run(manager, service, name, native=None, args="", spec=None):
+def run(manager, service, name, native=None, args="", spec=None, staged=False):
     """Run one NF in this process until it is stopped: the native NF called
     native (with args), or spec, an NFSpec.  returns: the exit status."""
     kind = "native:" + native if native else ("python:batch" if spec.batch else "python")
     try:
-        nf, slot, sock = start(manager, service, name, kind)
+        nf, slot, sock = start(manager, service, name, kind, staged)
     except OnvmError as e:
         print(e, file=sys.stderr)
         return 2
     context.current = context.NFContext(name, service, slot)
+    context.manager = manager
     print("NF %s registered: service %d, instance %d" % (name, service, slot), flush=True)
     base, length = ffi.new("uint64_t *"), ffi.new("uint64_t *")
     lib.onvm_nf_pool_span(nf, base, length)
@@ -187,6 +188,7 @@ def main(argv=None):
     g.add_argument("--python", action="store_true",
                    help="a Python NF: its pickled onvm.NFSpec comes on stdin, from the parent that started us")
     ap.add_argument("--args", default="")
+    ap.add_argument("--staged", action="store_true", help="in no service until a deployment puts it there")
     a = ap.parse_args(argv)
     spec = None
     if a.python:
@@ -202,7 +204,7 @@ def main(argv=None):
         if not all(hasattr(spec, k) for k in ("fn", "batch")):
             print("NF %s: stdin held %r, not an onvm.NFSpec" % (a.name, type(spec)), file=sys.stderr)
             return 2
-    return run(a.manager, a.service, a.name, a.native, a.args, spec)
+    return run(a.manager, a.service, a.name, a.native, a.args, spec, a.staged)
 
 
 if __name__ == "__main__":

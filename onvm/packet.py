@@ -36,8 +36,14 @@ DROP = Action(lib.ONVM_DROP)
 
 
 class ToService(Action):
-    """Send the packet to a service (load-balanced over its instances)."""
+    """Send the packet to a service (load-balanced over its instances): a
+    service ID, or in a deployed graph a node's name, ToService("ids")."""
     __slots__ = ()
+
+    def __new__(cls, service):
+        if isinstance(service, str) and cls is ToService:
+            return _ToNode(service)
+        return object.__new__(cls)
 
     def __init__(self, service):
         if isinstance(service, bool) or not isinstance(service, int) or not 1 <= service < lib.ONVM_MAX_SERVICES:
@@ -49,6 +55,39 @@ class ToService(Action):
 
     def __repr__(self):
         return "ToService(%d)" % self.dest
+
+
+class _ToNode(ToService):
+    """ToService("name"): the node's service is looked up where the action is
+    used (inside a deployed NF), in the names the deployment published."""
+    __slots__ = ("name",)
+
+    def __init__(self, name):
+        if not name or len(name) > 31:
+            raise ValueError("a node name is 1..31 characters, got %r" % (name,))
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "kind", lib.ONVM_TO_SERVICE)
+
+    @property
+    def dest(self):
+        from .context import service_of
+        return service_of(self.name)     # 0 (refused, counted) if no such node
+
+    @property
+    def code(self):
+        return (lib.ONVM_TO_SERVICE << 16) | self.dest
+
+    def __reduce__(self):
+        return (ToService, (self.name,))
+
+    def __eq__(self, other):
+        return isinstance(other, _ToNode) and other.name == self.name
+
+    def __hash__(self):
+        return hash(("ToService", self.name))
+
+    def __repr__(self):
+        return "ToService(%r)" % self.name
 
 
 class ToPort(Action):

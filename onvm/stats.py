@@ -131,7 +131,8 @@ class ControlFile:
     def service_names(self):
         """{service: node name} of a deployed graph."""
         t = self.tables()
-        return {s: ffi.string(t.names[s]).decode() for s in range(1, lib.ONVM_MAX_SERVICES) if t.names[s][0]}
+        names = {s: ffi.string(t.names[s]).decode() for s in range(1, lib.ONVM_MAX_SERVICES)}
+        return {s: n for s, n in names.items() if n}
 
 
 def rates(before, after):

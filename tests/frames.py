@@ -364,6 +364,8 @@ def account(stats, frames_in):
         "nf_drop": sum(n["actions"]["drop"] for n in nfs),
         "refused": nf_sum("refused"),
         "chain_end": nf_sum("chain_end"),
+        "steer_refused": nf_sum("steer_refused"),
+        "hop_limit": nf_sum("hop_limit"),
         "nf_rx_drop": nf_sum("rx_drop"),
         "recovered": nf_sum("recovered"),
         # A port's rx_drop (the RX thread found the first NF's ring full) is
@@ -375,7 +377,8 @@ def account(stats, frames_in):
     out = {p: s["tx"] for p, s in stats["ports"].items()}
     unbalanced = [n["name"] for n in nfs
                   if n["rx"] != sum(n["actions"].values())
-                  or n["rx"] - n["actions"]["drop"] != n["tx"] + n["tx_drop"] + n["refused"] + n["chain_end"]]
+                  or n["rx"] - n["actions"]["drop"] != n["tx"] + n["tx_drop"] + n["refused"] + n["chain_end"]
+                  + n["steer_refused"] + n["hop_limit"]]
     return {"in": frames_in, "out": out, "drops": drops,
             "missing": frames_in - sum(out.values()) - sum(drops.values()),
             "capture_drop": sum(p["capture_drop"] for p in ports),

@@ -1,0 +1,295 @@
+"""A graph made real on a manager (see onvm.graph): `mgr.deploy(g)` returns
+a Deployment; deploying again applies only the difference.
+
+The order of a (re)deploy, so nothing is half-done and no packet of a path
+that stays is lost:
+  1. check the whole graph (onvm.graph.check): a refused graph changes nothing;
+  2. start what is new (new nodes, extra replicas, new code for a node whose
+     nf changed) as *staged* NFs: registered and running, in no service;
+     if one fails to start, stop those started and raise;
+  3. one table update (onvm_mgr_apply, published under RCU): paths, steer
+     rules, node names, and each service's instances;
+  4. stop what was removed: each leaves (already out of service) and hands
+     on what is still in its ring before it exits."""
+import os
+import signal
+import subprocess
+import time
+
+import networkx as nx
+
+from . import graph as G
+from ._core import lib
+from .errors import ChainError, OnvmError
+from .packet import ToPort, ToService
+
+
+class Node:
+    """A deployed NF node: its service, code and running instances."""
+
+    def __init__(self, name, service, nf, key, container):
+        self.name, self.service, self.nf, self.key, self.container = name, service, nf, key, container
+        self.instances = []
+
+    def __repr__(self):
+        return "<Node %s svc=%d x%d>" % (self.name, self.service, len(self.instances))
+
+
+class Deployment:
+    """What runs for a graph.  dep.graph: the running graph with live
+    counters as attributes; dep.draw(); dep.save(path); dep["fw"]: the
+    node's NF instances."""
+
+    def __init__(self, mgr):
+        self.mgr = mgr
+        self.nodes = {}          # name -> Node
+        self.user_graph = nx.DiGraph()
+        self.plan = None
+        self._last = None        # (time, stats) for rates
+
+    # ---- deploying ------------------------------------------------------------------
+
+    def apply(self, g, timeout=60):
+        """Make the running deployment match g (see the module's docstring).
+        returns: self"""
+        plan = G.check(g, len(self.mgr.port_specs))
+        old = self.nodes
+        used = {n.service for n in old.values()} | {n.service for n in self.mgr.launched if n.alive}
+        services = {}
+        for name in plan.nodes:
+            if name in old:
+                services[name] = old[name].service
+            else:
+                services[name] = next(s for s in range(1, lib.ONVM_MAX_SERVICES) if s not in used)
+                used.add(services[name])
+
+        started, keep, stop = [], {}, []
+        try:
+            for name, spec in plan.nodes.items():
+                key = G.nf_key(spec["nf"])
+                node = old.get(name)
+                same = node is not None and node.key == key and node.container == spec["container"]
+                have = [n for n in node.instances if n.alive] if node else []
+                if same:
+                    kept = have[:spec["replicas"]]
+                    stop += have[spec["replicas"]:]
+                    more = spec["replicas"] - len(kept)
+                else:
+                    kept, more = [], spec["replicas"]
+                    stop += have      # make before break: new code first, then these go
+                new = self._start(name, services[name], spec, more, len(kept), timeout) if more else []
+                started += new
+                keep[name] = kept + new
+            for name, node in old.items():
+                if name not in plan.nodes:
+                    stop += [n for n in node.instances if n.alive]
+            self._publish(plan, services, keep, [old[n].service for n in old if n not in plan.nodes])
+        except BaseException:
+            for n in started:
+                n.kill()
+            raise
+        # Published: the removed instances are out of service; they leave
+        # and hand on what is in their rings.
+        for n in stop:
+            if n.alive:
+                n.process.send_signal(signal.SIGTERM)
+        for n in stop:
+            try:
+                n.process.wait(10)
+            except subprocess.TimeoutExpired:
+                n.kill()
+        self.nodes = {}
+        for name, spec in plan.nodes.items():
+            node = Node(name, services[name], spec["nf"], G.nf_key(spec["nf"]), spec["container"])
+            node.instances = keep[name]
+            self.nodes[name] = node
+        self.user_graph = g.copy()
+        self.plan = plan
+        return self
+
+    def _start(self, name, service, spec, count, first, timeout):
+        """count new staged instances of a node, named name.i from first on
+        (a lone instance is just name)."""
+        multi = spec["replicas"] > 1 or first > 0
+        names = ["%s.%d" % (name, first + i) if multi else name for i in range(count)]
+        # an instance name still held by one leaving in this redeploy: take fresh ones
+        taken = {n.name for n in self.mgr.launched if n.alive}
+        k = first + count
+        for i, nm in enumerate(names):
+            while nm in taken:
+                nm = "%s.%d" % (name, k)
+                k += 1
+            names[i] = nm
+            taken.add(nm)
+        kw = {"container": True} if spec["container"] else {}
+        return self.mgr._launch_named(spec["nf"], service, names, timeout, staged=True, **kw)
+
+    def _publish(self, plan, services, keep, emptied):
+        paths = []
+        for p in range(len(self.mgr.port_specs)):
+            hops = plan.paths.get(p, [])
+            paths.append([self._verdict(h, services) for h in hops])
+        steer = []
+        for name, targets in plan.steer.items():
+            ports = sorted(t.index for t in targets if isinstance(t, G.Port))
+            svcs = sorted(services[t] for t in targets if not isinstance(t, G.Port))
+            steer.append([services[name], ports, svcs])
+        members = [[services[name], [n.instance for n in keep[name]]] for name in plan.nodes]
+        members += [[s, []] for s in emptied]
+        self.mgr._request({"op": "apply", "paths": paths, "steer": steer,
+                           "names": [[services[n], n] for n in plan.nodes], "members": members})
+
+    @staticmethod
+    def _verdict(hop, services):
+        a = ToPort(hop.index) if isinstance(hop, G.Port) else ToService(services[hop])
+        return [a.kind, a.dest]
+
+    def stop(self):
+        """Stop every NF of the deployment and forget the graph."""
+        empty = nx.DiGraph()
+        for node in self.nodes.values():
+            for n in node.instances:
+                n.stop()
+        self.nodes, self.user_graph, self.plan = {}, empty, None
+
+    # ---- looking at it ------------------------------------------------------------------
+
+    def __getitem__(self, name):
+        return self.nodes[name].instances
+
+    def __contains__(self, name):
+        return name in self.nodes
+
+    def services(self):
+        """{node name: service ID}"""
+        return {name: n.service for name, n in self.nodes.items()}
+
+    def rates(self):
+        """{node name: (rx_pps, tx_pps)} since the last call (or 0 the first time)."""
+        now, s = time.monotonic(), self.mgr.stats()
+        prev_t, prev = self._last or (now, s)
+        self._last = (now, s)
+        dt = max(now - prev_t, 1e-9)
+        out = {}
+        for name, node in self.nodes.items():
+            rx = tx = 0.0
+            for n in node.instances:
+                a, b = s["nfs"].get(n.instance), prev["nfs"].get(n.instance)
+                if a and b and a["pid"] == b["pid"]:
+                    rx += (a["rx"] - b["rx"]) / dt
+                    tx += (a["tx"] - b["tx"]) / dt
+            out[name] = (rx, tx)
+        return out
+
+    @property
+    def graph(self):
+        """The running graph: the user's graph with, on each NF node, its
+        service, instances and counters (rx, tx, dropped), and on each default
+        edge out of an NF node with one way out, the packets it carried."""
+        g = self.user_graph.copy()
+        s = self.mgr.stats()
+        for name, node in self.nodes.items():
+            st = [s["nfs"][n.instance] for n in node.instances if n.instance in s["nfs"]]
+            g.nodes[name].update(service=node.service, instances=len(node.instances),
+                                 rx=sum(x["rx"] for x in st), tx=sum(x["tx"] for x in st),
+                                 dropped=sum(x["actions"]["drop"] + x["refused"] + x["chain_end"] +
+                                             x["steer_refused"] + x["hop_limit"] for x in st))
+        for u in g.nodes:
+            outs = [(u, v) for _, v, a in g.out_edges(u, data=True) if not a.get("steer")]
+            if len(outs) == 1:
+                if isinstance(u, G.Port):
+                    g.edges[outs[0]]["packets"] = s["ports"][u.index]["rx"]
+                elif u in self.nodes:
+                    g.edges[outs[0]]["packets"] = g.nodes[u]["tx"]
+        return g
+
+    def draw(self, ax=None, rates=True):
+        """A matplotlib picture: ports on the sides, NFs as boxes with their
+        replica count, default edges solid, steer edges dashed; edges out of
+        a node with one way out labelled with their packet rate."""
+        import matplotlib.pyplot as plt
+        g = self.user_graph
+        pos = layout(g, self.plan)
+        if ax is None:
+            _, ax = plt.subplots(figsize=(max(6, 1.8 * len(pos)), 3.2))
+        r = self.rates() if rates and self.nodes else {}
+        for u, v, a in g.edges(data=True):
+            (x0, y0), (x1, y1) = pos[u], pos[v]
+            # edges that pass over other nodes bow out of their way
+            # (default edges above, steer edges below)
+            up = 1 if x1 < x0 else -1
+            rad = (0.08 if abs(x1 - x0) <= 1 else 0.3) * (-up if a.get("steer") else up)
+            ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
+                        arrowprops=dict(arrowstyle="-|>", lw=1.4, shrinkA=22, shrinkB=22,
+                                        linestyle="--" if a.get("steer") else "-",
+                                        connectionstyle="arc3,rad=%s" % rad,
+                                        color="#888" if a.get("steer") else "#333"))
+            if u in r and not a.get("steer") and len([1 for _, _, b in g.out_edges(u, data=True)
+                                                      if not b.get("steer")]) == 1:
+                ax.text((x0 + x1) / 2, (y0 + y1) / 2 + 0.12, "%s pps" % _si(r[u][1]), ha="center",
+                        fontsize=8, color="#1f5fa8")
+        for node, (x, y) in pos.items():
+            if isinstance(node, G.Port):
+                ax.text(x, y, "port %d" % node.index, ha="center", va="center", fontsize=9,
+                        bbox=dict(boxstyle="circle,pad=0.4", fc="#e8e8e8", ec="#555"))
+            else:
+                n = self.nodes.get(node)
+                count = len(n.instances) if n else g.nodes[node].get("replicas", 1)
+                label = node + ("\nx%d" % count if count > 1 else "")
+                ax.text(x, y, label, ha="center", va="center", fontsize=10,
+                        bbox=dict(boxstyle="round,pad=0.5", fc="#dbe9f7", ec="#1f5fa8"))
+        xs = [x for x, _ in pos.values()]
+        ys = [y for _, y in pos.values()]
+        ax.set_xlim(min(xs) - 0.7, max(xs) + 0.7)
+        ax.set_ylim(min(ys) - 0.8, max(ys) + 0.8)
+        ax.axis("off")
+        return ax
+
+    def save(self, path):
+        """Write the deployed graph as node-link JSON (`onvm deploy FILE`)."""
+        with open(path, "w") as f:
+            f.write(G.to_json(self.user_graph))
+
+    def _repr_png_(self):
+        import io
+        import matplotlib
+        import matplotlib.pyplot as plt
+        with matplotlib.rc_context({"backend": "agg"}):
+            ax = self.draw()
+            buf = io.BytesIO()
+            ax.figure.savefig(buf, format="png", bbox_inches="tight", dpi=90)
+            plt.close(ax.figure)
+        return buf.getvalue()
+
+    def __repr__(self):
+        parts = ["%s(svc %d, x%d)" % (n, node.service, len(node.instances)) for n, node in self.nodes.items()]
+        paths = []
+        if self.plan:
+            for p, hops in sorted(self.plan.paths.items()):
+                paths.append("port %d: %s" % (p, " -> ".join(repr(h) if isinstance(h, G.Port) else h for h in hops)))
+        return "<Deployment %s; %s>" % (", ".join(parts), "; ".join(paths))
+
+
+def _si(x):
+    for unit, div in (("M", 1e6), ("k", 1e3)):
+        if x >= div:
+            return "%.1f%s" % (x / div, unit)
+    return "%.0f" % x
+
+
+def layout(g, plan):
+    """Positions: the first ingress port on the left, NFs by their place on
+    the paths, the other ports on the right, paths one above the other."""
+    pos, col, row = {}, {}, {}
+    for r, (p, hops) in enumerate(sorted(plan.paths.items()) if plan else []):
+        for i, h in enumerate(hops[:-1]):
+            col.setdefault(h, i + 1)
+            row.setdefault(h, -r)
+    width = max(col.values(), default=0) + 1
+    ports = sorted(n for n in g.nodes if isinstance(n, G.Port))
+    for i, p in enumerate(ports):
+        pos[p] = (0 if i % 2 == 0 else width, -(i // 2))
+    for n in g.nodes:
+        if n not in pos:
+            pos[n] = (col.get(n, width / 2), row.get(n, 0.9))
+    return pos
