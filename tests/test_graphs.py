@@ -158,6 +158,7 @@ def test_redeploys_under_traffic_lose_nothing_and_keep_flows_in_place(mgr):
             linear([("a", fwd, 1), ("b", fwd, 1), ("lb", tag_instance, 3)]),       # replicas 2 -> 3
             linear([("b", fwd, 1), ("lb", tag_instance, 3)]),                       # a node removed
             linear([("b", fwd, 1), ("lb", tag_instance, 1)]),                       # replicas 3 -> 1
+            linear([("lb", tag_instance, 1), ("b", fwd, 1)]),                       # edges changed
         ]
         time.sleep(0.5)
         for g in steps:
@@ -166,7 +167,7 @@ def test_redeploys_under_traffic_lose_nothing_and_keep_flows_in_place(mgr):
             time.sleep(0.5)
         placements.append(where())
     assert t.sent > 10000
-    assert len(t.out) == t.sent, "no packet lost across four live redeploys"
+    assert len(t.out) == t.sent, "no packet lost across five live redeploys"
     # replicas 2 -> 3: about a third of the flows moved, all of them to the new replica
     before, after = placements[1], placements[2]
     moved = [f for f in before if f in after and before[f] != after[f]]
@@ -302,3 +303,18 @@ def test_a_notebook_function_cannot_be_saved_to_a_file(mgr, tmp_path):
     dep = mgr.deploy(issue_graph())
     with pytest.raises(ValueError, match="node 'fw': its NF was defined in a notebook"):
         dep.save(str(tmp_path / "x.json"))
+
+
+def test_a_redeploy_that_cannot_start_rolls_back():
+    with onvm.Manager(name="roll%d" % os.getpid(), max_nfs=3) as mgr:
+        g = linear([("a", onvm.native("forward"), 1), ("b", onvm.native("forward"), 1)])
+        mgr.deploy(g)
+        before = snapshot(mgr)
+        bigger = linear([("a", onvm.native("forward"), 1), ("b", onvm.native("forward"), 1),
+                         ("c", onvm.native("forward"), 1), ("d", onvm.native("forward"), 1)])
+        with pytest.raises(onvm.OnvmError, match="all 3 NF slots are in use"):
+            mgr.deploy(bigger)                     # c starts, d cannot: c is stopped again
+        assert snapshot(mgr) == before
+        assert wait_for(lambda: len(mgr.stats()["nfs"]) == 2, 5)
+        mgr.inject([udp(sport=i) for i in range(10)], port=0)
+        assert len(mgr.capture(port=1, count=10, timeout=5)) == 10
