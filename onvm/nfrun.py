@@ -14,12 +14,14 @@ from .packet import DROP, Action, Packet
 MAX_TRACEBACKS = 5
 
 
-def start(manager, service, name, kind):
-    """Register with `manager` over its NF socket, join its DPDK instance as
-    a secondary and go into service.  returns: (cffi handle, slot, socket)."""
+def start(manager, service, name, kind, door=None):
+    """Register with `manager` over its NF socket (door: its path, inside a
+    container), join its DPDK instance as a secondary and go into service.
+    returns: (cffi handle, slot, socket)."""
     from . import nfdoor
-    paths.use_dpdk_env()       # DPDK finds the manager's runtime dir through it
-    sock, slot, stats_path = nfdoor.register(manager, name, kind, service)
+    if door is None:
+        paths.use_dpdk_env()   # DPDK finds the manager's runtime dir through it (a container's env has it set)
+    sock, slot, shm_fd, stats_fd = nfdoor.register(manager, name, kind, service, door=door)
     prefix = paths.file_prefix(manager)
     argv = ["onvm-nf", "--file-prefix", prefix, "--no-pci", "--no-telemetry",
             "--log-level", os.environ.get("ONVM_DPDK_LOG", "error")]
@@ -28,8 +30,9 @@ def start(manager, service, name, kind):
     keep = [ffi.new("char[]", a.encode()) for a in argv]
     c_argv = ffi.new("char *[]", keep + [ffi.NULL])
     cpus = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
-    nf = lib.onvm_nf_start(paths.shm_path(manager).encode(), stats_path.encode(), slot, sock.fileno(),
-                           cpus.encode(), len(argv), c_argv)
+    nf = lib.onvm_nf_start(shm_fd, stats_fd, slot, sock.fileno(), cpus.encode(), len(argv), c_argv)
+    os.close(shm_fd)
+    os.close(stats_fd)
     if nf == ffi.NULL:
         err = ffi.string(lib.onvm_last_error()).decode()
         sock.close()
