@@ -474,6 +474,9 @@ def cleanup(force=False, names=None):
         finally:
             lock.release()
     removed += _remove_orphan_hugepages(only)
+    from .containers import remove_containers      # NF containers: each exits once its manager is gone; sure
+    removed += remove_containers(uid=os.geteuid(), keep=lambda m: m in keep or (only is not None and m not in only),
+                                 log=print)
     removed += _remove_old_logs(keep, only)
     print("cleanup: removed %d item(s)" % removed)
     sys.stdout.flush()

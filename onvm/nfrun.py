@@ -143,12 +143,14 @@ def run_batch(nf, fn, error):
         tx(nf, b)
 
 
-def run(manager, service, name, native=None, args="", spec=None):
+def run(manager, service, name, native=None, args="", spec=None, door=None):
     """Run one NF in this process until it is stopped: the native NF called
-    native (with args), or spec, an NFSpec.  returns: the exit status."""
+    native (with args), or spec, an NFSpec.  door: the manager's nf.sock
+    where it is not at the usual path (in a container).  returns: the exit
+    status."""
     kind = "native:" + native if native else ("python:batch" if spec.batch else "python")
     try:
-        nf, slot, sock = start(manager, service, name, kind)
+        nf, slot, sock = start(manager, service, name, kind, door)
     except OnvmError as e:
         print(e, file=sys.stderr)
         return 2
@@ -189,9 +191,16 @@ def main(argv=None):
     g.add_argument("--native")
     g.add_argument("--python", action="store_true",
                    help="a Python NF: its pickled onvm.NFSpec comes on stdin, from the parent that started us")
+    g.add_argument("--import", dest="target", metavar="MODULE:FUNCTION",
+                   help="a Python NF importable here (an NF image's code)")
     ap.add_argument("--args", default="")
+    ap.add_argument("--batch", action="store_true", help="with --import: the function takes a list of packets")
+    ap.add_argument("--door", help="the manager's nf.sock, where it is not at the usual path (in a container)")
     a = ap.parse_args(argv)
     spec = None
+    if a.target:
+        from .cli import _load_python_nf
+        spec = _load_python_nf(a.target, a.batch)
     if a.python:
         # Only our parent holds the other end of this pipe: unlike a file,
         # no other user can put code here for us to run.
@@ -201,11 +210,16 @@ def main(argv=None):
         except Exception as e:    # a truncated or foreign pickle: say so, do not start
             print("NF %s: cannot load its code from stdin (%d bytes): %s: %s"
                   % (a.name, len(data), type(e).__name__, e), file=sys.stderr)
+            image = os.environ.get("ONVM_IMAGE")
+            if image and isinstance(e, ImportError):
+                print("NF %s runs in image %s, which has no module %r: build an image FROM it with that "
+                      "module (see docker/README.md) and launch onvm.image(YOUR_IMAGE, nf=...)"
+                      % (a.name, image, getattr(e, "name", None) or str(e)), file=sys.stderr)
             return 2
         if not all(hasattr(spec, k) for k in ("fn", "batch")):
             print("NF %s: stdin held %r, not an onvm.NFSpec" % (a.name, type(spec)), file=sys.stderr)
             return 2
-    return run(a.manager, a.service, a.name, a.native, a.args, spec)
+    return run(a.manager, a.service, a.name, a.native, a.args, spec, a.door)
 
 
 if __name__ == "__main__":
