@@ -46,7 +46,8 @@ DEFAULT_LIMITS = {"memory": "512m", "cpus": None, "pids": 64}
 # maps the primary's files and hugepages, with --no-pci, needs no privilege
 # beyond owning those files (the container runs as their owner's uid).
 CAPS = ["SYS_NICE"]
-STOP_GRACE = 5                       # seconds between SIGTERM and SIGKILL
+IMAGE_PYTHON = "3.11.2"              # Debian bookworm's, in the images
+LAB_PACKAGES = ["jupyterlab", "ipywidgets", "nbval"]   # what onvm/lab adds (docker/lab/Dockerfile)
 
 
 # The code an NF runs: an image must carry the same, or its NFs would speak
@@ -451,7 +452,12 @@ def build_images(base=None, lab=False, force=False, log=print):
         # onvm and its dependencies as wheels, made here: the image runs the
         # very onvm of this machine and needs no package index.
         log("building wheels of onvm and its dependencies")
-        _run([sys.executable, "-m", "pip", "wheel", "-q", "-w", os.path.join(ctx, "wheels"), root])
+        wheels = os.path.join(ctx, "wheels")
+        _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", wheels, root])
+        # For the image's Python, which may be older than ours.
+        _run([sys.executable, "-m", "pip", "download", "-q", "-d", wheels, "--only-binary=:all:",
+              "--python-version", IMAGE_PYTHON, "--implementation", "cp"] + _requirements(root)
+             + (LAB_PACKAGES if any(k == "lab" for _, k in todo) else []))
         for tag, kind in todo:
             shutil.copy(os.path.join(root, "docker", kind, "Dockerfile"), os.path.join(ctx, "Dockerfile"))
             if kind == "lab":
@@ -465,11 +471,17 @@ def build_images(base=None, lab=False, force=False, log=print):
                         os.mkdir(dst)
             log("building %s" % tag)
             # --network host: only for apt while building; NF containers get none.
-            _run(["docker", "build", "-q", "--network", "host", "--build-arg", "BASE=%s" % base,
+            _run(["docker", "build", "-q", "--force-rm", "--network", "host", "--build-arg", "BASE=%s" % base,
                   "--build-arg", "NF_IMAGE=%s" % nf_image(), "--build-arg", "ONVM_SOURCE=%s" % source_id(),
                   "-t", tag, "-t", tag.split(":")[0] + ":latest", ctx])
             built.append(tag)
     return built
+
+
+def _requirements(root):
+    import tomllib
+    with open(os.path.join(root, "pyproject.toml"), "rb") as f:
+        return tomllib.load(f)["project"]["dependencies"]
 
 
 def _have(client, tag):
