@@ -14,6 +14,7 @@ _EXPORTS = {
     "Action": "packet", "NEXT": "packet", "DROP": "packet", "ToService": "packet",
     "ToPort": "packet", "Packet": "packet",
     "current_nf": "context", "OnvmError": "errors", "ChainError": "errors",
+    "image": "containers", "ImageNF": "containers",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -88,8 +88,11 @@ ffibuilder.set_source(
     sources=[os.path.relpath(os.path.join(CORE, s)) for s in SOURCES],
     include_dirs=[CORE],
     extra_compile_args=_cflags + _opt + ["-std=gnu11"] + _warn + ["-DALLOW_EXPERIMENTAL_API"],
-    # --no-as-needed: the ring PMD is only referenced by name at run time.
-    extra_link_args=_san_link + _libs + ["-Wl,--no-as-needed", "-lrte_net_ring"],
+    # --no-as-needed: the ring PMD is only referenced by name at run time;
+    # the ring mempool driver is loaded with us, before EAL loads its plugin
+    # dir in readdir order, so its ops get the same index in every process
+    # (a container's directory order differs from the host's).
+    extra_link_args=_san_link + _libs + ["-Wl,--no-as-needed", "-lrte_net_ring", "-lrte_mempool_ring"],
 )
 
 if __name__ == "__main__":

@@ -133,6 +133,17 @@ def cmd_cleanup(a):
     return cleanup(force=a.force, names=a.manager or None)
 
 
+def cmd_images(a):
+    """onvm images build: build the images container NFs (and the course) use."""
+    from . import containers
+    if a.action == "build":
+        built = containers.build_images(base=a.base, lab=a.lab, force=a.force, log=lambda m: print("onvm images: " + m))
+        print("onvm images: %s" % ("built " + ", ".join(built) if built else "all there"))
+    for tag, present in containers.image_status():
+        print("%-8s %s" % ("present" if present else "missing", tag))
+    return 0
+
+
 def cmd_demo(a):
     from .demo import run_demo
     return run_demo(a.seconds)
@@ -186,6 +197,14 @@ def main(argv=None):
     p.add_argument("--force", action="store_true", help="also stop managers that are still running")
     p.add_argument("--manager", action="append", help="only this manager (repeat for more)")
     p.set_defaults(func=cmd_cleanup)
+
+    p = sub.add_parser("images", help="onvm images build: build the NF image (and --lab the course image)")
+    p.add_argument("action", choices=["build", "list"])
+    p.add_argument("--base", help="base image (default: onvm/base:bookworm, built with debootstrap; "
+                   "or debian:bookworm-slim where a registry is reachable)")
+    p.add_argument("--lab", action="store_true", help="also the JupyterLab course image onvm/lab")
+    p.add_argument("--force", action="store_true", help="rebuild even if present")
+    p.set_defaults(func=cmd_images)
 
     p = sub.add_parser("demo", help="a chain with traffic and live stats")
     p.add_argument("--seconds", type=float, default=10)

@@ -215,12 +215,24 @@ class Connection:
         self.request_deadline = time.monotonic() + REQUEST_TIMEOUT if listener.one_shot else None
         self.reply_deadline = None
 
-    def send(self, obj):
+    def send(self, obj, fds=()):
         """Queue a message for the peer (a reply, or a notice on a long-lived
-        connection); it goes out as the peer reads."""
+        connection); it goes out as the peer reads.  fds: open files that go
+        with the message's first byte (SCM_RIGHTS); the caller keeps its own."""
         if self.closed:
             return
-        self.outbuf += protocol.encode(obj)
+        data = protocol.encode(obj)
+        if fds:
+            # Sent now, so they travel with this message and no earlier one.
+            if self.outbuf:
+                raise OnvmError("cannot pass files behind an unread reply; read replies before asking again")
+            try:
+                n = self.sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("%di" % len(fds), *fds))],
+                                      socket.MSG_NOSIGNAL)
+            except OSError as e:
+                raise OnvmError("cannot send files to the peer: %s" % e.strerror) from None
+            data = data[n:]
+        self.outbuf += data
         if self.reply_deadline is None:
             self.reply_deadline = time.monotonic() + REPLY_TIMEOUT
         self.server._flush(self)

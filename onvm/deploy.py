@@ -121,8 +121,11 @@ class Deployment:
                 k += 1
             names[i] = nm
             taken.add(nm)
-        kw = {"container": True} if spec["container"] else {}
-        return self.mgr._launch_named(spec["nf"], service, names, timeout, staged=True, **kw)
+        limits = None
+        if spec["container"]:
+            from .containers import check_limits
+            limits = check_limits(True)
+        return self.mgr._launch_named(spec["nf"], service, names, timeout, staged=True, limits=limits)
 
     def _publish(self, plan, services, keep, emptied):
         paths = []

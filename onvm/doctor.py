@@ -217,7 +217,20 @@ def check_docker():
         err = next((ln for ln in lines if "daemon" in ln.lower() or "error" in ln.lower()),
                    lines[-1] if lines else "exit status %d" % r.returncode)
         return [("warn", what, "the docker daemon does not answer: %s (only needed for container NFs)" % err, fix)]
-    return [("ok", "docker: the daemon answers", None, None)]
+    out = [("ok", "docker: the daemon answers", None, None)]
+    from .containers import image_status
+    try:
+        images = image_status()
+    except OnvmError as e:       # the SDK is missing
+        return out + [("warn", "docker SDK", str(e), "pip install docker")]
+    for tag, present in images:
+        if present:
+            out.append(("ok", "image %s" % tag, None, None))
+        else:
+            lab = tag.startswith("onvm/lab")
+            out.append(("warn", "image %s" % tag, "missing (%s)" % ("the course image" if lab else
+                        "container NFs need it"), "onvm images build" + (" --lab" if lab else "")))
+    return out
 
 
 def _manager_alive(name):
@@ -474,6 +487,9 @@ def cleanup(force=False, names=None):
         finally:
             lock.release()
     removed += _remove_orphan_hugepages(only)
+    from .containers import remove_containers      # NF containers: each exits once its manager is gone; sure
+    removed += remove_containers(uid=os.geteuid(), keep=lambda m: m in keep or (only is not None and m not in only),
+                                 log=print)
     removed += _remove_old_logs(keep, only)
     print("cleanup: removed %d item(s)" % removed)
     sys.stdout.flush()

@@ -314,6 +314,9 @@ class Manager:
             from .mgrd import remove_leftovers
             remove_leftovers(self.name)      # a no-op if it cleaned up itself, or a process still holds the name
             self.process = None
+        if any(n.process.__class__.__name__ == "ContainerProcess" for n in self.launched):
+            from .containers import remove_containers
+            remove_containers(self.name)     # any that outlived their NF (they remove themselves on exit)
         if self.control is not None:
             self.control.close()
             self.control = None
@@ -355,18 +358,26 @@ class Manager:
 
     # ---- NFs ------------------------------------------------------------------
 
-    def launch(self, nf, service=None, replicas=1, name=None, timeout=60):
-        """Start an NF (an @onvm.nf function or onvm.native(...)) as
-        `replicas` processes with one service ID.
+    def launch(self, nf, service=None, replicas=1, name=None, timeout=60, container=False):
+        """Start an NF (an @onvm.nf function, onvm.native(...) or
+        onvm.image(...)) as `replicas` processes with one service ID.
 
+        param container: True (or limits: {"memory": "512m", "cpus": 0.5,
+            "pids": 64}) runs each replica in its own Docker container
+            (onvm.containers); an onvm.image(...) always runs in one
         returns: the NF, or a list of NFs when replicas > 1
         raises: ValueError for bad arguments, OnvmError if it cannot start"""
-        if isinstance(nf, (NFSpec, NativeNF)):
+        from .containers import ImageNF, check_limits
+        if isinstance(nf, ImageNF) and not container:
+            container = True
+        limits = check_limits(container) if container is not False else None
+        if isinstance(nf, (NFSpec, NativeNF, ImageNF)):
             spec = nf
         elif callable(nf):
             spec = NFSpec(nf)
         else:
-            raise ValueError("launch() takes an @onvm.nf function or onvm.native(...), got %r" % (nf,))
+            raise ValueError("launch() takes an @onvm.nf function, onvm.native(...) or onvm.image(...), got %r"
+                             % (nf,))
         service = service if service is not None else spec.service
         if service is None:
             raise ValueError("NF %r has no service ID: pass service=..." % spec.name)
@@ -384,17 +395,20 @@ class Manager:
         for nm in names:
             if any(n.name == nm and n.alive for n in self.launched):
                 raise ValueError("an NF named %r is already running; pass name=..." % nm)
-        started = self._launch_named(spec, service, names, timeout)
+        started = self._launch_named(spec, service, names, timeout, limits=limits)
         return started[0] if replicas == 1 else started
 
-    def _launch_named(self, spec, service, names, timeout, staged=False):
+    def _launch_named(self, spec, service, names, timeout, staged=False, limits=None):
         """Start one NF process per name and wait until each has registered;
         if one fails, stop them all.  staged: in no service until a
-        deployment puts them there (see onvm.deploy)."""
+        deployment puts them there (see onvm.deploy).  limits: in containers
+        (see launch)."""
         if not self.running:
             raise OnvmError("manager %r is not running" % self.name)
-        started = [self._spawn(spec, service, nm, staged) for nm in names]
+        started = []
         try:
+            for nm in names:
+                started.append(self._spawn(spec, service, nm, staged, limits))
             self._wait_registered(started, timeout)
         except BaseException:
             for n in started:
@@ -420,8 +434,11 @@ class Manager:
             self.deployment = Deployment(self)
         return self.deployment.apply(g, timeout)
 
-    def _spawn(self, spec, service, name, staged=False):
+    def _spawn(self, spec, service, name, staged=False, limits=None):
         logdir = paths.log_dir(self.name)
+        if limits is not None:
+            return self._spawn_container(spec, service, name, limits, os.path.join(logdir, "nf-%s.log" % name),
+                                         staged)
         cmd = [sys.executable, "-m", "onvm.nfrun", "--manager", self.name, "--service", str(service),
                "--name", name] + (["--staged"] if staged else [])
         code = None
@@ -448,6 +465,16 @@ class Manager:
                 except BrokenPipeError:
                     pass
         return NF(self, name, service, p, log_path)
+
+    def _spawn_container(self, spec, service, name, limits, log_path, staged=False):
+        """The container path of _spawn: the same nfrun in onvm/nf (or the
+        NF's image), its code on stdin as for a process."""
+        from . import containers
+        code = None
+        if isinstance(spec, NFSpec):
+            code = containers.pickle_nf(NFSpec(spec.fn, service, spec.batch, name))
+        return NF(self, name, service, containers.spawn(self.name, spec, service, name, limits, log_path, code,
+                                                        staged), log_path)
 
     def _wait_registered(self, nfs, timeout):
         deadline = time.monotonic() + timeout

@@ -76,7 +76,16 @@ class NFDoor:
         conn.data["pidfd"] = fd
         self.procs[fd] = conn
         self.server.watch(fd, lambda: self.on_dead(conn))
-        return {"slot": slot, "stats": paths.nf_stats_path(self.name, slot)}
+        # The NF gets its two files as fds, the control file read-only: it
+        # needs no path to them, so a container NF mounts neither.
+        files = [os.open(paths.shm_path(self.name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)]
+        try:
+            files.append(os.open(paths.nf_stats_path(self.name, slot), os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC))
+            conn.send({"ok": True, "slot": slot}, fds=files)
+        finally:
+            for f in files:
+                os.close(f)
+        return DEFER
 
     def op_ready(self, conn, args):
         if "slot" not in conn.data:
@@ -155,21 +164,38 @@ class NFDoor:
 
 # ---- the NF's side -------------------------------------------------------------------
 
-def register(manager, nf_name, kind, service, staged=False, timeout=30.0):
-    """Connect to manager's NF socket and ask for a slot.  returns: (socket,
-    slot, stats path); the socket stays open for the NF's life."""
+def register(manager, nf_name, kind, service, staged=False, timeout=30.0, door=None):
+    """Connect to manager's NF socket (door: its path, if not the usual one,
+    as inside a container) and ask for a slot.  staged: in no service until
+    a deployment puts it there.  returns: (socket, slot, control file fd,
+    stats file fd); the socket stays open for the NF's life, the caller
+    closes the fds once mapped."""
+    door = door or paths.nf_sock_path(manager)
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(timeout)
     try:
-        s.connect(paths.nf_sock_path(manager))
+        s.connect(door)
     except FileNotFoundError:
         s.close()
-        raise OnvmError("no manager named %r is running (no %s)" % (manager, paths.nf_sock_path(manager))) from None
+        raise OnvmError("no manager named %r is running (no %s)" % (manager, door)) from None
     except OSError as e:
         s.close()
         raise OnvmError("cannot reach manager %r: %s" % (manager, e)) from None
-    reply = call(s, {"op": "register", "name": nf_name, "kind": kind, "service": service, "staged": staged})
-    return s, reply["slot"], reply["stats"]
+    try:
+        protocol.send(s, {"op": "register", "name": nf_name, "kind": kind, "service": service,
+                          "staged": staged})
+        # The files come with the reply's first bytes.
+        head, fds, _, _ = socket.recv_fds(s, 4, 2)
+        reply = protocol.recv(s, prefix=head)
+    except (OSError, ConnectionError, ValueError) as e:
+        s.close()
+        raise OnvmError("the manager did not answer register: %s" % e) from None
+    if not reply.get("ok") or len(fds) != 2:
+        for f in fds:
+            os.close(f)
+        s.close()
+        raise OnvmError(reply.get("error", "the manager sent no files with its answer to register"))
+    return s, reply["slot"], fds[0], fds[1]
 
 
 def call(s, req):

@@ -14,12 +14,15 @@ from .packet import DROP, Action, Packet
 MAX_TRACEBACKS = 5
 
 
-def start(manager, service, name, kind, staged=False):
-    """Register with `manager` over its NF socket, join its DPDK instance as
-    a secondary and go into service.  returns: (cffi handle, slot, socket)."""
+def start(manager, service, name, kind, staged=False, door=None):
+    """Register with `manager` over its NF socket (door: its path, inside a
+    container), join its DPDK instance as a secondary and go into service
+    (staged: in no service until a deployment puts it there).
+    returns: (cffi handle, slot, socket)."""
     from . import nfdoor
-    paths.use_dpdk_env()       # DPDK finds the manager's runtime dir through it
-    sock, slot, stats_path = nfdoor.register(manager, name, kind, service, staged)
+    if door is None:
+        paths.use_dpdk_env()   # DPDK finds the manager's runtime dir through it (a container's env has it set)
+    sock, slot, shm_fd, stats_fd = nfdoor.register(manager, name, kind, service, staged, door=door)
     prefix = paths.file_prefix(manager)
     argv = ["onvm-nf", "--file-prefix", prefix, "--no-pci", "--no-telemetry",
             "--log-level", os.environ.get("ONVM_DPDK_LOG", "error")]
@@ -28,8 +31,9 @@ def start(manager, service, name, kind, staged=False):
     keep = [ffi.new("char[]", a.encode()) for a in argv]
     c_argv = ffi.new("char *[]", keep + [ffi.NULL])
     cpus = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
-    nf = lib.onvm_nf_start(paths.shm_path(manager).encode(), stats_path.encode(), slot, sock.fileno(),
-                           cpus.encode(), len(argv), c_argv)
+    nf = lib.onvm_nf_start(shm_fd, stats_fd, slot, sock.fileno(), cpus.encode(), len(argv), c_argv)
+    os.close(shm_fd)
+    os.close(stats_fd)
     if nf == ffi.NULL:
         err = ffi.string(lib.onvm_last_error()).decode()
         sock.close()
@@ -140,12 +144,14 @@ def run_batch(nf, fn, error):
         tx(nf, b)
 
 
-def run(manager, service, name, native=None, args="", spec=None, staged=False):
+def run(manager, service, name, native=None, args="", spec=None, staged=False, door=None):
     """Run one NF in this process until it is stopped: the native NF called
-    native (with args), or spec, an NFSpec.  returns: the exit status."""
+    native (with args), or spec, an NFSpec.  door: the manager's nf.sock
+    where it is not at the usual path (in a container).  returns: the exit
+    status."""
     kind = "native:" + native if native else ("python:batch" if spec.batch else "python")
     try:
-        nf, slot, sock = start(manager, service, name, kind, staged)
+        nf, slot, sock = start(manager, service, name, kind, staged, door)
     except OnvmError as e:
         print(e, file=sys.stderr)
         return 2
@@ -187,10 +193,17 @@ def main(argv=None):
     g.add_argument("--native")
     g.add_argument("--python", action="store_true",
                    help="a Python NF: its pickled onvm.NFSpec comes on stdin, from the parent that started us")
+    g.add_argument("--import", dest="target", metavar="MODULE:FUNCTION",
+                   help="a Python NF importable here (an NF image's code)")
     ap.add_argument("--args", default="")
     ap.add_argument("--staged", action="store_true", help="in no service until a deployment puts it there")
+    ap.add_argument("--batch", action="store_true", help="with --import: the function takes a list of packets")
+    ap.add_argument("--door", help="the manager's nf.sock, where it is not at the usual path (in a container)")
     a = ap.parse_args(argv)
     spec = None
+    if a.target:
+        from .cli import _load_python_nf
+        spec = _load_python_nf(a.target, a.batch)
     if a.python:
         # Only our parent holds the other end of this pipe: unlike a file,
         # no other user can put code here for us to run.
@@ -200,11 +213,16 @@ def main(argv=None):
         except Exception as e:    # a truncated or foreign pickle: say so, do not start
             print("NF %s: cannot load its code from stdin (%d bytes): %s: %s"
                   % (a.name, len(data), type(e).__name__, e), file=sys.stderr)
+            image = os.environ.get("ONVM_IMAGE")
+            if image and isinstance(e, ImportError):
+                print("NF %s runs in image %s, which has no module %r: build an image FROM it with that "
+                      "module (see docker/README.md) and launch onvm.image(YOUR_IMAGE, nf=...)"
+                      % (a.name, image, getattr(e, "name", None) or str(e)), file=sys.stderr)
             return 2
         if not all(hasattr(spec, k) for k in ("fn", "batch")):
             print("NF %s: stdin held %r, not an onvm.NFSpec" % (a.name, type(spec)), file=sys.stderr)
             return 2
-    return run(a.manager, a.service, a.name, a.native, a.args, spec, a.staged)
+    return run(a.manager, a.service, a.name, a.native, a.args, spec, a.staged, a.door)
 
 
 if __name__ == "__main__":

@@ -29,8 +29,9 @@ def _recv_exact(sock, n):
     return b"".join(chunks)
 
 
-def recv(sock, limit=MAX_REPLY):
-    (n,) = struct.unpack(">I", _recv_exact(sock, 4))
+def recv(sock, limit=MAX_REPLY, prefix=b""):
+    """One message; prefix: its first bytes, if the caller read them already."""
+    (n,) = struct.unpack(">I", prefix + _recv_exact(sock, 4 - len(prefix)))
     if n > limit:
         raise ConnectionError("message of %d bytes is too large (at most %d)" % (n, limit))
     return json.loads(_recv_exact(sock, n))

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
-PKGS="libdpdk-dev dpdk pkg-config gcc python3-dev python3-venv libpcap-dev iproute2 procps strace"
+PKGS="libdpdk-dev dpdk pkg-config gcc python3-dev python3-venv libpcap-dev iproute2 procps strace docker.io debootstrap"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
@@ -49,9 +49,23 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # Quiet unless it fails: the build of the C core prints a lot.
 log=.venv/install.log
-if ! { .venv/bin/pip install -q --upgrade pip && .venv/bin/pip install -e '.[test]'; } >"$log" 2>&1; then
+if ! { .venv/bin/pip install -q --upgrade pip && .venv/bin/pip install -e '.[test,containers]'; } >"$log" 2>&1; then
     tail -40 "$log"
     echo "onvm setup: pip install failed; full log in $log" >&2
     exit 1
 fi
+
+# Container NFs: a Docker engine, and the images (built when missing).  With
+# no engine running (no systemd here), start dockerd with no bridge and no
+# iptables rules: NF containers run with --network none anyway.  Stop it
+# with: kill $(cat /var/run/docker.pid)
+if ! docker info >/dev/null 2>&1; then
+    echo "onvm setup: starting dockerd (log /var/log/onvm-dockerd.log; stop: kill \$(cat /var/run/docker.pid))"
+    $SUDO sh -c 'setsid dockerd --bridge=none --iptables=false --ip6tables=false </dev/null >/var/log/onvm-dockerd.log 2>&1 &'
+    for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+    docker info >/dev/null 2>&1 || { tail -20 /var/log/onvm-dockerd.log; echo "onvm setup: dockerd did not start" >&2; exit 1; }
+fi
+# onvm/nf and the course image onvm/lab (and the local Debian base they are
+# built on, with debootstrap), when missing: a few minutes the first time.
+.venv/bin/onvm images build --lab
 echo "onvm setup: done ($(.venv/bin/python -c 'import onvm; print(onvm.__version__)'))"

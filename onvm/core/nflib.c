@@ -161,7 +161,7 @@ static int join_dpdk(struct onvm_nf *nf, const char *cpus, int argc, char **argv
 	return 0;
 }
 
-struct onvm_nf *onvm_nf_start(const char *shm_path, const char *stats_path, uint16_t slot, int mgr_fd,
+struct onvm_nf *onvm_nf_start(int shm_fd, int stats_fd, uint16_t slot, int mgr_fd,
 			      const char *cpus, int argc, char **argv)
 {
 	struct onvm_nf *nf = calloc(1, sizeof(*nf));
@@ -170,12 +170,12 @@ struct onvm_nf *onvm_nf_start(const char *shm_path, const char *stats_path, uint
 		return NULL;
 	}
 	nf->mgr_fd = mgr_fd;
-	nf->shm = stats_map(shm_path, sizeof(struct onvm_shm), false);
+	nf->shm = stats_map_fd(shm_fd, sizeof(struct onvm_shm), false, "the control file");
 	if (nf->shm == NULL)
 		goto fail;
 	if (nf->shm->magic != ONVM_SHM_MAGIC || nf->shm->version != ONVM_SHM_VERSION ||
 	    !__atomic_load_n(&nf->shm->ready, __ATOMIC_ACQUIRE)) {
-		onvm_set_error("the manager at %s is not ready (or of another onvm version)", shm_path);
+		onvm_set_error("the manager is not ready (or of another onvm version)");
 		goto fail;
 	}
 	if (slot >= nf->shm->max_nfs || nf->shm->nfs[slot].state != ONVM_NF_CLAIMED) {
@@ -184,7 +184,7 @@ struct onvm_nf *onvm_nf_start(const char *shm_path, const char *stats_path, uint
 	}
 	nf->index = slot;
 	nf->slot = &nf->shm->nfs[slot];
-	nf->stats = stats_map(stats_path, sizeof(struct onvm_nf_stats), true);
+	nf->stats = stats_map_fd(stats_fd, sizeof(struct onvm_nf_stats), true, "the NF's stats file");
 	if (nf->stats == NULL)
 		goto fail;
 	if (join_dpdk(nf, cpus, argc, argv) < 0)

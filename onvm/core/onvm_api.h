@@ -84,10 +84,11 @@ struct onvm_batch {
 
 /* Join the manager's DPDK instance as a secondary in the slot the manager
  * gave (see onvm_mgr_nf_claim): map the control file read-only and this
- * slot's stats file read-write.  mgr_fd: the NF's connection to the
+ * slot's stats file read-write, both open fds the manager sent with its
+ * answer to register (the caller closes them).  mgr_fd: the NF's connection to the
  * manager; it closing means the manager is gone.  cpus: where it may run;
  * argv: EAL arguments (prefix, --no-pci...). */
-struct onvm_nf *onvm_nf_start(const char *shm_path, const char *stats_path, uint16_t slot, int mgr_fd,
+struct onvm_nf *onvm_nf_start(int shm_fd, int stats_fd, uint16_t slot, int mgr_fd,
 			      const char *cpus, int argc, char **argv);
 /* Receive up to 32 packets.  Polls, then sleeps until woken or timeout_ms.
  * Returns the count (0 on timeout), or -1 when asked to stop or the manager

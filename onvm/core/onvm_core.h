@@ -210,6 +210,7 @@ struct onvm_shm *stats_create(const char *path);
 int stats_create_nf_files(const char *fmt, uint32_t n);
 void stats_update(void);
 void *stats_map(const char *path, size_t size, bool writable);
+void *stats_map_fd(int fd, size_t size, bool writable, const char *what);
 
 /* nflib.c: what native NFs use beyond the public API */
 int onvm_nf_send_new(struct onvm_nf *nf, struct rte_mbuf **pkts, unsigned n);

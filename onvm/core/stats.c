@@ -19,18 +19,25 @@ void *stats_map(const char *path, size_t size, bool writable)
 		onvm_set_error("cannot open %s: %s", path, strerror(errno));
 		return NULL;
 	}
+	void *p = stats_map_fd(fd, size, writable, path);
+	close(fd);
+	return p;
+}
+
+/* Map an open file (an NF gets its files as fds over nf.sock, so a container
+ * needs no path to them); the caller keeps fd.  what names it in errors. */
+void *stats_map_fd(int fd, size_t size, bool writable, const char *what)
+{
 	struct stat st;
 	if (fstat(fd, &st) < 0 || (size_t)st.st_size < size) {
-		onvm_set_error("%s is not a file of this onvm version", path);
-		close(fd);
+		onvm_set_error("%s is not a file of this onvm version", what);
 		errno = EPROTO;
 		return NULL;
 	}
 	void *p = mmap(NULL, size, writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, fd, 0);
-	int err = errno;
-	close(fd);
 	if (p == MAP_FAILED) {
-		onvm_set_error("cannot map %s: %s", path, strerror(err));
+		int err = errno;
+		onvm_set_error("cannot map %s: %s", what, strerror(err));
 		errno = err;
 		return NULL;
 	}
