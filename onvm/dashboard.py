@@ -232,14 +232,14 @@ class Dashboard(W.VBox):
         self._plot = bq.Figure(
             marks=[self._in, self._out], title="packets/s per NF (solid in, dashed out)", animation_duration=0,
             axes=[bq.Axis(scale=self._xs, label="seconds"),
-                  bq.Axis(scale=self._ys, orientation="vertical", label="packets/s", tick_format=".3s")],
+                  bq.Axis(scale=self._ys, side="left", label="packets/s", tick_format=".3s")],
             legend_location="top-left", fig_margin={"top": 40, "bottom": 40, "left": 60, "right": 10},
             layout=W.Layout(width="560px", height="300px"))
         self._bx, self._by = bq.OrdinalScale(), bq.LinearScale(min=0.0, max=1.0)
         self._bars = bq.Bars(x=[], y=[], scales={"x": self._bx, "y": self._by}, colors=["#d62728"])
         self._drops = bq.Figure(
             marks=[self._bars], title="drops/s per NF (its ring full)", animation_duration=0,
-            axes=[bq.Axis(scale=self._bx), bq.Axis(scale=self._by, orientation="vertical", tick_format=".3s")],
+            axes=[bq.Axis(scale=self._bx), bq.Axis(scale=self._by, side="left", tick_format=".3s")],
             fig_margin={"top": 40, "bottom": 40, "left": 50, "right": 10},
             layout=W.Layout(width="300px", height="300px"))
         # controls

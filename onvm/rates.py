@@ -140,11 +140,16 @@ class Recorder:
 
     def poll(self):
         """Take a sample if the last is MIN_STEP old.  returns: the newest sample."""
+        cf = self.control
+        if cf is None or cf.shm is None:
+            raise OnvmError("the manager has stopped")
+        return self.add(read_sample(cf))
+
+    def add(self, s):
+        """Record sample s unless it is less than MIN_STEP newer than the
+        last.  returns: the newest sample."""
         with self.lock:
-            if self.control is None or self.control.shm is None:
-                raise OnvmError("the manager has stopped")
             last = self.samples[-1] if self.samples else None
-            s = read_sample(self.control)
             if last is not None and s.time - last.time < self.MIN_STEP:
                 return last
             self.samples.append(s)
@@ -174,20 +179,20 @@ class Recorder:
 
     def rates(self, interval=1.0, timeout=10.0):
         """The rates over the last `interval` seconds of the manager's clock:
-        from the newest sample to the newest one at least that much older,
-        waiting for it if the recording is younger.
+        from the newest sample to the newest one at least that much older
+        (and not much more: interval * 1.25 + MIN_STEP), waiting for it if
+        the recording has none.
         raises: OnvmError if the manager's tick stops meanwhile"""
         latest = self.poll()
         deadline = time.monotonic() + interval + timeout
         while True:
             with self.lock:
                 base = next((s for s in reversed(self.samples) if s.time <= latest.time - interval), None)
-            if base is not None:
+            if base is not None and latest.time - base.time <= interval * 1.25 + self.MIN_STEP:
                 return compute(base, latest)
             if time.monotonic() > deadline:
                 raise OnvmError("the manager's counters did not advance for %.0f s; is it stuck?" % timeout)
-            oldest = self.samples[0]
-            time.sleep(min(0.05, max(0.005, oldest.time + interval - latest.time)))
+            time.sleep(0.02)
             latest = self.poll()
 
     def history(self):
