@@ -208,7 +208,7 @@ class Dashboard(W.VBox):
     @staticmethod
     def check_args(window, interval, graph=None):
         """ValueError naming a bad argument, before anything is made."""
-        for what, v, lo, hi in (("window", window, 1, 3600), ("interval", interval, 0.1, 10)):
+        for what, v, lo, hi in (("window", window, 1, 600), ("interval", interval, 0.1, 10)):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
                 raise ValueError("%s must be %g..%g seconds, got %r" % (what, lo, hi, v))
         if graph is not None and not isinstance(graph, nx.DiGraph):
