@@ -88,13 +88,22 @@ def default_chain_graph(control):
     return g
 
 
+def port_of(n, d):
+    """The port index of a port node: kind="port" with port=p, or an
+    onvm.Port(p) node (an object with an int .index); else None."""
+    if d.get("kind") == "port":
+        return d.get("port")
+    index = getattr(n, "index", None)
+    return index if isinstance(index, int) and not isinstance(n, (tuple, list)) else None
+
+
 def node_rates(g, rates):
     """{node: {"rx", "tx", "drop", "load"}} for a graph's port and NF nodes
     (an NF node with only a service sums that service's instances)."""
     out = {}
     for n, d in g.nodes(data=True):
-        if d.get("kind") == "port":
-            r = rates["ports"].get(d.get("port"), {})
+        if port_of(n, d) is not None:
+            r = rates["ports"].get(port_of(n, d), {})
             out[n] = {"rx": r.get("rx", 0.0), "tx": r.get("tx", 0.0), "drop": r.get("drop", 0.0), "load": None}
             continue
         if d.get("instance") is not None:
@@ -113,12 +122,10 @@ def edge_rates(g, nodes):
     (all of u's output); otherwise u's output split in proportion to what
     each successor takes in, marked as an estimate."""
     def into(v):
-        r = nodes[v]
-        return r["tx"] if g.nodes[v].get("kind") == "port" else r["rx"]
+        return nodes[v]["tx" if port_of(v, g.nodes[v]) is not None else "rx"]
 
     def out_of(u):
-        r = nodes[u]
-        return r["rx"] if g.nodes[u].get("kind") == "port" else r["tx"]
+        return nodes[u]["rx" if port_of(u, g.nodes[u]) is not None else "tx"]
 
     out = {}
     for u, v in g.edges():
@@ -164,7 +171,7 @@ def chain_svg(g, rates, width=None):
         r, d = nodes[n], g.nodes[n]
         fill = "#e0e0e0" if r["load"] is None else load_colour(r["load"])
         label = html.escape(str(d.get("label", n)))
-        detail = ("in %s out %s" % (fmt_rate(r["rx"]), fmt_rate(r["tx"])) if d.get("kind") != "port"
+        detail = ("in %s out %s" % (fmt_rate(r["rx"]), fmt_rate(r["tx"])) if port_of(n, d) is None
                   else "rx %s tx %s" % (fmt_rate(r["rx"]), fmt_rate(r["tx"])))
         parts.append("<g class='onvm-node'><rect x='%.0f' y='%.0f' width='%d' height='%d' rx='7' fill='%s' "
                      "stroke='#444'/><text x='%.0f' y='%.0f' text-anchor='middle' font-weight='bold'>%s</text>"
