@@ -45,7 +45,6 @@ class Deployment:
         self.nodes = {}          # name -> Node
         self.user_graph = nx.DiGraph()
         self.plan = None
-        self._last = None        # (time, stats) for rates
 
     # ---- deploying ------------------------------------------------------------------
 
@@ -167,21 +166,14 @@ class Deployment:
         """{node name: service ID}"""
         return {name: n.service for name, n in self.nodes.items()}
 
-    def rates(self):
-        """{node name: (rx_pps, tx_pps)} since the last call (or 0 the first time)."""
-        now, s = time.monotonic(), self.mgr.stats()
-        prev_t, prev = self._last or (now, s)
-        self._last = (now, s)
-        dt = max(now - prev_t, 1e-9)
+    def rates(self, interval=1.0):
+        """{node name: (rx_pps, tx_pps)} over the last interval seconds, from
+        the manager's own samples (the same numbers as mgr.rates())."""
+        r = self.mgr.rates(interval)["nfs"]
         out = {}
         for name, node in self.nodes.items():
-            rx = tx = 0.0
-            for n in node.instances:
-                a, b = s["nfs"].get(n.instance), prev["nfs"].get(n.instance)
-                if a and b and a["pid"] == b["pid"]:
-                    rx += (a["rx"] - b["rx"]) / dt
-                    tx += (a["tx"] - b["tx"]) / dt
-            out[name] = (rx, tx)
+            mine = [r[n.instance] for n in node.instances if n.instance in r]
+            out[name] = (sum(x["rx"] for x in mine), sum(x["tx"] for x in mine))
         return out
 
     @property
@@ -215,7 +207,7 @@ class Deployment:
         pos = layout(g, self.plan)
         if ax is None:
             _, ax = plt.subplots(figsize=(max(6, 1.8 * len(pos)), 3.2))
-        r = self.rates() if rates and self.nodes else {}
+        r = self.rates(0.5) if rates and self.nodes and self.mgr.running else {}
         for u, v, a in g.edges(data=True):
             (x0, y0), (x1, y1) = pos[u], pos[v]
             # edges that pass over other nodes bow out of their way

@@ -291,6 +291,8 @@ class Manager:
 
     def stop(self):
         """Stop every NF launched here, then the manager; leaves nothing behind."""
+        if getattr(self, "_dashboard", None) is not None:
+            self._dashboard.stop()      # its updater reads the control file closed below
         for n in self.launched:
             if n.alive:
                 n.process.send_signal(signal.SIGTERM)
@@ -615,7 +617,7 @@ class Manager:
         tx, rx_drop, tx_drop, refused, actions: {...}, ...}}, "ports": {p:
         {rx, tx, rx_drop, tx_drop, ...}}, "pool": {size, in_use}}."""
         s = self.control.snapshot()
-        del s["time"]
+        del s["time"], s["sample"]
         return s
 
     def wait_idle(self, timeout=5.0):
@@ -626,6 +628,68 @@ class Manager:
                 return True
             time.sleep(0.01)
         return self.control.shm.pool_in_use == 0
+
+    # ---- rates and the dashboard (onvm/rates.py, onvm/dashboard.py) -------------
+
+    def _recorder(self):
+        rec = getattr(self, "_rates", None)
+        if rec is None or rec.control is not self.control:
+            from .rates import Recorder
+            rec = self._rates = Recorder(self.control, self._exit_state)
+        return rec
+
+    def _exit_state(self, pid):
+        """How the NF with this pid ended: "gone" if it was not launched
+        here, None while its process is not reaped (see rates.Recorder)."""
+        for n in self.launched:
+            if n.pid == pid:
+                rc = n.process.poll()
+                if rc is None:
+                    return None
+                return "stopped" if rc == 0 else "killed by signal %d" % -rc if rc < 0 else "exited %d" % rc
+        return "gone"
+
+    def rates(self, interval=1.0):
+        """Packets per second over the last `interval` seconds of the
+        manager's clock (waits if less has been recorded).
+
+        returns: {"time", "interval", "nfs": {instance: {name, service, pid,
+            state, rx, tx, drop, load, ...}}, "ports": {p: {name, rx, tx,
+            drop}}, "pool": {size, in_use, use}}; rates are floats
+        raises: ValueError for a bad interval, OnvmError if the manager is stopped"""
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0 < interval <= 600:
+            raise ValueError("interval must be a number of seconds in (0, 600], got %r" % (interval,))
+        if not self.running:
+            raise OnvmError("manager %r is not running" % self.name)
+        return self._recorder().rates(interval)
+
+    def history(self):
+        """The rates recorded so far (by the dashboard and rates()) as a
+        pandas DataFrame: time, kind, id, name, service, generation, state,
+        rx, tx, drop, queued; .to_csv() for analysis.  Kept after stop()."""
+        rec = getattr(self, "_rates", None)
+        if rec is None:
+            from .rates import Recorder
+            rec = Recorder(None)
+        return rec.history()
+
+    def dashboard(self, window=60, interval=0.5, graph=None):
+        """A live dashboard (an ipywidgets box): per-NF rates, drops, ports,
+        pool use, the chain, a table of NFs; see onvm.dashboard.Dashboard.
+        Replaces this manager's previous dashboard, whose updater stops.
+
+        param window: seconds of history shown
+        param interval: seconds between updates
+        param graph: a networkx DiGraph to draw (default: the default chain)"""
+        from .dashboard import Dashboard
+        Dashboard.check_args(window, interval, graph)
+        if not self.running:
+            raise OnvmError("manager %r is not running; start one with onvm.Manager()" % self.name)
+        if getattr(self, "_dashboard", None) is not None:
+            self._dashboard.close()
+        self._dashboard = None
+        self._dashboard = Dashboard(self, self._recorder(), window, interval, graph)
+        return self._dashboard
 
     def __repr__(self):
         state = "running" if self.running else "stopped"

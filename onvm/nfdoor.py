@@ -21,7 +21,7 @@ from .control import DEFER, Bool, Int, Optional
 from .errors import OnvmError
 
 MAX_REQUEST = 4096          # an NF request is a few short fields
-LEAVE_WAIT = 2.0            # the longest "leave" waits for the grace period
+LEAVE_WAIT = 5.0            # the longest "leave" waits for the grace period
 
 
 def _matching(regex, what):

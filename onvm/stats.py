@@ -100,10 +100,13 @@ class ControlFile:
 
     def snapshot(self):
         """Every counter as plain ints: {"nfs": {instance: {...}},
-        "ports": {index: {...}}, "pool": {"size", "in_use"}, "time": s}."""
+        "ports": {index: {...}}, "pool": {"size", "in_use"}, "time": s},
+        and "sample", what rates() needs (onvm.rates.Sample)."""
+        from .rates import read_sample
         shm = self.shm
         return {
             "time": time.monotonic(),
+            "sample": read_sample(self),
             "nfs": {i: self.nf_stats(i) for i, _ in self.nf_slots((lib.ONVM_NF_RUNNING, lib.ONVM_NF_ZOMBIE))},
             "ports": {p: self.port_stats(p) for p in range(shm.nb_ports)},
             "pool": {"size": shm.pool_size, "in_use": shm.pool_in_use},
@@ -136,36 +139,31 @@ class ControlFile:
 
 
 def rates(before, after):
-    """Packets per second between two snapshots: {"nfs": {i: (rx_pps, tx_pps)},
-    "ports": {p: (rx_pps, tx_pps)}}."""
-    dt = max(after["time"] - before["time"], 1e-9)
-
-    def per(kind):
-        out = {}
-        for k, a in after[kind].items():
-            b = before[kind].get(k)
-            if b is None or b.get("pid") != a.get("pid"):
-                b = {"rx": 0, "tx": 0}
-            out[k] = ((a["rx"] - b["rx"]) / dt, (a["tx"] - b["tx"]) / dt)
-        return out
-    return {"nfs": per("nfs"), "ports": per("ports")}
+    """Rates between two snapshots, from the samples the manager took with
+    them (onvm.rates.compute); all zero if no tick came in between."""
+    from .rates import compute
+    a, b = before["sample"], after["sample"]
+    if b.time <= a.time:
+        a = type(a)(b.time - 1.0, b.nfs, b.ports, b.pool, b.ring_size)
+    return compute(a, b)
 
 
 def format_table(snap, rate=None):
     """A plain-text table of a snapshot, for terminals and notebooks."""
     rate = rate or {"nfs": {}, "ports": {}}
-    lines = ["%-18s %4s %4s %12s %12s %10s %10s %9s %9s" % (
-        "NF", "svc", "inst", "rx", "tx", "rx pps", "tx pps", "rx_drop", "refused")]
+    zero = {"rx": 0.0, "tx": 0.0, "drop": 0.0}
+    lines = ["%-18s %4s %4s %12s %12s %10s %10s %10s %9s" % (
+        "NF", "svc", "inst", "rx", "tx", "rx pps", "tx pps", "drop pps", "refused")]
     for i, s in sorted(snap["nfs"].items()):
-        r = rate["nfs"].get(i, (0, 0))
-        lines.append("%-18s %4d %4d %12d %12d %10.0f %10.0f %9d %9d" % (
-            s["name"][:18], s["service"], i, s["rx"], s["tx"], r[0], r[1], s["rx_drop"], s["refused"]))
-    lines.append("%-18s %9s %12s %12s %10s %10s %9s %9s" % (
-        "port", "", "rx", "tx", "rx pps", "tx pps", "rx_drop", "tx_drop"))
+        r = rate["nfs"].get(i, zero)
+        lines.append("%-18s %4d %4d %12d %12d %10.0f %10.0f %10.0f %9d" % (
+            s["name"][:18], s["service"], i, s["rx"], s["tx"], r["rx"], r["tx"], r["drop"], s["refused"]))
+    lines.append("%-18s %9s %12s %12s %10s %10s %10s %9s" % (
+        "port", "", "rx", "tx", "rx pps", "tx pps", "drop pps", "tx_drop"))
     for p, s in sorted(snap["ports"].items()):
-        r = rate["ports"].get(p, (0, 0))
-        lines.append("%-18s %9s %12d %12d %10.0f %10.0f %9d %9d" % (
-            "%d %s" % (p, s["name"]), "", s["rx"], s["tx"], r[0], r[1], s["rx_drop"], s["tx_drop"]))
+        r = rate["ports"].get(p, zero)
+        lines.append("%-18s %9s %12d %12d %10.0f %10.0f %10.0f %9d" % (
+            "%d %s" % (p, s["name"]), "", s["rx"], s["tx"], r["rx"], r["tx"], r["drop"], s["tx_drop"]))
     pool = snap["pool"]
     lines.append("pool: %d of %d packets in use" % (pool["in_use"], pool["size"]))
     return "\n".join(lines)

@@ -129,6 +129,21 @@ def tag_instance(pkt):
     return onvm.NEXT
 
 
+def drops(mgr):
+    """Every drop counter that is not zero, to say where packets went."""
+    s = mgr.stats()
+    out = {}
+    for kind, items in (("nf", s["nfs"]), ("port", s["ports"])):
+        for k, v in items.items():
+            for c, n in v.items():
+                if isinstance(n, int) and n and ("drop" in c or c in ("refused", "recovered", "chain_end",
+                                                                      "steer_refused", "hop_limit")):
+                    out["%s %s %s" % (kind, v.get("name", k), c)] = n
+            if kind == "nf" and v["actions"]["drop"]:
+                out["nf %s DROP" % v["name"]] = v["actions"]["drop"]
+    return out
+
+
 def linear(nodes):
     g = nx.DiGraph()
     prev = Port(0)
@@ -167,7 +182,7 @@ def test_redeploys_under_traffic_lose_nothing_and_keep_flows_in_place(mgr):
             time.sleep(0.5)
         placements.append(where())
     assert t.sent > 10000
-    assert len(t.out) == t.sent, "no packet lost across five live redeploys"
+    assert len(t.out) == t.sent, ("no packet lost across five live redeploys", drops(mgr))
     # replicas 2 -> 3: about a third of the flows moved, all of them to the new replica
     before, after = placements[1], placements[2]
     moved = [f for f in before if f in after and before[f] != after[f]]
@@ -199,7 +214,7 @@ def test_ten_code_swaps_under_traffic_lose_nothing(mgr):
             assert wait_for(lambda: len(t.out) > mark + 500, 10)
             assert t.out[-1][-1] == k, "packets after the swap show the new code's mark"
     assert t.sent > 50000
-    assert len(t.out) == t.sent, "zero loss over ten swaps"
+    assert len(t.out) == t.sent, ("zero loss over ten swaps", drops(mgr))
     marks = [p[-1] for p in t.out]
     assert set(marks) == set(range(11))
     assert mgr.wait_idle()

@@ -43,7 +43,7 @@ struct onvm_nf {
 	uint64_t drain_deadline_ns;
 };
 
-#define DRAIN_NS 2000000000ull       /* the most a leaving NF spends on its ring */
+#define DRAIN_NS 5000000000ull       /* the most a leaving NF spends on its ring */
 
 /* Signals end the loop, not the process: the NF then leaves cleanly. */
 static struct onvm_nf *signalled_nf;

@@ -128,6 +128,19 @@ struct onvm_xchg {
 
 /* ---- the control file: written by the manager process only ---------------- */
 
+/* Counters the control tick copies, all at one instant (shm->sample_ns),
+ * so rates are deltas over the manager's clock, never the reader's.
+ * NF: generation, rx, tx, drop = rx_drop (its ring stayed full), queued =
+ * packets waiting in its ring.  Port: drop = rx_drop + rx_refused +
+ * rx_chain_end + tx_drop, queued = packets waiting in its TX ring. */
+struct onvm_sample {
+	uint64_t generation;
+	uint64_t rx;
+	uint64_t tx;
+	uint64_t drop;
+	uint64_t queued;
+};
+
 /* One NF slot: who holds it.  The NF's own counters are in its stats file;
  * these are the manager's view and the counters only the manager keeps. */
 struct onvm_nf_slot {
@@ -144,6 +157,7 @@ struct onvm_nf_slot {
 	char kind[24];          /* "python", "native:forward", ... */
 	uint64_t rx_drop;       /* copied from the exchange each tick */
 	uint64_t recovered;     /* packets freed after it died */
+	struct onvm_sample sample; /* the control tick's copy (stats_update) */
 };
 
 /* A service's live instances and its indirection table: a flow's bucket is
@@ -252,6 +266,7 @@ struct onvm_port_slot {
 	struct onvm_port_rx_stats rx ONVM_ALIGNED;
 	struct onvm_port_tx_stats tx ONVM_ALIGNED;
 	struct onvm_port_ctl_stats ctl ONVM_ALIGNED;
+	struct onvm_sample sample ONVM_ALIGNED; /* the control tick's copy */
 };
 
 struct onvm_thread_stats {
@@ -288,6 +303,12 @@ struct onvm_shm {
 
 	struct onvm_port_slot ports[ONVM_MAX_PORTS];
 	struct onvm_nf_slot nfs[ONVM_MAX_NFS];
+
+	/* written by the control tick with every sample above: a seqlock, odd
+	 * while the samples are being written (readers retry) */
+	uint64_t sample_ns ONVM_ALIGNED; /* CLOCK_MONOTONIC the samples were taken at */
+	uint32_t sample_seq;
+	uint32_t pad1;
 };
 
 #endif

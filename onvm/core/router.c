@@ -39,7 +39,7 @@ void router_free_pkt(struct rte_mbuf *m)
  * waiting for our core.  Upstream NFs block the same way, so an overloaded
  * chain runs at the pace of its slowest NF instead of burning CPU on
  * packets it will drop. */
-#define BACKPRESSURE_NS 5000000ull
+#define BACKPRESSURE_NS 20000000ull
 
 static inline void mark(struct rte_mbuf **pkts, unsigned n, uint16_t owner)
 {

@@ -91,6 +91,41 @@ int stats_create_nf_files(const char *fmt, uint32_t n)
 	return 0;
 }
 
+static inline uint64_t counter(const uint64_t *c)
+{
+	return __atomic_load_n(c, __ATOMIC_RELAXED);
+}
+
+/* Copies the counters rates are made of, with the tick's time, under the
+ * seqlock sample_seq (readers: onvm/rates.py). */
+static void stats_sample(struct onvm_mgr *m, struct onvm_shm *shm)
+{
+	uint32_t seq = shm->sample_seq;
+	__atomic_store_n(&shm->sample_seq, seq + 1, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	for (unsigned i = 0; i < shm->max_nfs; i++) {
+		struct onvm_nf_slot *s = &shm->nfs[i];
+		if (s->state == ONVM_NF_FREE)
+			continue;
+		const struct onvm_nf_stats *n = m->nf_stats[i];
+		s->sample.generation = s->generation;
+		s->sample.rx = counter(&n->rx);
+		s->sample.tx = counter(&n->tx);
+		s->sample.drop = s->rx_drop;
+		s->sample.queued = onvm_dp.nf_rx[i] ? rte_ring_count(onvm_dp.nf_rx[i]) : 0;
+	}
+	for (unsigned p = 0; p < shm->nb_ports; p++) {
+		struct onvm_port_slot *ps = &shm->ports[p];
+		ps->sample.rx = counter(&ps->rx.rx);
+		ps->sample.tx = counter(&ps->tx.tx);
+		ps->sample.drop = counter(&ps->rx.rx_drop) + counter(&ps->rx.rx_refused) +
+				  counter(&ps->rx.rx_chain_end) + ps->tx.tx_drop;
+		ps->sample.queued = onvm_dp.port_tx[p] ? rte_ring_count(onvm_dp.port_tx[p]) : 0;
+	}
+	shm->sample_ns = shm->tick_ns;
+	__atomic_store_n(&shm->sample_seq, seq + 2, __ATOMIC_RELEASE);
+}
+
 /* Called by the control tick: what senders count in the exchange (which
  * any NF can write) is copied where only the manager writes, and values
  * that cost too much on the hot path. */
@@ -104,4 +139,5 @@ void stats_update(void)
 	for (unsigned p = 0; p < shm->nb_ports; p++)
 		shm->ports[p].tx.tx_drop = __atomic_load_n(&m->xchg->port_tx_drop[p], __ATOMIC_RELAXED);
 	shm->pool_in_use = rte_mempool_in_use_count(m->rte.pool);
+	stats_sample(m, shm);
 }

@@ -1,0 +1,221 @@
+"""Packet rates, from the counters the manager copies at each control tick
+together with that tick's time (struct onvm_sample and sample_ns, written by
+stats_update in onvm/core/stats.c).  A rate is a counter delta over the
+manager's own clock between two samples, so a slow reader (a busy notebook,
+a slow browser) cannot distort it.  An NF is known by its slot and the
+slot's generation: a restarted NF counts from zero again and is rated from
+zero, never as a negative or huge jump.
+
+mgr.rates(), mgr.history(), the dashboard, `onvm stats --watch` and
+`onvm mgr` all use compute() below."""
+import collections
+import threading
+import time
+
+from ._core import ffi, lib
+from .errors import OnvmError
+from .stats import NF_STATES
+
+NFSample = collections.namedtuple(
+    "NFSample", "generation rx tx drop queued name kind service pid state errors")
+PortSample = collections.namedtuple("PortSample", "rx tx drop queued name")
+
+
+class Sample:
+    """One control tick's counters.  time: seconds of the manager's
+    CLOCK_MONOTONIC; nfs: {instance: NFSample}; ports: {p: PortSample};
+    pool: (in_use, size); ring_size: an NF's receive ring."""
+    __slots__ = ("time", "nfs", "ports", "pool", "ring_size")
+
+    def __init__(self, time, nfs, ports, pool, ring_size):
+        self.time, self.nfs, self.ports, self.pool, self.ring_size = time, nfs, ports, pool, ring_size
+
+    def __repr__(self):
+        return "<Sample t=%.3f nfs=%d ports=%d>" % (self.time, len(self.nfs), len(self.ports))
+
+
+def read_sample(cf, timeout=1.0):
+    """The newest sample of a ControlFile, read consistently: the manager
+    writes samples under a seqlock (sample_seq odd while writing), so this
+    retries until it read one whole."""
+    string = ffi.string
+    shm = cf.shm
+    deadline = time.monotonic() + timeout
+    while True:
+        seq = shm.sample_seq
+        if not seq & 1:
+            t = shm.sample_ns
+            nfs = {}
+            for i in range(shm.max_nfs):
+                s = shm.nfs[i]
+                st = s.state
+                # A slot given out since the last tick still holds the old
+                # NF's sample: skip it until the manager samples it.
+                if st == lib.ONVM_NF_FREE or s.sample.generation != s.generation:
+                    continue
+                c = s.sample
+                nfs[i] = NFSample(c.generation, c.rx, c.tx, c.drop, c.queued, string(s.name).decode(),
+                                  string(s.kind).decode(), s.service, s.pid,
+                                  "dead" if s.dead else NF_STATES.get(st, "free"), 0)
+            ports = {}
+            for p in range(shm.nb_ports):
+                c = shm.ports[p].sample
+                ports[p] = PortSample(c.rx, c.tx, c.drop, c.queued, string(shm.ports[p].name).decode())
+            pool = (shm.pool_in_use, shm.pool_size)
+            if shm.sample_seq == seq:
+                break
+        if time.monotonic() > deadline:
+            raise OnvmError("manager %r keeps rewriting its samples; is it stuck in a tick?" % cf.name)
+    # errors: a plain count from the NF's own file, not part of any rate
+    for i, n in nfs.items():
+        nfs[i] = n._replace(errors=cf.nf_counters(i).errors)
+    return Sample(t / 1e9, nfs, ports, pool, shm.nf_ring_size)
+
+
+def _delta(new, old):
+    """Packets counted between two samples; a counter that went back
+    started again from zero (a restart), so all of it is new."""
+    return new - old if new >= old else new
+
+
+def compute(a, b):
+    """Rates between samples a and b (b newer): {"time": b's time (s),
+    "interval": s, "nfs": {instance: {name, kind, service, instance, pid,
+    generation, state, errors, rx, tx, drop (packets/s), rx_packets,
+    tx_packets, drop_packets (the counters), queued, load (queued / ring
+    size)}}, "ports": {p: {name, rx, tx, drop, the counters, queued}},
+    "pool": {size, in_use, use}}.  An NF whose generation changed (or that
+    is new) is rated from zero over the whole interval: an underestimate
+    for that one interval, never a spike.
+
+    raises: ValueError if b is not newer than a"""
+    dt = b.time - a.time
+    if not dt > 0:
+        raise ValueError("samples at %.6f and %.6f: the second must be newer" % (a.time, b.time))
+    nfs = {}
+    for i, n in b.nfs.items():
+        old = a.nfs.get(i)
+        if old is None or old.generation != n.generation:
+            old = None
+        r = {"name": n.name, "kind": n.kind, "service": n.service, "instance": i, "pid": n.pid,
+             "generation": n.generation, "state": n.state, "errors": n.errors}
+        for f in ("rx", "tx", "drop"):
+            r[f] = _delta(getattr(n, f), getattr(old, f) if old else 0) / dt
+            r[f + "_packets"] = getattr(n, f)
+        r["queued"] = n.queued
+        r["load"] = min(1.0, n.queued / b.ring_size) if b.ring_size else 0.0
+        nfs[i] = r
+    ports = {}
+    for p, n in b.ports.items():
+        old = a.ports.get(p)
+        r = {"name": n.name}
+        for f in ("rx", "tx", "drop"):
+            r[f] = _delta(getattr(n, f), getattr(old, f) if old else 0) / dt
+            r[f + "_packets"] = getattr(n, f)
+        r["queued"] = n.queued
+        ports[p] = r
+    in_use, size = b.pool
+    return {"time": b.time, "interval": dt, "nfs": nfs, "ports": ports,
+            "pool": {"size": size, "in_use": in_use, "use": in_use / size if size else 0.0}}
+
+
+class Recorder:
+    """A manager's rate history: each poll() takes a sample (at most one
+    per MIN_STEP) and keeps the rates since the one before.  Shared by
+    mgr.rates(), mgr.history() and the dashboard, so they agree.
+
+    param control: the manager's ControlFile
+    param exit_state: pid -> how an NF that left ended: "stopped",
+        "killed by signal 9", "gone" (not known), or None (not yet known)
+    param keep: rate points kept (at 2 a second, 10 minutes)"""
+    MIN_STEP = 0.1
+
+    def __init__(self, control, exit_state=None, keep=1200):
+        self.control = control
+        self.exit_state = exit_state or (lambda pid: "gone")
+        self.samples = collections.deque(maxlen=keep)
+        self.points = collections.deque(maxlen=keep)   # compute() results, oldest first
+        self.nfs = collections.OrderedDict()           # (instance, generation) -> row, live and gone
+        self.lock = threading.Lock()
+
+    def poll(self):
+        """Take a sample if the last is MIN_STEP old.  returns: the newest sample."""
+        cf = self.control
+        if cf is None or cf.shm is None:
+            raise OnvmError("the manager has stopped")
+        return self.add(read_sample(cf))
+
+    def add(self, s):
+        """Record sample s unless it is less than MIN_STEP newer than the
+        last.  returns: the newest sample."""
+        with self.lock:
+            last = self.samples[-1] if self.samples else None
+            if last is not None and s.time - last.time < self.MIN_STEP:
+                return last
+            self.samples.append(s)
+            if last is not None:
+                point = compute(last, s)
+                self.points.append(point)
+                self._track(point)
+            return s
+
+    def _track(self, point):
+        """Keep every NF ever seen: live ones with their rates, gone ones
+        marked (with how they ended, if known) and rated zero."""
+        live = set()
+        for i, r in point["nfs"].items():
+            key = (i, r["generation"])
+            live.add(key)
+            self.nfs[key] = dict(r)
+        for key, row in self.nfs.items():
+            if key not in live and not is_gone(row["state"]):
+                row.update(rx=0.0, tx=0.0, drop=0.0, queued=0, load=0.0)
+                # None: its process is not reaped yet; asked again next time
+                row["state"] = self.exit_state(row["pid"]) or "leaving"
+        extra = len(self.nfs) - 4 * lib.ONVM_MAX_NFS      # forget the oldest gone ones
+        if extra > 0:
+            for key in [k for k, r in self.nfs.items() if is_gone(r["state"])][:extra]:
+                del self.nfs[key]
+
+    def rates(self, interval=1.0, timeout=10.0):
+        """The rates over the last `interval` seconds of the manager's clock:
+        from the newest sample to the newest one at least that much older
+        (and not much more: interval * 1.25 + MIN_STEP), waiting for it if
+        the recording has none.
+        raises: OnvmError if the manager's tick stops meanwhile"""
+        latest = self.poll()
+        deadline = time.monotonic() + interval + timeout
+        while True:
+            with self.lock:
+                base = next((s for s in reversed(self.samples) if s.time <= latest.time - interval), None)
+            if base is not None and latest.time - base.time <= interval * 1.25 + self.MIN_STEP:
+                return compute(base, latest)
+            if time.monotonic() > deadline:
+                raise OnvmError("the manager's counters did not advance for %.0f s; is it stuck?" % timeout)
+            time.sleep(0.02)
+            latest = self.poll()
+
+    def history(self):
+        """Every recorded rate as a pandas DataFrame, one row per NF or
+        port per point: time (s since the first sample), kind ("nf" or
+        "port"), id (instance or port), name, service, generation, state,
+        rx, tx, drop (packets/s), queued."""
+        import pandas as pd
+        with self.lock:
+            points = list(self.points)
+            t0 = self.samples[0].time if self.samples else 0.0
+        rows = []
+        for p in points:
+            t = p["time"] - t0
+            for i, r in p["nfs"].items():
+                rows.append((t, "nf", i, r["name"], r["service"], r["generation"], r["state"],
+                             r["rx"], r["tx"], r["drop"], r["queued"]))
+            for i, r in p["ports"].items():
+                rows.append((t, "port", i, r["name"], 0, 0, "", r["rx"], r["tx"], r["drop"], r["queued"]))
+        return pd.DataFrame(rows, columns=["time", "kind", "id", "name", "service", "generation", "state",
+                                           "rx", "tx", "drop", "queued"])
+
+
+def is_gone(state):
+    """True for the states of an NF that is no longer there."""
+    return state.split(" ")[0] in ("stopped", "gone", "killed", "exited")

@@ -1,0 +1,61 @@
+"""The dashboard in a real browser: JupyterLab on 127.0.0.1 (token, temporary
+home), Debian's chromium through Playwright, a notebook that starts a
+manager, a chain and traffic and shows mgr.dashboard().  The plot and the
+counters must change over two seconds; a screenshot is kept in
+tests/artifacts/dashboard.png."""
+import os
+import time
+
+from browser import lab, page  # noqa: F401  (fixtures)
+from conftest import wait_for
+from onvm.mgrd import running_manager_pid
+
+SETUP = """\
+import onvm
+mgr = onvm.Manager(name=%r)
+mgr.launch(onvm.native("generate", rate=20000, flows=16), service=1, name="gen")
+mgr.launch(onvm.native("forward"), service=2, replicas=2, name="fw")
+mgr.launch(onvm.native("sink"), service=3, name="sink")
+mgr.set_default_chain([1, 2, 3])"""
+
+PLOT_PATHS = """() => Array.from(document.querySelectorAll('.onvm-rate-plot path.curve, .onvm-rate-plot path.line'))
+                     .map(p => p.getAttribute('d') || '').join('|')"""
+
+
+def _text(page, cls):
+    return page.inner_text(".onvm-dashboard .%s" % cls)
+
+
+def test_dashboard_updates_in_jupyterlab(lab, page):
+    name = "br%d" % os.getpid()
+    nb = lab.write_notebook("dashboard.ipynb", [
+        SETUP % name,
+        "dash = mgr.dashboard()\ndash",
+        "import time\ntime.sleep(1)\nprint('quiet cell')",
+    ])
+    try:
+        lab.open(page, nb)
+        lab.run_all(page)
+        page.wait_for_selector(".onvm-dashboard .onvm-nf-table table", timeout=90_000)
+        # the table lists the NFs, with rates (the generator at 20 kpps)
+        page.wait_for_function("() => document.querySelector('.onvm-nf-table').innerText.includes('sink')")
+        lab.wait_cells_done(page)
+        plot0, table0, chain0 = page.evaluate(PLOT_PATHS), _text(page, "onvm-nf-table"), _text(page, "onvm-chain")
+        time.sleep(2)
+        plot1, table1, chain1 = page.evaluate(PLOT_PATHS), _text(page, "onvm-nf-table"), _text(page, "onvm-chain")
+        shot = lab.screenshot(page, "dashboard")
+        assert os.path.getsize(shot) > 10_000
+        assert plot0 and plot1, "no lines in the rate plot"
+        assert plot0 != plot1, "the plot did not change in 2 s"
+        assert table0 != table1 or chain0 != chain1, "the counters did not change in 2 s"
+        for nf in ("gen", "fw.0", "fw.1", "sink"):
+            assert nf in table1
+        assert "k" in chain1        # edges labelled with rates like 20.0k
+        # the updater wrote nothing into the cell that ran after it
+        outputs = lab.cell_texts(page)
+        assert outputs[2].strip() == "quiet cell", outputs
+    finally:
+        page.close()
+        lab.stop()      # the kernel goes, so its manager stops (it watches its parent)
+        assert wait_for(lambda: running_manager_pid(name) is None, timeout=30, step=0.2), \
+            "manager %s outlived its kernel" % name
