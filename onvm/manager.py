@@ -3,7 +3,6 @@ inject and capture packets, read stats.  Everything here talks to the
 manager process over its socket or reads its control file; DPDK is never
 initialised in this process."""
 import atexit
-import base64
 import os
 import re
 import signal
@@ -17,10 +16,8 @@ from .errors import ChainError, OnvmError
 from .packet import ToPort, ToService
 from .ports import parse_port
 from .stats import ControlFile
+from .traffic import PortRings
 
-INJECT_CHUNK = 1024         # packets per inject request (the manager takes 8192): short handlers
-INJECT_BYTES = 1 << 20     # packet bytes per request: base64 keeps it under protocol.MAX_REQUEST
-CAPTURE_ALL = 1 << 20      # capture(count=None): everything there (the manager keeps 65536)
 
 
 class NFSpec:
@@ -156,10 +153,13 @@ class Manager:
     param busy_poll: threads and NFs never sleep (a core each; big machines)
     param rx_threads, tx_threads: manager threads (1..3 each); ports are
         shared out among them
-    param max_nfs: NF slots (1..128); each costs a 4096-packet ring"""
+    param max_nfs: NF slots (1..128); each costs a 4096-packet ring
+    param ring_mb: MiB of each ring port's inject ring and capture ring (a
+        power of two): what a capture nobody reads holds before it counts
+        capture_drop (32 MiB: 400,000 64-byte or 22,000 1500-byte packets)"""
 
     def __init__(self, name=None, ports=("ring", "ring"), hugepage_mb=256, mbufs=16383, busy_poll=False,
-                 rx_threads=1, tx_threads=1, max_nfs=lib.ONVM_MAX_NFS, start=True):
+                 rx_threads=1, tx_threads=1, max_nfs=lib.ONVM_MAX_NFS, start=True, ring_mb=32):
         self.name = paths.check_name(paths.new_name() if name is None else name)
         if isinstance(ports, str):
             ports = [ports]
@@ -182,6 +182,11 @@ class Manager:
         if isinstance(max_nfs, bool) or not isinstance(max_nfs, int) or not 1 <= max_nfs <= lib.ONVM_MAX_NFS:
             raise ValueError("max_nfs must be 1..%d, got %r" % (lib.ONVM_MAX_NFS, max_nfs))
         self.max_nfs = max_nfs
+        if isinstance(ring_mb, bool) or not isinstance(ring_mb, int) or not 1 <= ring_mb <= 1024 \
+                or ring_mb & (ring_mb - 1):
+            raise ValueError("ring_mb must be a power of two in 1..1024, got %r" % (ring_mb,))
+        self.ring_mb = ring_mb
+        self.rings = None
         self.process = None
         self.control = None
         self.owned = True
@@ -198,6 +203,7 @@ class Manager:
         self = cls.__new__(cls)
         self.name, self.process, self.owned, self.launched = name, None, False, []
         self.control = ControlFile(name)
+        self.rings = PortRings(name)
         self.port_specs = [self.control.port_stats(p)["name"] for p in range(self.control.shm.nb_ports)]
         self._request({"op": "ping"})
         atexit.register(self.stop)
@@ -224,7 +230,7 @@ class Manager:
             if self.busy_poll:
                 cmd.append("--busy-poll")
             cmd += ["--rx-threads", str(self.rx_threads), "--tx-threads", str(self.tx_threads),
-                    "--max-nfs", str(self.max_nfs)]
+                    "--max-nfs", str(self.max_nfs), "--ring-mb", str(self.ring_mb)]
             with paths.open_log(self.log_path) as log:
                 self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                                 env=_child_env(), start_new_session=True, pass_fds=(lock.fd,))
@@ -253,6 +259,7 @@ class Manager:
                 raise OnvmError("the manager did not become ready within 60 s; see %s" % self.log_path)
             time.sleep(0.02)
         self.control = ControlFile(self.name)
+        self.rings = PortRings(self.name)
         return self
 
     def stop(self):
@@ -283,6 +290,9 @@ class Manager:
         if self.control is not None:
             self.control.close()
             self.control = None
+        if self.rings is not None:
+            self.rings.close()
+            self.rings = None
         atexit.unregister(self.stop)
 
     def __enter__(self):
@@ -447,61 +457,47 @@ class Manager:
 
     def inject(self, pkts, port=0, timeout=5.0):
         """Send packets (scapy packets or bytes) into a ring port, as if they
-        arrived from the wire.  Any number of packets: they go in requests
-        that fit the socket, and while the port's ring is full this retries
-        until nothing went in for timeout seconds.  returns: how many were
-        accepted."""
+        arrived from the wire.  Any number of packets: they go through the
+        port's inject ring (shared memory, in bulk); while it is full this
+        waits until nothing moved for timeout seconds.  returns: how many
+        were accepted."""
+        raw = self._raw(pkts)
+        self._check_ring_port(port)
+        sent = self.rings.inject(port, raw, timeout=timeout)
+        if sent < len(raw):
+            # giving up: the manager counts these as the port's inject_drop
+            self._request({"op": "inject", "port": port, "pkts": [], "dropped": len(raw) - sent})
+        return sent
+
+    @staticmethod
+    def _raw(pkts):
         if isinstance(pkts, (bytes, bytearray)) or hasattr(pkts, "build"):
             pkts = [pkts]
         raw = [bytes(p) for p in pkts]
         for i, r in enumerate(raw):
             if not 14 <= len(r) <= 2048:
                 raise ValueError("packet %d is %d bytes; a packet is 14..2048 bytes" % (i, len(r)))
-        self._check_port(port)
-        sent, k = 0, 0
-        last_progress = time.monotonic()
-        while k < len(raw):
-            # a chunk: at most INJECT_CHUNK packets and INJECT_BYTES of packet bytes
-            end, size = k, 0
-            while end < len(raw) and end - k < INJECT_CHUNK and size + len(raw[end]) <= INJECT_BYTES:
-                size += len(raw[end])
-                end += 1
-            n = self._request({"op": "inject", "port": port,
-                               "pkts": [base64.b64encode(r).decode() for r in raw[k:end]]})["sent"]
-            sent += n
-            k += n
-            if n:
-                last_progress = time.monotonic()
-            elif time.monotonic() - last_progress > timeout:
-                # giving up: the manager counts these as the port's inject_drop
-                self._request({"op": "inject", "port": port, "pkts": [], "dropped": len(raw) - k})
-                break
-            else:
-                time.sleep(0.002)   # the ring is full: let the manager's threads move packets
-        return sent
+        return raw
 
     def capture(self, port=1, count=None, timeout=1.0, raw=False):
         """Packets that came out of a ring port, oldest first, each returned
         once.  Waits up to timeout seconds for count packets (count=None:
         whatever is there now).  returns: a scapy PacketList, or a list of
         bytes with raw=True."""
-        self._check_port(port)
-        got = []
-        deadline = time.monotonic() + timeout
-        while True:
-            want = (CAPTURE_ALL if count is None else count) - len(got)
-            reply = self._request({"op": "capture", "port": port, "max": want})
-            got += [base64.b64decode(p) for p in reply["pkts"]]
-            if reply.get("more"):
-                continue    # the reply was full; the rest is waiting
-            if count is None or len(got) >= count or time.monotonic() >= deadline:
-                break
-            time.sleep(0.002)
+        self._check_ring_port(port)
+        got = self.rings.capture(port, count, timeout)
         if raw:
             return got
         from scapy.plist import PacketList
         from .packet import dissect
         return PacketList([dissect(r) for r in got], name="port%d" % port)
+
+    def _check_ring_port(self, port):
+        self._check_port(port)
+        if not self.port_specs[port].startswith("ring"):
+            ring = [p for p, s in enumerate(self.port_specs) if s.startswith("ring")]
+            raise ValueError("port %d is a %s port; inject and capture work on ring ports %s"
+                             % (port, self.port_specs[port].partition(":")[0], ring))
 
     def replay(self, port=0):
         """Start replaying the pcap file of a "pcap:rx=FILE" port.  Such a port

@@ -255,4 +255,42 @@ struct onvm_shm {
 	struct onvm_nf_slot nfs[ONVM_MAX_NFS];
 };
 
+/* ---- packet rings in files: traffic between the data plane and notebooks --
+ * A ring port's inject ring (the notebook writes, its RX thread reads) and
+ * capture ring (its TX thread writes, the notebook reads) are plain files in
+ * the manager's runtime dir (0600), so a notebook moves packets in bulk
+ * with no DPDK and no Python in the manager's per-packet path (capring.c).
+ * One producer and one consumer each; writers and readers of the notebook
+ * side take a flock on the file.  Neither side trusts the other's index. */
+#define ONVM_RING_MAGIC 0x6f6e7672
+#define ONVM_RING_HDR 4096     /* the header page; records follow */
+#define ONVM_REC_PAD 0xffffffffu /* caplen of the filler before a wrap */
+#define ONVM_REC_MAX 2048      /* bytes of packet in one record at most */
+
+struct onvm_ring_hdr {
+	uint32_t magic;
+	uint32_t pad0;
+	uint64_t size;                 /* bytes of records: a power of two */
+	uint64_t head ONVM_ALIGNED;    /* producer: bytes written */
+	uint64_t packets;              /* producer: records written */
+	uint64_t dropped;              /* producer: records lost to a full ring */
+	uint64_t tail ONVM_ALIGNED;    /* consumer: bytes consumed */
+	uint64_t skipped;              /* consumer: bytes skipped as malformed */
+};
+
+/* One record: this header, then caplen bytes, padded to 16. */
+struct onvm_rec {
+	uint32_t caplen;   /* bytes stored, or ONVM_REC_PAD */
+	uint32_t aux;      /* capture: length on the wire; inject: trace ID */
+	uint64_t ts_ns;    /* capture: CLOCK_MONOTONIC when taken; inject: when due (0: now) */
+};
+
+/* The RX threads sleep on this doorbell (the file traffic.shm, which
+ * notebooks map read-write to ring it after writing an inject ring). */
+struct onvm_traffic {
+	uint32_t magic;
+	uint32_t pad0;
+	struct onvm_doorbell rx_bell ONVM_ALIGNED;
+};
+
 #endif

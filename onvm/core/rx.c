@@ -15,10 +15,28 @@ static bool rx_has_work(void *arg)
 	unsigned me = (unsigned)(uintptr_t)arg, nb = onvm_mgr.shm->nb_rx_threads;
 	if (onvm_mgr.force_quit)
 		return true;
-	for (unsigned p = me; p < onvm_mgr.shm->nb_ports; p += nb)
+	uint64_t now = onvm_now_ns();
+	for (unsigned p = me; p < onvm_mgr.shm->nb_ports; p += nb) {
 		if (onvm_mgr.rte.port_in[p] && rte_ring_count(onvm_mgr.rte.port_in[p]))
 			return true;
+		uint64_t due = ports_inject_due(p);
+		if (due && due <= now)
+			return true;
+	}
 	return false;
+}
+
+/* How long the RX thread may sleep: until the first paced record of its
+ * ports is due, 100 ms at most. */
+static uint64_t rx_sleep_ns(unsigned me, unsigned nb)
+{
+	uint64_t wait = 100000000ull, now = onvm_now_ns();
+	for (unsigned p = me; p < onvm_mgr.shm->nb_ports; p += nb) {
+		uint64_t due = ports_inject_due(p);
+		if (due)
+			wait = RTE_MIN(wait, due > now ? due - now : 1ull);
+	}
+	return wait;
 }
 
 static void stamp(struct rte_mbuf *m, uint16_t port)
@@ -30,6 +48,8 @@ static void stamp(struct rte_mbuf *m, uint16_t port)
 	meta->hash = onvm_flow_hash(m);
 	meta->owner = ONVM_OWNER_MGR;
 	meta->in_port = port;
+	if (onvm_mgr.rte.port_in[port] == NULL)
+		meta->reserved = 0; /* ring ports: inject set it (a trace ID or 0) */
 	m->hash.rss = meta->hash;
 }
 
@@ -53,6 +73,7 @@ int rx_thread_main(void *arg)
 			struct onvm_port_slot *ps = &shm->ports[p];
 			if (unlikely(!ps->rx_enabled))
 				continue;
+			work += ports_pull(p, onvm_now_ns()); /* ring ports: what notebooks injected */
 			unsigned n = rte_eth_rx_burst(ps->ethdev, 0, pkts, ONVM_BURST);
 			if (n == 0)
 				continue;
@@ -75,7 +96,7 @@ int rx_thread_main(void *arg)
 			struct timespec nap = {0, EXTERNAL_POLL_NS};
 			nanosleep(&nap, NULL);
 		} else {
-			onvm_bell_sleep(&onvm_mgr.xchg->rx_bell, rx_has_work, arg, 100000000ull);
+			onvm_bell_sleep(ports_rx_bell(), rx_has_work, arg, rx_sleep_ns(me, nb));
 			idle_since = 0;
 		}
 	}

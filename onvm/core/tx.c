@@ -35,6 +35,7 @@ int tx_thread_main(void *arg)
 			if (n == 0)
 				continue;
 			unsigned sent = rte_eth_tx_burst(shm->ports[p].ethdev, 0, pkts, (uint16_t)n);
+			ports_tx_capture(p); /* ring ports: into the capture ring */
 			for (unsigned i = sent; i < n; i++)
 				router_free_pkt(pkts[i]);
 			shm->ports[p].tx.tx += sent;
