@@ -10,7 +10,7 @@ from cffi import FFI
 HERE = os.path.dirname(os.path.abspath(__file__))
 CORE = os.path.join(HERE, "core")
 SOURCES = ["manager.c", "ports.c", "rx.c", "tx.c", "router.c", "nf_registry.c", "services.c",
-           "stats.c", "nflib.c", "native_nfs.c", "capring.c"]
+           "stats.c", "nflib.c", "native_nfs.c", "capring.c", "capture.c"]
 
 
 def pkg_config(*args):
@@ -89,7 +89,7 @@ ffibuilder.set_source(
     include_dirs=[CORE],
     extra_compile_args=_cflags + _opt + ["-std=gnu11"] + _warn + ["-DALLOW_EXPERIMENTAL_API"],
     # --no-as-needed: the ring PMD is only referenced by name at run time.
-    extra_link_args=_san_link + _libs + ["-Wl,--no-as-needed", "-lrte_net_ring"],
+    extra_link_args=_san_link + _libs + ["-Wl,--no-as-needed", "-lrte_net_ring", "-lpcap"],
 )
 
 if __name__ == "__main__":

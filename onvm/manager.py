@@ -16,7 +16,7 @@ from .errors import ChainError, OnvmError
 from .packet import ToPort, ToService
 from .ports import parse_port
 from .stats import ControlFile
-from .traffic import PortRings
+from .traffic import Filter, PortRings, Tap, dissect_all
 
 
 
@@ -187,6 +187,7 @@ class Manager:
             raise ValueError("ring_mb must be a power of two in 1..1024, got %r" % (ring_mb,))
         self.ring_mb = ring_mb
         self.rings = None
+        self._taps = []
         self.process = None
         self.control = None
         self.owned = True
@@ -201,7 +202,7 @@ class Manager:
         """A handle on a manager started elsewhere (`onvm mgr`); stop() then
         stops only the NFs launched through this handle."""
         self = cls.__new__(cls)
-        self.name, self.process, self.owned, self.launched = name, None, False, []
+        self.name, self.process, self.owned, self.launched, self._taps = name, None, False, [], []
         self.control = ControlFile(name)
         self.rings = PortRings(name)
         self.port_specs = [self.control.port_stats(p)["name"] for p in range(self.control.shm.nb_ports)]
@@ -264,6 +265,11 @@ class Manager:
 
     def stop(self):
         """Stop every NF launched here, then the manager; leaves nothing behind."""
+        for t in list(self._taps):
+            try:
+                t.stop()
+            except (OSError, ConnectionError, OnvmError, ValueError):
+                pass
         for n in self.launched:
             if n.alive:
                 n.process.send_signal(signal.SIGTERM)
@@ -479,18 +485,82 @@ class Manager:
                 raise ValueError("packet %d is %d bytes; a packet is 14..2048 bytes" % (i, len(r)))
         return raw
 
-    def capture(self, port=1, count=None, timeout=1.0, raw=False):
+    def capture(self, port=1, count=None, timeout=1.0, raw=False, after=None, filter=None):
         """Packets that came out of a ring port, oldest first, each returned
         once.  Waits up to timeout seconds for count packets (count=None:
-        whatever is there now).  returns: a scapy PacketList, or a list of
-        bytes with raw=True."""
+        whatever is there now).
+
+        param after: instead of a port, what an NF emitted (its name or
+            service ID): read from a tap armed with mgr.tap(after=...), or
+            else mirrored for the duration of this call only
+        param filter: a libpcap filter ("tcp port 80"): only packets that
+            match are returned (the rest of the port's output is consumed)
+        returns: a scapy PacketList, or a list of bytes with raw=True
+        raises: ValueError for an unknown port or NF, or a bad filter"""
+        if after is not None:
+            service = self._service_of(after)
+            for t in self._taps:
+                if t.key == (lib.ONVM_TAP_AFTER_SERVICE, service, filter or ""):
+                    return t.capture(count, timeout, raw)
+            with self.tap(after=after, filter=filter) as t:
+                return t.capture(count, timeout, raw)
         self._check_ring_port(port)
-        got = self.rings.capture(port, count, timeout)
-        if raw:
-            return got
-        from scapy.plist import PacketList
-        from .packet import dissect
-        return PacketList([dissect(r) for r in got], name="port%d" % port)
+        match = Filter(filter) if filter is not None else None
+        if match is None:
+            got = self.rings.capture(port, count, timeout)
+        else:
+            got = []
+            deadline = time.monotonic() + timeout
+            while True:
+                left = None if count is None else count - len(got)
+                got += [p for p in self.rings.capture(port, left, 0) if match(p)]
+                if count is None or len(got) >= count or time.monotonic() >= deadline:
+                    break
+                time.sleep(0.001)
+        return got if raw else dissect_all(got, "port%d" % port)
+
+    def tap(self, after=None, port=None, direction="out", filter=None, ring_mb=8):
+        """Start capturing at a hop, by mirroring: a copy of each packet goes
+        to the tap, the original goes on.  Either after=NF name or service
+        ID (what its instances emit), or port=P with direction "out" (what
+        the port sends) or "in" (what it receives).
+
+        returns: a Tap (a context manager; .capture(count, timeout), .stop())
+        raises: ValueError for an unknown NF or port, a filter that does not
+            compile, or when all 8 taps are in use; nothing is armed then"""
+        if (after is None) == (port is None):
+            raise ValueError("tap(): give either after=NF or port=P")
+        if after is not None:
+            where, target, label = lib.ONVM_TAP_AFTER_SERVICE, self._service_of(after), "after %s" % (after,)
+        else:
+            self._check_port(port)
+            if direction not in ("in", "out"):
+                raise ValueError("direction must be 'in' or 'out', got %r" % (direction,))
+            where = lib.ONVM_TAP_PORT_OUT if direction == "out" else lib.ONVM_TAP_PORT_IN
+            target, label = port, "port%d %s" % (port, direction)
+        if filter is not None:
+            Filter(filter)      # a clear error before anything is armed
+        t = Tap(self, where, target, label, filter, ring_mb)
+        t.key = (where, target, filter or "")
+        return t
+
+    def _service_of(self, node):
+        """The service ID of an NF given by name (as launched, or as it
+        registered) or by service ID."""
+        if isinstance(node, int) and not isinstance(node, bool):
+            _check_service(node)
+            return node
+        if not isinstance(node, str):
+            raise ValueError("a node is an NF name or a service ID, got %r" % (node,))
+        for n in self.launched:
+            if n.alive and (n.name == node or n.name.rpartition(".")[0] == node):
+                return n.service
+        for i, s in self.control.nf_slots():
+            nm = self.control.nf_stats(i)["name"]
+            if nm == node or nm.rpartition(".")[0] == node:
+                return s.service
+        names = sorted({self.control.nf_stats(i)["name"] for i, _ in self.control.nf_slots()})
+        raise ValueError("no NF named %r is running (NFs: %s)" % (node, ", ".join(names) or "none"))
 
     def _check_ring_port(self, port):
         self._check_port(port)

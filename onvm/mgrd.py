@@ -13,7 +13,7 @@ import time
 from . import paths
 from .nfdoor import NFDoor
 from ._core import ffi, lib
-from .control import Bytes, ControlServer, Int, ListOf, Optional, Tuple
+from .control import Bytes, ControlServer, Int, ListOf, Optional, Str, Tuple
 from .errors import OnvmError
 from .ports import parse_port
 from .stats import ControlFile, format_table, rates
@@ -142,6 +142,8 @@ class ManagerDaemon:
         self.show_stats = show_stats
         self.stop_requested = False
         self.rings = {}
+        self.taps = {}           # tap slot -> (Ring, drops when armed, connection that armed it)
+        self.tap_files = []      # every tap ring ever mapped: the TX thread may still write the last copies
         self.last_activity = 0.0
         specs = [parse_port(p) for p in ports]
         # The name first: nothing of name's is touched before we own it, and
@@ -243,6 +245,10 @@ class ManagerDaemon:
             "set_chain": ({"chain": ListOf(chain_entry, lib.ONVM_MAX_CHAIN)}, self.op_set_chain),
             "replay": ({"port": Int(0, nports - 1)}, self.op_replay),
             "shutdown": ({}, self.op_shutdown),
+            "tap_arm": ({"where": Int(lib.ONVM_TAP_AFTER_SERVICE, lib.ONVM_TAP_PORT_IN),
+                         "target": Int(0, lib.ONVM_MAX_SERVICES - 1), "filter": Optional(Str(2000), ""),
+                         "ring_mb": Optional(Int(1, 1024), 8)}, self.op_tap_arm),
+            "tap_disarm": ({"tap": Int(0, lib.ONVM_MAX_TAPS - 1)}, self.op_tap_disarm),
         }
 
     @staticmethod
@@ -334,6 +340,41 @@ class ManagerDaemon:
     def op_replay(self, conn, a):
         self.check(lib.onvm_mgr_enable_rx(a["port"]))
         return {}
+
+    def op_tap_arm(self, conn, a):
+        """A capture at a hop: a copy of what passes there goes to a new ring
+        file the client reads (traffic.Tap)."""
+        where, target = a["where"], a["target"]
+        if where == lib.ONVM_TAP_AFTER_SERVICE and target == 0:
+            raise ValueError("target: service IDs are 1..%d" % (lib.ONVM_MAX_SERVICES - 1))
+        if where != lib.ONVM_TAP_AFTER_SERVICE and target >= self.shm.nb_ports:
+            raise ValueError("target: port %d does not exist (ports 0..%d)" % (target, self.shm.nb_ports - 1))
+        if a["ring_mb"] & (a["ring_mb"] - 1):
+            raise ValueError("ring_mb must be a power of two, got %d" % a["ring_mb"])
+        free = [k for k in range(lib.ONVM_MAX_TAPS) if k not in self.taps]
+        if not free:
+            raise ValueError("all %d captures at hops are in use; stop one" % lib.ONVM_MAX_TAPS)
+        k = free[0]
+        self.tap_files = [r for r in self.tap_files if r is not None]
+        path = ring_path(self.name, "tap%d-%d" % (k, len(self.tap_files)))
+        ring = Ring(path, a["ring_mb"] << 20)
+        try:
+            self.check(lib.onvm_mgr_tap_arm(k, where, target, a["filter"].encode(), ring.hdr))
+        except OnvmError as e:
+            ring.close()
+            os.unlink(path)
+            raise ValueError(str(e)) from None
+        self.tap_files.append(ring)
+        self.taps[k] = (ring, lib.onvm_mgr_tap_drops(k), conn)
+        return {"tap": k, "path": path}
+
+    def op_tap_disarm(self, conn, a):
+        k = a["tap"]
+        if k not in self.taps:
+            raise ValueError("tap %d is not armed" % k)
+        ring, base, _ = self.taps.pop(k)
+        lib.onvm_mgr_tap_disarm(k)
+        return {"dropped": lib.onvm_mgr_tap_drops(k) - base}
 
     def op_shutdown(self, conn, a):
         self.stop_requested = True

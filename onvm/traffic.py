@@ -251,3 +251,81 @@ class PortRings:
         for r in self._rings.values():
             r.close()
         self._rings = {}
+
+
+class Filter:
+    """A libpcap filter ("tcp port 80") compiled once, run here by
+    libpcap's BPF interpreter.  raises: ValueError if it does not compile."""
+
+    def __init__(self, text):
+        if not isinstance(text, str):
+            raise ValueError("a filter is a libpcap expression string, got %r" % (text,))
+        self.text = text
+        self._prog = ffi.new("struct onvm_tap *")
+        if lib.onvm_filter_compile(text.encode(), self._prog) < 0:
+            raise ValueError(ffi.string(lib.onvm_last_error()).decode())
+
+    def __call__(self, pkt, wirelen=None):
+        return bool(lib.onvm_filter_match(self._prog, pkt, wirelen or len(pkt), len(pkt)))
+
+    def __repr__(self):
+        return "<Filter %r>" % self.text
+
+
+def dissect_all(raw, name):
+    """A scapy PacketList of raw frames."""
+    from scapy.plist import PacketList
+    from .packet import dissect
+    return PacketList([dissect(r) for r in raw], name=name)
+
+
+class Tap:
+    """A capture at a hop, armed until stop(): a copy of every packet that
+    passes there (and matches the filter) waits in the tap's ring, 8 MiB by
+    default; what does not fit is counted in .dropped at stop().  The
+    original packets go on unchanged.  Made by Manager.tap().
+
+    with mgr.tap(after="fw") as t:
+        mgr.inject(pkts)
+        out = t.capture(count=len(pkts), timeout=2)"""
+
+    def __init__(self, mgr, where, target, label, filter=None, ring_mb=8):
+        self.mgr = mgr
+        self.label = label
+        reply = mgr._request({"op": "tap_arm", "where": where, "target": target, "filter": filter or "",
+                              "ring_mb": ring_mb})
+        self.slot = reply["tap"]
+        self.ring = Ring(reply["path"])
+        self.dropped = None
+        mgr._taps.append(self)
+
+    def capture(self, count=None, timeout=1.0, raw=False):
+        """Packets the tap copied, each once; like Manager.capture."""
+        got = []
+        deadline = time.monotonic() + timeout
+        while True:
+            got += self.ring.read(None if count is None else count - len(got))
+            if count is None or len(got) >= count or time.monotonic() >= deadline:
+                break
+            time.sleep(0.0005)
+        return got if raw else dissect_all(got, self.label)
+
+    def stop(self):
+        """Disarm.  returns: copies lost because the tap's ring was full."""
+        if self.dropped is None:
+            self.dropped = 0
+            if self.mgr.running:
+                self.dropped = self.mgr._request({"op": "tap_disarm", "tap": self.slot})["dropped"]
+            self.ring.close()
+            if self in self.mgr._taps:
+                self.mgr._taps.remove(self)
+        return self.dropped
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def __repr__(self):
+        return "<Tap %s%s>" % (self.label, " stopped" if self.dropped is not None else "")

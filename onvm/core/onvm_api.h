@@ -33,7 +33,13 @@ int onvm_mgr_enable_rx(uint16_t port);
  * `in` is what inject writes, `out` what the port transmits, for capture. */
 int onvm_mgr_set_port_rings(uint16_t port, struct onvm_ring_hdr *in, struct onvm_ring_hdr *out);
 /* The doorbell file the RX threads sleep on (notebooks ring it). */
-void onvm_mgr_set_traffic(struct onvm_traffic *t);
+int onvm_mgr_set_traffic(struct onvm_traffic *t);
+/* Arm tap k (enum onvm_tap_where, service or port): copies of what passes
+ * there and matches the libpcap filter (NULL or "": all) go to `ring`. */
+int onvm_mgr_tap_arm(unsigned k, unsigned where, uint16_t target, const char *filter, struct onvm_ring_hdr *ring);
+int onvm_mgr_tap_disarm(unsigned k);
+/* Copies tap k lost (ring or pool full), since the manager started. */
+uint64_t onvm_mgr_tap_drops(unsigned k);
 /* Packets a client gave up injecting: the port's inject_drop. */
 void onvm_mgr_inject_dropped(uint16_t port, uint64_t n);
 /* Replace the default chain: verdicts ((action << 16) | destination). */
@@ -122,5 +128,9 @@ uint64_t onvm_ring_pending(const struct onvm_ring_hdr *r);
 /* Forget everything waiting (the consumer side). */
 void onvm_ring_discard(struct onvm_ring_hdr *r);
 void onvm_traffic_ring_bell(struct onvm_traffic *t);
+/* A libpcap filter ("tcp port 80"; NULL or "": everything) compiled into
+ * t's program, once; onvm_filter_match runs it on one packet. */
+int onvm_filter_compile(const char *filter, struct onvm_tap *t);
+int onvm_filter_match(const struct onvm_tap *t, const uint8_t *pkt, uint32_t wirelen, uint32_t caplen);
 
 #endif

@@ -235,6 +235,18 @@ bool capring_put(struct onvm_ring_hdr *r, const struct rte_mbuf *m, uint64_t ts)
 const struct onvm_rec *capring_peek(struct onvm_ring_hdr *r, uint64_t *tail, uint64_t head);
 void capring_consume(uint64_t *tail, const struct onvm_rec *rec);
 
+/* capture.c: mirrors at hops */
+int capture_attach(bool primary, struct rte_mempool *pool);
+void capture_mirror_slow(unsigned where, uint16_t target, struct rte_mbuf **pkts, unsigned n);
+/* Copy what matches an armed tap at this place; one load when none is. */
+static inline void capture_mirror(unsigned where, uint16_t target, struct rte_mbuf **pkts, unsigned n)
+{
+	if (unlikely(__atomic_load_n(&onvm_dp.shm->nb_taps, __ATOMIC_RELAXED) != 0) && n)
+		capture_mirror_slow(where, target, pkts, n);
+}
+bool capture_pending(void);
+unsigned capture_drain(void);
+
 /* error text for Python: set by any failing API call */
 void onvm_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -33,6 +33,7 @@
 #define ONVM_CACHE_LINE 64
 #define ONVM_NB_ACTIONS 4
 #define ONVM_NB_APP 4
+#define ONVM_MAX_TAPS 8        /* captures at hops armed at once (capture.c) */
 
 /* lcore IDs: manager main 0, then its RX threads, then its TX threads.  NF
  * slot i uses FIRST_NF + i while that is below DPDK's RTE_MAX_LCORE (128), so
@@ -119,6 +120,7 @@ struct onvm_xchg {
 	struct onvm_doorbell tx_bell;               /* the TX threads */
 	uint64_t nf_rx_drop[ONVM_MAX_NFS];          /* by senders: NF i's ring stayed full */
 	uint64_t port_tx_drop[ONVM_MAX_PORTS];      /* by senders and TX threads */
+	uint64_t tap_drop[ONVM_MAX_TAPS];           /* by mirrors: a tap's ring or the pool was full */
 };
 
 /* ---- the control file: written by the manager process only ---------------- */
@@ -225,6 +227,32 @@ struct onvm_thread_stats {
 	uint64_t pad[6];
 };
 
+/* A capture at a hop: a copy of each packet that passes `where`/`target`
+ * (and the classic BPF filter, if any; libpcap compiled it once) goes to
+ * the tap's ring; the original goes on.  A full tap drops the copy, counted
+ * in the exchange's tap_drop, never the original. */
+#define ONVM_TAP_INSNS 512
+#define ONVM_TAP_RING_FMT "onvm_tap%u"
+#define ONVM_TAP_RING_SIZE 2048
+enum onvm_tap_where {
+	ONVM_TAP_OFF = 0,
+	ONVM_TAP_AFTER_SERVICE = 1, /* what a service's instances emit */
+	ONVM_TAP_PORT_OUT = 2,      /* what a port sends */
+	ONVM_TAP_PORT_IN = 3        /* what a port receives */
+};
+struct onvm_bpf_insn {          /* struct bpf_insn, libpcap's layout */
+	uint16_t code;
+	uint8_t jt;
+	uint8_t jf;
+	uint32_t k;
+};
+struct onvm_tap {
+	uint32_t where;
+	uint16_t target;            /* service ID or port */
+	uint16_t nb_insns;          /* 0: every packet */
+	struct onvm_bpf_insn insns[ONVM_TAP_INSNS];
+};
+
 struct onvm_shm {
 	/* written once by the manager at start */
 	uint32_t magic;
@@ -253,6 +281,11 @@ struct onvm_shm {
 
 	struct onvm_port_slot ports[ONVM_MAX_PORTS];
 	struct onvm_nf_slot nfs[ONVM_MAX_NFS];
+
+	/* written by the control loop: mirrors for captures (capture.c) */
+	uint32_t nb_taps;        /* taps armed; 0 keeps the hot path to one load */
+	uint32_t pad1;
+	struct onvm_tap taps[ONVM_MAX_TAPS];
 };
 
 /* ---- packet rings in files: traffic between the data plane and notebooks --

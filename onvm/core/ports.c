@@ -170,9 +170,10 @@ struct onvm_doorbell *ports_rx_bell(void)
 	return rx_bell ? rx_bell : &onvm_mgr.xchg->rx_bell;
 }
 
-void onvm_mgr_set_traffic(struct onvm_traffic *t)
+int onvm_mgr_set_traffic(struct onvm_traffic *t)
 {
 	rx_bell = &t->rx_bell;
+	return capture_attach(true, onvm_mgr.rte.pool);
 }
 
 int onvm_mgr_set_port_rings(uint16_t port, struct onvm_ring_hdr *in, struct onvm_ring_hdr *out)

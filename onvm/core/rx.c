@@ -77,6 +77,7 @@ int rx_thread_main(void *arg)
 			unsigned n = rte_eth_rx_burst(ps->ethdev, 0, pkts, ONVM_BURST);
 			if (n == 0)
 				continue;
+			capture_mirror(ONVM_TAP_PORT_IN, (uint16_t)p, pkts, n);
 			struct onvm_route_counts counts = {&ps->rx.rx_refused, &ps->rx.rx_chain_end};
 			router_begin(router);
 			for (unsigned i = 0; i < n; i++) {
