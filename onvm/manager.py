@@ -461,15 +461,31 @@ class Manager:
     def default_chain(self):
         return [ToService(d) if a == lib.ONVM_TO_SERVICE else ToPort(d) for a, d in self.control.default_chain()]
 
-    def inject(self, pkts, port=0, timeout=5.0):
-        """Send packets (scapy packets or bytes) into a ring port, as if they
-        arrived from the wire.  Any number of packets: they go through the
-        port's inject ring (shared memory, in bulk); while it is full this
-        waits until nothing moved for timeout seconds.  returns: how many
-        were accepted."""
+    def inject(self, pkts, port=0, timeout=5.0, rate=None):
+        """Send packets (scapy packets or bytes, a PacketList, or a pcap
+        file's path) into a ring port, as if they arrived from the wire.  Any
+        number of packets: they go through the port's inject ring (shared
+        memory, in bulk); while it is full this waits until nothing moved
+        for timeout seconds.
+
+        param rate: packets per second (the RX thread releases each when
+            due); None: as fast as the chain takes them
+        returns: how many were accepted"""
+        if isinstance(pkts, (str, os.PathLike)):
+            from .traffic import read_pcap
+            pkts = [p for p, _ in read_pcap(pkts)]
         raw = self._raw(pkts)
         self._check_ring_port(port)
-        sent = self.rings.inject(port, raw, timeout=timeout)
+        due = None
+        if rate is not None:
+            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0:
+                raise ValueError("rate must be a positive number of packets per second, got %r" % (rate,))
+            t0 = time.clock_gettime_ns(time.CLOCK_MONOTONIC) + 1000000
+            due = [t0 + int(i * 1e9 / rate) for i in range(len(raw))]
+        return self._inject(port, raw, due, timeout)
+
+    def _inject(self, port, raw, due, timeout):
+        sent = self.rings.inject(port, raw, due=due, timeout=timeout)
         if sent < len(raw):
             # giving up: the manager counts these as the port's inject_drop
             self._request({"op": "inject", "port": port, "pkts": [], "dropped": len(raw) - sent})
@@ -569,9 +585,39 @@ class Manager:
             raise ValueError("port %d is a %s port; inject and capture work on ring ports %s"
                              % (port, self.port_specs[port].partition(":")[0], ring))
 
-    def replay(self, port=0):
-        """Start replaying the pcap file of a "pcap:rx=FILE" port.  Such a port
-        waits for this, so the chain and NFs can be set up first."""
+    def replay(self, path=0, port=0, speed=1.0, loop=1, timeout=5.0):
+        """Replay a pcap file into a ring port with its original timing:
+        each packet is due at its offset in the file divided by speed
+        (speed=0: as fast as possible), the file loop times over.  Blocks
+        until the last packet went in.  returns: packets sent.
+
+        replay(port) (an int): start the file of a "pcap:rx=FILE" port
+        instead; such a port waits for this, so the chain and NFs can be
+        set up first."""
+        if isinstance(path, int) and not isinstance(path, bool):
+            return self._replay_port(path)
+        from .traffic import read_pcap, replay_schedule
+        if isinstance(speed, bool) or not isinstance(speed, (int, float)) or speed < 0:
+            raise ValueError("speed must be >= 0 (0: as fast as possible), got %r" % (speed,))
+        if isinstance(loop, bool) or not isinstance(loop, int) or loop < 1:
+            raise ValueError("loop must be a positive int, got %r" % (loop,))
+        recs = read_pcap(path)
+        self._check_ring_port(port)
+        raw = self._raw([p for p, _ in recs]) * loop
+        due = replay_schedule([t for _, t in recs], speed, loop)
+        return self._inject(port, raw, due, timeout)
+
+    def record(self, port=1, path="capture.pcap", after=None, filter=None):
+        """Record what leaves a ring port (or, with after=, what an NF
+        emits) into a pcap file, with the time each packet was taken, until
+        .stop().  returns: a Recorder (.stop() returns the packet count)."""
+        from .traffic import Recorder
+        if after is not None:
+            return Recorder(self.tap(after=after, filter=filter).ring, path, self)
+        self._check_ring_port(port)
+        return Recorder(self.rings.ring(port, "out"), path, None, Filter(filter) if filter else None)
+
+    def _replay_port(self, port):
         self._check_port(port)
         if not self.port_specs[port].startswith("pcap:") or "rx=" not in self.port_specs[port]:
             raise ValueError("port %d (%s) has no pcap file to replay" % (port, self.port_specs[port]))

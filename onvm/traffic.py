@@ -6,6 +6,8 @@ sides call the same C functions; this process never starts DPDK."""
 import fcntl
 import mmap
 import os
+import struct
+import threading
 import time
 
 from . import paths
@@ -66,6 +68,7 @@ class Ring:
         elif self.hdr.magic != lib.ONVM_RING_MAGIC:
             raise OnvmError("%s is not a packet ring of this onvm version" % path)
         self._buf = None
+        self._thread_lock = threading.Lock()   # flock does not keep our own threads apart
 
     @staticmethod
     def _check(ret):
@@ -76,14 +79,18 @@ class Ring:
     def lock(self, block=True):
         """Take the notebook side's lock.  returns: False if not block and
         someone else holds it."""
+        if not self._thread_lock.acquire(block):
+            return False
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | (0 if block else fcntl.LOCK_NB))
             return True
         except BlockingIOError:
+            self._thread_lock.release()
             return False
 
     def unlock(self):
         fcntl.flock(self.fd, fcntl.LOCK_UN)
+        self._thread_lock.release()
 
     @property
     def pending(self):
@@ -329,3 +336,106 @@ class Tap:
 
     def __repr__(self):
         return "<Tap %s%s>" % (self.label, " stopped" if self.dropped is not None else "")
+
+
+def read_pcap(path):
+    """[(frame bytes, time in ns)] of a pcap or pcapng file.
+    raises: ValueError naming the file if it is missing or not a capture."""
+    from scapy.error import Scapy_Exception
+    from scapy.utils import RawPcapNgReader, RawPcapReader
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError("no pcap file %s" % path)
+    out = []
+    try:
+        try:
+            reader = RawPcapReader(path)
+        except Scapy_Exception:
+            reader = RawPcapNgReader(path)
+        with reader:
+            for data, meta in reader:
+                if hasattr(meta, "tshigh"):          # pcapng: units of tsresol
+                    ts = ((meta.tshigh << 32) | meta.tslow) * 1000000000 // meta.tsresol
+                else:
+                    ts = meta.sec * 1000000000 + meta.usec * (1 if getattr(reader, "nano", False) else 1000)
+                out.append((data, ts))
+    except (Scapy_Exception, EOFError, struct.error) as e:
+        raise ValueError("%s is not a readable pcap file: %s" % (path, e)) from None
+    if not out:
+        raise ValueError("%s holds no packets" % path)
+    return out
+
+
+def replay_schedule(times, speed, loop):
+    """CLOCK_MONOTONIC due times for a file's packet times played loop
+    times at speed (0: all due now).  A loop starts one mean gap after the
+    previous one's last packet."""
+    if speed == 0:
+        return None
+    span = times[-1] - times[0]
+    period = span + (span // (len(times) - 1) if len(times) > 1 else 0)
+    t0 = time.clock_gettime_ns(time.CLOCK_MONOTONIC) + 2000000
+    return [t0 + int((k * period + t - times[0]) / speed) for k in range(loop) for t in times]
+
+
+class Recorder:
+    """Writes what a ring receives into a pcap file (microsecond stamps,
+    Ethernet) from a thread of this process, until stop().  Made by
+    Manager.record."""
+
+    def __init__(self, ring, path, mgr=None, match=None):
+        self.ring, self.path, self.match = ring, os.fspath(path), match
+        self._tap_mgr = mgr          # set when the ring belongs to a tap we armed
+        self.count = 0
+        self._f = open(self.path, "wb")
+        self._f.write(struct.pack("<IHHiIII", 0xa1b2c3d4, 2, 4, 0, 0, 65535, 1))
+        # CLOCK_MONOTONIC (the rings' clock) to the wall clock
+        self._offset = time.time_ns() - time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="onvm-record", daemon=True)
+        self._thread.start()
+
+    def _drain(self):
+        locked = self._tap_mgr is None and self.ring.lock()
+        try:
+            recs = self.ring.read(with_meta=True)
+        finally:
+            if locked:
+                self.ring.unlock()
+        out = []
+        for data, wire, ts in recs:
+            if self.match is not None and not self.match(data, wire):
+                continue
+            ts += self._offset
+            out.append(struct.pack("<IIII", ts // 1000000000, ts % 1000000000 // 1000, len(data), wire))
+            out.append(data)
+        self._f.write(b"".join(out))
+        self.count += len(out) // 2
+        return len(recs)
+
+    def _run(self):
+        while not self._stop.is_set():
+            if not self._drain():
+                self._stop.wait(0.002)
+
+    def stop(self):
+        """Write what is left and close the file.  returns: packets written."""
+        if not self._stop.is_set():
+            self._stop.set()
+            self._thread.join()
+            self._drain()
+            self._f.close()
+            if self._tap_mgr is not None:
+                for t in list(self._tap_mgr._taps):
+                    if t.ring is self.ring:
+                        t.stop()
+        return self.count
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def __repr__(self):
+        return "<Recorder %s packets=%d>" % (self.path, self.count)

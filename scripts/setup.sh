@@ -9,6 +9,8 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 PKGS="libdpdk-dev dpdk pkg-config gcc python3-dev python3-venv libpcap-dev iproute2 procps strace"
+# traffic: tshark reads recorded pcaps back (tests); dpdk-dev has dpdk-dumpcap and dpdk-proc-info
+PKGS="$PKGS tshark dpdk-dev"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
