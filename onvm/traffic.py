@@ -286,7 +286,17 @@ def dissect_all(raw, name):
     return PacketList([dissect(r) for r in raw], name=name)
 
 
-class Tap:
+class _StopOnExit:
+    """`with` calls stop() at the end."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class Tap(_StopOnExit):
     """A capture at a hop, armed until stop(): a copy of every packet that
     passes there (and matches the filter) waits in the tap's ring, 8 MiB by
     default; what does not fit is counted in .dropped at stop().  The
@@ -327,12 +337,6 @@ class Tap:
             if self in self.mgr._taps:
                 self.mgr._taps.remove(self)
         return self.dropped
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
 
     def __repr__(self):
         return "<Tap %s%s>" % (self.label, " stopped" if self.dropped is not None else "")
@@ -378,7 +382,7 @@ def replay_schedule(times, speed, loop):
     return [t0 + int((k * period + t - times[0]) / speed) for k in range(loop) for t in times]
 
 
-class Recorder:
+class Recorder(_StopOnExit):
     """Writes what a ring receives into a pcap file (microsecond stamps,
     Ethernet) from a thread of this process, until stop().  Made by
     Manager.record."""
@@ -430,12 +434,6 @@ class Recorder:
                     if t.ring is self.ring:
                         t.stop()
         return self.count
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
 
     def __repr__(self):
         return "<Recorder %s packets=%d>" % (self.path, self.count)
