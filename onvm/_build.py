@@ -10,7 +10,7 @@ from cffi import FFI
 HERE = os.path.dirname(os.path.abspath(__file__))
 CORE = os.path.join(HERE, "core")
 SOURCES = ["manager.c", "ports.c", "rx.c", "tx.c", "router.c", "nf_registry.c", "services.c",
-           "stats.c", "nflib.c", "native_nfs.c"]
+           "stats.c", "nflib.c", "native_nfs.c", "capring.c", "capture.c"]
 
 
 def pkg_config(*args):
@@ -92,7 +92,7 @@ ffibuilder.set_source(
     # the ring mempool driver is loaded with us, before EAL loads its plugin
     # dir in readdir order, so its ops get the same index in every process
     # (a container's directory order differs from the host's).
-    extra_link_args=_san_link + _libs + ["-Wl,--no-as-needed", "-lrte_net_ring", "-lrte_mempool_ring"],
+    extra_link_args=_san_link + _libs + ["-Wl,--no-as-needed", "-lrte_net_ring", "-lrte_mempool_ring", "-lpcap"],
 )
 
 if __name__ == "__main__":

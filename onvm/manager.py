@@ -3,7 +3,6 @@ inject and capture packets, read stats.  Everything here talks to the
 manager process over its socket or reads its control file; DPDK is never
 initialised in this process."""
 import atexit
-import base64
 import os
 import re
 import signal
@@ -17,10 +16,8 @@ from .errors import ChainError, OnvmError
 from .packet import ToPort, ToService
 from .ports import parse_port
 from .stats import ControlFile
+from .traffic import Filter, PortRings, Tap, dissect_all
 
-INJECT_CHUNK = 1024         # packets per inject request (the manager takes 8192): short handlers
-INJECT_BYTES = 1 << 20     # packet bytes per request: base64 keeps it under protocol.MAX_REQUEST
-CAPTURE_ALL = 1 << 20      # capture(count=None): everything there (the manager keeps 65536)
 
 
 class NFSpec:
@@ -188,10 +185,13 @@ class Manager:
     param busy_poll: threads and NFs never sleep (a core each; big machines)
     param rx_threads, tx_threads: manager threads (1..3 each); ports are
         shared out among them
-    param max_nfs: NF slots (1..128); each costs a 4096-packet ring"""
+    param max_nfs: NF slots (1..128); each costs a 4096-packet ring
+    param ring_mb: MiB of each ring port's inject ring and capture ring (a
+        power of two): what a capture nobody reads holds before it counts
+        capture_drop (32 MiB: 400,000 64-byte or 22,000 1500-byte packets)"""
 
     def __init__(self, name=None, ports=("ring", "ring"), hugepage_mb=256, mbufs=16383, busy_poll=False,
-                 rx_threads=1, tx_threads=1, max_nfs=lib.ONVM_MAX_NFS, start=True):
+                 rx_threads=1, tx_threads=1, max_nfs=lib.ONVM_MAX_NFS, start=True, ring_mb=32):
         self.name = paths.check_name(paths.new_name() if name is None else name)
         if isinstance(ports, str):
             ports = [ports]
@@ -214,6 +214,12 @@ class Manager:
         if isinstance(max_nfs, bool) or not isinstance(max_nfs, int) or not 1 <= max_nfs <= lib.ONVM_MAX_NFS:
             raise ValueError("max_nfs must be 1..%d, got %r" % (lib.ONVM_MAX_NFS, max_nfs))
         self.max_nfs = max_nfs
+        if isinstance(ring_mb, bool) or not isinstance(ring_mb, int) or not 1 <= ring_mb <= 1024 \
+                or ring_mb & (ring_mb - 1):
+            raise ValueError("ring_mb must be a power of two in 1..1024, got %r" % (ring_mb,))
+        self.ring_mb = ring_mb
+        self.rings = None
+        self._taps = []
         self.process = None
         self.control = None
         self.owned = True
@@ -229,9 +235,10 @@ class Manager:
         """A handle on a manager started elsewhere (`onvm mgr`); stop() then
         stops only the NFs launched through this handle."""
         self = cls.__new__(cls)
-        self.name, self.process, self.owned, self.launched = name, None, False, []
+        self.name, self.process, self.owned, self.launched, self._taps = name, None, False, [], []
         self.deployment = None
         self.control = ControlFile(name)
+        self.rings = PortRings(name)
         self.port_specs = [self.control.port_stats(p)["name"] for p in range(self.control.shm.nb_ports)]
         self._request({"op": "ping"})
         atexit.register(self.stop)
@@ -258,7 +265,7 @@ class Manager:
             if self.busy_poll:
                 cmd.append("--busy-poll")
             cmd += ["--rx-threads", str(self.rx_threads), "--tx-threads", str(self.tx_threads),
-                    "--max-nfs", str(self.max_nfs)]
+                    "--max-nfs", str(self.max_nfs), "--ring-mb", str(self.ring_mb)]
             with paths.open_log(self.log_path) as log:
                 self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                                 env=_child_env(), start_new_session=True, pass_fds=(lock.fd,))
@@ -287,12 +294,18 @@ class Manager:
                 raise OnvmError("the manager did not become ready within 60 s; see %s" % self.log_path)
             time.sleep(0.02)
         self.control = ControlFile(self.name)
+        self.rings = PortRings(self.name)
         return self
 
     def stop(self):
         """Stop every NF launched here, then the manager; leaves nothing behind."""
         if getattr(self, "_dashboard", None) is not None:
             self._dashboard.stop()      # its updater reads the control file closed below
+        for t in list(self._taps):
+            try:
+                t.stop()
+            except (OSError, ConnectionError, OnvmError, ValueError):
+                pass
         for n in self.launched:
             if n.alive:
                 n.process.send_signal(signal.SIGTERM)
@@ -332,6 +345,9 @@ class Manager:
         if self.control is not None:
             self.control.close()
             self.control = None
+        if self.rings is not None:
+            self.rings.close()
+            self.rings = None
         atexit.unregister(self.stop)
 
     def __enter__(self):
@@ -542,67 +558,163 @@ class Manager:
     def default_chain(self):
         return [ToService(d) if a == lib.ONVM_TO_SERVICE else ToPort(d) for a, d in self.control.default_chain()]
 
-    def inject(self, pkts, port=0, timeout=5.0):
-        """Send packets (scapy packets or bytes) into a ring port, as if they
-        arrived from the wire.  Any number of packets: they go in requests
-        that fit the socket, and while the port's ring is full this retries
-        until nothing went in for timeout seconds.  returns: how many were
-        accepted."""
+    def inject(self, pkts, port=0, timeout=5.0, rate=None):
+        """Send packets (scapy packets or bytes, a PacketList, or a pcap
+        file's path) into a ring port, as if they arrived from the wire.  Any
+        number of packets: they go through the port's inject ring (shared
+        memory, in bulk); while it is full this waits until nothing moved
+        for timeout seconds.
+
+        param rate: packets per second (the RX thread releases each when
+            due); None: as fast as the chain takes them
+        returns: how many were accepted"""
+        if isinstance(pkts, (str, os.PathLike)):
+            from .traffic import read_pcap
+            pkts = [p for p, _ in read_pcap(pkts)]
+        raw = self._raw(pkts)
+        self._check_ring_port(port)
+        due = None
+        if rate is not None:
+            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0:
+                raise ValueError("rate must be a positive number of packets per second, got %r" % (rate,))
+            t0 = time.clock_gettime_ns(time.CLOCK_MONOTONIC) + 1000000
+            due = [t0 + int(i * 1e9 / rate) for i in range(len(raw))]
+        return self._inject(port, raw, due, timeout)
+
+    def _inject(self, port, raw, due, timeout):
+        sent = self.rings.inject(port, raw, due=due, timeout=timeout)
+        if sent < len(raw):
+            # giving up: the manager counts these as the port's inject_drop
+            self._request({"op": "inject", "port": port, "pkts": [], "dropped": len(raw) - sent})
+        return sent
+
+    @staticmethod
+    def _raw(pkts):
         if isinstance(pkts, (bytes, bytearray)) or hasattr(pkts, "build"):
             pkts = [pkts]
         raw = [bytes(p) for p in pkts]
         for i, r in enumerate(raw):
             if not 14 <= len(r) <= 2048:
                 raise ValueError("packet %d is %d bytes; a packet is 14..2048 bytes" % (i, len(r)))
-        self._check_port(port)
-        sent, k = 0, 0
-        last_progress = time.monotonic()
-        while k < len(raw):
-            # a chunk: at most INJECT_CHUNK packets and INJECT_BYTES of packet bytes
-            end, size = k, 0
-            while end < len(raw) and end - k < INJECT_CHUNK and size + len(raw[end]) <= INJECT_BYTES:
-                size += len(raw[end])
-                end += 1
-            n = self._request({"op": "inject", "port": port,
-                               "pkts": [base64.b64encode(r).decode() for r in raw[k:end]]})["sent"]
-            sent += n
-            k += n
-            if n:
-                last_progress = time.monotonic()
-            elif time.monotonic() - last_progress > timeout:
-                # giving up: the manager counts these as the port's inject_drop
-                self._request({"op": "inject", "port": port, "pkts": [], "dropped": len(raw) - k})
-                break
-            else:
-                time.sleep(0.002)   # the ring is full: let the manager's threads move packets
-        return sent
+        return raw
 
-    def capture(self, port=1, count=None, timeout=1.0, raw=False):
+    def capture(self, port=1, count=None, timeout=1.0, raw=False, after=None, filter=None):
         """Packets that came out of a ring port, oldest first, each returned
         once.  Waits up to timeout seconds for count packets (count=None:
-        whatever is there now).  returns: a scapy PacketList, or a list of
-        bytes with raw=True."""
-        self._check_port(port)
-        got = []
-        deadline = time.monotonic() + timeout
-        while True:
-            want = (CAPTURE_ALL if count is None else count) - len(got)
-            reply = self._request({"op": "capture", "port": port, "max": want})
-            got += [base64.b64decode(p) for p in reply["pkts"]]
-            if reply.get("more"):
-                continue    # the reply was full; the rest is waiting
-            if count is None or len(got) >= count or time.monotonic() >= deadline:
-                break
-            time.sleep(0.002)
-        if raw:
-            return got
-        from scapy.plist import PacketList
-        from .packet import dissect
-        return PacketList([dissect(r) for r in got], name="port%d" % port)
+        whatever is there now).
 
-    def replay(self, port=0):
-        """Start replaying the pcap file of a "pcap:rx=FILE" port.  Such a port
-        waits for this, so the chain and NFs can be set up first."""
+        param after: instead of a port, what an NF emitted (its name or
+            service ID): read from a tap armed with mgr.tap(after=...), or
+            else mirrored for the duration of this call only
+        param filter: a libpcap filter ("tcp port 80"): only packets that
+            match are returned (the rest of the port's output is consumed)
+        returns: a scapy PacketList, or a list of bytes with raw=True
+        raises: ValueError for an unknown port or NF, or a bad filter"""
+        if after is not None:
+            service = self._service_of(after)
+            for t in self._taps:
+                if t.key == (lib.ONVM_TAP_AFTER_SERVICE, service, filter or ""):
+                    return t.capture(count, timeout, raw)
+            with self.tap(after=after, filter=filter) as t:
+                return t.capture(count, timeout, raw)
+        self._check_ring_port(port)
+        match = Filter(filter) if filter is not None else None
+        if match is None:
+            got = self.rings.capture(port, count, timeout)
+        else:
+            got = []
+            deadline = time.monotonic() + timeout
+            while True:
+                left = None if count is None else count - len(got)
+                got += [p for p in self.rings.capture(port, left, 0) if match(p)]
+                if count is None or len(got) >= count or time.monotonic() >= deadline:
+                    break
+                time.sleep(0.001)
+        return got if raw else dissect_all(got, "port%d" % port)
+
+    def tap(self, after=None, port=None, direction="out", filter=None, ring_mb=8):
+        """Start capturing at a hop, by mirroring: a copy of each packet goes
+        to the tap, the original goes on.  Either after=NF name or service
+        ID (what its instances emit), or port=P with direction "out" (what
+        the port sends) or "in" (what it receives).
+
+        returns: a Tap (a context manager; .capture(count, timeout), .stop())
+        raises: ValueError for an unknown NF or port, a filter that does not
+            compile, or when all 8 taps are in use; nothing is armed then"""
+        if (after is None) == (port is None):
+            raise ValueError("tap(): give either after=NF or port=P")
+        if after is not None:
+            where, target, label = lib.ONVM_TAP_AFTER_SERVICE, self._service_of(after), "after %s" % (after,)
+        else:
+            self._check_port(port)
+            if direction not in ("in", "out"):
+                raise ValueError("direction must be 'in' or 'out', got %r" % (direction,))
+            where = lib.ONVM_TAP_PORT_OUT if direction == "out" else lib.ONVM_TAP_PORT_IN
+            target, label = port, "port%d %s" % (port, direction)
+        if filter is not None:
+            Filter(filter)      # a clear error before anything is armed
+        t = Tap(self, where, target, label, filter, ring_mb)
+        t.key = (where, target, filter or "")
+        return t
+
+    def _service_of(self, node):
+        """The service ID of an NF given by name (as launched, or as it
+        registered) or by service ID."""
+        if isinstance(node, int) and not isinstance(node, bool):
+            _check_service(node)
+            return node
+        if not isinstance(node, str):
+            raise ValueError("a node is an NF name or a service ID, got %r" % (node,))
+        for n in self.launched:
+            if n.alive and (n.name == node or n.name.rpartition(".")[0] == node):
+                return n.service
+        for i, s in self.control.nf_slots():
+            nm = self.control.nf_stats(i)["name"]
+            if nm == node or nm.rpartition(".")[0] == node:
+                return s.service
+        names = sorted({self.control.nf_stats(i)["name"] for i, _ in self.control.nf_slots()})
+        raise ValueError("no NF named %r is running (NFs: %s)" % (node, ", ".join(names) or "none"))
+
+    def _check_ring_port(self, port):
+        self._check_port(port)
+        if not self.port_specs[port].startswith("ring"):
+            ring = [p for p, s in enumerate(self.port_specs) if s.startswith("ring")]
+            raise ValueError("port %d is a %s port; inject and capture work on ring ports %s"
+                             % (port, self.port_specs[port].partition(":")[0], ring))
+
+    def replay(self, path=0, port=0, speed=1.0, loop=1, timeout=5.0):
+        """Replay a pcap file into a ring port with its original timing:
+        each packet is due at its offset in the file divided by speed
+        (speed=0: as fast as possible), the file loop times over.  Blocks
+        until the last packet went in.  returns: packets sent.
+
+        replay(port) (an int): start the file of a "pcap:rx=FILE" port
+        instead; such a port waits for this, so the chain and NFs can be
+        set up first."""
+        if isinstance(path, int) and not isinstance(path, bool):
+            return self._replay_port(path)
+        from .traffic import read_pcap, replay_schedule
+        if isinstance(speed, bool) or not isinstance(speed, (int, float)) or speed < 0:
+            raise ValueError("speed must be >= 0 (0: as fast as possible), got %r" % (speed,))
+        if isinstance(loop, bool) or not isinstance(loop, int) or loop < 1:
+            raise ValueError("loop must be a positive int, got %r" % (loop,))
+        recs = read_pcap(path)
+        self._check_ring_port(port)
+        raw = self._raw([p for p, _ in recs]) * loop
+        due = replay_schedule([t for _, t in recs], speed, loop)
+        return self._inject(port, raw, due, timeout)
+
+    def record(self, port=1, path="capture.pcap", after=None, filter=None):
+        """Record what leaves a ring port (or, with after=, what an NF
+        emits) into a pcap file, with the time each packet was taken, until
+        .stop().  returns: a Recorder (.stop() returns the packet count)."""
+        from .traffic import Recorder
+        if after is not None:
+            return Recorder(self.tap(after=after, filter=filter).ring, path, self)
+        self._check_ring_port(port)
+        return Recorder(self.rings.ring(port, "out"), path, None, Filter(filter) if filter else None)
+
+    def _replay_port(self, port):
         self._check_port(port)
         if not self.port_specs[port].startswith("pcap:") or "rx=" not in self.port_specs[port]:
             raise ValueError("port %d (%s) has no pcap file to replay" % (port, self.port_specs[port]))

@@ -3,7 +3,6 @@ threads, see onvm/core); this file runs its control loop: the socket the
 notebook talks to, the control tick, and moving captured packets out of
 ring ports.  Started by onvm.Manager or `onvm mgr`; never inside a kernel."""
 import base64
-import collections
 import mmap
 import os
 import shutil
@@ -18,16 +17,14 @@ from .control import Bytes, ControlServer, Int, ListOf, Optional, Str, Tuple
 from .errors import OnvmError
 from .ports import parse_port
 from .stats import ControlFile, format_table, rates
+from .traffic import Doorbell, Ring, ring_path, traffic_path
 
 NF_RING_SIZE = 4096      # packets an NF's receive ring holds
-CAPTURE_MAX = 65536      # packets kept per ring port until captured
-DRAIN_BURST = 256
-DRAIN_BUF = DRAIN_BURST * 2048 * 2
+RING_MB = 32             # each ring port's inject ring and capture ring, default size
 BUSY_TICK = 0.002        # control tick while packets are moving
 IDLE_TICK = 0.02         # and when nothing moved for IDLE_AFTER seconds
 IDLE_AFTER = 0.5
 INJECT_MAX = 8192        # packets in one inject request; Manager.inject splits
-INJECT_TRY = 0.02        # an inject request waits this long at most for room in the ring
 CAPTURE_BATCH = 4096     # packets in one capture reply; Manager.capture loops
 CAPTURE_BYTES = 1 << 20  # and packet bytes (base64 makes it 4/3 of that, < MAX_REPLY)
 PKT_MIN, PKT_MAX = 14, 2048
@@ -139,12 +136,14 @@ def take_name(name, lock_fd=None):
 
 class ManagerDaemon:
     def __init__(self, name, ports, mbufs, hugepage_mb, cpus, parent_pid=None, show_stats=False,
-                 busy_poll=False, rx_threads=1, tx_threads=1, max_nfs=128, lock=None):
+                 busy_poll=False, rx_threads=1, tx_threads=1, max_nfs=128, lock=None, ring_mb=RING_MB):
         self.name = name
         self.parent_pid = parent_pid
         self.show_stats = show_stats
         self.stop_requested = False
-        self.capture = {}
+        self.rings = {}
+        self.taps = {}           # tap slot -> (Ring, drops when armed, connection that armed it)
+        self.tap_files = []      # every tap ring ever mapped: the TX thread may still write the last copies
         self.last_activity = 0.0
         specs = [parse_port(p) for p in ports]
         # The name first: nothing of name's is touched before we own it, and
@@ -185,6 +184,7 @@ class ManagerDaemon:
                                      NF_RING_SIZE, max_nfs))
         for kind, devargs in specs:
             self.check(lib.onvm_mgr_add_port(kind, devargs.encode()))
+        self.open_rings(specs, ring_mb)
         lib.onvm_mgr_set_busy_poll(1 if busy_poll else 0)
         self.check(lib.onvm_mgr_set_threads(rx_threads, tx_threads))
         self.check(lib.onvm_mgr_start())
@@ -193,13 +193,25 @@ class ManagerDaemon:
         os.close(fd)
         self.shm = ffi.from_buffer("struct onvm_shm *", self._map)
         self.ring_ports = [p for p in range(len(specs)) if specs[p][0] == lib.ONVM_PORT_RING]
-        self.capture = {p: collections.deque(maxlen=CAPTURE_MAX) for p in self.ring_ports}
-        self._buf = ffi.new("uint8_t[]", DRAIN_BUF)
-        self._lens = ffi.new("uint32_t[]", DRAIN_BURST)
         self.sock_path = paths.sock_path(name)
         self.server = ControlServer(log=lambda msg: print("onvm manager: %s" % msg, file=sys.stderr, flush=True))
         self.server.listen(self.sock_path, self.ops(), one_shot=True)
         self.door = NFDoor(name, self.server)
+
+    def open_rings(self, specs, ring_mb):
+        """Each ring port's inject and capture rings, and the RX threads'
+        doorbell: files in the runtime dir that notebooks map (traffic.py)."""
+        if isinstance(ring_mb, bool) or not isinstance(ring_mb, int) or not 1 <= ring_mb <= 1024 \
+                or ring_mb & (ring_mb - 1):
+            raise ValueError("ring_mb must be a power of two in 1..1024, got %r" % (ring_mb,))
+        self.bell = Doorbell(traffic_path(self.name), create=True)
+        lib.onvm_mgr_set_traffic(self.bell.t)
+        for p, (kind, _) in enumerate(specs):
+            if kind == lib.ONVM_PORT_RING:
+                rin = Ring(ring_path(self.name, "port%d-in" % p), ring_mb << 20)
+                rout = Ring(ring_path(self.name, "port%d-out" % p), ring_mb << 20)
+                self.check(lib.onvm_mgr_set_port_rings(p, rin.hdr, rout.hdr))
+                self.rings[p] = (rin, rout)
 
     def ops(self):
         """The notebook's ops: name -> (schema, handler); limits are this manager's."""
@@ -208,7 +220,7 @@ class ManagerDaemon:
 
         def ring_port(v, field):
             v = Int(0, nports - 1)(v, field)
-            if v not in self.capture:
+            if v not in self.rings:
                 raise ValueError("%s: port %d is not a ring port; inject and capture work on ring ports %s"
                                  % (field, v, ring))
             return v
@@ -244,6 +256,10 @@ class ManagerDaemon:
                                                   lib.ONVM_MAX_SERVICES), []),
                        "hop_limit": Optional(Int(1, 255), 0)}, self.op_apply),
             "shutdown": ({}, self.op_shutdown),
+            "tap_arm": ({"where": Int(lib.ONVM_TAP_AFTER_SERVICE, lib.ONVM_TAP_PORT_IN),
+                         "target": Int(0, lib.ONVM_MAX_SERVICES - 1), "filter": Optional(Str(2000), ""),
+                         "ring_mb": Optional(Int(1, 1024), 8)}, self.op_tap_arm),
+            "tap_disarm": ({"tap": Int(0, lib.ONVM_MAX_TAPS - 1)}, self.op_tap_disarm),
         }
 
     @staticmethod
@@ -253,24 +269,6 @@ class ManagerDaemon:
         return ret
 
     # ---- the control loop ---------------------------------------------------
-
-    def drain_ports(self):
-        moved = 0
-        for p in self.ring_ports:
-            q = self.capture[p]
-            while True:
-                n = lib.onvm_mgr_drain(p, self._buf, DRAIN_BUF, self._lens, DRAIN_BURST)
-                if n <= 0:
-                    break
-                off = 0
-                overflow = max(0, len(q) + n - CAPTURE_MAX)
-                for i in range(n):
-                    ln = self._lens[i]
-                    q.append(ffi.buffer(self._buf + off, ln)[:])
-                    off += ln
-                self.shm.ports[p].ctl.capture_drop += overflow
-                moved += n
-        return moved
 
     def serve(self):
         signal.signal(signal.SIGTERM, self._on_signal)
@@ -286,8 +284,6 @@ class ManagerDaemon:
             if self.poll(timeout):
                 self.last_activity = time.monotonic()
             lib.onvm_mgr_tick()
-            if self.drain_ports():
-                self.last_activity = time.monotonic()
             if self.parent_pid and os.getppid() != self.parent_pid:
                 print("onvm manager: parent process went away; stopping", file=sys.stderr)
                 break
@@ -324,24 +320,26 @@ class ManagerDaemon:
     def op_inject(self, conn, a):
         # "dropped": packets the client gave up on after retrying; the only
         # ones inject_drop counts.
-        self.shm.ports[a["port"]].ctl.inject_drop += a["dropped"]
+        lib.onvm_mgr_inject_dropped(a["port"], a["dropped"])
         return {"sent": self.inject(a["port"], a["pkts"])}
 
     def op_capture(self, conn, a):
-        self.drain_ports()
-        q = self.capture[a["port"]]
-        out, size = [], 0
-        while q and len(out) < min(a["max"], CAPTURE_BATCH) and size + len(q[0]) <= CAPTURE_BYTES:
-            p = q.popleft()
-            size += len(p)
-            out.append(base64.b64encode(p).decode())
+        ring = self.rings[a["port"]][1]
+        out = []
+        # Never waits: a notebook reading the ring holds its lock; ask again.
+        if ring.lock(block=False):
+            try:
+                out = [base64.b64encode(p).decode() for p in ring.read(min(a["max"], CAPTURE_BATCH), max_bytes=CAPTURE_BYTES)]
+            finally:
+                ring.unlock()
         # more: packets are still waiting, so the client asks again
-        return {"pkts": out, "more": bool(q) and len(out) < a["max"]}
+        return {"pkts": out, "more": bool(ring.pending) and len(out) < a["max"]}
 
     def op_clear_capture(self, conn, a):
-        self.drain_ports()
-        for q in self.capture.values():
-            q.clear()
+        for _, ring in self.rings.values():
+            if ring.lock(block=False):
+                ring.discard()
+                ring.unlock()
         return {}
 
     def op_set_chain(self, conn, a):
@@ -387,25 +385,56 @@ class ManagerDaemon:
         self.check(lib.onvm_mgr_enable_rx(a["port"]))
         return {}
 
+    def op_tap_arm(self, conn, a):
+        """A capture at a hop: a copy of what passes there goes to a new ring
+        file the client reads (traffic.Tap)."""
+        where, target = a["where"], a["target"]
+        if where == lib.ONVM_TAP_AFTER_SERVICE and target == 0:
+            raise ValueError("target: service IDs are 1..%d" % (lib.ONVM_MAX_SERVICES - 1))
+        if where != lib.ONVM_TAP_AFTER_SERVICE and target >= self.shm.nb_ports:
+            raise ValueError("target: port %d does not exist (ports 0..%d)" % (target, self.shm.nb_ports - 1))
+        if a["ring_mb"] & (a["ring_mb"] - 1):
+            raise ValueError("ring_mb must be a power of two, got %d" % a["ring_mb"])
+        free = [k for k in range(lib.ONVM_MAX_TAPS) if k not in self.taps]
+        if not free:
+            raise ValueError("all %d captures at hops are in use; stop one" % lib.ONVM_MAX_TAPS)
+        k = free[0]
+        self.tap_files = [r for r in self.tap_files if r is not None]
+        path = ring_path(self.name, "tap%d-%d" % (k, len(self.tap_files)))
+        ring = Ring(path, a["ring_mb"] << 20)
+        try:
+            self.check(lib.onvm_mgr_tap_arm(k, where, target, a["filter"].encode(), ring.hdr))
+        except OnvmError as e:
+            ring.close()
+            os.unlink(path)
+            raise ValueError(str(e)) from None
+        self.tap_files.append(ring)
+        self.taps[k] = (ring, lib.onvm_mgr_tap_drops(k), conn)
+        return {"tap": k, "path": path}
+
+    def op_tap_disarm(self, conn, a):
+        k = a["tap"]
+        if k not in self.taps:
+            raise ValueError("tap %d is not armed" % k)
+        ring, base, _ = self.taps.pop(k)
+        lib.onvm_mgr_tap_disarm(k)
+        return {"dropped": lib.onvm_mgr_tap_drops(k) - base}
+
     def op_shutdown(self, conn, a):
         self.stop_requested = True
         return {}
 
     def inject(self, port, pkts):
-        """Put pkts into a ring port; waits at most INJECT_TRY for room (the
-        client retries the rest), running ticks meanwhile.  returns: how many went in."""
-        sent, deadline = 0, time.monotonic() + INJECT_TRY
-        while sent < len(pkts):
-            chunk = pkts[sent:sent + 1024]
-            lens = ffi.new("uint32_t[]", [len(p) for p in chunk])
-            n = self.check(lib.onvm_mgr_inject(port, b"".join(chunk), lens, len(chunk)))
-            sent += n
-            if n < len(chunk):
-                if time.monotonic() > deadline:
-                    break       # not a drop: the client retries (and reports what it gives up on)
-                lib.onvm_mgr_tick()
-                self.drain_ports()
-                time.sleep(0.0005)  # the RX thread is catching up
+        """Put pkts into a ring port's inject ring, as far as they fit now
+        (the client retries the rest).  returns: how many went in."""
+        ring = self.rings[port][0]
+        if not ring.lock(block=False):
+            return 0            # a notebook is writing it: the client retries
+        try:
+            sent = ring.write(pkts)
+        finally:
+            ring.unlock()
+        self.bell.ring()
         self.last_activity = time.monotonic()
         return sent
 
@@ -429,7 +458,7 @@ class ManagerDaemon:
 
 
 def run(name, ports=("ring", "ring"), mbufs=16383, hugepage_mb=256, cpus=None, parent_pid=None,
-        show_stats=False, busy_poll=False, rx_threads=1, tx_threads=1, max_nfs=128, lock_fd=None):
+        show_stats=False, busy_poll=False, rx_threads=1, tx_threads=1, max_nfs=128, lock_fd=None, ring_mb=RING_MB):
     """Run a manager in this process until SIGTERM/SIGINT or a shutdown request."""
     if cpus is None:
         cpus = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
@@ -440,7 +469,7 @@ def run(name, ports=("ring", "ring"), mbufs=16383, hugepage_mb=256, cpus=None, p
         return 2
     try:
         d = ManagerDaemon(name, ports, mbufs, hugepage_mb, cpus, parent_pid, show_stats, busy_poll,
-                          rx_threads, tx_threads, max_nfs, lock)
+                          rx_threads, tx_threads, max_nfs, lock, ring_mb)
     except (OnvmError, ValueError) as e:
         remove_leftovers(name, lock)      # we own the name: leave nothing of it behind
         print("onvm manager: %s" % e, file=sys.stderr, flush=True)
@@ -466,10 +495,11 @@ def main(argv=None):
     ap.add_argument("--rx-threads", type=int, default=1)
     ap.add_argument("--tx-threads", type=int, default=1)
     ap.add_argument("--max-nfs", type=int, default=128)
+    ap.add_argument("--ring-mb", type=int, default=RING_MB, help="each ring port's inject and capture ring")
     ap.add_argument("--lock-fd", type=int, help="an fd holding the name lock (from Manager.start)")
     a = ap.parse_args(argv)
     return run(a.name, a.ports or ["ring", "ring"], a.mbufs, a.hugepage_mb, a.cpus, a.parent, a.stats,
-               a.busy_poll, a.rx_threads, a.tx_threads, a.max_nfs, a.lock_fd)
+               a.busy_poll, a.rx_threads, a.tx_threads, a.max_nfs, a.lock_fd, a.ring_mb)
 
 
 if __name__ == "__main__":

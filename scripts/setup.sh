@@ -11,6 +11,8 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 PKGS="libdpdk-dev dpdk pkg-config gcc python3-dev python3-venv libpcap-dev iproute2 procps strace docker.io debootstrap"
 # the dashboard's real-browser test: Debian's chromium, driven by Playwright (never `playwright install`)
 PKGS="$PKGS chromium"
+# traffic: tshark reads recorded pcaps back (tests); dpdk-dev has dpdk-dumpcap and dpdk-proc-info
+PKGS="$PKGS tshark dpdk-dev"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

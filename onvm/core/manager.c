@@ -189,7 +189,7 @@ void onvm_mgr_shutdown(void)
 	if (m->shm == NULL)
 		return;
 	m->force_quit = true;
-	onvm_bell_ring(&m->xchg->rx_bell);
+	onvm_bell_ring(ports_rx_bell());
 	onvm_bell_ring(&m->xchg->tx_bell);
 	/* Sleepers re-check force_quit at least every 100 ms (see rx.c, tx.c). */
 	rte_eal_mp_wait_lcore();

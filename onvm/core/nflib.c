@@ -156,6 +156,8 @@ static int join_dpdk(struct onvm_nf *nf, const char *cpus, int argc, char **argv
 	nf->rx = onvm_dp.nf_rx[nf->index];
 	nf->bell = &onvm_dp.xchg->nf_bell[nf->index];
 	rte_mempool_mem_iter(nf->pool, widen_span, nf);
+	if (capture_attach(false, nf->pool) < 0)
+		return -ENOENT;
 	nf->router.self = (uint16_t)nf->index;
 	nf->router.rcu_id = (uint16_t)(ONVM_RCU_FIRST_NF + nf->index);
 	return 0;
@@ -305,6 +307,7 @@ static unsigned hand_on(struct onvm_nf *nf, struct rte_mbuf **pkts, unsigned n)
 	struct onvm_router *r = &nf->router;
 	struct onvm_nf_stats *st = nf->stats;
 	struct onvm_route_counts counts = {&st->refused, &st->chain_end, &st->steer_refused, &st->hop_limit};
+	capture_mirror(ONVM_TAP_AFTER_SERVICE, nf->slot->service, pkts, n);
 	router_begin(r);
 	for (unsigned i = 0; i < n; i++)
 		router_route(r, pkts[i], &counts);

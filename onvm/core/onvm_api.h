@@ -29,13 +29,19 @@ int onvm_mgr_start(void);
 void onvm_mgr_tick(void);
 /* Start receiving on a port that waits (a pcap file to replay). */
 int onvm_mgr_enable_rx(uint16_t port);
-/* Copy packets into mbufs and hand them to a ring port's receive side.
- * buf holds n packets back to back, lens their lengths.  Returns the count
- * accepted (the rest did not fit: pool or ring full; the caller may retry). */
-int onvm_mgr_inject(uint16_t port, const uint8_t *buf, const uint32_t *lens, uint32_t n);
-/* Copy out packets a ring port transmitted: at most max packets, at most
- * buflen bytes; lens gets their lengths.  Returns the count. */
-int onvm_mgr_drain(uint16_t port, uint8_t *buf, uint32_t buflen, uint32_t *lens, uint32_t max);
+/* The file rings of a ring port (mapped by the caller, onvm/traffic.py):
+ * `in` is what inject writes, `out` what the port transmits, for capture. */
+int onvm_mgr_set_port_rings(uint16_t port, struct onvm_ring_hdr *in, struct onvm_ring_hdr *out);
+/* The doorbell file the RX threads sleep on (notebooks ring it). */
+int onvm_mgr_set_traffic(struct onvm_traffic *t);
+/* Arm tap k (enum onvm_tap_where, service or port): copies of what passes
+ * there and matches the libpcap filter (NULL or "": all) go to `ring`. */
+int onvm_mgr_tap_arm(unsigned k, unsigned where, uint16_t target, const char *filter, struct onvm_ring_hdr *ring);
+int onvm_mgr_tap_disarm(unsigned k);
+/* Copies tap k lost (ring or pool full), since the manager started. */
+uint64_t onvm_mgr_tap_drops(unsigned k);
+/* Packets a client gave up injecting: the port's inject_drop. */
+void onvm_mgr_inject_dropped(uint16_t port, uint64_t n);
 /* Replace the default chain of every port: verdicts ((action << 16) | destination). */
 int onvm_mgr_set_chain(const uint32_t *verdicts, uint32_t n);
 /* A deployment: paths, steering rules, node names and the instances of some
@@ -110,5 +116,27 @@ void onvm_nf_drain(struct onvm_nf *nf);
 /* Give back the pool cache and leave the DPDK instance (after the manager
  * has taken the NF out of service). */
 void onvm_nf_finish(struct onvm_nf *nf);
+
+/* ---- packet rings in files (capring.c): no DPDK needed ------------------- */
+
+/* Make a ring of `size` record bytes (a power of two) in zeroed memory of
+ * ONVM_RING_HDR + size bytes. */
+int onvm_ring_init(struct onvm_ring_hdr *r, uint64_t size);
+/* Append n packets (buf back to back, lens; aux and ts may be NULL).
+ * returns: how many fitted. */
+int onvm_ring_write(struct onvm_ring_hdr *r, const uint8_t *buf, const uint32_t *lens, const uint32_t *aux,
+		    const uint64_t *ts, uint32_t n);
+/* Take out up to max packets, at most buflen bytes; aux and ts may be NULL. */
+int onvm_ring_read(struct onvm_ring_hdr *r, uint8_t *buf, uint64_t buflen, uint32_t *lens, uint32_t *aux,
+		   uint64_t *ts, uint32_t max);
+/* Bytes written and not yet read. */
+uint64_t onvm_ring_pending(const struct onvm_ring_hdr *r);
+/* Forget everything waiting (the consumer side). */
+void onvm_ring_discard(struct onvm_ring_hdr *r);
+void onvm_traffic_ring_bell(struct onvm_traffic *t);
+/* A libpcap filter ("tcp port 80"; NULL or "": everything) compiled into
+ * t's program, once; onvm_filter_match runs it on one packet. */
+int onvm_filter_compile(const char *filter, struct onvm_tap *t);
+int onvm_filter_match(const struct onvm_tap *t, const uint8_t *pkt, uint32_t wirelen, uint32_t caplen);
 
 #endif

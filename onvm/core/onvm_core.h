@@ -224,6 +224,31 @@ uint16_t onvm_nf_service(const struct onvm_nf *nf);
 uint16_t onvm_nf_slot_id(const struct onvm_nf *nf);
 bool onvm_nf_should_stop(struct onvm_nf *nf);
 
+/* ports.c: ring ports' file rings; rx.c and tx.c call these */
+struct onvm_doorbell *ports_rx_bell(void);
+uint64_t ports_inject_due(unsigned port);
+unsigned ports_pull(unsigned port, uint64_t now);
+unsigned ports_tx_capture(unsigned port);
+
+/* capring.c: packet rings in files */
+bool capring_put(struct onvm_ring_hdr *r, const struct rte_mbuf *m, uint64_t ts);
+/* The next record between *tail and head (fillers skipped, nonsense
+ * skipped and counted), or NULL; capring_consume steps over it. */
+const struct onvm_rec *capring_peek(struct onvm_ring_hdr *r, uint64_t *tail, uint64_t head);
+void capring_consume(uint64_t *tail, const struct onvm_rec *rec);
+
+/* capture.c: mirrors at hops */
+int capture_attach(bool primary, struct rte_mempool *pool);
+void capture_mirror_slow(unsigned where, uint16_t target, struct rte_mbuf **pkts, unsigned n);
+/* Copy what matches an armed tap at this place; one load when none is. */
+static inline void capture_mirror(unsigned where, uint16_t target, struct rte_mbuf **pkts, unsigned n)
+{
+	if (unlikely(__atomic_load_n(&onvm_dp.shm->nb_taps, __ATOMIC_RELAXED) != 0) && n)
+		capture_mirror_slow(where, target, pkts, n);
+}
+bool capture_pending(void);
+unsigned capture_drain(void);
+
 /* error text for Python: set by any failing API call */
 void onvm_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -33,6 +33,7 @@
 #define ONVM_CACHE_LINE 64
 #define ONVM_NB_ACTIONS 4
 #define ONVM_NB_APP 4
+#define ONVM_MAX_TAPS 8        /* captures at hops armed at once (capture.c) */
 
 /* lcore IDs: manager main 0, then its RX threads, then its TX threads.  NF
  * slot i uses FIRST_NF + i while that is below DPDK's RTE_MAX_LCORE (128), so
@@ -124,6 +125,7 @@ struct onvm_xchg {
 	struct onvm_doorbell tx_bell;               /* the TX threads */
 	uint64_t nf_rx_drop[ONVM_MAX_NFS];          /* by senders: NF i's ring stayed full */
 	uint64_t port_tx_drop[ONVM_MAX_PORTS];      /* by senders and TX threads */
+	uint64_t tap_drop[ONVM_MAX_TAPS];           /* by mirrors: a tap's ring or the pool was full */
 };
 
 /* ---- the control file: written by the manager process only ---------------- */
@@ -275,6 +277,32 @@ struct onvm_thread_stats {
 	uint64_t pad[6];
 };
 
+/* A capture at a hop: a copy of each packet that passes `where`/`target`
+ * (and the classic BPF filter, if any; libpcap compiled it once) goes to
+ * the tap's ring; the original goes on.  A full tap drops the copy, counted
+ * in the exchange's tap_drop, never the original. */
+#define ONVM_TAP_INSNS 512
+#define ONVM_TAP_RING_FMT "onvm_tap%u"
+#define ONVM_TAP_RING_SIZE 2048
+enum onvm_tap_where {
+	ONVM_TAP_OFF = 0,
+	ONVM_TAP_AFTER_SERVICE = 1, /* what a service's instances emit */
+	ONVM_TAP_PORT_OUT = 2,      /* what a port sends */
+	ONVM_TAP_PORT_IN = 3        /* what a port receives */
+};
+struct onvm_bpf_insn {          /* struct bpf_insn, libpcap's layout */
+	uint16_t code;
+	uint8_t jt;
+	uint8_t jf;
+	uint32_t k;
+};
+struct onvm_tap {
+	uint32_t where;
+	uint16_t target;            /* service ID or port */
+	uint16_t nb_insns;          /* 0: every packet */
+	struct onvm_bpf_insn insns[ONVM_TAP_INSNS];
+};
+
 struct onvm_shm {
 	/* written once by the manager at start */
 	uint32_t magic;
@@ -309,6 +337,49 @@ struct onvm_shm {
 	uint64_t sample_ns ONVM_ALIGNED; /* CLOCK_MONOTONIC the samples were taken at */
 	uint32_t sample_seq;
 	uint32_t pad1;
+
+	/* written by the control loop: mirrors for captures (capture.c) */
+	uint32_t nb_taps;        /* taps armed; 0 keeps the hot path to one load */
+	uint32_t pad2;
+	struct onvm_tap taps[ONVM_MAX_TAPS];
+};
+
+/* ---- packet rings in files: traffic between the data plane and notebooks --
+ * A ring port's inject ring (the notebook writes, its RX thread reads) and
+ * capture ring (its TX thread writes, the notebook reads) are plain files in
+ * the manager's runtime dir (0600), so a notebook moves packets in bulk
+ * with no DPDK and no Python in the manager's per-packet path (capring.c).
+ * One producer and one consumer each; writers and readers of the notebook
+ * side take a flock on the file.  Neither side trusts the other's index. */
+#define ONVM_RING_MAGIC 0x6f6e7672
+#define ONVM_RING_HDR 4096     /* the header page; records follow */
+#define ONVM_REC_PAD 0xffffffffu /* caplen of the filler before a wrap */
+#define ONVM_REC_MAX 2048      /* bytes of packet in one record at most */
+
+struct onvm_ring_hdr {
+	uint32_t magic;
+	uint32_t pad0;
+	uint64_t size;                 /* bytes of records: a power of two */
+	uint64_t head ONVM_ALIGNED;    /* producer: bytes written */
+	uint64_t packets;              /* producer: records written */
+	uint64_t dropped;              /* producer: records lost to a full ring */
+	uint64_t tail ONVM_ALIGNED;    /* consumer: bytes consumed */
+	uint64_t skipped;              /* consumer: bytes skipped as malformed */
+};
+
+/* One record: this header, then caplen bytes, padded to 16. */
+struct onvm_rec {
+	uint32_t caplen;   /* bytes stored, or ONVM_REC_PAD */
+	uint32_t aux;      /* capture: length on the wire; inject: trace ID */
+	uint64_t ts_ns;    /* capture: CLOCK_MONOTONIC when taken; inject: when due (0: now) */
+};
+
+/* The RX threads sleep on this doorbell (the file traffic.shm, which
+ * notebooks map read-write to ring it after writing an inject ring). */
+struct onvm_traffic {
+	uint32_t magic;
+	uint32_t pad0;
+	struct onvm_doorbell rx_bell ONVM_ALIGNED;
 };
 
 #endif

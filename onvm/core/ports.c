@@ -159,83 +159,139 @@ int onvm_mgr_enable_rx(uint16_t port)
 	return 0;
 }
 
-int onvm_mgr_inject(uint16_t port, const uint8_t *buf, const uint32_t *lens, uint32_t n)
+/* ---- ring ports: inject and capture rings in files (capring.c) ---------- */
+
+static struct onvm_ring_hdr *inject_ring[ONVM_MAX_PORTS];
+static struct onvm_ring_hdr *capture_ring[ONVM_MAX_PORTS];
+static struct onvm_doorbell *rx_bell;
+
+struct onvm_doorbell *ports_rx_bell(void)
 {
-	int ret = check_ring_port(port);
-	if (ret < 0)
-		return ret;
-	struct onvm_port_slot *ps = &onvm_mgr.shm->ports[port];
-	struct rte_mbuf *pkts[ONVM_BURST];
-	uint32_t done = 0;
-	size_t off = 0;
-	while (done < n) {
-		unsigned k = RTE_MIN(n - done, (uint32_t)ONVM_BURST);
-		if (rte_pktmbuf_alloc_bulk(onvm_mgr.rte.pool, pkts, k) != 0)
-			break;
-		for (unsigned j = 0; j < k; j++) {
-			uint32_t len = lens[done + j];
-			char *dst = rte_pktmbuf_append(pkts[j], (uint16_t)RTE_MIN(len, (uint32_t)UINT16_MAX));
-			if (dst == NULL) { /* longer than one mbuf: cut to what fits */
-				len = rte_pktmbuf_tailroom(pkts[j]);
-				dst = rte_pktmbuf_append(pkts[j], (uint16_t)len);
-			}
-			memcpy(dst, buf + off, len);
-			off += lens[done + j];
-			onvm_meta(pkts[j])->owner = ONVM_OWNER_MGR;
-		}
-		unsigned sent = rte_ring_enqueue_burst(onvm_mgr.rte.port_in[port], (void **)pkts, k, NULL);
-		for (unsigned j = sent; j < k; j++)
-			router_free_pkt(pkts[j]);
-		done += sent;
-		onvm_bell_ring(&onvm_mgr.xchg->rx_bell);
-		if (sent < k)
-			break;
-	}
-	/* What did not fit is not a drop yet: the caller may retry (and counts
-	 * inject_drop when it gives up, see mgrd.py). */
-	ps->ctl.injected += done;
-	return (int)done;
+	return rx_bell ? rx_bell : &onvm_mgr.xchg->rx_bell;
 }
 
-/* A packet taken off a port's out ring that did not fit the caller's
- * buffer waits here for the next call, so drain never loses one. */
-static struct rte_mbuf *holdover[ONVM_MAX_PORTS];
+int onvm_mgr_set_traffic(struct onvm_traffic *t)
+{
+	rx_bell = &t->rx_bell;
+	return capture_attach(true, onvm_mgr.rte.pool);
+}
 
-int onvm_mgr_drain(uint16_t port, uint8_t *buf, uint32_t buflen, uint32_t *lens, uint32_t max)
+int onvm_mgr_set_port_rings(uint16_t port, struct onvm_ring_hdr *in, struct onvm_ring_hdr *out)
 {
 	int ret = check_ring_port(port);
 	if (ret < 0)
 		return ret;
-	struct onvm_port_slot *ps = &onvm_mgr.shm->ports[port];
-	uint32_t n = 0;
-	size_t off = 0;
-	while (n < max) {
-		struct rte_mbuf *m = holdover[port];
-		holdover[port] = NULL;
-		if (m == NULL && rte_ring_sc_dequeue(onvm_mgr.rte.port_out[port], (void **)&m) != 0)
-			break;
-		uint32_t len = rte_pktmbuf_pkt_len(m);
-		if (off + len > buflen) {
-			if (off == 0) { /* larger than the whole buffer: cannot ever fit */
-				ps->ctl.capture_drop++;
-				router_free_pkt(m);
-				continue;
-			}
-			holdover[port] = m;
-			break;
-		}
-		const void *p = rte_pktmbuf_read(m, 0, len, buf + off);
-		if (unlikely(p == NULL)) { /* a chain shorter than its pkt_len: malformed, never copied */
-			ps->ctl.capture_drop++;
-			router_free_pkt(m);
+	inject_ring[port] = in;
+	capture_ring[port] = out;
+	return 0;
+}
+
+void onvm_mgr_inject_dropped(uint16_t port, uint64_t n)
+{
+	if (port < ONVM_MAX_PORTS)
+		__atomic_fetch_add(&onvm_mgr.shm->ports[port].ctl.inject_drop, n, __ATOMIC_RELAXED);
+}
+
+/* When the first record waiting in a port's inject ring is due (0: none
+ * waits), without taking it. */
+uint64_t ports_inject_due(unsigned port)
+{
+	struct onvm_ring_hdr *r = inject_ring[port];
+	if (r == NULL)
+		return 0;
+	uint64_t tail = r->tail, head = __atomic_load_n(&r->head, __ATOMIC_ACQUIRE);
+	const struct onvm_rec *rec = capring_peek(r, &tail, head);
+	__atomic_store_n(&r->tail, tail, __ATOMIC_RELEASE); /* fillers and nonsense skipped */
+	return rec ? RTE_MAX(rec->ts_ns, 1ull) : 0;
+}
+
+/* How many injected packets may enter now: the packets waiting in the
+ * rings along this port's path (and in the device's receive ring) stay
+ * below half an NF ring, so no ring on the way can fill and drop them
+ * after the router's backpressure wait; they wait in the inject ring
+ * instead, which holds them.  Read outside the RCU read side: a hint, so
+ * only bounds are trusted. */
+static unsigned inject_room(unsigned port, struct rte_ring *in)
+{
+	const struct onvm_shm *shm = onvm_dp.shm;
+	const struct onvm_tables *t = &shm->tables[__atomic_load_n(&shm->active, __ATOMIC_ACQUIRE) & 1];
+	const struct onvm_chain *path = &t->paths[port < ONVM_MAX_PORTS ? port : 0]; /* this port's path */
+	unsigned limit = shm->nf_ring_size / 2, backlog = rte_ring_count(in);
+	for (unsigned e = 0; e < path->length && e < ONVM_MAX_CHAIN; e++) {
+		uint16_t d = path->entries[e].destination;
+		if (path->entries[e].action == ONVM_TO_PORT) {
+			if (d < ONVM_MAX_PORTS && onvm_dp.port_tx[d])
+				backlog += rte_ring_count(onvm_dp.port_tx[d]);
 			continue;
 		}
-		if (p != buf + off)
-			memcpy(buf + off, p, len);
-		lens[n++] = len;
-		off += len;
-		router_free_pkt(m);
+		if (d >= ONVM_MAX_SERVICES)
+			continue;
+		const struct onvm_service *s = &t->services[d];
+		for (unsigned i = 0; i < s->count && i < ONVM_MAX_INSTANCES; i++)
+			if (s->instances[i] < ONVM_MAX_NFS && onvm_dp.nf_rx[s->instances[i]])
+				backlog += rte_ring_count(onvm_dp.nf_rx[s->instances[i]]);
 	}
-	ps->ctl.captured += n;
-	return (int)n;
+	return backlog >= limit ? 0 : RTE_MIN(limit - backlog, (unsigned)ONVM_BURST);
+}
+
+/* Called by the port's RX thread: move the records that are due from the
+ * inject ring into mbufs on the device's receive ring, as many as fit.
+ * Pacing is the records' due times.  returns: packets moved. */
+unsigned ports_pull(unsigned port, uint64_t now)
+{
+	struct onvm_ring_hdr *r = inject_ring[port];
+	if (r == NULL)
+		return 0;
+	uint64_t tail = r->tail, head = __atomic_load_n(&r->head, __ATOMIC_ACQUIRE);
+	if (tail == head)
+		return 0;
+	struct rte_ring *in = onvm_mgr.rte.port_in[port];
+	unsigned room = inject_room(port, in);
+	struct rte_mbuf *pkts[ONVM_BURST];
+	if (room == 0 || rte_pktmbuf_alloc_bulk(onvm_mgr.rte.pool, pkts, room) != 0)
+		return 0; /* the device or the pool is full: the records wait */
+	unsigned n = 0;
+	const struct onvm_rec *rec;
+	while (n < room && (rec = capring_peek(r, &tail, head)) != NULL && rec->ts_ns <= now) {
+		struct rte_mbuf *m = pkts[n++];
+		memcpy(rte_pktmbuf_append(m, (uint16_t)rec->caplen), rec + 1, rec->caplen);
+		struct onvm_pkt_meta *meta = onvm_meta(m);
+		meta->owner = ONVM_OWNER_MGR;
+		meta->reserved = rec->aux;
+		capring_consume(&tail, rec);
+	}
+	__atomic_store_n(&r->tail, tail, __ATOMIC_RELEASE);
+	if (n < room)
+		rte_pktmbuf_free_bulk(pkts + n, room - n);
+	if (n) {
+		rte_ring_sp_enqueue_bulk(in, (void **)pkts, n, NULL); /* fits: we are its only producer */
+		onvm_mgr.shm->ports[port].ctl.injected += n;
+	}
+	return n;
+}
+
+/* Called by the port's TX thread after sending: what the ring device
+ * transmitted goes into the port's capture ring; a full ring counts
+ * capture_drop and never holds up the thread.  returns: packets taken. */
+unsigned ports_tx_capture(unsigned port)
+{
+	struct rte_ring *out = onvm_mgr.rte.port_out[port];
+	struct onvm_ring_hdr *r = capture_ring[port];
+	if (out == NULL || r == NULL)
+		return 0;
+	struct onvm_port_ctl_stats *ctl = &onvm_mgr.shm->ports[port].ctl;
+	struct rte_mbuf *pkts[ONVM_BURST];
+	unsigned n, total = 0;
+	while ((n = rte_ring_sc_dequeue_burst(out, (void **)pkts, ONVM_BURST, NULL)) > 0) {
+		uint64_t now = onvm_now_ns();
+		for (unsigned i = 0; i < n; i++) {
+			if (capring_put(r, pkts[i], now))
+				ctl->captured++;
+			else
+				ctl->capture_drop++;
+		}
+		rte_pktmbuf_free_bulk(pkts, n);
+		total += n;
+	}
+	return total;
 }

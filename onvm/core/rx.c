@@ -15,10 +15,28 @@ static bool rx_has_work(void *arg)
 	unsigned me = (unsigned)(uintptr_t)arg, nb = onvm_mgr.shm->nb_rx_threads;
 	if (onvm_mgr.force_quit)
 		return true;
-	for (unsigned p = me; p < onvm_mgr.shm->nb_ports; p += nb)
+	uint64_t now = onvm_now_ns();
+	for (unsigned p = me; p < onvm_mgr.shm->nb_ports; p += nb) {
 		if (onvm_mgr.rte.port_in[p] && rte_ring_count(onvm_mgr.rte.port_in[p]))
 			return true;
+		uint64_t due = ports_inject_due(p);
+		if (due && due <= now)
+			return true;
+	}
 	return false;
+}
+
+/* How long the RX thread may sleep: until the first paced record of its
+ * ports is due, 100 ms at most. */
+static uint64_t rx_sleep_ns(unsigned me, unsigned nb)
+{
+	uint64_t wait = 100000000ull, now = onvm_now_ns();
+	for (unsigned p = me; p < onvm_mgr.shm->nb_ports; p += nb) {
+		uint64_t due = ports_inject_due(p);
+		if (due)
+			wait = RTE_MIN(wait, due > now ? due - now : 1ull);
+	}
+	return wait;
 }
 
 static void stamp(struct rte_mbuf *m, uint16_t port)
@@ -32,6 +50,8 @@ static void stamp(struct rte_mbuf *m, uint16_t port)
 	meta->in_port = port;
 	meta->path = (uint8_t)port;
 	meta->hops = 0;
+	if (onvm_mgr.rte.port_in[port] == NULL)
+		meta->reserved = 0; /* ring ports: inject set it (a trace ID or 0) */
 	m->hash.rss = meta->hash;
 }
 
@@ -55,9 +75,11 @@ int rx_thread_main(void *arg)
 			struct onvm_port_slot *ps = &shm->ports[p];
 			if (unlikely(!ps->rx_enabled))
 				continue;
+			work += ports_pull(p, onvm_now_ns()); /* ring ports: what notebooks injected */
 			unsigned n = rte_eth_rx_burst(ps->ethdev, 0, pkts, ONVM_BURST);
 			if (n == 0)
 				continue;
+			capture_mirror(ONVM_TAP_PORT_IN, (uint16_t)p, pkts, n);
 			struct onvm_route_counts counts = {&ps->rx.rx_refused, &ps->rx.rx_chain_end, &ps->rx.rx_refused,
 							   &ps->rx.rx_refused};
 			router_begin(router);
@@ -78,7 +100,7 @@ int rx_thread_main(void *arg)
 			struct timespec nap = {0, EXTERNAL_POLL_NS};
 			nanosleep(&nap, NULL);
 		} else {
-			onvm_bell_sleep(&onvm_mgr.xchg->rx_bell, rx_has_work, arg, 100000000ull);
+			onvm_bell_sleep(ports_rx_bell(), rx_has_work, arg, rx_sleep_ns(me, nb));
 			idle_since = 0;
 		}
 	}

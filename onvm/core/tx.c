@@ -9,7 +9,7 @@
 static bool tx_has_work(void *arg)
 {
 	unsigned me = (unsigned)(uintptr_t)arg, nb = onvm_mgr.shm->nb_tx_threads;
-	if (onvm_mgr.force_quit)
+	if (onvm_mgr.force_quit || (me == 0 && capture_pending()))
 		return true;
 	for (unsigned p = me; p < onvm_mgr.shm->nb_ports; p += nb)
 		if (rte_ring_count(onvm_dp.port_tx[p]))
@@ -34,7 +34,9 @@ int tx_thread_main(void *arg)
 			unsigned n = rte_ring_sc_dequeue_burst(onvm_dp.port_tx[p], (void **)pkts, ONVM_BURST, NULL);
 			if (n == 0)
 				continue;
+			capture_mirror(ONVM_TAP_PORT_OUT, (uint16_t)p, pkts, n);
 			unsigned sent = rte_eth_tx_burst(shm->ports[p].ethdev, 0, pkts, (uint16_t)n);
+			ports_tx_capture(p); /* ring ports: into the capture ring */
 			for (unsigned i = sent; i < n; i++)
 				router_free_pkt(pkts[i]);
 			shm->ports[p].tx.tx += sent;
@@ -42,6 +44,8 @@ int tx_thread_main(void *arg)
 				__atomic_fetch_add(&onvm_mgr.xchg->port_tx_drop[p], n - sent, __ATOMIC_RELAXED);
 			work += n;
 		}
+		if (me == 0)
+			work += capture_drain(); /* copies from taps into their file rings */
 		ts->loops++;
 
 		if (!onvm_idle_check(&idle_since, work, shm->busy_poll))

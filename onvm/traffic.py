@@ -1,0 +1,439 @@
+"""Packets in and out of a manager in bulk, without DPDK: the file-backed
+packet rings (struct onvm_ring_hdr, onvm/core/capring.c) that the manager
+creates in its runtime dir.  A ring port has an inject ring (we write, its
+RX thread reads) and a capture ring (its TX thread writes, we read).  Both
+sides call the same C functions; this process never starts DPDK."""
+import fcntl
+import mmap
+import os
+import struct
+import threading
+import time
+
+from . import paths
+from ._core import ffi, lib
+from .errors import OnvmError
+
+READ_BUF = 8 << 20        # bytes copied out of a ring per call
+READ_MAX = 65536          # records per call
+WRITE_CHUNK = 4096        # packets handed to C per call
+
+
+def ring_path(name, what):
+    """A ring file of manager name: "port1-in", "port1-out", ..."""
+    return os.path.join(paths.run_dir(name), what + ".ring")
+
+
+def traffic_path(name):
+    return os.path.join(paths.run_dir(name), "traffic.shm")
+
+
+def _map(path, size=None, create=False):
+    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
+    if create:
+        try:
+            os.unlink(path)            # a stale one from a crashed manager of this name
+        except FileNotFoundError:
+            pass
+        flags |= os.O_CREAT | os.O_EXCL
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileNotFoundError:
+        raise OnvmError("no ring %s: is the manager running, and is that a ring port?" % path) from None
+    try:
+        if create:
+            os.ftruncate(fd, size)
+        size = os.fstat(fd).st_size
+        return fd, mmap.mmap(fd, size)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+class Ring:
+    """One packet ring file, mapped read-write.  A process-side lock (flock
+    on the file) keeps two writers, or two readers, of the notebook side
+    apart; the data plane is the other side.
+
+    param path: the file
+    param size: record bytes (a power of two) to create it with; None opens
+        an existing one"""
+
+    def __init__(self, path, size=None):
+        self.path = path
+        self.fd, self.map = _map(path, None if size is None else lib.ONVM_RING_HDR + size, create=size is not None)
+        self.hdr = ffi.from_buffer("struct onvm_ring_hdr *", self.map)
+        if size is not None:
+            self._check(lib.onvm_ring_init(self.hdr, size))
+        elif self.hdr.magic != lib.ONVM_RING_MAGIC:
+            raise OnvmError("%s is not a packet ring of this onvm version" % path)
+        self._buf = None
+        self._thread_lock = threading.Lock()   # flock does not keep our own threads apart
+
+    @staticmethod
+    def _check(ret):
+        if ret < 0:
+            raise OnvmError(ffi.string(lib.onvm_last_error()).decode())
+        return ret
+
+    def lock(self, block=True):
+        """Take the notebook side's lock.  returns: False if not block and
+        someone else holds it."""
+        if not self._thread_lock.acquire(block):
+            return False
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | (0 if block else fcntl.LOCK_NB))
+            return True
+        except BlockingIOError:
+            self._thread_lock.release()
+            return False
+
+    def unlock(self):
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        self._thread_lock.release()
+
+    @property
+    def pending(self):
+        """Bytes written and not yet read."""
+        return lib.onvm_ring_pending(self.hdr)
+
+    def write(self, raw, due=None, aux=None):
+        """Append packets (a list of bytes) as far as they fit.
+        param due: CLOCK_MONOTONIC ns per packet when it may leave (None: now)
+        param aux: a 32-bit tag per packet (inject: the trace ID)
+        returns: how many went in."""
+        done = 0
+        while done < len(raw):
+            chunk = raw[done:done + WRITE_CHUNK]
+            lens = ffi.new("uint32_t[]", [len(p) for p in chunk])
+            ts = ffi.NULL if due is None else ffi.new("uint64_t[]", due[done:done + len(chunk)])
+            ax = ffi.NULL if aux is None else ffi.new("uint32_t[]", aux[done:done + len(chunk)])
+            n = self._check(lib.onvm_ring_write(self.hdr, b"".join(chunk), lens, ax, ts, len(chunk)))
+            done += n
+            if n < len(chunk):
+                break
+        return done
+
+    def read(self, max_pkts=None, with_meta=False, max_bytes=None):
+        """Take out what waits, up to max_pkts packets (and about max_bytes
+        of them: one copy).  returns: a list of bytes; with with_meta,
+        (bytes, wire length, CLOCK_MONOTONIC ns) tuples."""
+        if self._buf is None:
+            self._buf = ffi.new("uint8_t[]", READ_BUF)
+            self._lens = ffi.new("uint32_t[]", READ_MAX)
+            self._aux = ffi.new("uint32_t[]", READ_MAX)
+            self._ts = ffi.new("uint64_t[]", READ_MAX)
+        out = []
+        while max_pkts is None or len(out) < max_pkts:
+            want = READ_MAX if max_pkts is None else min(READ_MAX, max_pkts - len(out))
+            buflen = READ_BUF if max_bytes is None else min(max_bytes, READ_BUF)
+            n = self._check(lib.onvm_ring_read(self.hdr, self._buf, buflen, self._lens, self._aux, self._ts, want))
+            if n == 0:
+                break
+            data = ffi.buffer(self._buf, READ_BUF)
+            lens = ffi.unpack(self._lens, n)
+            off = 0
+            if with_meta:
+                aux, ts = ffi.unpack(self._aux, n), ffi.unpack(self._ts, n)
+                for i, ln in enumerate(lens):
+                    out.append((data[off:off + ln], aux[i], ts[i]))
+                    off += ln
+            else:
+                for ln in lens:
+                    out.append(data[off:off + ln])
+                    off += ln
+            if max_bytes is not None:
+                break
+        return out
+
+    def discard(self):
+        lib.onvm_ring_discard(self.hdr)
+
+    def close(self):
+        """Forget the file.  Views taken from .hdr do not keep the mapping
+        alive (see stats.ControlFile.close), so it stays mapped until exit."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            _retired.append(self.map)
+            self.fd = -1
+
+    def __repr__(self):
+        return "<Ring %s pending=%d bytes>" % (os.path.basename(self.path), self.pending)
+
+
+_retired = []
+
+
+class Doorbell:
+    """The RX threads' doorbell (struct onvm_traffic): rung after writing
+    an inject ring so a sleeping RX thread wakes at once."""
+
+    def __init__(self, path, create=False):
+        self.fd, self.map = _map(path, ffi.sizeof("struct onvm_traffic") if create else None, create=create)
+        os.close(self.fd)
+        self.t = ffi.from_buffer("struct onvm_traffic *", self.map)
+        if create:
+            self.t.magic = lib.ONVM_RING_MAGIC
+        elif self.t.magic != lib.ONVM_RING_MAGIC:
+            raise OnvmError("%s is not a doorbell file of this onvm version" % path)
+
+    def ring(self):
+        lib.onvm_traffic_ring_bell(self.t)
+
+
+class PortRings:
+    """The client side of a manager's ring ports: inject and capture rings,
+    opened on first use."""
+
+    def __init__(self, name):
+        self.name = name
+        self._rings = {}
+        self._bell = None
+
+    def ring(self, port, what):
+        key = (port, what)
+        r = self._rings.get(key)
+        if r is None:
+            r = self._rings[key] = Ring(ring_path(self.name, "port%d-%s" % (port, what)))
+        return r
+
+    def bell(self):
+        if self._bell is None:
+            self._bell = Doorbell(traffic_path(self.name))
+        return self._bell
+
+    def inject(self, port, raw, due=None, aux=None, timeout=5.0, wait=True):
+        """Write raw packets into port's inject ring, ringing the RX threads;
+        while the ring is full, wait for room until nothing moved for timeout
+        seconds.  wait: then also wait until the RX thread took them all.
+        returns: how many went in."""
+        r = self.ring(port, "in")
+        bell = self.bell()
+        sent = 0
+        last = time.monotonic()
+        r.lock()
+        try:
+            while sent < len(raw):
+                n = r.write(raw[sent:sent + WRITE_CHUNK * 4],
+                            None if due is None else due[sent:sent + WRITE_CHUNK * 4],
+                            None if aux is None else aux[sent:sent + WRITE_CHUNK * 4])
+                bell.ring()
+                sent += n
+                now = time.monotonic()
+                if n:
+                    last = now
+                elif now - last > timeout:
+                    break
+                else:
+                    time.sleep(0.0005)     # full: the RX thread is catching up
+            if wait:
+                # Paced packets leave when due: wait for the last one, then for the RX thread.
+                extra = 0.0 if due is None or not due else max(0.0, (due[-1] - time.clock_gettime_ns(time.CLOCK_MONOTONIC)) / 1e9)
+                deadline = time.monotonic() + timeout + extra
+                while r.pending and time.monotonic() < deadline:
+                    bell.ring()
+                    time.sleep(0.0002)
+        finally:
+            r.unlock()
+        return sent
+
+    def capture(self, port, count=None, timeout=1.0, with_meta=False):
+        """Packets out of port's capture ring, each once: up to count,
+        waiting up to timeout for them (count=None: what is there now)."""
+        r = self.ring(port, "out")
+        got = []
+        deadline = time.monotonic() + timeout
+        r.lock()
+        try:
+            while True:
+                got += r.read(None if count is None else count - len(got), with_meta)
+                if count is None or len(got) >= count or time.monotonic() >= deadline:
+                    break
+                time.sleep(0.0005)
+        finally:
+            r.unlock()
+        return got
+
+    def close(self):
+        for r in self._rings.values():
+            r.close()
+        self._rings = {}
+
+
+class Filter:
+    """A libpcap filter ("tcp port 80") compiled once, run here by
+    libpcap's BPF interpreter.  raises: ValueError if it does not compile."""
+
+    def __init__(self, text):
+        if not isinstance(text, str):
+            raise ValueError("a filter is a libpcap expression string, got %r" % (text,))
+        self.text = text
+        self._prog = ffi.new("struct onvm_tap *")
+        if lib.onvm_filter_compile(text.encode(), self._prog) < 0:
+            raise ValueError(ffi.string(lib.onvm_last_error()).decode())
+
+    def __call__(self, pkt, wirelen=None):
+        return bool(lib.onvm_filter_match(self._prog, pkt, wirelen or len(pkt), len(pkt)))
+
+    def __repr__(self):
+        return "<Filter %r>" % self.text
+
+
+def dissect_all(raw, name):
+    """A scapy PacketList of raw frames."""
+    from scapy.plist import PacketList
+    from .packet import dissect
+    return PacketList([dissect(r) for r in raw], name=name)
+
+
+class _StopOnExit:
+    """`with` calls stop() at the end."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class Tap(_StopOnExit):
+    """A capture at a hop, armed until stop(): a copy of every packet that
+    passes there (and matches the filter) waits in the tap's ring, 8 MiB by
+    default; what does not fit is counted in .dropped at stop().  The
+    original packets go on unchanged.  Made by Manager.tap().
+
+    with mgr.tap(after="fw") as t:
+        mgr.inject(pkts)
+        out = t.capture(count=len(pkts), timeout=2)"""
+
+    def __init__(self, mgr, where, target, label, filter=None, ring_mb=8):
+        self.mgr = mgr
+        self.label = label
+        reply = mgr._request({"op": "tap_arm", "where": where, "target": target, "filter": filter or "",
+                              "ring_mb": ring_mb})
+        self.slot = reply["tap"]
+        self.ring = Ring(reply["path"])
+        self.dropped = None
+        mgr._taps.append(self)
+
+    def capture(self, count=None, timeout=1.0, raw=False):
+        """Packets the tap copied, each once; like Manager.capture."""
+        got = []
+        deadline = time.monotonic() + timeout
+        while True:
+            got += self.ring.read(None if count is None else count - len(got))
+            if count is None or len(got) >= count or time.monotonic() >= deadline:
+                break
+            time.sleep(0.0005)
+        return got if raw else dissect_all(got, self.label)
+
+    def stop(self):
+        """Disarm.  returns: copies lost because the tap's ring was full."""
+        if self.dropped is None:
+            self.dropped = 0
+            if self.mgr.running:
+                self.dropped = self.mgr._request({"op": "tap_disarm", "tap": self.slot})["dropped"]
+            self.ring.close()
+            if self in self.mgr._taps:
+                self.mgr._taps.remove(self)
+        return self.dropped
+
+    def __repr__(self):
+        return "<Tap %s%s>" % (self.label, " stopped" if self.dropped is not None else "")
+
+
+def read_pcap(path):
+    """[(frame bytes, time in ns)] of a pcap or pcapng file.
+    raises: ValueError naming the file if it is missing or not a capture."""
+    from scapy.error import Scapy_Exception
+    from scapy.utils import RawPcapNgReader, RawPcapReader
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError("no pcap file %s" % path)
+    out = []
+    try:
+        try:
+            reader = RawPcapReader(path)
+        except Scapy_Exception:
+            reader = RawPcapNgReader(path)
+        with reader:
+            for data, meta in reader:
+                if hasattr(meta, "tshigh"):          # pcapng: units of tsresol
+                    ts = ((meta.tshigh << 32) | meta.tslow) * 1000000000 // meta.tsresol
+                else:
+                    ts = meta.sec * 1000000000 + meta.usec * (1 if getattr(reader, "nano", False) else 1000)
+                out.append((data, ts))
+    except (Scapy_Exception, EOFError, struct.error) as e:
+        raise ValueError("%s is not a readable pcap file: %s" % (path, e)) from None
+    if not out:
+        raise ValueError("%s holds no packets" % path)
+    return out
+
+
+def replay_schedule(times, speed, loop):
+    """CLOCK_MONOTONIC due times for a file's packet times played loop
+    times at speed (0: all due now).  A loop starts one mean gap after the
+    previous one's last packet."""
+    if speed == 0:
+        return None
+    span = times[-1] - times[0]
+    period = span + (span // (len(times) - 1) if len(times) > 1 else 0)
+    t0 = time.clock_gettime_ns(time.CLOCK_MONOTONIC) + 2000000
+    return [t0 + int((k * period + t - times[0]) / speed) for k in range(loop) for t in times]
+
+
+class Recorder(_StopOnExit):
+    """Writes what a ring receives into a pcap file (microsecond stamps,
+    Ethernet) from a thread of this process, until stop().  Made by
+    Manager.record."""
+
+    def __init__(self, ring, path, mgr=None, match=None):
+        self.ring, self.path, self.match = ring, os.fspath(path), match
+        self._tap_mgr = mgr          # set when the ring belongs to a tap we armed
+        self.count = 0
+        self._f = open(self.path, "wb")
+        self._f.write(struct.pack("<IHHiIII", 0xa1b2c3d4, 2, 4, 0, 0, 65535, 1))
+        # CLOCK_MONOTONIC (the rings' clock) to the wall clock
+        self._offset = time.time_ns() - time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="onvm-record", daemon=True)
+        self._thread.start()
+
+    def _drain(self):
+        locked = self._tap_mgr is None and self.ring.lock()
+        try:
+            recs = self.ring.read(with_meta=True)
+        finally:
+            if locked:
+                self.ring.unlock()
+        out = []
+        for data, wire, ts in recs:
+            if self.match is not None and not self.match(data, wire):
+                continue
+            ts += self._offset
+            out.append(struct.pack("<IIII", ts // 1000000000, ts % 1000000000 // 1000, len(data), wire))
+            out.append(data)
+        self._f.write(b"".join(out))
+        self.count += len(out) // 2
+        return len(recs)
+
+    def _run(self):
+        while not self._stop.is_set():
+            if not self._drain():
+                self._stop.wait(0.002)
+
+    def stop(self):
+        """Write what is left and close the file.  returns: packets written."""
+        if not self._stop.is_set():
+            self._stop.set()
+            self._thread.join()
+            self._drain()
+            self._f.close()
+            if self._tap_mgr is not None:
+                for t in list(self._tap_mgr._taps):
+                    if t.ring is self.ring:
+                        t.stop()
+        return self.count
+
+    def __repr__(self):
+        return "<Recorder %s packets=%d>" % (self.path, self.count)
