@@ -152,11 +152,7 @@ def run_cases(tests, nf_spec, out_dir, deadline):
                 continue
             _wait_routable(mgr, nf)
             before = mgr.stats()["ports"][0]
-            _send(mgr, raw)
-            got = {}
-            for port in range(1, tests.PORTS):
-                for r in mgr.capture(port=port, raw=True, timeout=0.2):
-                    got.setdefault(r, []).append(port)
+            got = _send(mgr, nf, raw, range(1, tests.PORTS))
             st, p0 = nf.stats(), mgr.stats()["ports"][0]
             res["nf"] = "NF %s (service 1, instance %s): rx %d, %s, errors %d; port 0 took in %d, %d found no NF" % (
                 nf.name, nf.instance, st.get("rx", 0),
@@ -187,15 +183,22 @@ def _wait_routable(mgr, nf, timeout=10.0):
         time.sleep(0.005)
 
 
-def _send(mgr, raw, timeout=10.0):
-    """Inject raw into port 0 and wait until every packet has been taken in
-    by the port and is back in the pool (out of a port or dropped)."""
-    base = mgr.stats()["ports"][0]["rx"]
+def _send(mgr, nf, raw, ports, timeout=10.0):
+    """Inject raw into port 0 and collect what comes out of ports until the
+    NF has taken in every packet and everything it handed on is out (or
+    timeout).  returns: {packet bytes: [port, ...]}."""
     sent = mgr.inject(raw, port=0)
+    got, n = {}, 0
     deadline = time.monotonic() + timeout
-    while mgr.stats()["ports"][0]["rx"] - base < sent and time.monotonic() < deadline:
-        time.sleep(0.005)
-    mgr.wait_idle(max(0.1, deadline - time.monotonic()))
+    while True:
+        for port in ports:
+            for r in mgr.capture(port=port, raw=True):
+                got.setdefault(r, []).append(port)
+                n += 1
+        st = nf.stats()
+        if (st.get("rx", 0) >= sent and n >= st.get("tx", 0)) or time.monotonic() > deadline:
+            return got
+        time.sleep(0.01)
 
 
 def _where(ports):
