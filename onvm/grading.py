@@ -67,10 +67,6 @@ def load_tests(path):
 
 # ---- the worker: runs as the student -----------------------------------------------
 
-class OutputFlood(Exception):
-    pass
-
-
 def _cell_grading(cell):
     return cell.get("metadata", {}).get("nbgrader", {})
 
@@ -83,13 +79,19 @@ def run_notebook(path, nf_name, pickle_path, deadline):
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
     class CappedClient(NotebookClient):
+        """Past MAX_OUTPUT, outputs are dropped and the kernel interrupted."""
         printed = 0
+        flooded = False
 
         def output(self, outs, msg, display_id, cell_index):
             self.printed += len(json.dumps(msg.get("content", {})))
-            if self.printed > MAX_OUTPUT:
-                raise OutputFlood("the notebook printed more than %d bytes of output" % MAX_OUTPUT)
-            return super().output(outs, msg, display_id, cell_index)
+            if self.printed <= MAX_OUTPUT:
+                return super().output(outs, msg, display_id, cell_index)
+            if not self.flooded:
+                self.flooded = True
+                import asyncio
+                asyncio.ensure_future(self.km.interrupt_kernel())
+            return None
 
     try:
         nb = nbformat.read(path, as_version=4)
@@ -109,6 +111,8 @@ def run_notebook(path, nf_name, pickle_path, deadline):
                     continue
                 client.timeout = max(1, int(deadline - time.monotonic()))
                 client.execute_cell(cell, i)
+                if client.flooded:
+                    return "the notebook printed more than %d bytes of output" % MAX_OUTPUT, visible
                 err = next((o for o in cell.outputs if o.output_type == "error"), None)
                 g = _cell_grading(cell)
                 if g.get("grade") and not g.get("solution"):
@@ -118,8 +122,6 @@ def run_notebook(path, nf_name, pickle_path, deadline):
                     if cell is export:
                         return "the notebook defines no NF called %r: %s: %s" % (nf_name, err.ename, err.evalue), visible
                     return "cell %d raised %s: %s" % (i, err.ename, err.evalue[:300]), visible
-    except OutputFlood as e:
-        return str(e), visible
     except CellTimeoutError:
         return "the notebook did not finish within the time limit", visible
     except DeadKernelError:
@@ -196,7 +198,10 @@ def _send(mgr, nf, raw, ports, timeout=10.0):
                 got.setdefault(r, []).append(port)
                 n += 1
         st = nf.stats()
-        if (st.get("rx", 0) >= sent and n >= st.get("tx", 0)) or time.monotonic() > deadline:
+        acts = st.get("actions", {})
+        decided = sum(acts.values())
+        lost = st.get("refused", 0) + st.get("chain_end", 0) + st.get("tx_drop", 0)
+        if (decided >= sent and n + lost >= decided - acts.get("drop", 0)) or time.monotonic() > deadline:
             return got
         time.sleep(0.01)
 
