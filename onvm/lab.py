@@ -158,7 +158,7 @@ class Lab:
         if kernel.installed() is None or not _spec_is_ours(kernel.installed()):
             kernel.install("sys-prefix" if sys.prefix != sys.base_prefix and os.access(sys.prefix, os.W_OK)
                            else "user")
-        self.log_path = os.path.join(paths.logs_root(create=True), "jupyterlab.log")
+        self.log_path = os.path.join(paths.logs_root(create=True), "jupyterlab-%d.log" % self.port)
         env = paths.dpdk_env()
         env[SESSION_VAR] = self.session
         env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
