@@ -149,6 +149,35 @@ def cmd_demo(a):
     return run_demo(a.seconds)
 
 
+def cmd_lab(a):
+    """onvm lab: JupyterLab; onvm lab check/grade/generate: the course labs."""
+    if a.lab_cmd is None:
+        from .lab import run_lab
+        return run_lab(a.dir, a.port)
+    from . import grading
+    if a.lab_cmd == "check":
+        return grading.cli_check(a.notebook, as_json=a.json, timeout=a.timeout, out=a.out, tests=a.tests)
+    if a.lab_cmd == "grade":
+        return grading.cli_grade(a.dir, a.csv, timeout=a.timeout, tests=a.tests)
+    return grading.cli_generate(a.labdirs, check=a.check)
+
+
+def cmd_notebooks(a):
+    from .lab import default_dir, get_notebooks
+    path = a.path or default_dir()
+    written = get_notebooks(path, force=a.force)
+    print("onvm notebooks: %d file(s) written to %s%s" % (len(written), path, "" if a.force or not written
+          else " (files already there were kept; --force replaces them)"))
+    return 0
+
+
+def cmd_kernel(a):
+    from .kernel import install
+    where = "user" if a.user else "system" if a.system else "sys-prefix"
+    print("onvm kernel: installed \"OpenNetVM (Python 3)\" in %s" % install(where))
+    return 0
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="onvm", description="OpenNetVM-style NFV: manager, NFs, chains.")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -209,6 +238,42 @@ def main(argv=None):
     p = sub.add_parser("demo", help="a chain with traffic and live stats")
     p.add_argument("--seconds", type=float, default=10)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("lab", help="JupyterLab on 127.0.0.1 with the notebooks and labs; check and grade labs")
+    p.add_argument("--dir", help="the folder it serves (default ~/onvm-notebooks, filled on first use)")
+    p.add_argument("--port", type=int, default=8888, help="first port tried on 127.0.0.1")
+    p.set_defaults(func=cmd_lab, lab_cmd=None)
+    lsub = p.add_subparsers(dest="lab_cmd")
+    q = lsub.add_parser("check", help="run a lab notebook and its hidden tests; print a score and feedback")
+    q.add_argument("notebook")
+    q.add_argument("--json", action="store_true", help="the result as JSON")
+    q.add_argument("--timeout", type=float, default=300, help="seconds for the whole notebook and tests")
+    q.add_argument("--out", help="where the feedback (pcap of mismatches) goes (default NOTEBOOK.feedback/)")
+    q.add_argument("--tests", help="a hidden_tests.py of your own (default: the lab's)")
+    q = lsub.add_parser("grade", help="grade a folder of submissions; a CSV of scores")
+    q.add_argument("dir")
+    q.add_argument("--csv", required=True, help="where the scores go")
+    q.add_argument("--timeout", type=float, default=300, help="seconds per submission")
+    q.add_argument("--tests", help="a hidden_tests.py of your own (default: each notebook's lab's)")
+    q = lsub.add_parser("generate", help="make student.ipynb from solution.ipynb (instructors)")
+    q.add_argument("labdirs", nargs="+")
+    q.add_argument("--check", action="store_true", help="only check that student.ipynb is current")
+
+    p = sub.add_parser("notebooks", help="the tutorial notebooks and labs")
+    nsub = p.add_subparsers(dest="nb_cmd", required=True)
+    q = nsub.add_parser("get", help="copy them into a folder (default ~/onvm-notebooks)")
+    q.add_argument("--path")
+    q.add_argument("--force", action="store_true", help="replace files already there")
+    q.set_defaults(func=cmd_notebooks)
+
+    p = sub.add_parser("kernel", help="the Jupyter kernel \"OpenNetVM (Python 3)\"")
+    ksub = p.add_subparsers(dest="k_cmd", required=True)
+    q = ksub.add_parser("install", help="install it (default: into this environment, --sys-prefix)")
+    g = q.add_mutually_exclusive_group()
+    g.add_argument("--user", action="store_true", help="for you (~/.local/share/jupyter)")
+    g.add_argument("--sys-prefix", action="store_true", help="into this Python environment (the default)")
+    g.add_argument("--system", action="store_true", help="for every user (/usr/local/share/jupyter)")
+    q.set_defaults(func=cmd_kernel)
 
     a = ap.parse_args(argv)
     try:

@@ -1,0 +1,164 @@
+"""JupyterLab as the main job: the kernelspec, `onvm lab` as a user starts it
+(a real JupyterLab, a real kernel starting a real manager, Ctrl-C), the
+notebooks copied out, the wheel carrying them."""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import zipfile
+
+import pytest
+
+from onvm import lab as onvm_lab
+from onvm.doctor import _alive
+from onvm.mgrd import running_manager_pid
+from conftest import wait_for
+
+ONVM = [sys.executable, "-m", "onvm"]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_kernel_install_user_writes_this_python(tmp_path):
+    env = dict(os.environ, JUPYTER_DATA_DIR=str(tmp_path))
+    r = subprocess.run(ONVM + ["kernel", "install", "--user"], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    with open(tmp_path / "kernels" / "onvm" / "kernel.json") as f:
+        spec = json.load(f)
+    assert spec["display_name"] == "OpenNetVM (Python 3)"
+    assert spec["argv"][:3] == [sys.executable, "-m", "onvm.kernel"]
+    r = subprocess.run(ONVM + ["kernel", "install", "--user", "--system"], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "not allowed with" in r.stderr
+
+
+def test_every_notebook_names_the_onvm_kernel():
+    nbs = [os.path.join(d, f) for d in (os.path.join(ROOT, "notebooks"),) for f in os.listdir(d) if f.endswith(".ipynb")]
+    nbs += [os.path.join(ROOT, "labs", d, f) for d in os.listdir(os.path.join(ROOT, "labs"))
+            for f in ("solution.ipynb", "student.ipynb")]
+    assert len(nbs) >= 6
+    for path in nbs:
+        with open(path) as f:
+            assert json.load(f)["metadata"]["kernelspec"]["name"] == "onvm", path
+
+
+def test_notebooks_get_copies_and_keeps_the_users_work(tmp_path):
+    r = subprocess.run(ONVM + ["notebooks", "get", "--path", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    first = tmp_path / "notebooks" / "01-getting-started.ipynb"
+    assert first.exists() and (tmp_path / "labs" / "01-firewall" / "student.ipynb").exists()
+    assert not (tmp_path / "labs" / "01-firewall" / "solution.ipynb").read_text() == ""
+    first.write_text("my work")
+    assert onvm_lab.get_notebooks(str(tmp_path)) == []          # kept
+    assert first.read_text() == "my work"
+    assert str(first) in onvm_lab.get_notebooks(str(tmp_path), force=True)
+    assert first.read_text() != "my work"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="not a directory"):
+        onvm_lab.get_notebooks(str(tmp_path / "file"))
+
+
+def _get(url, timeout=30):
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.status, r.read().decode(errors="replace")
+
+
+def _children(pid):
+    out = []
+    for t in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/children" % (pid, t)) as f:
+            out += [int(c) for c in f.read().split()]
+    return out
+
+
+def test_onvm_lab_serves_runs_a_kernel_and_stops_all_on_ctrl_c(tmp_path):
+    """README's first command, as a user runs it: the URL, the page, the API
+    with the token (and not without), a notebook kernel that starts a
+    manager; then Ctrl-C stops JupyterLab, the kernel and the manager."""
+    from jupyter_client import BlockingKernelClient
+    rt = tmp_path / "rt"
+    env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(rt))
+    port = onvm_lab._free_port(19000 + os.getpid() % 1000)
+    p = subprocess.Popen(ONVM + ["lab", "--dir", str(tmp_path / "nb"), "--port", str(port)], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    name = "labt%d" % os.getpid()
+    try:
+        url = None
+        deadline = time.monotonic() + 180
+        lines = []
+        while url is None and time.monotonic() < deadline:
+            line = p.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            m = re.search(r"open: (http://127\.0\.0\.1:\d+/\S+)", line)
+            url = m and m.group(1)
+        assert url, "no URL printed: %s" % "".join(lines)
+        base, token = url.split("/lab/")[0], url.split("token=")[1]
+        status, page = _get(url)
+        assert status == 200 and "JupyterLab" in page
+        status, body = _get(base + "/api/contents/notebooks?token=" + token)
+        assert "01-getting-started.ipynb" in body
+        with pytest.raises(urllib.error.HTTPError) as e:
+            _get(base + "/api/contents/notebooks")
+        assert e.value.code == 403
+        # the session every process of the lab carries
+        server = _children(p.pid)[0]
+        with open("/proc/%d/environ" % server, "rb") as f:
+            session = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)[b"ONVM_SESSION"].decode()
+
+        req = urllib.request.Request(base + "/api/kernels?token=" + token, data=json.dumps({"name": "onvm"}).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(req, timeout=60) as r:
+            kid = json.load(r)["id"]
+        conn = rt / ("kernel-%s.json" % kid)
+        assert wait_for(conn.exists, 60)
+        kc = BlockingKernelClient(connection_file=str(conn))
+        kc.load_connection_file()
+        kc.start_channels(hb=False)
+        try:
+            kc.wait_for_ready(timeout=60)
+            out = []
+            reply = kc.execute_interactive("import onvm\nmgr = onvm.Manager(name=%r)\nprint(mgr.process.pid)" % name,
+                                           timeout=120, output_hook=lambda m: out.append(m["content"].get("text", "")))
+            assert reply["content"]["status"] == "ok", reply["content"]
+        finally:
+            kc.stop_channels()
+        mgr_pid = int("".join(out).split()[0])
+        assert running_manager_pid(name) == mgr_pid
+        started = onvm_lab.session_pids(session)
+        assert mgr_pid in started and server in started
+
+        p.send_signal(signal.SIGINT)
+        assert p.wait(120) == 0
+        assert "stopping" in p.stdout.read()
+        assert not [q for q in started if _alive(q)], "left running: %s" % [q for q in started if _alive(q)]
+        assert running_manager_pid(name) is None
+        assert onvm_lab.session_pids(session) == []
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        subprocess.run(ONVM + ["cleanup", "--force", "--manager", name], capture_output=True, timeout=120)
+
+
+def test_onvm_lab_refuses_a_file_as_its_folder(tmp_path):
+    f = tmp_path / "f"
+    f.write_text("x")
+    r = subprocess.run(ONVM + ["lab", "--dir", str(f)], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "not a directory" in r.stderr
+
+
+def test_the_wheel_carries_notebooks_labs_and_the_kernelspec(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
+                        str(tmp_path), ROOT], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    wheel = next(tmp_path.glob("onvm-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for want in ("onvm/_data/notebooks/01-getting-started.ipynb", "onvm/_data/notebooks/00-index.ipynb",
+                 "onvm/_data/labs/01-firewall/student.ipynb", "onvm/_data/labs/01-firewall/hidden_tests.py",
+                 "onvm/_data/kernels/onvm/kernel.json", "onvm/lab.py", "onvm/grading.py"):
+        assert want in names, want

@@ -1,0 +1,105 @@
+"""The course labs as an instructor uses them: student notebooks current with
+their solutions, a folder of submissions graded in one command (solution,
+untouched student notebook, a half-done one, and hostile ones: not a
+notebook, raising, hanging, flooding), feedback down to the packet."""
+import csv
+import json
+import os
+import pwd
+import subprocess
+import sys
+
+import nbformat
+import pytest
+from scapy.all import IP, rdpcap
+
+from onvm import grading
+
+ONVM = [sys.executable, "-m", "onvm"]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LABS = sorted(os.path.join(ROOT, "labs", d) for d in os.listdir(os.path.join(ROOT, "labs"))
+              if os.path.isfile(os.path.join(ROOT, "labs", d, "hidden_tests.py")))
+FIREWALL = os.path.join(ROOT, "labs", "01-firewall")
+
+
+def test_student_notebooks_are_generated_from_the_solutions():
+    r = subprocess.run(ONVM + ["lab", "generate", "--check"] + LABS, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    for lab in LABS:
+        student = nbformat.read(os.path.join(lab, "student.ipynb"), as_version=4)
+        text = "\n".join(c.source for c in student.cells)
+        assert "### BEGIN SOLUTION" not in text and "raise NotImplementedError()" in text
+        assert all(not c.get("outputs") for c in student.cells if c.cell_type == "code")
+
+
+def test_a_stale_student_notebook_is_named(tmp_path):
+    lab = tmp_path / "lab"
+    lab.mkdir()
+    for f in ("solution.ipynb", "student.ipynb"):
+        (lab / f).write_text(open(os.path.join(FIREWALL, f)).read())
+    with open(lab / "student.ipynb", "a") as f:
+        f.write(" ")
+    r = subprocess.run(ONVM + ["lab", "generate", "--check", str(lab)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "student.ipynb" in r.stderr
+
+
+def _variant(src, dst, old, new):
+    text = open(src).read()
+    assert old in text
+    with open(dst, "w") as f:
+        f.write(text.replace(old, new))
+
+
+def _onvmg_users():
+    return [p.pw_name for p in pwd.getpwall() if p.pw_name.startswith("onvmg")]
+
+
+def test_grading_a_folder_of_submissions(tmp_path):
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    sol = os.path.join(FIREWALL, "solution.ipynb")
+    (subs / "a-solution.ipynb").write_text(open(sol).read())
+    (subs / "b-student.ipynb").write_text(open(os.path.join(FIREWALL, "student.ipynb")).read())
+    # half done: IP headers taken to be 20 bytes, always
+    _variant(sol, subs / "c-half.ipynb", "ihl = (data[14] & 0x0F) * 4", "ihl = 20")
+    (subs / "d-not-a-notebook.ipynb").write_text("{ this is not json")
+    _variant(sol, subs / "e-raises.ipynb", "import ipaddress\\n", "import ipaddress\\n1 / 0\\n")
+    users_before = _onvmg_users()
+    r = subprocess.run(ONVM + ["lab", "grade", str(subs), "--csv", str(tmp_path / "scores.csv"), "--timeout", "120"],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr
+    with open(tmp_path / "scores.csv") as f:
+        rows = {row["notebook"]: row for row in csv.DictReader(f)}
+    full = rows["a-solution.ipynb"]["max_score"]
+    assert rows["a-solution.ipynb"]["score"] == full == "14", r.stdout
+    assert rows["b-student.ipynb"]["score"] == "0" and rows["b-student.ipynb"]["max_score"] == "14"
+    assert rows["c-half.ipynb"]["score"] == "9", r.stdout
+    assert rows["d-not-a-notebook.ipynb"]["score"] == "0" and "not" in rows["d-not-a-notebook.ipynb"]["reason"]
+    assert rows["e-raises.ipynb"]["score"] == "0" and "ZeroDivisionError" in rows["e-raises.ipynb"]["reason"]
+    # feedback at packet level: the half-done one's packets with IP options, in a pcap
+    assert "IP headers with options" in r.stdout and "expected port" in r.stdout
+    pcap = subs / "feedback" / "c-half" / "mismatches.pcap"
+    assert all(len(p[IP].options) for p in rdpcap(str(pcap)))
+    # the untouched student notebook: the NF's own error reaches the feedback
+    assert "NotImplementedError" in r.stdout
+    assert _onvmg_users() == users_before, "a grading user was left behind"
+
+
+def test_check_json_and_hostile_notebooks(tmp_path):
+    sol = os.path.join(FIREWALL, "solution.ipynb")
+    _variant(sol, tmp_path / "hang.ipynb", "import ipaddress\\n", "import ipaddress\\nwhile True: pass\\n")
+    _variant(sol, tmp_path / "flood.ipynb", "import ipaddress\\n",
+             "import ipaddress\\nwhile True: print('x' * 10000)\\n")
+    res = {}
+    for nb in ("hang", "flood"):
+        r = subprocess.run(ONVM + ["lab", "check", str(tmp_path / (nb + ".ipynb")), "--json", "--timeout", "20"],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        res[nb] = json.loads(r.stdout)
+    assert res["hang"]["score"] == 0 and "time limit" in res["hang"]["reason"]
+    assert res["flood"]["score"] == 0 and "output" in res["flood"]["reason"]
+
+
+def test_a_missing_notebook_is_an_error():
+    r = subprocess.run(ONVM + ["lab", "check", "/nonexistent.ipynb"], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "no such notebook" in r.stderr
