@@ -191,7 +191,7 @@ class Manager:
     param max_nfs: NF slots (1..128); each costs a 4096-packet ring"""
 
     def __init__(self, name=None, ports=("ring", "ring"), hugepage_mb=256, mbufs=16383, busy_poll=False,
-                 rx_threads=1, tx_threads=1, max_nfs=lib.ONVM_MAX_NFS, start=True):
+                 rx_threads=1, tx_threads=1, max_nfs=lib.ONVM_MAX_NFS, start=True, flow_lookup="cached"):
         self.name = paths.check_name(paths.new_name() if name is None else name)
         if isinstance(ports, str):
             ports = [ports]
@@ -214,6 +214,10 @@ class Manager:
         if isinstance(max_nfs, bool) or not isinstance(max_nfs, int) or not 1 <= max_nfs <= lib.ONVM_MAX_NFS:
             raise ValueError("max_nfs must be 1..%d, got %r" % (lib.ONVM_MAX_NFS, max_nfs))
         self.max_nfs = max_nfs
+        if flow_lookup not in ("cached", "naive"):
+            raise ValueError("flow_lookup is \"cached\" (the RX hash) or \"naive\" (rehash per lookup), got %r"
+                             % (flow_lookup,))
+        self.flow_lookup = flow_lookup
         self.process = None
         self.control = None
         self.owned = True
@@ -258,7 +262,7 @@ class Manager:
             if self.busy_poll:
                 cmd.append("--busy-poll")
             cmd += ["--rx-threads", str(self.rx_threads), "--tx-threads", str(self.tx_threads),
-                    "--max-nfs", str(self.max_nfs)]
+                    "--max-nfs", str(self.max_nfs), "--flow-lookup", self.flow_lookup]
             with paths.open_log(self.log_path) as log:
                 self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                                 env=_child_env(), start_new_session=True, pass_fds=(lock.fd,))
@@ -337,6 +341,12 @@ class Manager:
 
     def __getstate__(self):
         raise TypeError("a Manager cannot be sent into an NF; NFs reach the manager by themselves")
+
+    @property
+    def flows(self):
+        """The flow table (onvm.flows.FlowTable): add, list, remove rules."""
+        from .flows import FlowTable
+        return FlowTable(self)
 
     @property
     def running(self):

@@ -16,6 +16,7 @@ from .nfdoor import NFDoor
 from ._core import ffi, lib
 from .control import Bytes, ControlServer, Int, ListOf, Optional, Str, Tuple
 from .errors import OnvmError
+from .flows import FlowDirector
 from .ports import parse_port
 from .stats import ControlFile, format_table, rates
 
@@ -139,7 +140,7 @@ def take_name(name, lock_fd=None):
 
 class ManagerDaemon:
     def __init__(self, name, ports, mbufs, hugepage_mb, cpus, parent_pid=None, show_stats=False,
-                 busy_poll=False, rx_threads=1, tx_threads=1, max_nfs=128, lock=None):
+                 busy_poll=False, rx_threads=1, tx_threads=1, max_nfs=128, lock=None, flow_lookup="cached"):
         self.name = name
         self.parent_pid = parent_pid
         self.show_stats = show_stats
@@ -188,6 +189,8 @@ class ManagerDaemon:
         lib.onvm_mgr_set_busy_poll(1 if busy_poll else 0)
         self.check(lib.onvm_mgr_set_threads(rx_threads, tx_threads))
         self.check(lib.onvm_mgr_start())
+        if flow_lookup == "naive":
+            self.check(lib.onvm_mgr_flow_config(1, 0))
         fd = os.open(paths.shm_path(name), os.O_RDWR)
         self._map = mmap.mmap(fd, ffi.sizeof("struct onvm_shm"))
         os.close(fd)
@@ -197,9 +200,10 @@ class ManagerDaemon:
         self._buf = ffi.new("uint8_t[]", DRAIN_BUF)
         self._lens = ffi.new("uint32_t[]", DRAIN_BURST)
         self.sock_path = paths.sock_path(name)
+        self.flows = FlowDirector(self.check, self.shm.nb_ports)
         self.server = ControlServer(log=lambda msg: print("onvm manager: %s" % msg, file=sys.stderr, flush=True))
         self.server.listen(self.sock_path, self.ops(), one_shot=True)
-        self.door = NFDoor(name, self.server)
+        self.door = NFDoor(name, self.server, self.flows.nf_ops())
 
     def ops(self):
         """The notebook's ops: name -> (schema, handler); limits are this manager's."""
@@ -244,6 +248,7 @@ class ManagerDaemon:
                                                   lib.ONVM_MAX_SERVICES), []),
                        "hop_limit": Optional(Int(1, 255), 0)}, self.op_apply),
             "shutdown": ({}, self.op_shutdown),
+            **self.flows.ops(),
         }
 
     @staticmethod
@@ -311,6 +316,7 @@ class ManagerDaemon:
         own timers.  returns: how many sockets were ready."""
         n = self.server.poll(timeout)
         self.door.tick()
+        self.flows.tick()
         return n
 
     def _on_signal(self, signum, frame):
@@ -429,7 +435,8 @@ class ManagerDaemon:
 
 
 def run(name, ports=("ring", "ring"), mbufs=16383, hugepage_mb=256, cpus=None, parent_pid=None,
-        show_stats=False, busy_poll=False, rx_threads=1, tx_threads=1, max_nfs=128, lock_fd=None):
+        show_stats=False, busy_poll=False, rx_threads=1, tx_threads=1, max_nfs=128, lock_fd=None,
+        flow_lookup="cached"):
     """Run a manager in this process until SIGTERM/SIGINT or a shutdown request."""
     if cpus is None:
         cpus = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
@@ -440,7 +447,7 @@ def run(name, ports=("ring", "ring"), mbufs=16383, hugepage_mb=256, cpus=None, p
         return 2
     try:
         d = ManagerDaemon(name, ports, mbufs, hugepage_mb, cpus, parent_pid, show_stats, busy_poll,
-                          rx_threads, tx_threads, max_nfs, lock)
+                          rx_threads, tx_threads, max_nfs, lock, flow_lookup)
     except (OnvmError, ValueError) as e:
         remove_leftovers(name, lock)      # we own the name: leave nothing of it behind
         print("onvm manager: %s" % e, file=sys.stderr, flush=True)
@@ -466,10 +473,11 @@ def main(argv=None):
     ap.add_argument("--rx-threads", type=int, default=1)
     ap.add_argument("--tx-threads", type=int, default=1)
     ap.add_argument("--max-nfs", type=int, default=128)
+    ap.add_argument("--flow-lookup", choices=("cached", "naive"), default="cached")
     ap.add_argument("--lock-fd", type=int, help="an fd holding the name lock (from Manager.start)")
     a = ap.parse_args(argv)
     return run(a.name, a.ports or ["ring", "ring"], a.mbufs, a.hugepage_mb, a.cpus, a.parent, a.stats,
-               a.busy_poll, a.rx_threads, a.tx_threads, a.max_nfs, a.lock_fd)
+               a.busy_poll, a.rx_threads, a.tx_threads, a.max_nfs, a.lock_fd, a.flow_lookup)
 
 
 if __name__ == "__main__":
