@@ -298,6 +298,23 @@ class FlowTable:
         """{rules, exact, wildcard, added, removed, expired, refused: {reason: n}}"""
         return self.mgr._request({"op": "flow_list"})["stats"]
 
+    def set_miss_handler(self, service):
+        """Send flow-table misses to `service` (a node name or service ID; None:
+        the port's default path, as without a handler).  When that NF says
+        NEXT the flow table is asked again, so a rule it added meanwhile
+        (e.g. from an SDN controller) takes the packet on; else the packet
+        follows its port's default path."""
+        if service is None:
+            sid = 0
+        elif isinstance(service, str):
+            sid = self._names().get(service)
+            if sid is None:
+                raise ValueError("unknown node %r" % service)
+        else:
+            from .packet import ToService
+            sid = ToService(service).dest
+        self.mgr._request({"op": "flow_config", "miss_service": sid})
+
     def clear(self):
         """Remove every rule.  returns: how many."""
         rules = self.list()

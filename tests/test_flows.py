@@ -166,3 +166,31 @@ def test_an_nf_is_refused_with_a_counted_reason(mgr):
     assert wait_for(lambda: mgr.flows.stats()["refused"].get("invalid") == 3)
     assert len(mgr.flows.list()) == 0
     assert len(mgr.capture(1, count=None, timeout=0.3)) == 0
+
+
+def test_misses_go_to_the_miss_handler_until_it_installs_a_rule(mgr):
+    @onvm.nf
+    def decider(pkt):                    # what the SDN NF does with a controller's answer
+        try:
+            onvm.flows.add(onvm.Match.of(pkt), [onvm.ToService(2), onvm.Port(1)])
+        except onvm.OnvmError:
+            pass
+        return onvm.NEXT                 # asks the flow table again: the new rule's path
+
+    d = mgr.launch(decider, service=3)
+    mgr.launch(marker(0xB2), service=2, name="b")
+    mgr.launch(marker(0xA1), service=1, name="a")
+    mgr.set_default_chain([1, onvm.ToPort(1)])
+    mgr.flows.set_miss_handler(3)
+    for i in range(3):                   # three flows, the first packet of each alone
+        assert mgr.inject(udp(100 + i, **X)) == 1
+        assert last_bytes(mgr.capture(1, count=1, timeout=5)) == [0xB2]
+    assert mgr.inject([udp(100 + i, **X) for i in range(3)] * 10) == 30
+    assert last_bytes(mgr.capture(1, count=30, timeout=5)) == [0xB2] * 30
+    assert d.stats()["rx"] == 3          # only the first packet of each flow
+    assert mgr["a"].stats()["rx"] == 0
+    mgr.flows.set_miss_handler(None)     # no handler: misses take the default path
+    assert mgr.inject(udp(999, **X)) == 1
+    assert last_bytes(mgr.capture(1, count=1, timeout=5)) == [0xA1]
+    with pytest.raises(ValueError, match="unknown node"):
+        mgr.flows.set_miss_handler("sdn")
