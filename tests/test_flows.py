@@ -194,3 +194,31 @@ def test_misses_go_to_the_miss_handler_until_it_installs_a_rule(mgr):
     assert last_bytes(mgr.capture(1, count=1, timeout=5)) == [0xA1]
     with pytest.raises(ValueError, match="unknown node"):
         mgr.flows.set_miss_handler("sdn")
+
+
+def test_cli_flows_add_list_remove(mgr):
+    import subprocess
+    import sys
+
+    def onvm_cli(*args):
+        return subprocess.run([sys.executable, "-m", "onvm", "flows", *args, "--manager", mgr.name],
+                              capture_output=True, text=True, timeout=60)
+
+    r = onvm_cli("add", "port:0", "--src", "198.51.100.0/24", "--proto", "udp", "--dport", "80-90",
+                 "--priority", "3")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("rule 0:")
+    mgr.set_default_chain([onvm.ToPort(1)])
+    assert mgr.inject(udp(5, 85, "198.51.100.3")) == 1
+    assert len(mgr.capture(0, count=1, timeout=5)) == 1
+    listed = onvm_cli("list")
+    assert listed.returncode == 0 and "198.51.100.0/24" in listed.stdout
+    assert [r.packets for r in mgr.flows.list()] == [1]
+    bad = onvm_cli("add", "port:0", "--dport", "99999")
+    assert bad.returncode == 2 and "0..65535" in bad.stderr
+    bad = onvm_cli("add", "nosuchnode", "port:1", "--proto", "udp")
+    assert bad.returncode == 2 and "unknown node 'nosuchnode'" in bad.stderr
+    assert onvm_cli("remove", "0").returncode == 0
+    gone = onvm_cli("remove", "0")
+    assert gone.returncode == 2 and "no flow rule 0" in gone.stderr
+    assert len(mgr.flows.list()) == 0
