@@ -13,14 +13,19 @@ _EXPORTS = {
     "nf": "manager", "native": "manager", "load_nf": "manager", "Port": "graph",
     "Action": "packet", "NEXT": "packet", "DROP": "packet", "ToService": "packet",
     "ToPort": "packet", "Packet": "packet",
+    "Match": "flows",
     "current_nf": "context", "OnvmError": "errors", "ChainError": "errors",
     "image": "containers", "ImageNF": "containers",
 }
+
+_SUBMODULES = ("flows", "sdn")
 
 __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name):
+    if name in _SUBMODULES:                  # onvm.flows.add inside an NF
+        return importlib.import_module("." + name, __name__)
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError("module 'onvm' has no attribute %r" % name)

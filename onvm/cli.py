@@ -123,6 +123,38 @@ def cmd_deploy(a):
     return 0
 
 
+def cmd_flows(a):
+    """The flow table of a running manager: onvm flows list | add CHAIN... --MATCH-FIELD V... | remove ID."""
+    from .flows import Match
+    from .manager import Manager
+    from .packet import ToPort
+    mgr = Manager.attach(pick_manager(a.manager))
+    try:
+        if a.action == "list":
+            print(mgr.flows.list())
+        elif a.action == "remove":
+            if len(a.args) != 1 or not a.args[0].isdigit():
+                die("give the rule's ID: onvm flows remove ID")
+            c = mgr.flows.remove(int(a.args[0]))
+            print("removed rule %s (%d packets, %d bytes)" % (a.args[0], c["packets"], c["bytes"]))
+        else:
+            def ports(v):
+                lo, _, hi = v.partition("-")
+                return (int(lo), int(hi)) if hi else int(lo)
+            try:
+                match = Match(a.src, a.dst, int(a.proto) if a.proto and a.proto.isdigit() else a.proto,
+                              a.sport and ports(a.sport), a.dport and ports(a.dport))
+                chain = [ToPort(int(e[5:])) if e.startswith("port:") else int(e) if e.isdigit() else e
+                         for e in a.args]
+            except ValueError as e:
+                die(str(e))
+            rule = mgr.flows.add(match, chain, a.priority, a.idle_timeout, a.hard_timeout)
+            print("rule %d: %r -> %s" % (rule.id, rule.match, " ".join(rule.chain)))
+    finally:
+        mgr.detach()
+    return 0
+
+
 def cmd_doctor(a):
     from .doctor import run_checks
     return run_checks()
@@ -218,6 +250,21 @@ def main(argv=None):
     p.add_argument("file", help="a networkx node-link JSON graph (see mgr.deployment.save)")
     p.add_argument("--manager")
     p.set_defaults(func=cmd_deploy)
+
+    p = sub.add_parser("flows", help="the flow table: onvm flows list | add fw port:1 --dport 80 | remove ID")
+    p.add_argument("action", choices=("list", "add", "remove"))
+    p.add_argument("args", nargs="*", help="add: the chain (node names, service IDs, port:N, ending at a "
+                   "port); remove: the rule's ID")
+    for f in ("src", "dst"):
+        p.add_argument("--" + f, help="an IPv4 address or prefix (any if left out)")
+    p.add_argument("--proto", help="tcp, udp, icmp, sctp or a number")
+    p.add_argument("--sport", help="a port or a range LOW-HIGH")
+    p.add_argument("--dport", help="a port or a range LOW-HIGH")
+    p.add_argument("--priority", type=int, default=0)
+    p.add_argument("--idle-timeout", type=float, default=0)
+    p.add_argument("--hard-timeout", type=float, default=0)
+    p.add_argument("--manager")
+    p.set_defaults(func=cmd_flows)
 
     p = sub.add_parser("doctor", help="check hugepages, DPDK, permissions, docker")
     p.set_defaults(func=cmd_doctor)

@@ -18,6 +18,7 @@ def current_nf():
 
 
 manager = None   # the manager's name, inside an NF
+door = None      # the NF's connection to the manager's nf.sock (onvm.flows.add)
 _names = {"updates": None, "map": {}, "control": None}
 
 

@@ -191,7 +191,8 @@ class Manager:
         capture_drop (32 MiB: 400,000 64-byte or 22,000 1500-byte packets)"""
 
     def __init__(self, name=None, ports=("ring", "ring"), hugepage_mb=256, mbufs=16383, busy_poll=False,
-                 rx_threads=1, tx_threads=1, max_nfs=lib.ONVM_MAX_NFS, start=True, ring_mb=32):
+                 rx_threads=1, tx_threads=1, max_nfs=lib.ONVM_MAX_NFS, start=True, ring_mb=32,
+                 flow_lookup="cached"):
         self.name = paths.check_name(paths.new_name() if name is None else name)
         if isinstance(ports, str):
             ports = [ports]
@@ -220,6 +221,10 @@ class Manager:
         self.ring_mb = ring_mb
         self.rings = None
         self._taps = []
+        if flow_lookup not in ("cached", "naive"):
+            raise ValueError("flow_lookup is \"cached\" (the RX hash) or \"naive\" (rehash per lookup), got %r"
+                             % (flow_lookup,))
+        self.flow_lookup = flow_lookup
         self.process = None
         self.control = None
         self.owned = True
@@ -265,7 +270,8 @@ class Manager:
             if self.busy_poll:
                 cmd.append("--busy-poll")
             cmd += ["--rx-threads", str(self.rx_threads), "--tx-threads", str(self.tx_threads),
-                    "--max-nfs", str(self.max_nfs), "--ring-mb", str(self.ring_mb)]
+                    "--max-nfs", str(self.max_nfs), "--ring-mb", str(self.ring_mb), "--flow-lookup",
+                    self.flow_lookup]
             with paths.open_log(self.log_path) as log:
                 self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                                 env=_child_env(), start_new_session=True, pass_fds=(lock.fd,))
@@ -358,6 +364,12 @@ class Manager:
 
     def __getstate__(self):
         raise TypeError("a Manager cannot be sent into an NF; NFs reach the manager by themselves")
+
+    @property
+    def flows(self):
+        """The flow table (onvm.flows.FlowTable): add, list, remove rules."""
+        from .flows import FlowTable
+        return FlowTable(self)
 
     @property
     def running(self):

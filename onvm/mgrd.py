@@ -15,6 +15,7 @@ from .nfdoor import NFDoor
 from ._core import ffi, lib
 from .control import Bytes, ControlServer, Int, ListOf, Optional, Str, Tuple
 from .errors import OnvmError
+from .flows import FlowDirector
 from .ports import parse_port
 from .stats import ControlFile, format_table, rates
 from .traffic import Doorbell, Ring, ring_path, traffic_path
@@ -136,7 +137,8 @@ def take_name(name, lock_fd=None):
 
 class ManagerDaemon:
     def __init__(self, name, ports, mbufs, hugepage_mb, cpus, parent_pid=None, show_stats=False,
-                 busy_poll=False, rx_threads=1, tx_threads=1, max_nfs=128, lock=None, ring_mb=RING_MB):
+                 busy_poll=False, rx_threads=1, tx_threads=1, max_nfs=128, lock=None, ring_mb=RING_MB,
+                 flow_lookup="cached"):
         self.name = name
         self.parent_pid = parent_pid
         self.show_stats = show_stats
@@ -188,15 +190,18 @@ class ManagerDaemon:
         lib.onvm_mgr_set_busy_poll(1 if busy_poll else 0)
         self.check(lib.onvm_mgr_set_threads(rx_threads, tx_threads))
         self.check(lib.onvm_mgr_start())
+        if flow_lookup == "naive":
+            self.check(lib.onvm_mgr_flow_config(1, 0))
         fd = os.open(paths.shm_path(name), os.O_RDWR)
         self._map = mmap.mmap(fd, ffi.sizeof("struct onvm_shm"))
         os.close(fd)
         self.shm = ffi.from_buffer("struct onvm_shm *", self._map)
         self.ring_ports = [p for p in range(len(specs)) if specs[p][0] == lib.ONVM_PORT_RING]
         self.sock_path = paths.sock_path(name)
+        self.flows = FlowDirector(self.check, self.shm.nb_ports)
         self.server = ControlServer(log=lambda msg: print("onvm manager: %s" % msg, file=sys.stderr, flush=True))
         self.server.listen(self.sock_path, self.ops(), one_shot=True)
-        self.door = NFDoor(name, self.server)
+        self.door = NFDoor(name, self.server, self.flows.nf_ops())
 
     def open_rings(self, specs, ring_mb):
         """Each ring port's inject and capture rings, and the RX threads'
@@ -260,6 +265,7 @@ class ManagerDaemon:
                          "target": Int(0, lib.ONVM_MAX_SERVICES - 1), "filter": Optional(Str(2000), ""),
                          "ring_mb": Optional(Int(1, 1024), 8)}, self.op_tap_arm),
             "tap_disarm": ({"tap": Int(0, lib.ONVM_MAX_TAPS - 1)}, self.op_tap_disarm),
+            **self.flows.ops(),
         }
 
     @staticmethod
@@ -307,6 +313,7 @@ class ManagerDaemon:
         own timers.  returns: how many sockets were ready."""
         n = self.server.poll(timeout)
         self.door.tick()
+        self.flows.tick()
         return n
 
     def _on_signal(self, signum, frame):
@@ -458,7 +465,8 @@ class ManagerDaemon:
 
 
 def run(name, ports=("ring", "ring"), mbufs=16383, hugepage_mb=256, cpus=None, parent_pid=None,
-        show_stats=False, busy_poll=False, rx_threads=1, tx_threads=1, max_nfs=128, lock_fd=None, ring_mb=RING_MB):
+        show_stats=False, busy_poll=False, rx_threads=1, tx_threads=1, max_nfs=128, lock_fd=None,
+        ring_mb=RING_MB, flow_lookup="cached"):
     """Run a manager in this process until SIGTERM/SIGINT or a shutdown request."""
     if cpus is None:
         cpus = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
@@ -469,7 +477,7 @@ def run(name, ports=("ring", "ring"), mbufs=16383, hugepage_mb=256, cpus=None, p
         return 2
     try:
         d = ManagerDaemon(name, ports, mbufs, hugepage_mb, cpus, parent_pid, show_stats, busy_poll,
-                          rx_threads, tx_threads, max_nfs, lock, ring_mb)
+                          rx_threads, tx_threads, max_nfs, lock, ring_mb, flow_lookup)
     except (OnvmError, ValueError) as e:
         remove_leftovers(name, lock)      # we own the name: leave nothing of it behind
         print("onvm manager: %s" % e, file=sys.stderr, flush=True)
@@ -496,10 +504,11 @@ def main(argv=None):
     ap.add_argument("--tx-threads", type=int, default=1)
     ap.add_argument("--max-nfs", type=int, default=128)
     ap.add_argument("--ring-mb", type=int, default=RING_MB, help="each ring port's inject and capture ring")
+    ap.add_argument("--flow-lookup", choices=("cached", "naive"), default="cached")
     ap.add_argument("--lock-fd", type=int, help="an fd holding the name lock (from Manager.start)")
     a = ap.parse_args(argv)
     return run(a.name, a.ports or ["ring", "ring"], a.mbufs, a.hugepage_mb, a.cpus, a.parent, a.stats,
-               a.busy_poll, a.rx_threads, a.tx_threads, a.max_nfs, a.lock_fd, a.ring_mb)
+               a.busy_poll, a.rx_threads, a.tx_threads, a.max_nfs, a.lock_fd, a.ring_mb, a.flow_lookup)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ class NFDoor:
     """The NF listener on a manager's ControlServer, and what it knows of
     each NF: its slot and its pidfd."""
 
-    def __init__(self, name, server):
+    def __init__(self, name, server, extra_ops=None):
         self.name = name
         self.server = server
         self.procs = {}          # pidfd -> conn, while the NF's process may live
@@ -53,6 +53,7 @@ class NFDoor:
                           "staged": Optional(Bool(), False)}, self.op_register),
             "ready": ({}, self.op_ready),
             "leave": ({}, self.op_leave),
+            **(extra_ops or {}),     # the flow director's "flow_add" (onvm/flows.py)
         }
         server.listen(paths.nf_sock_path(name), ops, one_shot=False, on_close=self.on_close,
                       max_request=MAX_REQUEST, max_conns=4 * lib.ONVM_MAX_NFS, want_pidfd=True)
@@ -68,6 +69,7 @@ class NFDoor:
         if slot < 0:
             raise OnvmError(ffi.string(lib.onvm_last_error()).decode())
         conn.data["slot"] = slot
+        conn.data["name"] = args["name"]
         conn.data["staged"] = args["staged"]
         # Our own copy of the pidfd: readable once the process exits, even if
         # a child of it still holds the connection open; the server closes

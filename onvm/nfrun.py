@@ -157,6 +157,7 @@ def run(manager, service, name, native=None, args="", spec=None, staged=False, d
         return 2
     context.current = context.NFContext(name, service, slot)
     context.manager = manager
+    context.door = sock
     print("NF %s registered: service %d, instance %d" % (name, service, slot), flush=True)
     base, length = ffi.new("uint64_t *"), ffi.new("uint64_t *")
     lib.onvm_nf_pool_span(nf, base, length)

@@ -77,15 +77,12 @@ static inline uint32_t onvm_fh_swap_ports(uint32_t ports)
 	return (ports << 16) | (ports >> 16);
 }
 
-static inline uint32_t onvm_fh_ipv4(const uint8_t *p, uint32_t off, uint32_t len)
+/* The IPv4 hash of a 5-tuple as it is on the wire (addresses and the port
+ * word in network order; ports 0 where none are hashed): the flow
+ * director (flow_dir.c) signs its exact keys with it, so a packet's
+ * cached hash finds them. */
+static inline uint32_t onvm_fh_ipv4_tuple(uint32_t a, uint32_t b, uint32_t ports, uint8_t proto)
 {
-	const uint8_t *ip = p + off;
-	uint32_t ihl = (uint32_t)(ip[0] & 0xf) * 4;
-	uint8_t proto = ip[9];
-	uint16_t frag = onvm_fh_be16(ip + 6) & 0x3fff; /* MF flag and offset */
-	uint32_t a = onvm_fh_u32(ip + 12), b = onvm_fh_u32(ip + 16);
-	/* IHL < 5 is not a header we can find the ports behind. */
-	uint32_t ports = (frag == 0 && ihl >= 20) ? onvm_fh_ports(p, off + ihl, len, proto) : 0;
 	uint32_t sa = rte_be_to_cpu_32(a), sb = rte_be_to_cpu_32(b);
 	uint16_t pa = (uint16_t)(rte_be_to_cpu_32(ports) >> 16), pb = (uint16_t)rte_be_to_cpu_32(ports);
 	if (sa > sb || (sa == sb && pa > pb)) {
@@ -95,6 +92,18 @@ static inline uint32_t onvm_fh_ipv4(const uint8_t *p, uint32_t off, uint32_t len
 	uint32_t h = rte_hash_crc_4byte(a, proto);
 	h = rte_hash_crc_4byte(b, h);
 	return rte_hash_crc_4byte(ports, h);
+}
+
+static inline uint32_t onvm_fh_ipv4(const uint8_t *p, uint32_t off, uint32_t len)
+{
+	const uint8_t *ip = p + off;
+	uint32_t ihl = (uint32_t)(ip[0] & 0xf) * 4;
+	uint8_t proto = ip[9];
+	uint16_t frag = onvm_fh_be16(ip + 6) & 0x3fff; /* MF flag and offset */
+	uint32_t a = onvm_fh_u32(ip + 12), b = onvm_fh_u32(ip + 16);
+	/* IHL < 5 is not a header we can find the ports behind. */
+	uint32_t ports = (frag == 0 && ihl >= 20) ? onvm_fh_ports(p, off + ihl, len, proto) : 0;
+	return onvm_fh_ipv4_tuple(a, b, ports, proto);
 }
 
 static inline uint32_t onvm_fh_ipv6(const uint8_t *p, uint32_t off, uint32_t len)

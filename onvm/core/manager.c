@@ -181,6 +181,7 @@ void onvm_mgr_tick(void)
 	onvm_mgr.shm->tick_ns = onvm_now_ns();
 	registry_tick();
 	stats_update();
+	flow_dir_tick();
 }
 
 void onvm_mgr_shutdown(void)

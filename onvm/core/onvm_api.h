@@ -50,6 +50,17 @@ int onvm_mgr_set_chain(const uint32_t *verdicts, uint32_t n);
  * only its own to the others. */
 int onvm_mgr_apply(const struct onvm_apply *a);
 
+/* The flow director (flow_dir.c).  Add a rule: exact when every field of
+ * the 5-tuple is given in full, else wildcard; returns its ID.  The chain
+ * ends at a port, and each hop must be allowed by the steer rules of the
+ * service before it. */
+int onvm_mgr_flow_add(const struct onvm_flow_spec *s);
+int onvm_mgr_flow_remove(uint32_t id);
+int onvm_mgr_flow_counters(uint32_t id, struct onvm_flow_counters *out);
+/* naive: 1 rehashes headers per lookup, 0 uses the RX hash, -1 unchanged;
+ * miss_service: the service that gets misses (0: the default path). */
+int onvm_mgr_flow_config(int naive, int miss_service);
+
 /* NF registration, driven by the control loop over the NF socket:
  * claim a slot for an NF process (pid as the manager sees it); returns the
  * slot.  The NF then joins DPDK as a secondary and says it is ready, and

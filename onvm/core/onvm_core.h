@@ -158,6 +158,39 @@ void router_route(struct onvm_router *r, struct rte_mbuf *m, const struct onvm_r
 void router_end(struct onvm_router *r);
 void router_free_pkt(struct rte_mbuf *m);
 
+/* A packet's path by meta->path: a port's, or a flow rule's; NULL if none. */
+static inline const struct onvm_chain *router_path(const struct onvm_tables *t, unsigned p)
+{
+	if (p < ONVM_MAX_PORTS)
+		return &t->paths[p];
+	if (p - ONVM_MAX_PORTS < ONVM_FLOW_MAX_PATHS)
+		return &t->rule_paths[p - ONVM_MAX_PORTS];
+	return NULL;
+}
+
+/* May an NF of `service` send to (action, dest) (the graph's edges)? */
+bool router_steer_ok(const struct onvm_tables *t, uint16_t service, unsigned action, uint16_t dest);
+
+/* ---- flow_dir.c: the flow director --------------------------------------- */
+
+/* The rule path (ONVM_MAX_PORTS + i) of the rule a packet matches, counted
+ * against that rule, or -1.  Inside a read section (router_begin). */
+int flow_dir_lookup(const struct onvm_tables *t, struct rte_mbuf *m);
+/* At RX: a packet that matches a rule follows the rule's path; a miss goes
+ * to the miss service if there is one. */
+static inline void flow_dir_start(const struct onvm_tables *t, struct rte_mbuf *m)
+{
+	if (likely(!(t->flow_exact | t->flow_acl | t->flow_miss)))
+		return;
+	int p = flow_dir_lookup(t, m);
+	if (p >= 0)
+		onvm_meta(m)->path = (uint8_t)p;
+	else if (t->flow_miss)
+		onvm_meta(m)->path = ONVM_PATH_MISS;
+}
+/* Free what readers can no longer see (the control tick). */
+void flow_dir_tick(void);
+
 /* The position after `service` in a path, or -1 if it is not on it. */
 static inline int router_chain_after(const struct onvm_chain *c, uint16_t service)
 {

@@ -183,6 +183,55 @@ struct onvm_chain {
 	struct onvm_chain_entry entries[ONVM_MAX_CHAIN];
 };
 
+/* ---- the flow director (flow_dir.c) -------------------------------------- */
+
+#define ONVM_FLOW_MAX_RULES 131072  /* exact and wildcard rules together */
+#define ONVM_FLOW_MAX_ACL 4096      /* wildcard rules (one rte_acl context) */
+#define ONVM_FLOW_MAX_PATHS 192     /* distinct rule chains; meta->path 32..223 */
+#define ONVM_PATH_MISS 0xff         /* meta->path of a miss sent to the miss service */
+#define ONVM_FLOW_EXACT_NAME "onvm_flow_exact"
+#define ONVM_FLOW_COUNTERS_NAME "onvm_flow_counters"
+
+/* What rules match on: an IPv4 5-tuple as on the wire (addresses and ports
+ * in network order; ports 0 when the packet has none, or is a fragment).
+ * The exact table's key, and the rte_acl input: proto alone in the first
+ * 4-byte group, as rte_acl wants. */
+struct onvm_flow_key {
+	uint8_t proto;
+	uint8_t pad[3];
+	uint32_t src;
+	uint32_t dst;
+	uint16_t sport;
+	uint16_t dport;
+};
+
+/* A rule as the control loop hands it to onvm_mgr_flow_add: exact when
+ * every field is given in full, else a wildcard rule.  Host order. */
+struct onvm_flow_spec {
+	uint32_t src;
+	uint32_t dst;
+	uint8_t src_len;      /* prefix lengths 0..32 (0: any address) */
+	uint8_t dst_len;
+	uint8_t proto;
+	uint8_t proto_any;    /* 1: any protocol */
+	uint16_t sport_lo;    /* port ranges, inclusive (0..65535: any) */
+	uint16_t sport_hi;
+	uint16_t dport_lo;
+	uint16_t dport_hi;
+	uint32_t priority;    /* wildcard rules: higher wins; 0..ONVM_FLOW_MAX_PRIORITY */
+	uint16_t installer;   /* NF slot that asked for it (its steer rules apply), or ONVM_OWNER_MGR */
+	uint16_t pad;
+	struct onvm_chain chain;
+};
+#define ONVM_FLOW_MAX_PRIORITY 65534
+
+/* Per rule, written by whoever looks a packet up (RX threads, NFs
+ * resolving a miss) with atomic adds; the manager reads them. */
+struct onvm_flow_counters {
+	uint64_t packets;
+	uint64_t bytes;
+};
+
 /* Where an NF of a service may steer (ToService/ToPort): anywhere (`any`,
  * the linear set_default_chain case), or only along the graph's edges. */
 struct onvm_steer {
@@ -200,6 +249,15 @@ struct onvm_tables {
 	struct onvm_steer steer[ONVM_MAX_SERVICES];
 	char names[ONVM_MAX_SERVICES][32];            /* a deployed graph's node names */
 	uint32_t hop_limit;
+	/* the flow director (flow_dir.c): a packet that matches a rule follows
+	 * rule path i, meta->path = ONVM_MAX_PORTS + i */
+	struct onvm_chain rule_paths[ONVM_FLOW_MAX_PATHS];
+	uint64_t flow_exact;     /* struct rte_hash * (hugepages) of exact rules, 0: none */
+	uint64_t flow_acl;       /* struct rte_acl_ctx * (hugepages) of wildcard rules, 0: none */
+	uint64_t flow_counters;  /* struct onvm_flow_counters * (hugepages), per rule */
+	uint32_t flow_naive;     /* 1: rehash the headers on every lookup (benchmarks) */
+	uint16_t flow_miss;      /* service that gets flow-table misses (the SDN NF), 0: default path */
+	uint16_t pad_flow;
 };
 
 /* A deployment's change, applied in one table update (onvm_mgr_apply). */

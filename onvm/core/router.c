@@ -162,8 +162,9 @@ static inline void buffer_port(struct onvm_router *r, unsigned port, struct rte_
  * nowhere (its NEXT is a chain end). */
 static inline void continue_after(const struct onvm_tables *t, struct onvm_pkt_meta *meta, uint16_t service)
 {
-	if (meta->path < ONVM_MAX_PORTS) {
-		int idx = router_chain_after(&t->paths[meta->path], service);
+	const struct onvm_chain *own = router_path(t, meta->path);
+	if (own != NULL) {
+		int idx = router_chain_after(own, service);
 		if (idx >= 0) {
 			meta->chain_index = (uint8_t)idx;
 			return;
@@ -190,6 +191,21 @@ static inline bool steer_allowed(const struct onvm_tables *t, uint16_t service, 
 	if (action == ONVM_TO_PORT)
 		return dest < 32 && (st->ports >> dest) & 1;
 	return dest < ONVM_MAX_SERVICES && (st->services[dest / 64] >> (dest % 64)) & 1;
+}
+
+bool router_steer_ok(const struct onvm_tables *t, uint16_t service, unsigned action, uint16_t dest)
+{
+	return steer_allowed(t, service, action, dest);
+}
+
+/* A flow-table miss went to the miss service (flow_dir_start); that NF
+ * says NEXT: ask the flow table again (its answer may have come in the
+ * meantime), else the port's default path. */
+static inline void resolve_miss(const struct onvm_tables *t, struct rte_mbuf *m, struct onvm_pkt_meta *meta)
+{
+	int p = flow_dir_lookup(t, m);
+	meta->path = (uint8_t)(p >= 0 ? p : meta->in_port);
+	meta->chain_index = 0;
 }
 
 /* Decide where one packet goes and buffer it there.  The packet's meta
@@ -220,16 +236,23 @@ void router_route(struct onvm_router *r, struct rte_mbuf *m, const struct onvm_r
 	if (action == ONVM_NEXT) {
 		if (unlikely(meta->chain_index == ONVM_CHAIN_AFTER_DEST))
 			continue_after(t, meta, dest);
-		unsigned idx = meta->chain_index;
-		const struct onvm_chain *path = meta->path < ONVM_MAX_PORTS ? &t->paths[meta->path] : NULL;
-		if (unlikely(path == NULL || idx >= path->length || idx >= ONVM_MAX_CHAIN)) {
-			(*c->chain_end)++;
-			router_free_pkt(m);
-			return;
+		if (unlikely(meta->path == ONVM_PATH_MISS) && r->self != ONVM_OWNER_MGR)
+			resolve_miss(t, m, meta);
+		if (unlikely(meta->path == ONVM_PATH_MISS)) {
+			action = ONVM_TO_SERVICE; /* from the RX thread: to the miss service */
+			dest = t->flow_miss;
+		} else {
+			unsigned idx = meta->chain_index;
+			const struct onvm_chain *path = router_path(t, meta->path);
+			if (unlikely(path == NULL || idx >= path->length || idx >= ONVM_MAX_CHAIN)) {
+				(*c->chain_end)++;
+				router_free_pkt(m);
+				return;
+			}
+			action = path->entries[idx].action;
+			dest = path->entries[idx].destination;
+			meta->chain_index = (uint8_t)(idx + 1);
 		}
-		action = path->entries[idx].action;
-		dest = path->entries[idx].destination;
-		meta->chain_index = (uint8_t)(idx + 1);
 	} else if (action == ONVM_TO_SERVICE) {
 		continue_after(t, meta, dest);
 	}

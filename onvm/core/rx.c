@@ -85,6 +85,7 @@ int rx_thread_main(void *arg)
 			router_begin(router);
 			for (unsigned i = 0; i < n; i++) {
 				stamp(pkts[i], (uint16_t)p);
+				flow_dir_start(router->tables, pkts[i]);
 				router_route(router, pkts[i], &counts);
 			}
 			router_end(router);

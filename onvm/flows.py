@@ -1,0 +1,478 @@
+"""The flow director: rules that send a flow through its own chain.
+
+    rule = mgr.flows.add(onvm.Match(src="198.51.100.0/24", proto="tcp", dport=80),
+                         ["fw", "ids", onvm.Port(1)], idle_timeout=30, priority=10)
+    mgr.flows.list()          # rules with packet and byte counters, age, timeouts
+    mgr.flows.remove(rule)
+
+Inside an NF, `onvm.flows.add(onvm.Match.of(pkt), [...])` asks the manager
+for a rule for the packet in hand.
+
+A Match with every field given in full (src and dst without a prefix,
+proto, and for TCP/UDP/SCTP both ports) is an exact rule, kept in DPDK's
+cuckoo hash and looked up with the flow hash the RX thread computed once;
+anything else is a wildcard rule, classified by rte_acl.  Exact rules are
+tried first; among wildcard rules the highest priority wins, and between
+equal priorities the older rule.  Rules match IPv4 packets.  A rule's chain
+is a list of a deployed graph's node names, service IDs (or
+onvm.ToService) and ends at a port (onvm.Port(n) or onvm.ToPort(n)); each
+hop must be allowed by the graph's edges.  Timeouts are checked by the
+manager every 100 ms: idle (no packet for that long) and hard (that long
+after it was added)."""
+import ipaddress
+import struct
+import time
+
+from ._core import ffi, lib
+from .control import Int, ListOf, Optional, Tuple
+from .errors import OnvmError
+
+PROTOS = {"icmp": 1, "tcp": 6, "udp": 17, "sctp": 132}
+PROTO_NAMES = {v: k for k, v in PROTOS.items()}
+PORTED = (6, 17, 132)
+NF_QUOTA = 1024           # rules one NF may hold at a time
+EXPIRY_EVERY = 0.1        # seconds between the manager's timeout checks
+MAX_TIMEOUT_MS = 86400 * 1000
+
+
+def _prefix(v, field):
+    """'198.51.100.0/24' or '198.51.100.7' -> (int address, length)."""
+    if isinstance(v, ipaddress.IPv4Network):
+        return int(v.network_address), v.prefixlen
+    if isinstance(v, ipaddress.IPv4Address):
+        return int(v), 32
+    if not isinstance(v, str):
+        raise ValueError("Match %s: an IPv4 address or prefix as a string, got %r" % (field, v))
+    try:
+        net = ipaddress.IPv4Network(v, strict=False)
+    except ValueError as e:
+        raise ValueError("Match %s=%r: %s" % (field, v, e)) from None
+    return int(net.network_address), net.prefixlen
+
+
+def _ports(v, field):
+    """5353, (1024, 65535) or range(1024, 2048) -> (lo, hi)."""
+    if isinstance(v, range):
+        if v.step != 1 or not len(v):
+            raise ValueError("Match %s: a range of ports with step 1, got %r" % (field, v))
+        v = (v.start, v.stop - 1)
+    lo, hi = v if isinstance(v, (tuple, list)) and len(v) == 2 else (v, v)
+    for p in (lo, hi):
+        if isinstance(p, bool) or not isinstance(p, int) or not 0 <= p <= 65535:
+            raise ValueError("Match %s=%r: a port is an int in 0..65535" % (field, v))
+    if lo > hi:
+        raise ValueError("Match %s=%r: a range runs low..high" % (field, v))
+    return lo, hi
+
+
+class Match:
+    """What a rule matches: any field left out matches anything.
+
+    param src, dst: an IPv4 address or prefix ("198.51.100.0/24")
+    param proto: "tcp", "udp", "icmp", "sctp" or an IP protocol number
+    param sport, dport: a port, a (low, high) range or a range()
+
+    >>> Match(src="198.51.100.7", dst="203.0.113.5", proto="udp", sport=5353, dport=53).exact
+    True
+    >>> Match(src="198.51.100.0/24", proto="tcp", dport=80)
+    Match(src='198.51.100.0/24', proto='tcp', dport=80)"""
+    __slots__ = ("src", "dst", "proto", "sport", "dport")
+
+    def __init__(self, src=None, dst=None, proto=None, sport=None, dport=None):
+        self.src = None if src is None else _prefix(src, "src")
+        self.dst = None if dst is None else _prefix(dst, "dst")
+        if isinstance(proto, str):
+            if proto.lower() not in PROTOS:
+                raise ValueError("Match proto=%r: one of %s, or a protocol number" % (proto, ", ".join(PROTOS)))
+            proto = PROTOS[proto.lower()]
+        elif proto is not None and (isinstance(proto, bool) or not isinstance(proto, int) or not 0 <= proto <= 255):
+            raise ValueError("Match proto=%r: a protocol number is 0..255" % (proto,))
+        self.proto = proto
+        self.sport = None if sport is None else _ports(sport, "sport")
+        self.dport = None if dport is None else _ports(dport, "dport")
+        if (self.sport or self.dport) and proto is not None and proto not in PORTED:
+            raise ValueError("Match: proto %s has no ports; ports need tcp, udp or sctp" % PROTO_NAMES.get(proto, proto))
+
+    @classmethod
+    def of(cls, pkt):
+        """The exact 5-tuple of a packet: an NF's onvm.Packet, a scapy packet
+        or the frame's bytes (Ethernet, optionally VLAN-tagged, IPv4)."""
+        raw = bytes(pkt)
+        off, etype = 14, struct.unpack_from("!H", raw, 12)[0] if len(raw) >= 14 else 0
+        while etype in (0x8100, 0x88a8, 0x9100) and len(raw) >= off + 4:
+            etype = struct.unpack_from("!H", raw, off + 2)[0]
+            off += 4
+        if etype != 0x0800 or len(raw) < off + 20:
+            raise ValueError("Match.of: not an IPv4 packet; rules match IPv4")
+        ihl = (raw[off] & 0xf) * 4
+        proto = raw[off + 9]
+        src, dst = (str(ipaddress.IPv4Address(raw[off + a:off + a + 4])) for a in (12, 16))
+        frag = struct.unpack_from("!H", raw, off + 6)[0] & 0x3fff
+        if proto in PORTED and frag == 0 and ihl >= 20 and len(raw) >= off + ihl + 4:
+            sport, dport = struct.unpack_from("!HH", raw, off + ihl)
+            return cls(src, dst, proto, sport, dport)
+        return cls(src, dst, proto)
+
+    @property
+    def exact(self):
+        full = self.src is not None and self.dst is not None and self.src[1] == 32 and self.dst[1] == 32
+        if not full or self.proto is None:
+            return False
+        if self.proto in PORTED:
+            return self.sport is not None and self.dport is not None and \
+                self.sport[0] == self.sport[1] and self.dport[0] == self.dport[1]
+        return True
+
+    def wire(self):
+        """The match as the manager's op takes it."""
+        return {"src": list(self.src or (0, 0)), "dst": list(self.dst or (0, 0)),
+                "proto": -1 if self.proto is None else self.proto,
+                "sport": list(self.sport or (0, 65535)), "dport": list(self.dport or (0, 65535))}
+
+    @classmethod
+    def from_wire(cls, w):
+        m = cls.__new__(cls)
+        m.src = tuple(w["src"]) if w["src"][1] else None
+        m.dst = tuple(w["dst"]) if w["dst"][1] else None
+        m.proto = None if w["proto"] < 0 else w["proto"]
+        m.sport = None if tuple(w["sport"]) == (0, 65535) else tuple(w["sport"])
+        m.dport = None if tuple(w["dport"]) == (0, 65535) else tuple(w["dport"])
+        return m
+
+    def __eq__(self, other):
+        return isinstance(other, Match) and self.wire() == other.wire()
+
+    def __hash__(self):
+        return hash(repr(self))
+
+    def __repr__(self):
+        parts = []
+        for k in ("src", "dst"):
+            v = getattr(self, k)
+            if v:
+                a = str(ipaddress.IPv4Address(v[0]))
+                parts.append("%s=%r" % (k, a if v[1] == 32 else "%s/%d" % (a, v[1])))
+        if self.proto is not None:
+            parts.append("proto=%r" % PROTO_NAMES.get(self.proto, self.proto))
+        for k in ("sport", "dport"):
+            v = getattr(self, k)
+            if v:
+                parts.append("%s=%s" % (k, v[0] if v[0] == v[1] else "(%d, %d)" % v))
+        return "Match(%s)" % ", ".join(parts)
+
+
+# ---- chains --------------------------------------------------------------------------
+
+def resolve_chain(chain, names, nb_ports):
+    """A rule's chain -> [[action, dest], ...].  names: {node name: service
+    ID} of the deployed graph.  raises ValueError naming the entry."""
+    from .graph import Port
+    from .packet import ToPort, ToService
+    if isinstance(chain, (str, int, Port, ToPort, ToService)) or not hasattr(chain, "__iter__"):
+        chain = [chain]
+    out = []
+    for i, e in enumerate(chain):
+        if isinstance(e, Port):
+            e = ToPort(e.index)
+        if isinstance(e, str):
+            if e not in names:
+                raise ValueError("chain entry %d: unknown node %r (deployed nodes: %s)"
+                                 % (i, e, ", ".join(sorted(names)) or "none"))
+            e = ToService(names[e])
+        elif isinstance(e, int) and not isinstance(e, bool):
+            e = ToService(e)
+        elif isinstance(e, ToService) and hasattr(e, "name"):     # ToService("node")
+            if e.name not in names:
+                raise ValueError("chain entry %d: unknown node %r" % (i, e.name))
+            e = ToService(names[e.name])
+        if not isinstance(e, (ToService, ToPort)):
+            raise ValueError("chain entry %d: %r is not a node name, service ID or port" % (i, e))
+        if isinstance(e, ToPort) and e.dest >= nb_ports:
+            raise ValueError("chain entry %d: port %d does not exist (ports 0..%d)" % (i, e.dest, nb_ports - 1))
+        out.append([e.kind, e.dest])
+    if not out or out[-1][0] != lib.ONVM_TO_PORT:
+        raise ValueError("a rule's chain ends at a port, e.g. [..., onvm.Port(1)]; got %r" % (list(chain),))
+    if len(out) > lib.ONVM_MAX_CHAIN:
+        raise ValueError("a rule's chain has at most %d entries" % lib.ONVM_MAX_CHAIN)
+    return out
+
+
+def _timeout_ms(v, what):
+    if v is None:
+        return 0
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= MAX_TIMEOUT_MS / 1000:
+        raise ValueError("%s is seconds in 0..%d (0: none), got %r" % (what, MAX_TIMEOUT_MS // 1000, v))
+    return int(round(v * 1000))
+
+
+def request(match, chain, names, nb_ports, priority=0, idle_timeout=0, hard_timeout=0):
+    """The flow_add request for a rule, checked on the client's side."""
+    if not isinstance(match, Match):
+        raise ValueError("a rule needs an onvm.Match, got %r" % (match,))
+    if isinstance(priority, bool) or not isinstance(priority, int) or \
+            not 0 <= priority <= lib.ONVM_FLOW_MAX_PRIORITY:
+        raise ValueError("priority is an int in 0..%d, got %r" % (lib.ONVM_FLOW_MAX_PRIORITY, priority))
+    return {"op": "flow_add", "match": match.wire(), "chain": resolve_chain(chain, names, nb_ports),
+            "priority": priority, "idle_timeout": _timeout_ms(idle_timeout, "idle_timeout"),
+            "hard_timeout": _timeout_ms(hard_timeout, "hard_timeout")}
+
+
+# ---- what a user holds ---------------------------------------------------------------
+
+class Rule:
+    """A rule as mgr.flows.list() shows it: id, match, chain, priority,
+    timeouts, packets, bytes, age (seconds), installer ("notebook" or the NF)."""
+    __slots__ = ("id", "match", "chain", "priority", "idle_timeout", "hard_timeout", "packets", "bytes",
+                 "age", "installer", "exact")
+
+    def __init__(self, d):
+        self.id = d["id"]
+        self.match = Match.from_wire(d["match"])
+        self.chain = [("port:%d" if a == lib.ONVM_TO_PORT else "svc:%d") % dest for a, dest in d["chain"]]
+        self.priority = d["priority"]
+        self.idle_timeout = d["idle_timeout"] / 1000
+        self.hard_timeout = d["hard_timeout"] / 1000
+        self.packets, self.bytes, self.age = d.get("packets", 0), d.get("bytes", 0), d.get("age", 0.0)
+        self.installer = d.get("installer", "notebook")
+        self.exact = d.get("exact", self.match.exact)
+
+    def __int__(self):
+        return self.id
+
+    def __repr__(self):
+        return "<Rule %d %r -> %s prio=%d packets=%d>" % (self.id, self.match, " ".join(self.chain),
+                                                          self.priority, self.packets)
+
+
+class RuleList(list):
+    """mgr.flows.list(): a list of Rule that renders as a table."""
+    COLS = ("id", "match", "chain", "priority", "packets", "bytes", "age", "idle_timeout", "hard_timeout",
+            "installer")
+
+    def _rows(self):
+        for r in self:
+            yield [str(r.id), repr(r.match)[6:-1] or "*", " -> ".join(r.chain), str(r.priority), str(r.packets),
+                   str(r.bytes), "%.1f" % r.age, "%g" % r.idle_timeout if r.idle_timeout else "-",
+                   "%g" % r.hard_timeout if r.hard_timeout else "-", r.installer]
+
+    def __str__(self):
+        rows = [list(self.COLS)] + list(self._rows())
+        w = [max(len(row[i]) for row in rows) for i in range(len(self.COLS))]
+        return "\n".join("  ".join(c.ljust(w[i]) for i, c in enumerate(row)).rstrip() for row in rows)
+
+    def _repr_html_(self):
+        import html
+        head = "".join("<th>%s</th>" % c for c in self.COLS)
+        body = "".join("<tr>%s</tr>" % "".join("<td>%s</td>" % html.escape(c) for c in row) for row in self._rows())
+        return "<table><tr>%s</tr>%s</table>" % (head, body)
+
+
+class FlowTable:
+    """mgr.flows: the manager's flow table, from the notebook."""
+
+    def __init__(self, mgr):
+        self.mgr = mgr
+
+    def _names(self):
+        return {n: s for s, n in self.mgr.control.service_names().items()}
+
+    def add(self, match, chain, priority=0, idle_timeout=0, hard_timeout=0):
+        """Add a rule: packets matching `match` follow `chain` from the port
+        they came in on.  returns: the Rule; raises ValueError (nothing
+        changes) for a bad match or chain."""
+        req = request(match, chain, self._names(), len(self.mgr.port_specs), priority, idle_timeout, hard_timeout)
+        return Rule(self.mgr._request(req)["rule"])
+
+    def remove(self, rule):
+        """Remove a rule (a Rule or its ID).  returns: its last counters {packets, bytes}."""
+        rid = rule.id if isinstance(rule, Rule) else rule
+        if isinstance(rid, bool) or not isinstance(rid, int):
+            raise ValueError("remove() takes a Rule or its ID, got %r" % (rule,))
+        return self.mgr._request({"op": "flow_remove", "id": rid})["counters"]
+
+    def list(self):
+        """Every rule with its counters, as a RuleList (a table in a notebook)."""
+        return RuleList(Rule(d) for d in self.mgr._request({"op": "flow_list"})["rules"])
+
+    def stats(self):
+        """{rules, exact, wildcard, added, removed, expired, refused: {reason: n}}"""
+        return self.mgr._request({"op": "flow_list"})["stats"]
+
+    def set_miss_handler(self, service):
+        """Send flow-table misses to `service` (a node name or service ID; None:
+        the port's default path, as without a handler).  When that NF says
+        NEXT the flow table is asked again, so a rule it added meanwhile
+        (e.g. from an SDN controller) takes the packet on; else the packet
+        follows its port's default path."""
+        if service is None:
+            sid = 0
+        elif isinstance(service, str):
+            sid = self._names().get(service)
+            if sid is None:
+                raise ValueError("unknown node %r" % service)
+        else:
+            from .packet import ToService
+            sid = ToService(service).dest
+        self.mgr._request({"op": "flow_config", "miss_service": sid})
+
+    def clear(self):
+        """Remove every rule.  returns: how many."""
+        rules = self.list()
+        for r in rules:
+            self.remove(r)
+        return len(rules)
+
+    def __len__(self):
+        return len(self.list())
+
+    def __iter__(self):
+        return iter(self.list())
+
+
+def add(match, chain, priority=0, idle_timeout=0, hard_timeout=0):
+    """Inside an NF: ask the manager for a rule (for the packet in hand:
+    Match.of(pkt)).  returns: the rule's ID; raises OnvmError if the manager
+    refuses (over quota, a bad chain), ValueError for a bad argument."""
+    from . import context, nfdoor
+    if context.door is None:
+        raise ValueError("onvm.flows.add() works inside an NF; from a notebook use mgr.flows.add()")
+    from .stats import ControlFile
+    if context._names["control"] is None:
+        context._names["control"] = ControlFile(context.manager)
+    cf = context._names["control"]
+    names = {n: s for s, n in cf.service_names().items()}
+    req = request(match, chain, names, cf.shm.nb_ports, priority, idle_timeout, hard_timeout)
+    return nfdoor.call(context.door, req)["rule"]["id"]
+
+
+# ---- the manager's side --------------------------------------------------------------
+
+def _wire_match(v, field):
+    port_range = Tuple(Int(0, 65535), Int(0, 65535))
+    schema = {"src": Tuple(Int(0, 2 ** 32 - 1), Int(0, 32)), "dst": Tuple(Int(0, 2 ** 32 - 1), Int(0, 32)),
+              "proto": Int(-1, 255), "sport": port_range, "dport": port_range}
+    if not isinstance(v, dict) or set(v) != set(schema):
+        raise ValueError("%s must be an object with %s" % (field, ", ".join(sorted(schema))))
+    return {k: f(v[k], "%s.%s" % (field, k)) for k, f in schema.items()}
+
+
+class FlowDirector:
+    """The flow table's control side, in the manager process: the ops of
+    onvm.sock (the notebook) and nf.sock (NFs, with a quota), and expiry."""
+
+    def __init__(self, check, nb_ports):
+        self.check = check
+        self.rules = {}           # id -> the rule's wire form, plus "t0", "last", "seen"
+        self.counts = {"added": 0, "removed": 0, "expired": 0, "refused": {}}
+        self.next_expiry = 0.0
+        entry = Tuple(Int(lib.ONVM_TO_SERVICE, lib.ONVM_TO_PORT), Int(0, 0xffff))
+        self.schema = {"match": _wire_match, "chain": ListOf(entry, lib.ONVM_MAX_CHAIN, 1),
+                       "priority": Int(0, lib.ONVM_FLOW_MAX_PRIORITY),
+                       "idle_timeout": Optional(Int(0, MAX_TIMEOUT_MS), 0),
+                       "hard_timeout": Optional(Int(0, MAX_TIMEOUT_MS), 0)}
+
+    def ops(self):
+        """The notebook's flow ops."""
+        return {"flow_add": (self.schema, lambda conn, a: self.add(a, "notebook")),
+                "flow_remove": ({"id": Int(0, lib.ONVM_FLOW_MAX_RULES - 1)}, self.op_remove),
+                "flow_list": ({}, self.op_list),
+                "flow_config": ({"miss_service": Int(0, lib.ONVM_MAX_SERVICES - 1)}, self.op_config)}
+
+    def nf_ops(self):
+        """An NF's flow op: rules for itself, at most NF_QUOTA at a time."""
+        return {"flow_add": (self.schema, self.op_nf_add)}
+
+    def refuse(self, reason, msg):
+        self.counts["refused"][reason] = self.counts["refused"].get(reason, 0) + 1
+        raise OnvmError(msg)
+
+    def op_nf_add(self, conn, a):
+        slot = conn.data.get("slot")
+        if slot is None:
+            self.refuse("unregistered", "register before asking for rules")
+        name = conn.data.get("name", "nf%d" % slot)
+        held = sum(1 for r in self.rules.values() if r["slot"] == slot)
+        if held >= NF_QUOTA:
+            self.refuse("quota", "NF %s holds %d rules already (the quota); let some expire" % (name, held))
+        try:
+            return self.add(a, name, slot)
+        except OnvmError as e:
+            self.refuse("invalid", str(e))
+
+    def add(self, a, installer, slot=lib.ONVM_OWNER_MGR):
+        m = a["match"]
+        spec = ffi.new("struct onvm_flow_spec *")
+        spec.src, spec.src_len = m["src"]
+        spec.dst, spec.dst_len = m["dst"]
+        spec.proto_any = 1 if m["proto"] < 0 else 0
+        spec.proto = max(m["proto"], 0)
+        spec.sport_lo, spec.sport_hi = m["sport"]
+        spec.dport_lo, spec.dport_hi = m["dport"]
+        spec.priority = a["priority"]
+        spec.installer = slot
+        spec.chain.length = len(a["chain"])
+        for i, (action, dest) in enumerate(a["chain"]):
+            spec.chain.entries[i].action = action
+            spec.chain.entries[i].destination = dest
+        rid = self.check(lib.onvm_mgr_flow_add(spec))
+        now = time.monotonic()
+        self.rules[rid] = dict(a, id=rid, installer=installer, slot=slot, t0=now, last=now, seen=0)
+        self.counts["added"] += 1
+        return {"rule": self.describe(rid, now)}
+
+    def counters(self, rid):
+        c = ffi.new("struct onvm_flow_counters *")
+        self.check(lib.onvm_mgr_flow_counters(rid, c))
+        return {"packets": c.packets, "bytes": c.bytes}
+
+    def describe(self, rid, now):
+        r = self.rules[rid]
+        out = {k: r[k] for k in ("id", "match", "chain", "priority", "idle_timeout", "hard_timeout", "installer")}
+        out.update(self.counters(rid), age=now - r["t0"])
+        return out
+
+    def remove(self, rid):
+        counters = self.counters(rid)
+        self.check(lib.onvm_mgr_flow_remove(rid))
+        del self.rules[rid]
+        return counters
+
+    def op_remove(self, conn, a):
+        if a["id"] not in self.rules:
+            raise ValueError("no flow rule %d" % a["id"])
+        counters = self.remove(a["id"])
+        self.counts["removed"] += 1
+        return {"counters": counters}
+
+    def op_list(self, conn, a):
+        now = time.monotonic()
+        rules = [self.describe(rid, now) for rid in sorted(self.rules)]
+        exact = sum(1 for r in self.rules.values() if Match.from_wire(r["match"]).exact)
+        stats = dict(self.counts, rules=len(rules), exact=exact, wildcard=len(rules) - exact)
+        return {"rules": rules, "stats": stats}
+
+    def op_config(self, conn, a):
+        self.check(lib.onvm_mgr_flow_config(-1, a["miss_service"]))
+        return {}
+
+    def tick(self):
+        """Expire rules whose idle or hard timeout has passed (every 100 ms).
+        Idle means no packet counted since the last check that saw one."""
+        now = time.monotonic()
+        if now < self.next_expiry or not self.rules:
+            return
+        self.next_expiry = now + EXPIRY_EVERY
+        for rid, r in list(self.rules.items()):
+            if not (r["idle_timeout"] or r["hard_timeout"]):
+                continue
+            packets = self.counters(rid)["packets"]
+            if packets != r["seen"]:
+                r["seen"], r["last"] = packets, now
+            idle = r["idle_timeout"] and (now - r["last"]) * 1000 >= r["idle_timeout"]
+            hard = r["hard_timeout"] and (now - r["t0"]) * 1000 >= r["hard_timeout"]
+            if idle or hard:
+                try:
+                    self.remove(rid)
+                    self.counts["expired"] += 1
+                except OnvmError:
+                    pass         # the tables are busy: next check

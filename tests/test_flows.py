@@ -1,0 +1,224 @@
+"""The flow director, as a user drives it: rules from the notebook and from
+an NF, checked on the bytes that come out of the ports and on counters."""
+import os
+
+import networkx as nx
+import pytest
+
+import onvm
+from onvm import Match, Port
+
+from conftest import udp, wait_for
+
+
+def marker(value):
+    @onvm.nf
+    def mark(pkt):
+        pkt.data[-1] = value        # which path a packet took shows in its last byte
+        return onvm.NEXT
+    return mark
+
+
+def last_bytes(pkts):
+    return sorted(bytes(p)[-1] for p in pkts)
+
+
+X = dict(src="198.51.100.7", dst="203.0.113.5")          # the exact rule's flow
+
+
+@pytest.mark.parametrize("lookup", ["cached", "naive"])
+def test_exact_and_wildcard_rules_take_their_own_paths(lookup):
+    with onvm.Manager(name="tf%d" % os.getpid(), flow_lookup=lookup) as mgr:
+        mgr.launch(marker(0xA1), service=1, name="a")
+        mgr.launch(marker(0xB2), service=2, name="b")
+        mgr.set_default_chain([1, onvm.ToPort(1)])
+        exact = mgr.flows.add(Match(proto="udp", sport=5353, dport=53, **X), [2, Port(1)])
+        wild = mgr.flows.add(Match(src="198.51.100.0/24", proto="udp", dport=(80, 90)), [Port(0)])
+        assert exact.exact and not wild.exact
+
+        pkts = [udp(5353, 53, **X)] * 30 + [udp(1000 + i, 80 + i % 11, "198.51.100.%d" % (i + 1)) for i in range(20)] \
+            + [udp(5353, 53, "198.51.100.8", "203.0.113.5")] * 10          # a near miss: default path
+        assert mgr.inject(pkts) == 60
+        out1 = mgr.capture(1, count=40, timeout=5)
+        out0 = mgr.capture(0, count=20, timeout=5)
+        # exact flow via b, the near miss via a (the default), the wildcard flows straight out of port 0
+        assert last_bytes(out1) == [0xA1] * 10 + [0xB2] * 30
+        assert sorted(bytes(p) for p in out0) == sorted(bytes(p) for p in pkts[30:50])
+        rules = {r.id: r for r in mgr.flows.list()}
+        assert rules[exact.id].packets == 30 and rules[exact.id].bytes == sum(len(p) for p in pkts[:30])
+        assert rules[wild.id].packets == 20
+        st = mgr.stats()["nfs"]
+        assert st[mgr["a"].instance]["rx"] == 10 and st[mgr["b"].instance]["rx"] == 30
+
+        # removed: the flow is back on the default path
+        assert mgr.flows.remove(exact)["packets"] == 30
+        assert mgr.inject([udp(5353, 53, **X)] * 5) == 5
+        assert last_bytes(mgr.capture(1, count=5, timeout=5)) == [0xA1] * 5
+        assert mgr.wait_idle(5)
+
+
+def test_priority_decides_between_overlapping_wildcards(mgr):
+    mgr.launch(marker(0xB2), service=2, name="b")
+    mgr.set_default_chain([onvm.ToPort(1)])
+    low = mgr.flows.add(Match(src="198.51.100.0/24"), [2, Port(1)], priority=5)
+    high = mgr.flows.add(Match(proto="udp", dport=53), [Port(0)], priority=10)
+    pkts = [udp(i, 53, "198.51.100.%d" % i) for i in range(1, 11)]
+    assert mgr.inject(pkts) == 10
+    assert len(mgr.capture(0, count=10, timeout=5)) == 10        # both match: priority 10 wins
+    mgr.flows.remove(high)
+    assert mgr.inject(pkts) == 10
+    assert last_bytes(mgr.capture(1, count=10, timeout=5)) == [0xB2] * 10
+    # equal priorities: the older rule wins
+    mgr.flows.add(Match(proto="udp"), [Port(0)], priority=5)
+    assert mgr.inject(pkts) == 10
+    assert last_bytes(mgr.capture(1, count=10, timeout=5)) == [0xB2] * 10
+    assert [r.packets for r in mgr.flows.list() if r.id == low.id] == [20]
+
+
+def test_idle_and_hard_timeouts_remove_rules(mgr):
+    mgr.set_default_chain([onvm.ToPort(1)])
+    idle = mgr.flows.add(Match(proto="udp", sport=7, dport=7, **X), [Port(0)], idle_timeout=0.5)
+    mgr.flows.add(Match(proto="tcp"), [Port(0)], hard_timeout=0.3)
+    assert mgr.inject([udp(7, 7, **X)] * 3) == 3
+    assert len(mgr.capture(0, count=3, timeout=5)) == 3
+    assert wait_for(lambda: len(mgr.flows.list()) == 0, timeout=10)
+    assert mgr.flows.stats()["expired"] == 2
+    assert mgr.inject([udp(7, 7, **X)] * 3) == 3                  # expired: the default path again
+    assert len(mgr.capture(1, count=3, timeout=5)) == 3
+    with pytest.raises(ValueError, match="no flow rule"):
+        mgr.flows.remove(idle)
+
+
+def test_bad_rules_are_refused_and_change_nothing(mgr):
+    g = nx.DiGraph()
+    g.add_node("a", nf=onvm.native("forward"))
+    g.add_node("b", nf=onvm.native("forward"))
+    g.add_edge(Port(0), "a")
+    g.add_edge("a", "b")
+    g.add_edge("b", Port(1))
+    mgr.deploy(g)
+    good = mgr.flows.add(Match(dport=80, proto="tcp"), ["a", "b", Port(1)])
+    before = [(r.id, repr(r.match), r.chain) for r in mgr.flows.list()]
+    cases = [
+        (lambda: Match(src="198.51.100.0/33"), "src"),
+        (lambda: Match(dst="203.0.113.999"), "dst"),
+        (lambda: Match(proto="udp", dport=70000), "0..65535"),
+        (lambda: Match(proto="icmp", dport=1), "no ports"),
+        (lambda: mgr.flows.add(Match(proto="udp"), ["firewal", Port(1)]), "unknown node 'firewal'"),
+        (lambda: mgr.flows.add(Match(proto="udp"), ["a", Port(7)]), "port 7 does not exist"),
+        (lambda: mgr.flows.add(Match(proto="udp"), ["a", "b"]), "ends at a port"),
+        (lambda: mgr.flows.add(Match(proto="udp"), ["b", "a", Port(1)]), "no edge"),
+        (lambda: mgr.flows.add(Match(proto="udp"), ["a", Port(1)]), "no edge"),
+        (lambda: mgr.flows.add(Match(proto="udp"), [Port(1)], priority=-1), "priority"),
+        (lambda: mgr.flows.add(Match(proto="udp"), [Port(1)], idle_timeout="soon"), "idle_timeout"),
+        (lambda: mgr.flows.add("udp", [Port(1)]), "onvm.Match"),
+    ]
+    for make, msg in cases:
+        with pytest.raises(ValueError, match=msg):
+            make()
+    exact = Match(proto="udp", sport=1, dport=2, **X)
+    mgr.flows.add(exact, [Port(1)])
+    with pytest.raises(ValueError, match="exists already"):
+        mgr.flows.add(exact, ["a", "b", Port(1)])
+    after = [(r.id, repr(r.match), r.chain) for r in mgr.flows.list() if r.match != exact]
+    assert after == before and good.id in [r[0] for r in after]
+
+
+def test_an_nf_installs_a_rule_and_the_flow_skips_it(mgr):
+    @onvm.nf
+    def classifier(pkt):
+        m = onvm.Match.of(pkt)
+        try:
+            onvm.flows.add(m, [onvm.Port(1)], idle_timeout=30)
+        except onvm.OnvmError:
+            pass                                            # the second packet's ask: exists already
+        return onvm.NEXT
+
+    cls = mgr.launch(classifier, service=1)
+    mgr.set_default_chain([1, onvm.ToPort(1)])
+    flow = udp(4000, 443, **X)
+    assert mgr.inject(flow) == 1
+    assert len(mgr.capture(1, count=1, timeout=5)) == 1
+    assert wait_for(lambda: len(mgr.flows.list()) == 1)
+    assert mgr.inject([flow] * 50) == 50
+    assert len(mgr.capture(1, count=50, timeout=5)) == 50
+    rule, = mgr.flows.list()
+    assert rule.installer == "classifier" and rule.packets == 50
+    assert cls.stats()["rx"] == 1                 # the next 50 skipped the NF that installed the rule
+    assert mgr.inject(udp(4001, 443, **X)) == 1   # another flow still goes through it
+    assert len(mgr.capture(1, count=1, timeout=5)) == 1
+    assert wait_for(lambda: cls.stats()["rx"] == 2)
+    assert wait_for(lambda: len(mgr.flows.list()) == 2)
+
+
+def test_an_nf_is_refused_with_a_counted_reason(mgr):
+    @onvm.nf
+    def asker(pkt):
+        try:
+            onvm.flows.add(onvm.Match.of(pkt), [onvm.ToService(200), onvm.ToPort(0), onvm.ToPort(1)])
+        except onvm.OnvmError:
+            return onvm.DROP                         # refused: a port must end the chain
+        return onvm.NEXT
+
+    mgr.launch(asker, service=1)
+    mgr.set_default_chain([1, onvm.ToPort(1)])
+    assert mgr.inject([udp(i) for i in range(3)]) == 3
+    assert wait_for(lambda: mgr.flows.stats()["refused"].get("invalid") == 3)
+    assert len(mgr.flows.list()) == 0
+    assert len(mgr.capture(1, count=None, timeout=0.3)) == 0
+
+
+def test_misses_go_to_the_miss_handler_until_it_installs_a_rule(mgr):
+    @onvm.nf
+    def decider(pkt):                    # what the SDN NF does with a controller's answer
+        try:
+            onvm.flows.add(onvm.Match.of(pkt), [onvm.ToService(2), onvm.Port(1)])
+        except onvm.OnvmError:
+            pass
+        return onvm.NEXT                 # asks the flow table again: the new rule's path
+
+    d = mgr.launch(decider, service=3)
+    mgr.launch(marker(0xB2), service=2, name="b")
+    mgr.launch(marker(0xA1), service=1, name="a")
+    mgr.set_default_chain([1, onvm.ToPort(1)])
+    mgr.flows.set_miss_handler(3)
+    for i in range(3):                   # three flows, the first packet of each alone
+        assert mgr.inject(udp(100 + i, **X)) == 1
+        assert last_bytes(mgr.capture(1, count=1, timeout=5)) == [0xB2]
+    assert mgr.inject([udp(100 + i, **X) for i in range(3)] * 10) == 30
+    assert last_bytes(mgr.capture(1, count=30, timeout=5)) == [0xB2] * 30
+    assert d.stats()["rx"] == 3          # only the first packet of each flow
+    assert mgr["a"].stats()["rx"] == 0
+    mgr.flows.set_miss_handler(None)     # no handler: misses take the default path
+    assert mgr.inject(udp(999, **X)) == 1
+    assert last_bytes(mgr.capture(1, count=1, timeout=5)) == [0xA1]
+    with pytest.raises(ValueError, match="unknown node"):
+        mgr.flows.set_miss_handler("sdn")
+
+
+def test_cli_flows_add_list_remove(mgr):
+    import subprocess
+    import sys
+
+    def onvm_cli(*args):
+        return subprocess.run([sys.executable, "-m", "onvm", "flows", *args, "--manager", mgr.name],
+                              capture_output=True, text=True, timeout=60)
+
+    r = onvm_cli("add", "port:0", "--src", "198.51.100.0/24", "--proto", "udp", "--dport", "80-90",
+                 "--priority", "3")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("rule 0:")
+    mgr.set_default_chain([onvm.ToPort(1)])
+    assert mgr.inject(udp(5, 85, "198.51.100.3")) == 1
+    assert len(mgr.capture(0, count=1, timeout=5)) == 1
+    listed = onvm_cli("list")
+    assert listed.returncode == 0 and "198.51.100.0/24" in listed.stdout
+    assert [r.packets for r in mgr.flows.list()] == [1]
+    bad = onvm_cli("add", "port:0", "--dport", "99999")
+    assert bad.returncode == 2 and "0..65535" in bad.stderr
+    bad = onvm_cli("add", "nosuchnode", "port:1", "--proto", "udp")
+    assert bad.returncode == 2 and "unknown node 'nosuchnode'" in bad.stderr
+    assert onvm_cli("remove", "0").returncode == 0
+    gone = onvm_cli("remove", "0")
+    assert gone.returncode == 2 and "no flow rule 0" in gone.stderr
+    assert len(mgr.flows.list()) == 0
