@@ -439,7 +439,7 @@ class Manager:
         try:
             for nm in names:
                 started.append(self._spawn(spec, service, nm, staged, limits))
-            self._wait_registered(started, timeout)
+            self._wait_registered(started, timeout, staged)
         except BaseException:
             for n in started:
                 n.kill()
@@ -506,13 +506,17 @@ class Manager:
         return NF(self, name, service, containers.spawn(self.name, spec, service, name, limits, log_path, code,
                                                         staged), log_path)
 
-    def _wait_registered(self, nfs, timeout):
+    def _wait_registered(self, nfs, timeout, staged=False):
+        """Wait until each NF is running and (unless staged) routable: in its
+        service's instances in the published tables, which the manager
+        updates a moment after marking the NF running."""
         deadline = time.monotonic() + timeout
         waiting = list(nfs)
         while waiting:
             by_pid = {s.pid: i for i, s in self.control.nf_slots()}
             for n in list(waiting):
-                if n.pid in by_pid:
+                if n.pid in by_pid and (staged or by_pid[n.pid] in
+                                        self.control.service_table(n.service)["instances"]):
                     n.instance = by_pid[n.pid]
                     waiting.remove(n)
                 elif n.process.poll() is not None:
@@ -745,13 +749,24 @@ class Manager:
         return s
 
     def wait_idle(self, timeout=5.0):
-        """Wait until every packet is back in the pool.  returns: True if so."""
+        """Wait until every packet is back in the pool and nothing waits to
+        be injected.  returns: True if so."""
+        shm = self.control.shm
         deadline = time.monotonic() + timeout
+
+        def idle(since):
+            # pool_in_use is written by the manager's tick: only a tick after
+            # `since` has seen the packets sent before this call
+            if shm.tick_ns <= since or shm.pool_in_use:
+                return False
+            return self.rings is None or all(self.rings.ring(p, "in").pending == 0
+                                             for p, spec in enumerate(self.port_specs) if spec == "ring")
+        start = shm.tick_ns
         while time.monotonic() < deadline:
-            if self.control.shm.pool_in_use == 0:
+            if idle(start):
                 return True
             time.sleep(0.01)
-        return self.control.shm.pool_in_use == 0
+        return idle(start)
 
     # ---- rates and the dashboard (onvm/rates.py, onvm/dashboard.py) -------------
 
