@@ -447,6 +447,10 @@ class Dashboard(W.VBox):
             return [[p["nfs"][i][field] if p["nfs"].get(i, {}).get("generation") == g else nan for p in shown]
                     for i, g in keys]
         import numpy as np
+        if len(shown) < 2:
+            # a line needs two points; and bqplot squeezes a 1 x 1 array to a
+            # scalar it then refuses, which stopped the updater for good
+            keys, x = [], []
         for mark, field in ((self._in, "rx"), (self._out, "tx")):
             mark.x = np.array(x, dtype=float)
             mark.y = np.array(series(field), dtype=float).reshape(len(keys), len(x))
@@ -460,7 +464,10 @@ class Dashboard(W.VBox):
         self._by.max = max([1.0] + [1.1 * n["drop"] for n in live])
 
     def _draw_panels(self, r, rows):
-        graph = self._graph if self._graph is not None else default_chain_graph(self._mgr.control)
+        graph = self._graph
+        if graph is None:    # follow the deployment, redeploys included; else the default chain
+            dep = getattr(self._mgr, "deployment", None)
+            graph = dep.graph if dep is not None and dep.nodes else default_chain_graph(self._mgr.control)
         self._chain.value = chain_svg(graph, r)
         cells = "".join("<tr><td>%d</td><td>%s</td><td>%d</td><td>%d</td><td>%s</td><td>%s</td><td>%s</td></tr>" % (
             p, html.escape(s["name"]), s["rx_packets"], s["tx_packets"], fmt_rate(s["rx"]), fmt_rate(s["tx"]),

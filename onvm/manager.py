@@ -819,7 +819,8 @@ class Manager:
 
         param window: seconds of history shown
         param interval: seconds between updates
-        param graph: a networkx DiGraph to draw (default: the default chain)"""
+        param graph: a networkx DiGraph to draw (default: the deployed graph,
+            following redeploys, or else the default chain)"""
         from .dashboard import Dashboard
         Dashboard.check_args(window, interval, graph)
         if not self.running:

@@ -354,3 +354,27 @@ def test_chain_picture_of_a_graph():
     svg = chain_svg(g, rates)
     assert svg.count("class='onvm-node'") == 6 and "200" in svg and "~" in svg
     assert "hsl(0, " in svg                    # b, its ring full: red
+
+
+def test_the_dashboard_draws_the_deployment_and_follows_a_redeploy(mgr):
+    import networkx as nx
+    g = nx.DiGraph()
+    g.add_node("screen", nf=onvm.native("forward"))
+    g.add_edge(onvm.Port(0), "screen")
+    g.add_edge("screen", onvm.Port(1))
+    mgr.deploy(g)
+    dash = mgr.dashboard()
+
+    def drawn(*names):     # what the dashboard's own updater (2 Hz) has drawn
+        return all(n in dash._chain.value for n in names)
+    try:
+        assert wait_for(lambda: drawn("screen"), 10)
+        assert "audit" not in dash._chain.value
+        g.add_node("audit", nf=onvm.native("count"))
+        g.remove_edge("screen", onvm.Port(1))
+        g.add_edge("screen", "audit")
+        g.add_edge("audit", onvm.Port(1))
+        mgr.deploy(g)
+        assert wait_for(lambda: drawn("screen", "audit"), 10)
+    finally:
+        dash.close()
