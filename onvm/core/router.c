@@ -181,6 +181,20 @@ static inline void continue_after(const struct onvm_tables *t, struct onvm_pkt_m
 	meta->chain_index = ONVM_MAX_CHAIN;
 }
 
+/* Where NEXT from an NF of `service` goes on: the packet's position,
+ * unless a redeploy changed its path while it waited in the NF's ring (the
+ * position then no longer follows the NF's service): then just after that
+ * service on the current path.  A service that left the path keeps the old
+ * position. */
+static inline unsigned position_after_sender(const struct onvm_chain *path, unsigned idx, uint16_t service)
+{
+	if (likely(idx >= 1 && idx <= path->length && idx <= ONVM_MAX_CHAIN &&
+		   path->entries[idx - 1].action == ONVM_TO_SERVICE && path->entries[idx - 1].destination == service))
+		return idx;
+	int k = router_chain_after(path, service);
+	return k >= 0 ? (unsigned)k : idx;
+}
+
 /* May an NF of `service` send to (action, dest)?  Only along the edges of
  * the deployed graph, unless its service is unconstrained. */
 static inline bool steer_allowed(const struct onvm_tables *t, uint16_t service, unsigned action, uint16_t dest)
@@ -244,6 +258,8 @@ void router_route(struct onvm_router *r, struct rte_mbuf *m, const struct onvm_r
 		} else {
 			unsigned idx = meta->chain_index;
 			const struct onvm_chain *path = router_path(t, meta->path);
+			if (r->self != ONVM_OWNER_MGR && likely(path != NULL))
+				idx = position_after_sender(path, idx, onvm_dp.shm->nfs[r->self].service);
 			if (unlikely(path == NULL || idx >= path->length || idx >= ONVM_MAX_CHAIN)) {
 				(*c->chain_end)++;
 				router_free_pkt(m);
