@@ -58,17 +58,7 @@ def _wait_gone(pids, timeout):
 def _locked(path):
     """True if some process holds an flock on path, as DPDK does on every
     hugepage file it maps."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return True
-    finally:
-        os.close(fd)      # also drops our lock, if we got it
-    return False
+    return paths.flock_held(path, shared_too=True)
 
 
 def _onvm_hugepage_files():

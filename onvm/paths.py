@@ -369,14 +369,15 @@ class NameLock:
         return "<NameLock %s %s>" % (self.name, "held" if self.held else "free")
 
 
-def _flock_held(path):
-    """True if some other open file holds an flock on path."""
+def flock_held(path, shared_too=False):
+    """True if some other open file holds an exclusive flock on path (with
+    shared_too, any flock: DPDK holds shared ones on hugepage files it maps)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return False
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, (fcntl.LOCK_EX if shared_too else fcntl.LOCK_SH) | fcntl.LOCK_NB)
     except OSError:
         return True
     finally:
@@ -408,7 +409,7 @@ def name_in_use(name):
     primary holds that runtime dir.  The one check start, cleanup and
     doctor share; creates nothing."""
     rd = run_dir(name)
-    return _flock_held(os.path.join(rd, LOCK_FILE)) or _posix_lock_held(os.path.join(rd, "config"))
+    return flock_held(os.path.join(rd, LOCK_FILE)) or _posix_lock_held(os.path.join(rd, "config"))
 
 
 def pid_holds_name(pid, name):
