@@ -6,7 +6,8 @@
  *   sink      drops every packet; packets made by `generate` carry a send
  *             time, and sink samples the first packet of each burst:
  *             app[0] samples, app[1] sum of latency in ns, app[2] max in ns
- *   generate  makes UDP packets: rate (pps, 0 = as fast as it can), size
+ *   generate  makes UDP packets: rate (pps, 0 = as fast as it can; after a
+ *             stall it owes at most 50 ms of packets, no burst), size
  *             (bytes, >= 60), count (0 = no limit), flows (distinct source
  *             ports), dest (service ID; 0 = follow the default chain)
  * Each is one flat loop: receive, act, hand on.  generate is held back by
@@ -204,7 +205,7 @@ static int run_generate(struct onvm_nf *nf, const char *args)
 	build_template(tmpl, c.size);
 	struct rte_mbuf *pkts[ONVM_BURST];
 	struct onvm_batch in;
-	uint64_t made = 0, t0 = onvm_now_ns();
+	uint64_t made = 0, t0 = onvm_now_ns(), forgiven = 0;
 	/* The flow hash of each source port, computed once (see onvm_flow_hash). */
 	uint32_t *flow_hash = malloc(c.flows * sizeof(uint32_t));
 	if (flow_hash == NULL)
@@ -252,7 +253,15 @@ static int run_generate(struct onvm_nf *nf, const char *args)
 		if (c.count && c.count - made < burst)
 			burst = (unsigned)(c.count - made);
 		if (c.rate) {
-			uint64_t due = onvm_pace_due(now - t0, c.rate);
+			uint64_t due = onvm_pace_due(now - t0, c.rate) - forgiven;
+			/* Held back (a stalled chain, a restarted NF): owe at most
+			 * 50 ms of packets, so what follows a stall is the rate, not
+			 * a burst that repays it. */
+			uint64_t cap = RTE_MAX(c.rate / 20, (uint64_t)ONVM_BURST);
+			if (due > made + cap) {
+				forgiven += due - made - cap;
+				due = made + cap;
+			}
 			if (due <= made) {
 				struct timespec ts = {0, 20000};
 				nanosleep(&ts, NULL);
