@@ -32,7 +32,7 @@ src=$(mktemp -d /tmp/onvm-san-src.XXXXXX)
 work=$(mktemp -d /tmp/onvm-san-run.XXXXXX)
 cleanup() { rm -rf "$src" "$work"; }
 trap cleanup EXIT
-tar -C "$REPO" --exclude='*.so' --exclude='__pycache__' -cf - onvm setup.py pyproject.toml README.md \
+tar -C "$REPO" --exclude='*.so' --exclude='__pycache__' -cf - onvm setup.py pyproject.toml README.md notebooks labs kernels \
     | tar -C "$src" -xf -
 
 log=$VENV/install.log
@@ -96,7 +96,7 @@ fi
 abs_tests=()
 for t in "${TESTS[@]}"; do abs_tests+=("$REPO/$t"); done
 set +e
-"$VENV/bin/python" -m pytest -q -p no:cacheprovider --rootdir "$REPO" -c "$REPO/pyproject.toml" \
+"$VENV/bin/python" -m pytest -q -p no:cacheprovider --rootdir "$REPO" -c "$REPO/pyproject.toml" -o addopts="" \
     "${abs_tests[@]}" 2>&1 | tee "$work/pytest.out"
 status=${PIPESTATUS[0]}
 set -e
