@@ -17,15 +17,7 @@ import networkx as nx
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 import onvm  # noqa: E402
 from onvm import Port  # noqa: E402
-from conftest import udp  # noqa: E402
-
-
-def marker(value):
-    @onvm.nf
-    def mark(pkt):
-        pkt.data[-1] = value
-        return onvm.NEXT
-    return mark
+from conftest import marker, udp  # noqa: E402
 
 
 def five_nodes():

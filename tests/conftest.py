@@ -37,3 +37,14 @@ def wait_for(pred, timeout=5.0, step=0.01):
         if v or time.monotonic() >= deadline:
             return v
         time.sleep(step)
+
+
+def marker(value):
+    """A Python NF that writes value into each packet's last byte."""
+    import onvm
+
+    @onvm.nf
+    def mark(pkt):
+        pkt.data[-1] = value
+        return onvm.NEXT
+    return mark

@@ -12,7 +12,7 @@ import pytest
 
 import onvm
 from onvm import Port
-from conftest import udp, wait_for
+from conftest import marker, udp, wait_for
 
 
 @onvm.nf
@@ -194,21 +194,13 @@ def test_redeploys_under_traffic_lose_nothing_and_keep_flows_in_place(mgr):
     assert mgr.wait_idle()
 
 
-def make_marker(value):
-    @onvm.nf
-    def mark(pkt):
-        pkt.data[-1] = value
-        return onvm.NEXT
-    return mark
-
-
 def test_ten_code_swaps_under_traffic_lose_nothing(mgr):
-    g = linear([("m", make_marker(0), 2)])
+    g = linear([("m", marker(0), 2)])
     mgr.deploy(g)
     with Traffic(mgr, rate=50000) as t:
         time.sleep(0.3)
         for k in range(1, 11):
-            g.nodes["m"]["nf"] = make_marker(k)       # a student edits the cell and redeploys
+            g.nodes["m"]["nf"] = marker(k)       # a student edits the cell and redeploys
             mgr.deploy(g)
             mark = len(t.out)
             assert wait_for(lambda: len(t.out) > mark + 500, 10)
