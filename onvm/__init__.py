@@ -16,9 +16,10 @@ _EXPORTS = {
     "Match": "flows",
     "current_nf": "context", "OnvmError": "errors", "ChainError": "errors",
     "image": "containers", "ImageNF": "containers",
+    "Namespace": "netns",
 }
 
-_SUBMODULES = ("flows", "sdn")
+_SUBMODULES = ("flows", "sdn", "nfs")
 
 __all__ = sorted(_EXPORTS)
 

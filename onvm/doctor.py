@@ -481,6 +481,9 @@ def cleanup(force=False, names=None):
     removed += remove_containers(uid=os.geteuid(), keep=lambda m: m in keep or (only is not None and m not in only),
                                  log=print)
     removed += _remove_old_logs(keep, only)
+    if only is None:
+        from .netns import cleanup_namespaces          # made by onvm.Namespace in a process now gone
+        removed += cleanup_namespaces(force)
     print("cleanup: removed %d item(s)" % removed)
     sys.stdout.flush()
     return 0

@@ -7,6 +7,7 @@ import mmap
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import time
 
@@ -16,7 +17,7 @@ from ._core import ffi, lib
 from .control import Bytes, ControlServer, Int, ListOf, Optional, Str, Tuple
 from .errors import OnvmError
 from .flows import FlowDirector
-from .ports import parse_port
+from .ports import NETNS_DIR, parse_port, tap_place
 from .stats import ControlFile, format_table, rates
 from .traffic import Doorbell, Ring, ring_path, traffic_path
 
@@ -184,8 +185,8 @@ class ManagerDaemon:
         shm = paths.shm_path(name).encode()
         self.check(lib.onvm_mgr_init(len(argv), c_argv, shm, paths.nf_stats_pattern(name).encode(), mbufs,
                                      NF_RING_SIZE, max_nfs))
-        for kind, devargs in specs:
-            self.check(lib.onvm_mgr_add_port(kind, devargs.encode()))
+        for spec, (kind, devargs) in zip(ports, specs):
+            self.add_port(spec, kind, devargs)
         self.open_rings(specs, ring_mb)
         lib.onvm_mgr_set_busy_poll(1 if busy_poll else 0)
         self.check(lib.onvm_mgr_set_threads(rx_threads, tx_threads))
@@ -202,6 +203,18 @@ class ManagerDaemon:
         self.server = ControlServer(log=lambda msg: print("onvm manager: %s" % msg, file=sys.stderr, flush=True))
         self.server.listen(self.sock_path, self.ops(), one_shot=True)
         self.door = NFDoor(name, self.server, self.flows.nf_ops())
+
+    def add_port(self, spec, kind, devargs):
+        """Add one port; a tap port with @NS is made and started inside that
+        network namespace (ports.c) and given its address there."""
+        iface, ns, addr = tap_place(spec) if kind == lib.ONVM_PORT_TAP else (None, None, None)
+        netns = os.path.join(NETNS_DIR, ns).encode() if ns else ffi.NULL
+        self.check(lib.onvm_mgr_add_port(kind, devargs.encode(), netns))
+        if addr:
+            r = subprocess.run(["ip", "-n", ns, "addr", "add", addr, "dev", iface], capture_output=True, text=True,
+                               timeout=30)
+            if r.returncode:
+                raise OnvmError("port %s: cannot add the address: %s" % (spec, r.stderr.strip()))
 
     def open_rings(self, specs, ring_mb):
         """Each ring port's inject and capture rings, and the RX threads'

@@ -13,6 +13,8 @@ PKGS="libdpdk-dev dpdk pkg-config gcc python3-dev python3-venv libpcap-dev iprou
 PKGS="$PKGS chromium"
 # traffic: tshark reads recorded pcaps back (tests); dpdk-dev has dpdk-dumpcap and dpdk-proc-info
 PKGS="$PKGS tshark dpdk-dev"
+# namespaces: ping from inside one through a chain (tests, notebook cells)
+PKGS="$PKGS iputils-ping"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

@@ -127,9 +127,9 @@ int onvm_mgr_init(int argc, char **argv, const char *shm_path, const char *stats
 	return 0;
 }
 
-int onvm_mgr_add_port(unsigned kind, const char *devargs)
+int onvm_mgr_add_port(unsigned kind, const char *devargs, const char *netns)
 {
-	return ports_add(kind, devargs);
+	return ports_add(kind, devargs, netns);
 }
 
 void onvm_mgr_set_busy_poll(int on)

@@ -16,8 +16,10 @@ const char *onvm_last_error(void);
 int onvm_mgr_init(int argc, char **argv, const char *shm_path, const char *stats_fmt, uint32_t nb_mbufs,
 		  uint32_t nf_ring_size, uint32_t max_nfs);
 /* Add a port (enum onvm_port_kind); returns its index.  devargs: vdev
- * arguments for pcap/tap, a PCI address for pci, ignored for ring/null. */
-int onvm_mgr_add_port(unsigned kind, const char *devargs);
+ * arguments for pcap/tap, a PCI address for pci, ignored for ring/null.
+ * netns: NULL, or for a tap port the path of a network namespace
+ * (/var/run/netns/NAME) to create and start it in. */
+int onvm_mgr_add_port(unsigned kind, const char *devargs, const char *netns);
 /* Busy polling: no thread or NF ever sleeps (a core per thread). */
 void onvm_mgr_set_busy_poll(int on);
 /* RX and TX threads, 1..ONVM_MAX_THREADS each; EAL must have 1 + rx + tx lcores. */

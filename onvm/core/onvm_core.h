@@ -219,7 +219,7 @@ struct onvm_mgr {
 extern struct onvm_mgr onvm_mgr;
 
 /* ports.c */
-int ports_add(unsigned kind, const char *devargs);
+int ports_add(unsigned kind, const char *devargs, const char *netns);
 int ports_start(void);
 void ports_stop(void);
 

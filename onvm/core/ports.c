@@ -1,8 +1,15 @@
 /* ports.c: the manager's ports.  Ring ports are the default: a pair of
  * rte_rings wrapped as an ethdev, so injected packets take the same RX path
  * as a NIC's; pcap, tap, null and PCI ports are DPDK devices probed by name. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* setns */
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <rte_dev.h>
 #include <rte_eth_ring.h>
@@ -14,6 +21,9 @@
 #define PORT_DESCS 1024
 
 static const char *kind_names[] = {"ring", "null", "pcap", "tap", "pci"};
+
+static int port_add_finish(unsigned i, unsigned kind, const char *devargs, uint16_t ethdev);
+static int port_start(unsigned i);
 
 static int probe_device(unsigned index, unsigned kind, const char *devargs, uint16_t *ethdev)
 {
@@ -41,7 +51,34 @@ static int probe_device(unsigned index, unsigned kind, const char *devargs, uint
 	return 0;
 }
 
-int ports_add(unsigned kind, const char *devargs)
+/* Move this thread into the network namespace at path.  returns: an fd of
+ * the namespace it left (for netns_leave), or -errno. */
+static int netns_enter(unsigned index, const char *path)
+{
+	int back = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int ret = back < 0 || fd < 0 || setns(fd, CLONE_NEWNET) < 0 ? -errno : back;
+	if (ret < 0) {
+		onvm_set_error("port %u: cannot enter the network namespace %s: %s (tap ports in a namespace need "
+			       "root)", index, path, strerror(-ret));
+		if (back >= 0)
+			close(back);
+	}
+	if (fd >= 0)
+		close(fd);
+	return ret;
+}
+
+static int netns_leave(int back)
+{
+	int ret = setns(back, CLONE_NEWNET) < 0 ? -errno : 0;
+	if (ret < 0)
+		onvm_set_error("cannot return to the manager's network namespace: %s", strerror(-ret));
+	close(back);
+	return ret;
+}
+
+int ports_add(unsigned kind, const char *devargs, const char *netns)
 {
 	struct onvm_mgr *m = &onvm_mgr;
 	struct onvm_shm *shm = m->shm;
@@ -74,11 +111,41 @@ int ports_add(unsigned kind, const char *devargs)
 		}
 		ethdev = (uint16_t)id;
 	} else {
-		int ret = probe_device(i, kind, devargs, &ethdev);
-		if (ret < 0)
-			return ret;
-		m->external_rx = true;
+		/* A TAP device lives in the namespace of the thread that opens it,
+		 * and each queue opens it again by name: probe and start it there. */
+		int back = -1, ret = 0;
+		if (netns != NULL && netns[0]) {
+			if (kind != ONVM_PORT_TAP) {
+				onvm_set_error("port %u: only tap ports go into a network namespace", i);
+				return -EINVAL;
+			}
+			back = netns_enter(i, netns);
+			if (back < 0)
+				return back;
+		}
+		ret = probe_device(i, kind, devargs, &ethdev);
+		if (ret == 0)
+			ret = port_add_finish(i, kind, devargs, ethdev);
+		if (ret == 0 && back >= 0)
+			ret = port_start(i);
+		if (back >= 0) {
+			int left = netns_leave(back);
+			ret = ret < 0 ? ret : left;
+		}
+		return ret < 0 ? ret : (int)i;
 	}
+	int ret = port_add_finish(i, kind, devargs, ethdev);
+	return ret < 0 ? ret : (int)i;
+}
+
+/* The port's TX ring and slot in the control file, once its device exists. */
+static int port_add_finish(unsigned i, unsigned kind, const char *devargs, uint16_t ethdev)
+{
+	struct onvm_mgr *m = &onvm_mgr;
+	struct onvm_shm *shm = m->shm;
+	char name[64];
+	if (kind != ONVM_PORT_RING)
+		m->external_rx = true;
 	snprintf(name, sizeof(name), ONVM_PORT_TX_RING_FMT, i);
 	onvm_dp.port_tx[i] = rte_ring_create(name, PORT_RING_SIZE, rte_socket_id(), RING_F_SC_DEQ);
 	if (onvm_dp.port_tx[i] == NULL) {
@@ -94,32 +161,44 @@ int ports_add(unsigned kind, const char *devargs)
 	p->rx_enabled = !(kind == ONVM_PORT_PCAP && strstr(devargs, "rx_pcap=") != NULL);
 	snprintf(p->name, sizeof(p->name), "%s%s%s", kind_names[kind], devargs[0] ? ":" : "", devargs);
 	shm->nb_ports = i + 1;
-	return (int)i;
+	return 0;
 }
 
-/* Configure one RX and one TX queue on every port and start it. */
-int ports_start(void)
+static bool port_started[ONVM_MAX_PORTS];
+
+/* Configure one RX and one TX queue on port i and start it. */
+static int port_start(unsigned i)
 {
 	struct onvm_shm *shm = onvm_mgr.shm;
-	for (unsigned i = 0; i < shm->nb_ports; i++) {
-		uint16_t id = shm->ports[i].ethdev;
-		struct rte_eth_conf conf;
-		memset(&conf, 0, sizeof(conf));
-		int ret = rte_eth_dev_configure(id, 1, 1, &conf);
-		if (ret == 0)
-			ret = rte_eth_rx_queue_setup(id, 0, PORT_DESCS, rte_eth_dev_socket_id(id), NULL, onvm_mgr.rte.pool);
-		if (ret == 0)
-			ret = rte_eth_tx_queue_setup(id, 0, PORT_DESCS, rte_eth_dev_socket_id(id), NULL);
-		if (ret == 0)
-			ret = rte_eth_dev_start(id);
-		if (ret < 0) {
-			onvm_set_error("port %u (%s): cannot start: %s", i, shm->ports[i].name, rte_strerror(-ret));
+	uint16_t id = shm->ports[i].ethdev;
+	struct rte_eth_conf conf;
+	memset(&conf, 0, sizeof(conf));
+	int ret = rte_eth_dev_configure(id, 1, 1, &conf);
+	if (ret == 0)
+		ret = rte_eth_rx_queue_setup(id, 0, PORT_DESCS, rte_eth_dev_socket_id(id), NULL, onvm_mgr.rte.pool);
+	if (ret == 0)
+		ret = rte_eth_tx_queue_setup(id, 0, PORT_DESCS, rte_eth_dev_socket_id(id), NULL);
+	if (ret == 0)
+		ret = rte_eth_dev_start(id);
+	if (ret < 0) {
+		onvm_set_error("port %u (%s): cannot start: %s", i, shm->ports[i].name, rte_strerror(-ret));
+		return ret;
+	}
+	(void)rte_eth_promiscuous_enable(id); /* ring/pcap ports refuse; harmless */
+	struct rte_ether_addr mac;
+	if (rte_eth_macaddr_get(id, &mac) == 0)
+		memcpy(shm->ports[i].mac, mac.addr_bytes, 6);
+	port_started[i] = true;
+	return 0;
+}
+
+/* Start every port not started yet (ports_add starts those in a namespace). */
+int ports_start(void)
+{
+	for (unsigned i = 0; i < onvm_mgr.shm->nb_ports; i++) {
+		int ret = port_started[i] ? 0 : port_start(i);
+		if (ret < 0)
 			return ret;
-		}
-		(void)rte_eth_promiscuous_enable(id); /* ring/pcap ports refuse; harmless */
-		struct rte_ether_addr mac;
-		if (rte_eth_macaddr_get(id, &mac) == 0)
-			memcpy(shm->ports[i].mac, mac.addr_bytes, 6);
 	}
 	return 0;
 }
