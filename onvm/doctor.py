@@ -227,6 +227,54 @@ def _manager_alive(name):
     return paths.name_in_use(name)
 
 
+NO_PCI_DIR = "no-pci"    # an empty dir in a manager's runtime dir: the PCI bus DPDK's tools see
+
+
+def dpdk_tools(name, port=0, count=100, path=None):
+    """How to point DPDK's own tools at the running manager name: capture
+    from onvm port `port` (count packets into path), print every port's
+    counters, and a telemetry shell.  dpdk-dumpcap takes no EAL arguments
+    (so no --no-pci): it scans the PCI bus as a secondary and would look at
+    this machine's NICs, so its environment points SYSFS_PCI_DEVICES, where
+    DPDK's PCI bus looks, at an empty directory.
+
+    returns: (env, {"dumpcap": argv, "proc-info": argv, "telemetry": argv},
+        {onvm port: DPDK port id}); env holds only the variables to add
+    raises: OnvmError if the manager is not running"""
+    from .stats import ControlFile
+    from .mgrd import running_manager_pid
+    if not running_manager_pid(name):
+        raise OnvmError("manager %r is not running" % name)
+    cf = ControlFile(name)
+    try:
+        ethdev = {p: cf.shm.ports[p].ethdev for p in range(cf.shm.nb_ports)}
+    finally:
+        cf.close()
+    if port not in ethdev:
+        raise ValueError("port %r does not exist (ports 0..%d)" % (port, len(ethdev) - 1))
+    env = paths.dpdk_env({})
+    env["SYSFS_PCI_DEVICES"] = os.path.join(paths.run_dir(name), NO_PCI_DIR)
+    prefix = "--file-prefix=" + paths.file_prefix(name)
+    return env, {
+        "dumpcap": ["dpdk-dumpcap", prefix, "-i", str(ethdev[port]), "-c", str(count), "-w",
+                    path or "port%d.pcapng" % port],
+        "proc-info": ["dpdk-proc-info", prefix, "--no-pci", "--", "--stats"],
+        "telemetry": ["dpdk-telemetry.py", "-f", paths.file_prefix(name)],
+    }, ethdev
+
+
+def tool_lines(name):
+    """dpdk_tools(name) as shell lines for `onvm doctor`."""
+    import shlex
+    env, cmds, ethdev = dpdk_tools(name)
+    pre = " ".join("%s=%s" % (k, shlex.quote(v)) for k, v in sorted(env.items()))
+    sock = os.path.join(paths.run_dir(name), "dpdk_telemetry.v2")
+    return ["DPDK port ids: %s" % ", ".join("onvm %d -> %d" % kv for kv in ethdev.items()),
+            "capture:   %s %s" % (pre, shlex.join(cmds["dumpcap"])),
+            "counters:  %s" % shlex.join(cmds["proc-info"]),
+            "telemetry: %s   (socket %s; type /ethdev/stats,0)" % (shlex.join(cmds["telemetry"]), sock)]
+
+
 def check_managers():
     from .mgrd import running_manager_pid
     out = []
@@ -234,8 +282,13 @@ def check_managers():
     for name in names:
         if paths.name_in_use(name):
             pid = running_manager_pid(name)
-            out.append(("ok", "manager %s: running (pid %d)" % (name, pid) if pid else
-                        "manager %s: starting or stopping" % name, None, None))
+            what = "manager %s: running (pid %d)" % (name, pid) if pid else "manager %s: starting or stopping" % name
+            if pid:
+                try:
+                    what += "".join("\n     " + line for line in tool_lines(name))
+                except (OnvmError, OSError):
+                    pass             # it stopped meanwhile
+            out.append(("ok", what, None, None))
         else:
             out.append(("warn", "manager %s" % name, "stale: not running, but %s is left behind"
                         % paths.run_dir(name), "onvm cleanup"))

@@ -12,6 +12,7 @@ import sys
 import time
 
 from . import paths
+from .doctor import NO_PCI_DIR
 from .nfdoor import NFDoor
 from ._core import ffi, lib
 from .control import Bytes, ControlServer, Int, ListOf, Optional, Str, Tuple
@@ -162,7 +163,7 @@ class ManagerDaemon:
         huge = paths.huge_dir(create=True)
         pci = [d for k, d in specs if k == lib.ONVM_PORT_PCI]
         argv = ["onvm-mgr", "--file-prefix", paths.file_prefix(name), "--proc-type", "primary",
-                "-m", str(hugepage_mb), "--lcores", "(0-%d)@(%s)" % (rx_threads + tx_threads, cpus), "--no-telemetry",
+                "-m", str(hugepage_mb), "--lcores", "(0-%d)@(%s)" % (rx_threads + tx_threads, cpus),
                 "--huge-dir", huge, "--log-level", os.environ.get("ONVM_DPDK_LOG", "error")]
         if os.geteuid() != 0:
             # Without root, /proc/self/pagemap shows no physical addresses.
@@ -178,6 +179,8 @@ class ManagerDaemon:
             except ValueError:
                 raise OnvmError("ONVM_BASE_VIRTADDR=%r is not a hex address" % base) from None
             argv += ["--base-virtaddr", base]
+        # Telemetry stays on (its socket, dpdk_telemetry.v2 in the runtime dir,
+        # serves dpdk-telemetry.py); NFs start with --no-telemetry.
         # Never touch this machine's NICs unless the user named one.
         argv += [a for d in pci for a in ("-a", d)] if pci else ["--no-pci"]
         self._argv_keep = [ffi.new("char[]", a.encode()) for a in argv]
@@ -185,6 +188,8 @@ class ManagerDaemon:
         shm = paths.shm_path(name).encode()
         self.check(lib.onvm_mgr_init(len(argv), c_argv, shm, paths.nf_stats_pattern(name).encode(), mbufs,
                                      NF_RING_SIZE, max_nfs))
+        # An empty PCI bus for DPDK's tools run against us (doctor.dpdk_tools).
+        os.mkdir(os.path.join(paths.run_dir(name), NO_PCI_DIR), 0o700)
         for spec, (kind, devargs) in zip(ports, specs):
             self.add_port(spec, kind, devargs)
         self.open_rings(specs, ring_mb)

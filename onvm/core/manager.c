@@ -10,6 +10,7 @@
 #include <rte_launch.h>
 #include <rte_lcore.h>
 #include <rte_memzone.h>
+#include <rte_pdump.h>
 
 #include "onvm_core.h"
 
@@ -63,6 +64,13 @@ int onvm_mgr_init(int argc, char **argv, const char *shm_path, const char *stats
 	}
 	if (rte_eal_init(argc, argv) < 0) {
 		onvm_set_error("DPDK EAL init failed: %s", rte_strerror(rte_errno));
+		return -rte_errno;
+	}
+	/* DPDK's packet-capture framework, so dpdk-dumpcap and dpdk-pdump can
+	 * record from our ports as from any DPDK primary: it answers their
+	 * requests on the multi-process channel; costs nothing until one asks. */
+	if (rte_pdump_init() < 0) {
+		onvm_set_error("cannot enable DPDK packet capture (pdump): %s", rte_strerror(rte_errno));
 		return -rte_errno;
 	}
 	m->shm = stats_create(shm_path);
@@ -195,6 +203,7 @@ void onvm_mgr_shutdown(void)
 	/* Sleepers re-check force_quit at least every 100 ms (see rx.c, tx.c). */
 	rte_eal_mp_wait_lcore();
 	ports_stop();
+	rte_pdump_uninit();
 	rte_eal_cleanup();
 	m->shm = NULL;
 }
