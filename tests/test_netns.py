@@ -101,3 +101,20 @@ def test_cleanup_removes_only_namespaces_whose_maker_died():
         subprocess.run(["ip", "netns", "del", other], timeout=30)
         if NS in netns_list():
             subprocess.run(["ip", "netns", "del", NS], timeout=30)
+
+
+def test_a_namespace_stopped_first_takes_the_tap_with_it():
+    """The kernel deletes a TAP interface with its namespace (it does not
+    hand it back to ours), and the manager goes on without it."""
+    ns = onvm.Namespace(NS)
+    try:
+        with onvm.Manager(name="ns%d" % PID, ports=["tap:%s@%s=10.0.0.1/24" % (TAP, NS), "ring"]) as mgr:
+            ns.stop()
+            assert NS not in netns_list() and not link_exists(TAP)
+            mgr.launch(onvm.native("forward"), service=1)
+            mgr.set_default_chain([1, onvm.ToPort(1)])
+            assert mgr.inject([b"\x02" * 60] * 10, port=1) == 10
+            assert len(mgr.capture(port=1, count=10, timeout=5)) == 10
+    finally:
+        ns.stop()
+    assert not link_exists(TAP)
