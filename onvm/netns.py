@@ -79,11 +79,14 @@ class Namespace:
         if r.returncode:
             raise ValueError("cannot create network namespace %r: %s" % (self.name, r.stderr.strip()))
         self._inode = _inode(self.name)
-        record = os.path.join(_records_dir(create=True), self.name)
-        with open(record, "w") as f:
-            json.dump({"pid": os.getpid(), "inode": self._inode}, f)
+        try:
+            with open(os.path.join(_records_dir(create=True), self.name), "w") as f:
+                json.dump({"pid": os.getpid(), "inode": self._inode}, f)
+            self.cmd("ip", "link", "set", "lo", "up")
+        except BaseException:
+            self.stop()                  # nothing half-made stays
+            raise
         atexit.register(self.stop)
-        self.cmd("ip", "link", "set", "lo", "up")
         return self
 
     def stop(self):
