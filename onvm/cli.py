@@ -269,7 +269,7 @@ def main(argv=None):
     p = sub.add_parser("doctor", help="check hugepages, DPDK, permissions, docker")
     p.set_defaults(func=cmd_doctor)
 
-    p = sub.add_parser("cleanup", help="remove what stopped onvm managers left behind")
+    p = sub.add_parser("cleanup", help="remove what stopped onvm managers (and onvm.Namespace makers) left behind")
     p.add_argument("--force", action="store_true", help="also stop managers that are still running")
     p.add_argument("--manager", action="append", help="only this manager (repeat for more)")
     p.set_defaults(func=cmd_cleanup)

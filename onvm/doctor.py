@@ -298,6 +298,11 @@ def check_managers():
                     "onvm cleanup"))
     if not names:
         out.append(("ok", "managers: none running", None, None))
+    from .netns import recorded
+    stale = [name for name, _, _, alive in recorded() if not alive]
+    if stale:
+        out.append(("warn", "network namespaces", "made by onvm.Namespace in processes that are gone: %s"
+                    % ", ".join(stale), "onvm cleanup"))
     return out
 
 

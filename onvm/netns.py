@@ -21,7 +21,7 @@ from . import paths
 from .errors import OnvmError
 from .ports import NETNS_DIR, check_netns_name
 
-__all__ = ["Namespace", "cleanup_namespaces"]
+__all__ = ["Namespace", "cleanup_namespaces", "recorded"]
 
 TIMEOUT = 30             # seconds any `ip` command may take
 
@@ -181,15 +181,15 @@ def _remove(name, inode):
     return deleted
 
 
-def cleanup_namespaces(force=False, log=print):
-    """Remove namespaces recorded by Namespace whose process is gone (all of
-    them with force), never one made by anyone else.  returns: how many."""
+def recorded():
+    """The namespaces Namespace made and recorded: [(name, maker pid, inode,
+    maker alive)]; an unreadable record has pid 0 and inode None."""
     d = _records_dir()
     try:
         names = sorted(os.listdir(d))
     except FileNotFoundError:
-        return 0
-    removed = 0
+        return []
+    out = []
     for name in names:
         try:
             with open(os.path.join(d, name)) as f:
@@ -197,7 +197,16 @@ def cleanup_namespaces(force=False, log=print):
             pid, inode = int(rec["pid"]), rec["inode"]
         except (OSError, ValueError, KeyError, TypeError):
             pid, inode = 0, None                 # unreadable: forget it, delete nothing
-        if not force and pid and os.path.exists("/proc/%d" % pid):
+        out.append((name, pid, inode, pid > 0 and os.path.exists("/proc/%d" % pid)))
+    return out
+
+
+def cleanup_namespaces(force=False, log=print):
+    """Remove namespaces recorded by Namespace whose process is gone (all of
+    them with force), never one made by anyone else.  returns: how many."""
+    removed = 0
+    for name, pid, inode, alive in recorded():
+        if alive and not force:
             log("kept namespace %s: its process (pid %d) runs; use: onvm cleanup --force" % (name, pid))
             continue
         if _remove(name, inode):

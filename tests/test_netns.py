@@ -11,6 +11,7 @@ import pytest
 
 import onvm
 from onvm import paths
+from onvm.doctor import check_managers
 from onvm.netns import cleanup_namespaces
 
 PID = os.getpid()
@@ -92,6 +93,7 @@ def test_cleanup_removes_only_namespaces_whose_maker_died():
         child.send_signal(signal.SIGKILL)          # no atexit: the namespace is left behind
         child.wait(30)
         assert NS in netns_list()
+        assert any(NS in problem for status, _, problem, _ in check_managers() if status == "warn")
         assert cleanup_namespaces(log=lambda msg: None) == 1
         assert NS not in netns_list() and other in netns_list()
     finally:
