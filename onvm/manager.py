@@ -730,6 +730,40 @@ class Manager:
         self._check_ring_port(port)
         return Recorder(self.rings.ring(port, "out"), path, None, Filter(filter) if filter else None)
 
+    def trace(self, pkt, port=0, timeout=2.0):
+        """The journey of one packet: inject it into a ring port marked for
+        tracing and collect each hop as the data plane records it.
+
+        >>> t = mgr.trace(Ether()/IP(dst="203.0.113.9")/TCP(dport=80))  # doctest: +SKIP
+        >>> t.exit_port, t.nfs()                                         # doctest: +SKIP
+        (1, [('fw', 3)])
+
+        param pkt: one scapy packet or bytes
+        param timeout: seconds to wait for the exit or the drop
+        returns: a Trace (a table in a notebook): port, each NF instance with
+            its action and time, then the exit port or the drop and why
+        raises: ValueError for something that is not one packet or a port
+            that is not a ring port"""
+        from .traffic import Trace, trace_hops
+        if not (isinstance(pkt, (bytes, bytearray)) or hasattr(pkt, "build")):
+            raise ValueError("trace() takes one packet (a scapy packet or bytes), got %s" % type(pkt).__name__)
+        (raw,) = self._raw(pkt)
+        self._check_ring_port(port)
+        tid = self._request({"op": "trace_start"})["id"]
+        ends = (lib.ONVM_TRACE_PORT_OUT, lib.ONVM_TRACE_DROP)
+        try:
+            self.rings.inject(port, [raw], aux=[tid], timeout=timeout)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                hops = self._request({"op": "trace_read", "id": tid})["hops"]
+                if hops and hops[-1][1] in ends:
+                    time.sleep(0.002)   # a device refusal follows its exit hop at once
+                    break
+                time.sleep(0.001)
+        finally:
+            hops = self._request({"op": "trace_read", "id": tid, "end": 1})["hops"]
+        return Trace(trace_hops(hops, self.control), complete=bool(hops) and hops[-1][1] in ends)
+
     def _replay_port(self, port):
         self._check_port(port)
         if not self.port_specs[port].startswith("pcap:") or "rx=" not in self.port_specs[port]:

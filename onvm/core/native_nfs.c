@@ -296,6 +296,7 @@ static int run_generate(struct onvm_nf *nf, const char *args)
 			meta->in_port = 0xffff;
 			meta->path = 0xff; /* resolved from the maker's service when routed */
 			meta->hops = 0;
+			meta->reserved = 0; /* not traced: a recycled mbuf may hold an old trace ID */
 			m->hash.rss = meta->hash;
 		}
 		made += burst;
