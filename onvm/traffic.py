@@ -558,3 +558,90 @@ def trace_hops(raw, control):
             h.reason = TRACE_WHY.get(why, "reason %d" % why)
         hops.append(h)
     return hops
+
+
+# ---- load: mgr.generate(...) --------------------------------------------------
+
+def lat_bucket_low(b):
+    """The smallest latency (ns) in the sink's histogram bucket b (the
+    inverse of onvm_lat_bucket)."""
+    return b if b < 8 else (8 + b % 8) << (b // 8 - 1)
+
+
+class Latency:
+    """A latency distribution from a sink's histogram (8 buckets per power of
+    two: a percentile is within 12.5%, and within [min, max]).  Numbers in
+    ns: samples, min, max, mean, p50, p90, p99, p999; percentile(q)."""
+
+    def __init__(self, hist, lo, hi, total_ns):
+        self.hist = hist
+        self.samples = sum(hist)
+        self.min, self.max = lo, hi
+        self.mean = total_ns / self.samples if self.samples else None
+        self.p50, self.p90, self.p99, self.p999 = (self.percentile(q) for q in (50, 90, 99, 99.9))
+
+    def percentile(self, q):
+        """The q-th percentile (0 < q <= 100) in ns: the middle of its
+        bucket, clamped to [min, max]; None with no samples."""
+        if not self.samples:
+            return None
+        rank, seen = q / 100 * self.samples, 0
+        for b, n in enumerate(self.hist):
+            seen += n
+            if n and seen >= rank:
+                mid = (lat_bucket_low(b) + lat_bucket_low(b + 1) - 1) // 2
+                return min(max(mid, self.min), self.max)
+        return self.max
+
+    def __repr__(self):
+        if not self.samples:
+            return "<Latency no samples>"
+        us = lambda v: "%.1f" % (v / 1000)
+        return "<Latency us: p50 %s p90 %s p99 %s p99.9 %s max %s mean %s (%d samples)>" % (
+            us(self.p50), us(self.p90), us(self.p99), us(self.p999), us(self.max), us(self.mean), self.samples)
+
+
+class GenerateResult:
+    """What mgr.generate did: sent (packets made), seconds, rate (pps),
+    received (packets the sinks took meanwhile) and latency (a Latency of
+    the sinks' samples, one per burst)."""
+
+    def __init__(self, sent, seconds, received, latency):
+        self.sent, self.seconds, self.received, self.latency = sent, seconds, received, latency
+        self.rate = sent / seconds if seconds > 0 else 0.0
+
+    def __repr__(self):
+        return "<Generated %d packets in %.2f s (%.0f pps), %d received; %r>" % (
+            self.sent, self.seconds, self.rate, self.received, self.latency)
+
+
+def sink_state(control):
+    """{slot: (rx, samples, sum_ns, max_ns, min_ns, histogram)} of the
+    running sink NFs (kind native:sink)."""
+    out = {}
+    for i, s in control.nf_slots():
+        if ffi.string(s.kind).decode() == "native:sink":
+            n = control.nf_counters(i)
+            out[i] = (n.rx, n.app[0], n.app[1], n.app[2], n.lat_min, list(n.lat_hist))
+    return out
+
+
+def latency_between(before, after):
+    """The Latency of what the sinks sampled between two sink_state()s."""
+    hist, total, lo, hi = [0] * lib.ONVM_LAT_BUCKETS, 0, None, 0
+    for slot, (_, samples, sum_ns, max_ns, min_ns, h) in after.items():
+        b = before.get(slot, (0, 0, 0, 0, 0, [0] * lib.ONVM_LAT_BUCKETS))
+        if samples == b[1]:
+            continue
+        hist = [x + y - z for x, y, z in zip(hist, h, b[5])]
+        total += sum_ns - b[2]
+        lo = min_ns if lo is None else min(lo, min_ns)
+        hi = max(hi, max_ns)
+    if any(hist):
+        # min and max are the sinks' since they started: narrow them to
+        # this run's buckets
+        first = next(b for b, n in enumerate(hist) if n)
+        last = max(b for b, n in enumerate(hist) if n)
+        lo = max(lo, lat_bucket_low(first))
+        hi = min(hi, lat_bucket_low(last + 1) - 1)
+    return Latency(hist, lo or 0, hi, total)
