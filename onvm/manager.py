@@ -684,6 +684,9 @@ class Manager:
         for n in self.launched:
             if n.alive and (n.name == node or n.name.rpartition(".")[0] == node):
                 return n.service
+        for s, nm in self.control.service_names().items():    # a deployed graph's node
+            if nm == node:
+                return s
         for i, s in self.control.nf_slots():
             nm = self.control.nf_stats(i)["name"]
             if nm == node or nm.rpartition(".")[0] == node:

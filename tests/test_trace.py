@@ -114,3 +114,44 @@ def test_bad_input_is_refused_and_changes_nothing(mgr):
     assert len(mgr.capture(port=1, count=100, timeout=5)) == 100
     t = mgr.trace(udp(1))
     assert [h.kind for h in t] == ["port", "nf", "exit"]
+
+
+def test_capture_after_a_graph_node_by_name_or_service_id(mgr):
+    """capture(after=...) of a deployed graph: before the rewriting node the
+    originals, after it the rewritten byte; by node name or service ID."""
+    import threading
+    import time
+    from conftest import marker
+    g = nx.DiGraph()
+    g.add_node("fw", nf=onvm.native("forward"))
+    g.add_node("stamp", nf=marker(0x5A))
+    g.add_edge(Port(0), "fw")
+    g.add_edge("fw", "stamp")
+    g.add_edge("stamp", Port(1))
+    dep = mgr.deploy(g)
+    stamp_service = dep["stamp"][0].service
+    frames = [bytes(udp(i)) for i in range(2000)]
+    stop = threading.Event()
+
+    def feed():    # paced, so the call's own tap sees traffic while it waits
+        while not stop.is_set():
+            mgr.inject(frames[:200], port=0, rate=20000)
+    with mgr.tap(after="fw") as before:
+        t = threading.Thread(target=feed, daemon=True)
+        t.start()
+        try:
+            by_name = mgr.capture(after="stamp", count=50, timeout=10, raw=True)
+            by_id = mgr.capture(after=stamp_service, count=50, timeout=10, raw=True)
+            seen_before = before.capture(count=50, timeout=10, raw=True)
+        finally:
+            stop.set()
+            t.join(20)
+    assert len(by_name) == 50 and len(by_id) == 50 and len(seen_before) == 50
+    originals = set(frames[:200])
+    assert all(p in originals for p in seen_before), "before the node: unchanged"
+    assert frames[0][-1] != 0x5A
+    prefixes = {f[:-1] for f in originals}
+    assert all(p[-1] == 0x5A and p[:-1] in prefixes for p in by_name + by_id), "after it: rewritten"
+    with pytest.raises(ValueError, match="no NF named 'nope'"):
+        mgr.capture(after="nope")
+    assert mgr.wait_idle(10)
