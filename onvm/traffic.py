@@ -511,6 +511,8 @@ class Trace:
 
     def _end(self):
         if not self.complete:
+            if len(self.hops) >= lib.ONVM_TRACE_HOPS:
+                return "the first %d hops only (a trace holds no more)" % lib.ONVM_TRACE_HOPS
             return "no exit or drop seen (still in flight, or lost)"
         h = self.hops[-1]
         return "left by port %d" % h.port if h.kind == "exit" else "dropped at %s: %s" % (h.where(), h.reason)
