@@ -167,3 +167,17 @@ def test_mgr_generate_refuses_bad_arguments_and_starts_nothing(mgr, kwargs, mess
     with pytest.raises(ValueError, match=message):
         mgr.generate(**kwargs)
     assert mgr.launched == [] and mgr.stats()["nfs"] == {}
+
+
+def test_latency_buckets_are_log2_linear_and_the_python_inverse_matches_c():
+    from onvm.traffic import Latency, lat_bucket_low
+    for b in range(lib.ONVM_LAT_BUCKETS - 1):
+        lo, hi = lat_bucket_low(b), lat_bucket_low(b + 1) - 1
+        assert lib.onvm_lat_bucket(lo) == b == lib.onvm_lat_bucket(hi)
+        assert b < 8 or (hi - lo + 1) / lo <= 0.125       # at most 12.5 % wide
+    assert lib.onvm_lat_bucket(2 ** 63) == lib.ONVM_LAT_BUCKETS - 1
+    hist = [0] * lib.ONVM_LAT_BUCKETS
+    hist[lib.onvm_lat_bucket(1000)] = 99
+    hist[lib.onvm_lat_bucket(10 ** 6)] = 1
+    lat = Latency(hist, 990, 10 ** 6, 99 * 1000 + 10 ** 6)
+    assert 960 <= lat.p50 <= 1023 and lat.p90 == lat.p50 and lat.p999 > 900000 and lat.max == 10 ** 6
