@@ -96,12 +96,18 @@ def main(argv=None):
     took, spans = trace_latency(args.calls)
     res = {
         "native_mpps": runs, "other_cpu_pct": other, "median_mpps": med, "ratio_trace_to_base": med["trace"] / med["base"],
+        # each round's trace run against the base run just before it: cancels slow drift in load
+        "paired_ratio_median": statistics.median(t / b for t, b in zip(runs["trace"], runs["base"])),
+        "paired_ratio_range": [min(t / b for t, b in zip(runs["trace"], runs["base"])),
+                               max(t / b for t, b in zip(runs["trace"], runs["base"]))],
         "trace_call_ms": {"median": statistics.median(took) * 1e3, "p90": sorted(took)[int(0.9 * len(took))] * 1e3},
         "trace_span_us_median": statistics.median(spans) / 1e3,
         "base": base, "base_ref": args.base_ref, "load_avg": os.getloadavg(),
     }
-    print("native chain: base %.3f Mpps, with trace hooks %.3f Mpps (median of %d), ratio %.3f"
-          % (med["base"], med["trace"], args.rounds, res["ratio_trace_to_base"]))
+    print("native chain: base %.3f Mpps, with trace hooks %.3f Mpps (median of %d), ratio %.3f; "
+          "per round %.3f (median, range %.2f..%.2f)" % (med["base"], med["trace"], args.rounds,
+                                                          res["ratio_trace_to_base"], res["paired_ratio_median"],
+                                                          *res["paired_ratio_range"]))
     print("trace(): median %.2f ms, p90 %.2f ms per call; the packet's own journey: %.1f us (median)"
           % (res["trace_call_ms"]["median"], res["trace_call_ms"]["p90"], res["trace_span_us_median"]))
     out = args.output or os.path.join(HERE, "results", "trace-%s.json"
