@@ -7,8 +7,10 @@ one mgr.trace() takes, measured in one run.
 
 The native chain generate -> forward -> sink (bench_dataplane.py --only
 native) runs alternately on a build without the trace hooks (--base-ref, a
-`git archive` built in place) and on this tree, round by round, so both see
-the same machine; the report is each side's median and their ratio.  Then
+`git archive` built in place) and on this tree, round by round in ABBA
+order, so both see the same machine; the report is each side's median and
+their ratio.  --base . compares this tree with itself (an A/A run: the
+noise floor).  Then
 trace() through two native NFs, --calls times, on this tree.  Writes
 benchmarks/results/trace-<UTC>.json.
 """
@@ -86,7 +88,10 @@ def main(argv=None):
     runs, other = {"base": [], "trace": []}, {"base": [], "trace": []}
     with tempfile.TemporaryDirectory() as d:
         for r in range(args.rounds):
-            for side, tree in (("base", base), ("trace", ROOT)):
+            # ABBA order: the second run of a pair is slower even for identical builds (an A/A
+            # run showed it), so each side goes first every other round
+            order = (("base", base), ("trace", ROOT))
+            for side, tree in (order if r % 2 == 0 else order[::-1]):
                 mpps, busy = native_mpps(tree, args, os.path.join(d, "%s-%d.json" % (side, r)))
                 runs[side].append(mpps)
                 other[side].append(busy)
@@ -96,7 +101,7 @@ def main(argv=None):
     took, spans = trace_latency(args.calls)
     res = {
         "native_mpps": runs, "other_cpu_pct": other, "median_mpps": med, "ratio_trace_to_base": med["trace"] / med["base"],
-        # each round's trace run against the base run just before it: cancels slow drift in load
+        # each round's trace run against its base run: cancels slow drift in load
         "paired_ratio_median": statistics.median(t / b for t, b in zip(runs["trace"], runs["base"])),
         "paired_ratio_range": [min(t / b for t, b in zip(runs["trace"], runs["base"])),
                                max(t / b for t, b in zip(runs["trace"], runs["base"]))],
