@@ -50,8 +50,8 @@ class NativeNF:
         if args and name != "generate":
             raise ValueError("native NF %r takes no arguments" % name)
         for k, v in args.items():
-            if k not in ("rate", "size", "count", "flows", "dest") or isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ValueError("generate: %s=%r; arguments are rate, size, count, flows, dest "
+            if k not in ("rate", "size", "count", "flows", "dest", "port") or isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError("generate: %s=%r; arguments are rate, size, count, flows, dest, port "
                                  "(non-negative ints)" % (k, v))
         self.name = name
         self.service = service
@@ -684,6 +684,9 @@ class Manager:
         for n in self.launched:
             if n.alive and (n.name == node or n.name.rpartition(".")[0] == node):
                 return n.service
+        for s, nm in self.control.service_names().items():    # a deployed graph's node
+            if nm == node:
+                return s
         for i, s in self.control.nf_slots():
             nm = self.control.nf_stats(i)["name"]
             if nm == node or nm.rpartition(".")[0] == node:
@@ -729,6 +732,98 @@ class Manager:
             return Recorder(self.tap(after=after, filter=filter).ring, path, self)
         self._check_ring_port(port)
         return Recorder(self.rings.ring(port, "out"), path, None, Filter(filter) if filter else None)
+
+    def trace(self, pkt, port=0, timeout=2.0):
+        """The journey of one packet: inject it into a ring port marked for
+        tracing and collect each hop as the data plane records it.
+
+        >>> t = mgr.trace(Ether()/IP(dst="203.0.113.9")/TCP(dport=80))  # doctest: +SKIP
+        >>> t.exit_port, t.nfs()                                         # doctest: +SKIP
+        (1, [('fw', 3)])
+
+        param pkt: one scapy packet or bytes
+        param timeout: seconds to wait for the exit or the drop
+        returns: a Trace (a table in a notebook): port, each NF instance with
+            its action and time, then the exit port or the drop and why
+        raises: ValueError for something that is not one packet or a port
+            that is not a ring port"""
+        from .traffic import Trace, trace_hops
+        if not (isinstance(pkt, (bytes, bytearray)) or hasattr(pkt, "build")):
+            raise ValueError("trace() takes one packet (a scapy packet or bytes), got %s" % type(pkt).__name__)
+        (raw,) = self._raw(pkt)
+        self._check_ring_port(port)
+        tid = self._request({"op": "trace_start"})["id"]
+        ends = (lib.ONVM_TRACE_PORT_OUT, lib.ONVM_TRACE_DROP)
+        try:
+            self.rings.inject(port, [raw], aux=[tid], timeout=timeout)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                hops = self._request({"op": "trace_read", "id": tid})["hops"]
+                if hops and hops[-1][1] in ends:
+                    time.sleep(0.002)   # a device refusal follows its exit hop at once
+                    break
+                time.sleep(0.001)
+        finally:
+            hops = self._request({"op": "trace_read", "id": tid, "end": 1})["hops"]
+        return Trace(trace_hops(hops, self.control), complete=bool(hops) and hops[-1][1] in ends)
+
+    def generate(self, port=0, rate=1e6, size=64, flows=1024, seconds=None, count=None, timeout=60.0):
+        """Load from the native generate NF: UDP packets of `size` bytes over
+        `flows` 5-tuples, at `rate` packets per second, following `port`'s
+        path as if they arrived there, for `seconds` (5 when neither is
+        given) or until `count` were made.  Each carries its send time; the
+        sinks on the path (onvm.native("sink")) sample one per burst.
+
+        >>> r = mgr.generate(port=0, rate=100000, count=50000)     # doctest: +SKIP
+        >>> r.sent, r.received, r.latency.p99                       # doctest: +SKIP
+        (50000, 50000, 41230)
+
+        returns: a GenerateResult: sent, seconds, rate, received, latency
+            (a Latency: p50, p90, p99, p999, min, max, mean in ns)
+        raises: ValueError naming a bad argument; nothing is started then"""
+        from .traffic import GenerateResult, latency_between, sink_state
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 1 <= rate <= 1e9:
+            raise ValueError("rate must be a positive number of packets per second (1..1e9), got %r" % (rate,))
+        if isinstance(size, bool) or not isinstance(size, int) or not 60 <= size <= 1514:
+            raise ValueError("size must be an int of 60..1514 bytes, got %r" % (size,))
+        if isinstance(flows, bool) or not isinstance(flows, int) or not 1 <= flows <= 65535:
+            raise ValueError("flows must be an int of 1..65535, got %r" % (flows,))
+        if seconds is not None and count is not None:
+            raise ValueError("give seconds or count, not both")
+        if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
+            raise ValueError("count must be a positive int, got %r" % (count,))
+        if count is None:
+            seconds = 5 if seconds is None else seconds
+            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
+                raise ValueError("seconds must be a positive number, got %r" % (seconds,))
+        self._check_port(port)
+        used = {d for p in range(len(self.port_specs)) for a, d in self.control.path(p) if a == lib.ONVM_TO_SERVICE}
+        used |= {s.service for _, s in self.control.nf_slots((lib.ONVM_NF_CLAIMED, lib.ONVM_NF_RUNNING))}
+        service = max(set(range(1, lib.ONVM_MAX_SERVICES)) - used)
+        before = sink_state(self.control)
+        args = dict(rate=int(rate), size=size, flows=flows, count=count or 0, port=port)
+        gen = self.launch(native("generate", **args), service=service, name="generate", timeout=timeout)
+        try:
+            made = lambda: self.control.nf_counters(gen.instance).created
+            deadline = time.monotonic() + timeout
+            while made() == 0 and time.monotonic() < deadline:
+                time.sleep(0.001)
+            t0 = time.monotonic()
+            if count is None:
+                time.sleep(seconds)
+            else:
+                deadline = t0 + count / rate + timeout
+                while made() < count and time.monotonic() < deadline:
+                    time.sleep(0.005)
+            elapsed = time.monotonic() - t0
+        finally:
+            gen.stop()
+            self.launched = [n for n in self.launched if n is not gen]
+        sent = made()       # its stats file outlives it; it makes nothing after seeing stop (10 ms)
+        self.wait_idle(min(timeout, 10.0))    # what is in flight reaches the sinks
+        after = sink_state(self.control)
+        received = sum(v[0] - before.get(k, (0,))[0] for k, v in after.items())
+        return GenerateResult(sent, elapsed, received, latency_between(before, after))
 
     def _replay_port(self, port):
         self._check_port(port)

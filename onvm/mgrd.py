@@ -283,6 +283,8 @@ class ManagerDaemon:
                          "target": Int(0, lib.ONVM_MAX_SERVICES - 1), "filter": Optional(Str(2000), ""),
                          "ring_mb": Optional(Int(1, 1024), 8)}, self.op_tap_arm),
             "tap_disarm": ({"tap": Int(0, lib.ONVM_MAX_TAPS - 1)}, self.op_tap_disarm),
+            "trace_start": ({}, self.op_trace_start),
+            "trace_read": ({"id": Int(1, 0xffff), "end": Optional(Int(0, 1), 0)}, self.op_trace_read),
             **self.flows.ops(),
         }
 
@@ -444,6 +446,23 @@ class ManagerDaemon:
         ring, base, _ = self.taps.pop(k)
         lib.onvm_mgr_tap_disarm(k)
         return {"dropped": lib.onvm_mgr_tap_drops(k) - base}
+
+    def op_trace_start(self, conn, a):
+        """A trace ID for one packet the client injects (Manager.trace)."""
+        return {"id": self.check(lib.onvm_mgr_trace_start())}
+
+    def op_trace_read(self, conn, a):
+        """The hops recorded so far, [ts_ns, kind, why, where, service,
+        action, dest] each; end=1 also ends the trace."""
+        hops = ffi.new("struct onvm_trace_hop[]", lib.ONVM_TRACE_HOPS)
+        try:
+            n = lib.onvm_mgr_trace_read(a["id"], hops, lib.ONVM_TRACE_HOPS)
+            if n < 0:
+                raise ValueError(ffi.string(lib.onvm_last_error()).decode())
+            return {"hops": [[h.ts_ns, h.kind, h.why, h.where, h.service, h.action, h.dest] for h in hops[0:n]]}
+        finally:
+            if a["end"]:
+                lib.onvm_mgr_trace_end(a["id"])
 
     def op_shutdown(self, conn, a):
         self.stop_requested = True

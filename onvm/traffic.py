@@ -437,3 +437,213 @@ class Recorder(_StopOnExit):
 
     def __repr__(self):
         return "<Recorder %s packets=%d>" % (self.path, self.count)
+
+
+# ---- packet journeys: mgr.trace(pkt) ------------------------------------------
+
+TRACE_KINDS = {lib.ONVM_TRACE_PORT_IN: "port", lib.ONVM_TRACE_NF: "nf", lib.ONVM_TRACE_PORT_OUT: "exit",
+               lib.ONVM_TRACE_DROP: "drop"}
+TRACE_WHY = {lib.ONVM_WHY_NF_DROP: "NF returned DROP", lib.ONVM_WHY_NO_INSTANCE: "no NF for service",
+             lib.ONVM_WHY_NO_PORT: "no such port", lib.ONVM_WHY_CHAIN_END: "end of chain",
+             lib.ONVM_WHY_HOP_LIMIT: "hop limit", lib.ONVM_WHY_STEER: "steer not allowed",
+             lib.ONVM_WHY_RING_FULL: "next ring full", lib.ONVM_WHY_DEVICE: "port refused it"}
+
+
+class Hop:
+    """One hop of a packet's journey.
+    kind: "port" (it arrived), "nf" (an NF instance handed it on), "exit"
+    (a port sent it) or "drop"; t_ns: ns after the first hop; port; node
+    (graph node name, or the NF's name), service, instance (NF slot);
+    action: what the NF returned ("next", "drop", "to_service 3",
+    "to_port 1"); reason: why it was dropped."""
+    __slots__ = ("kind", "t_ns", "port", "node", "service", "instance", "action", "reason")
+
+    def __init__(self, kind, t_ns, port=None, node=None, service=None, instance=None, action=None, reason=None):
+        self.kind, self.t_ns, self.port, self.node = kind, t_ns, port, node
+        self.service, self.instance, self.action, self.reason = service, instance, action, reason
+
+    def where(self):
+        if self.kind in ("port", "exit") or (self.port is not None and self.instance is None):
+            return "port %d" % self.port if self.port is not None else "RX"
+        return "%s (service %s, instance %s)" % (self.node, self.service, self.instance)
+
+    def what(self):
+        return {"port": "in", "exit": "out", "nf": self.action, "drop": "dropped: %s" % self.reason}[self.kind]
+
+    def __repr__(self):
+        return "<Hop %s %s %s +%d ns>" % (self.kind, self.where(), self.what(), self.t_ns)
+
+
+class Trace:
+    """A packet's journey (Manager.trace): its hops in order, the ingress
+    port first, then each NF instance, then the exit port or the drop.
+    Reads like a list of Hop; .exit_port, .dropped, .nfs() give numbers."""
+
+    def __init__(self, hops, complete=True):
+        self.hops = hops
+        self.complete = complete
+
+    def __iter__(self):
+        return iter(self.hops)
+
+    def __len__(self):
+        return len(self.hops)
+
+    def __getitem__(self, i):
+        return self.hops[i]
+
+    @property
+    def exit_port(self):
+        """The port that sent it, or None."""
+        return self.hops[-1].port if self.hops and self.hops[-1].kind == "exit" else None
+
+    @property
+    def dropped(self):
+        """The drop hop (.node, .instance, .reason), or None."""
+        return self.hops[-1] if self.hops and self.hops[-1].kind == "drop" else None
+
+    def nfs(self):
+        """[(node, instance)] of each NF hop, in order."""
+        return [(h.node, h.instance) for h in self.hops if h.kind == "nf"]
+
+    def _rows(self):
+        return [(str(i), h.kind, h.where(), h.what(), "%.1f" % (h.t_ns / 1000)) for i, h in enumerate(self.hops)]
+
+    def _end(self):
+        if not self.complete:
+            if len(self.hops) >= lib.ONVM_TRACE_HOPS:
+                return "the first %d hops only (a trace holds no more)" % lib.ONVM_TRACE_HOPS
+            return "no exit or drop seen (still in flight, or lost)"
+        h = self.hops[-1]
+        return "left by port %d" % h.port if h.kind == "exit" else "dropped at %s: %s" % (h.where(), h.reason)
+
+    def __repr__(self):
+        head = ("#", "hop", "where", "action", "t (us)")
+        rows = [head] + self._rows()
+        w = [max(len(r[c]) for r in rows) for c in range(len(head))]
+        lines = ["  ".join(v.ljust(w[c]) for c, v in enumerate(r)).rstrip() for r in rows]
+        return "<Trace %d hops, %s>\n%s" % (len(self.hops), self._end(), "\n".join(lines))
+
+    def _repr_html_(self):
+        import html
+        cells = "".join("<tr>%s</tr>" % "".join("<td>%s</td>" % html.escape(v) for v in r) for r in self._rows())
+        return ("<table><caption>%s</caption><tr><th>#</th><th>hop</th><th>where</th><th>action</th>"
+                "<th>t (&micro;s)</th></tr>%s</table>" % (html.escape(self._end()), cells))
+
+
+def _action_text(action, dest, names):
+    if action == lib.ONVM_TO_SERVICE:
+        return "to_service %d%s" % (dest, " (%s)" % names[dest] if dest in names else "")
+    if action == lib.ONVM_TO_PORT:
+        return "to_port %d" % dest
+    return {lib.ONVM_NEXT: "next", lib.ONVM_DROP: "drop"}.get(action, "action %d" % action)
+
+
+def trace_hops(raw, control):
+    """Hop objects from the manager's trace_read reply; names from the
+    control file: a deployed graph's node names, else each NF's name."""
+    names = control.service_names()
+    hops, t0 = [], raw[0][0] if raw else 0
+    for ts, kind, why, where, service, action, dest in raw:
+        k = TRACE_KINDS.get(kind, "?")
+        h = Hop(k, ts - t0)
+        if k in ("port", "exit") or where == lib.ONVM_OWNER_MGR or (k == "drop" and why == lib.ONVM_WHY_DEVICE):
+            h.port = where if where != lib.ONVM_OWNER_MGR else (hops[0].port if hops else None)
+        else:
+            slot = control.shm.nfs[where] if where < lib.ONVM_MAX_NFS else None
+            h.instance = where
+            h.service = service or (slot.service if slot is not None else None)
+            h.node = names.get(h.service) or (ffi.string(slot.name).decode() if slot is not None else "?")
+        if k == "nf":
+            h.action = _action_text(action, dest, names)
+        if k == "drop":
+            h.reason = TRACE_WHY.get(why, "reason %d" % why)
+        hops.append(h)
+    return hops
+
+
+# ---- load: mgr.generate(...) --------------------------------------------------
+
+def lat_bucket_low(b):
+    """The smallest latency (ns) in the sink's histogram bucket b (the
+    inverse of onvm_lat_bucket)."""
+    return b if b < 8 else (8 + b % 8) << (b // 8 - 1)
+
+
+class Latency:
+    """A latency distribution from a sink's histogram (8 buckets per power of
+    two: a percentile is within 12.5%, and within [min, max]).  Numbers in
+    ns: samples, min, max, mean, p50, p90, p99, p999; percentile(q)."""
+
+    def __init__(self, hist, lo, hi, total_ns):
+        self.hist = hist
+        self.samples = sum(hist)
+        self.min, self.max = lo, hi
+        self.mean = total_ns / self.samples if self.samples else None
+        self.p50, self.p90, self.p99, self.p999 = (self.percentile(q) for q in (50, 90, 99, 99.9))
+
+    def percentile(self, q):
+        """The q-th percentile (0 < q <= 100) in ns: the middle of its
+        bucket, clamped to [min, max]; None with no samples."""
+        if not self.samples:
+            return None
+        rank, seen = q / 100 * self.samples, 0
+        for b, n in enumerate(self.hist):
+            seen += n
+            if n and seen >= rank:
+                mid = (lat_bucket_low(b) + lat_bucket_low(b + 1) - 1) // 2
+                return min(max(mid, self.min), self.max)
+        return self.max
+
+    def __repr__(self):
+        if not self.samples:
+            return "<Latency no samples>"
+        us = lambda v: "%.1f" % (v / 1000)
+        return "<Latency us: p50 %s p90 %s p99 %s p99.9 %s max %s mean %s (%d samples)>" % (
+            us(self.p50), us(self.p90), us(self.p99), us(self.p999), us(self.max), us(self.mean), self.samples)
+
+
+class GenerateResult:
+    """What mgr.generate did: sent (packets made), seconds, rate (pps),
+    received (packets the sinks took meanwhile) and latency (a Latency of
+    the sinks' samples, one per burst)."""
+
+    def __init__(self, sent, seconds, received, latency):
+        self.sent, self.seconds, self.received, self.latency = sent, seconds, received, latency
+        self.rate = sent / seconds if seconds > 0 else 0.0
+
+    def __repr__(self):
+        return "<Generated %d packets in %.2f s (%.0f pps), %d received; %r>" % (
+            self.sent, self.seconds, self.rate, self.received, self.latency)
+
+
+def sink_state(control):
+    """{slot: (rx, samples, sum_ns, max_ns, min_ns, histogram)} of the
+    running sink NFs (kind native:sink)."""
+    out = {}
+    for i, s in control.nf_slots():
+        if ffi.string(s.kind).decode() == "native:sink":
+            n = control.nf_counters(i)
+            out[i] = (n.rx, n.app[0], n.app[1], n.app[2], n.lat_min, list(n.lat_hist))
+    return out
+
+
+def latency_between(before, after):
+    """The Latency of what the sinks sampled between two sink_state()s."""
+    hist, total, lo, hi = [0] * lib.ONVM_LAT_BUCKETS, 0, None, 0
+    for slot, (_, samples, sum_ns, max_ns, min_ns, h) in after.items():
+        b = before.get(slot, (0, 0, 0, 0, 0, [0] * lib.ONVM_LAT_BUCKETS))
+        if samples == b[1]:
+            continue
+        hist = [x + y - z for x, y, z in zip(hist, h, b[5])]
+        total += sum_ns - b[2]
+        lo = min_ns if lo is None else min(lo, min_ns)
+        hi = max(hi, max_ns)
+    if any(hist):
+        # min and max are the sinks' since they started: narrow them to
+        # this run's buckets
+        first = next(b for b, n in enumerate(hist) if n)
+        last = max(b for b, n in enumerate(hist) if n)
+        lo = max(lo, lat_bucket_low(first))
+        hi = min(hi, lat_bucket_low(last + 1) - 1)
+    return Latency(hist, lo or 0, hi, total)

@@ -132,3 +132,52 @@ def test_generate_checks_for_stop_by_time_not_per_burst(mgr):
     assert gen.alive
     gen.stop()
     assert gen.process.returncode == 0, "generate did not stop on request: %s" % gen.log()[-500:]
+
+
+def test_mgr_generate_reports_what_it_sent_and_the_latency_at_the_sink(mgr):
+    """A real chain generate -> forward -> sink at a modest rate: lossless,
+    and the sink's latency percentiles are ordered and within [min, max]."""
+    mgr.launch(onvm.native("forward"), service=1, name="fw")
+    sink = mgr.launch(onvm.native("sink"), service=2, name="sink")
+    mgr.set_default_chain([1, 2])
+    r = mgr.generate(port=0, rate=50000, size=128, flows=64, count=20000)
+    assert r.sent == 20000 and r.received == 20000, r
+    assert sink.stats()["rx"] == 20000
+    lat = r.latency
+    assert 0 < lat.samples <= 20000
+    ps = [lat.min, lat.p50, lat.p90, lat.p99, lat.p999, lat.max]
+    assert ps == sorted(ps) and ps[0] > 0, lat
+    assert lat.min <= lat.mean <= lat.max
+    assert "p99" in repr(r) and "20000" in repr(r)
+    # seconds: runs about that long at about that rate (bounds generous: a busy machine)
+    r = mgr.generate(port=0, rate=20000, seconds=1)
+    assert 0.9 <= r.seconds < 10 and 0 < r.sent <= 20000 * r.seconds + 2 * lib.ONVM_BURST + 1000
+    assert r.received == r.sent and r.latency.samples > 0
+    assert "generate" not in mgr, "the generator is stopped afterwards"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(rate=0), "rate must be a positive"), (dict(rate=-5), "rate must be a positive"),
+    (dict(rate="fast"), "rate must be a positive"), (dict(size=59), "size must be an int of 60..1514"),
+    (dict(size=1515), "size must be"), (dict(flows=0), "flows must be an int of 1..65535"),
+    (dict(count=0), "count must be a positive"), (dict(seconds=-1), "seconds must be a positive"),
+    (dict(seconds=1, count=5), "seconds or count, not both"), (dict(port=9), "port 9 does not exist"),
+])
+def test_mgr_generate_refuses_bad_arguments_and_starts_nothing(mgr, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        mgr.generate(**kwargs)
+    assert mgr.launched == [] and mgr.stats()["nfs"] == {}
+
+
+def test_latency_buckets_are_log2_linear_and_the_python_inverse_matches_c():
+    from onvm.traffic import Latency, lat_bucket_low
+    for b in range(lib.ONVM_LAT_BUCKETS - 1):
+        lo, hi = lat_bucket_low(b), lat_bucket_low(b + 1) - 1
+        assert lib.onvm_lat_bucket(lo) == b == lib.onvm_lat_bucket(hi)
+        assert b < 8 or (hi - lo + 1) / lo <= 0.125       # at most 12.5 % wide
+    assert lib.onvm_lat_bucket(2 ** 63) == lib.ONVM_LAT_BUCKETS - 1
+    hist = [0] * lib.ONVM_LAT_BUCKETS
+    hist[lib.onvm_lat_bucket(1000)] = 99
+    hist[lib.onvm_lat_bucket(10 ** 6)] = 1
+    lat = Latency(hist, 990, 10 ** 6, 99 * 1000 + 10 ** 6)
+    assert 960 <= lat.p50 <= 1023 and lat.p90 == lat.p50 and lat.p999 > 900000 and lat.max == 10 ** 6

@@ -87,7 +87,7 @@ int onvm_ring_write(struct onvm_ring_hdr *r, const uint8_t *buf, const uint32_t 
 			break;
 		struct onvm_rec *rec = (struct onvm_rec *)(ring_data(r) + pos);
 		rec->caplen = len;
-		rec->aux = aux ? aux[i] : len;
+		rec->aux = aux ? aux[i] : 0; /* inject: no trace ID */
 		rec->ts_ns = ts ? ts[i] : 0;
 		memcpy(rec + 1, buf + off, len);
 		off += len;

@@ -5,11 +5,13 @@
  *             app[0] TCP, app[1] UDP, app[2] ICMP, app[3] other
  *   sink      drops every packet; packets made by `generate` carry a send
  *             time, and sink samples the first packet of each burst:
- *             app[0] samples, app[1] sum of latency in ns, app[2] max in ns
+ *             app[0] samples, app[1] sum of latency in ns, app[2] max in ns,
+ *             and the stats file's lat_min and lat_hist (percentiles)
  *   generate  makes UDP packets: rate (pps, 0 = as fast as it can; after a
  *             stall it owes at most 50 ms of packets, no burst), size
  *             (bytes, >= 60), count (0 = no limit), flows (distinct source
- *             ports), dest (service ID; 0 = follow the default chain)
+ *             ports), dest (service ID; 0 = follow the default chain), port
+ *             (follow that port's path, as if they arrived there)
  * Each is one flat loop: receive, act, hand on.  generate is held back by
  * the next NF's full receive ring (see tx.c), so it runs at the chain's
  * pace. */
@@ -78,8 +80,9 @@ static int run_loop(struct onvm_nf *nf, verdict_fn fn)
 
 /* One sample per burst: reading the clock and the payload for every packet
  * would cost more than the rest of the sink. */
-static void sample_latency(struct rte_mbuf *m, uint64_t *app)
+static void sample_latency(struct rte_mbuf *m, struct onvm_nf_stats *st)
 {
+	uint64_t *app = st->app;
 	if (m->data_len < STAMP_OFFSET + 16)
 		return;
 	/* The stamp sits 42 bytes into the frame: not 8-byte aligned, so it
@@ -93,27 +96,31 @@ static void sample_latency(struct rte_mbuf *m, uint64_t *app)
 	app[1] += lat;
 	if (lat > app[2])
 		app[2] = lat;
+	if (lat < st->lat_min || app[0] == 1)
+		st->lat_min = lat;
+	st->lat_hist[onvm_lat_bucket(lat)]++;
 }
 
 static int run_sink(struct onvm_nf *nf)
 {
 	struct rte_mbuf *pkts[ONVM_BURST];
 	uint32_t verdicts[ONVM_BURST];
-	uint64_t *app = onvm_nf_stats(nf)->app;
+	struct onvm_nf_stats *st = onvm_nf_stats(nf);
 	int n;
 	for (unsigned i = 0; i < ONVM_BURST; i++)
 		verdicts[i] = ONVM_VERDICT(ONVM_DROP, 0);
 	while ((n = onvm_nf_rx_burst(nf, pkts, 100)) >= 0) {
 		if (n == 0)
 			continue;
-		sample_latency(pkts[0], app);
+		sample_latency(pkts[0], st);
 		onvm_nf_tx_burst(nf, pkts, verdicts, (unsigned)n);
 	}
 	return 0;
 }
 
+#define GEN_NO_PORT UINT64_MAX
 struct gen_conf {
-	uint64_t rate, count, flows, dest;
+	uint64_t rate, count, flows, dest, port;
 	uint32_t size;
 };
 
@@ -124,6 +131,7 @@ static int parse_gen_args(const char *args, struct gen_conf *c)
 	c->count = 0;
 	c->flows = 64;
 	c->dest = 0;
+	c->port = GEN_NO_PORT;
 	c->size = 64;
 	snprintf(buf, sizeof(buf), "%s", args ? args : "");
 	for (char *save = NULL, *kv = strtok_r(buf, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
@@ -149,8 +157,10 @@ static int parse_gen_args(const char *args, struct gen_conf *c)
 			c->dest = v;
 		else if (!strcmp(kv, "size"))
 			c->size = (uint32_t)v;
+		else if (!strcmp(kv, "port"))
+			c->port = v;
 		else {
-			onvm_set_error("generate: unknown argument '%s' (rate, size, count, flows, dest)", kv);
+			onvm_set_error("generate: unknown argument '%s' (rate, size, count, flows, dest, port)", kv);
 			return -EINVAL;
 		}
 	}
@@ -165,6 +175,10 @@ static int parse_gen_args(const char *args, struct gen_conf *c)
 	if (c->dest >= ONVM_MAX_SERVICES) {
 		onvm_set_error("generate: dest service %llu is out of range 1..%d", (unsigned long long)c->dest,
 			       ONVM_MAX_SERVICES - 1);
+		return -EINVAL;
+	}
+	if (c->port != GEN_NO_PORT && (c->dest || c->port >= ONVM_MAX_PORTS)) {
+		onvm_set_error("generate: port must be 0..%d, and not with dest", ONVM_MAX_PORTS - 1);
 		return -EINVAL;
 	}
 	return 0;
@@ -295,7 +309,13 @@ static int run_generate(struct onvm_nf *nf, const char *args)
 			meta->owner = self;
 			meta->in_port = 0xffff;
 			meta->path = 0xff; /* resolved from the maker's service when routed */
+			if (c.port != GEN_NO_PORT) { /* the port's path from its start */
+				meta->in_port = (uint16_t)c.port;
+				meta->path = (uint8_t)c.port;
+				meta->chain_index = 0;
+			}
 			meta->hops = 0;
+			meta->reserved = 0; /* not traced: a recycled mbuf may hold an old trace ID */
 			m->hash.rss = meta->hash;
 		}
 		made += burst;

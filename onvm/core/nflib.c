@@ -336,7 +336,10 @@ unsigned onvm_nf_tx_burst(struct onvm_nf *nf, struct rte_mbuf **pkts, const uint
 		}
 		act[action]++;
 		struct onvm_pkt_meta *meta = onvm_meta(m);
+		trace_hop(meta, ONVM_TRACE_NF, ONVM_WHY_NONE, (uint16_t)nf->index, nf->slot->service, (uint16_t)action,
+			  (uint16_t)ONVM_VERDICT_DEST(v));
 		if (action == ONVM_DROP) {
+			trace_hop(meta, ONVM_TRACE_DROP, ONVM_WHY_NF_DROP, (uint16_t)nf->index, nf->slot->service, 0, 0);
 			meta->owner = ONVM_OWNER_MGR; /* see router_free_pkt */
 			drop[nb_drop++] = m;
 			continue;

@@ -83,6 +83,14 @@ int onvm_mgr_nfs_left(void);
 /* Stop threads and ports, release DPDK. */
 void onvm_mgr_shutdown(void);
 
+/* Packet journeys (trace.c): a trace ID for one packet (inject it with the
+ * ID as its record's aux), the hops recorded so far (in order, into out,
+ * at most max), and the end of the trace.  16 run at once; starting a 17th
+ * ends the oldest. */
+int onvm_mgr_trace_start(void);
+int onvm_mgr_trace_read(uint16_t id, struct onvm_trace_hop *out, uint32_t max);
+int onvm_mgr_trace_end(uint16_t id);
+
 /* ---- NF library (a DPDK secondary), called from onvm/nfrun.py ------------ */
 
 struct onvm_nf;
@@ -151,5 +159,7 @@ void onvm_traffic_ring_bell(struct onvm_traffic *t);
  * t's program, once; onvm_filter_match runs it on one packet. */
 int onvm_filter_compile(const char *filter, struct onvm_tap *t);
 int onvm_filter_match(const struct onvm_tap *t, const uint8_t *pkt, uint32_t wirelen, uint32_t caplen);
+/* The sink's latency histogram bucket of a value in ns (ONVM_LAT_BUCKETS). */
+unsigned onvm_lat_bucket(uint64_t ns);
 
 #endif

@@ -282,6 +282,19 @@ static inline void capture_mirror(unsigned where, uint16_t target, struct rte_mb
 bool capture_pending(void);
 unsigned capture_drain(void);
 
+/* trace.c: packet journeys.  A hop of a traced packet; one predictable
+ * branch when the packet carries no trace ID. */
+void trace_hop_slow(const struct onvm_pkt_meta *meta, unsigned kind, unsigned why, uint16_t where,
+		    uint16_t service, uint16_t action, uint16_t dest);
+static inline void trace_hop(const struct onvm_pkt_meta *meta, unsigned kind, unsigned why, uint16_t where,
+			     uint16_t service, uint16_t action, uint16_t dest)
+{
+	if (unlikely(meta->reserved != 0))
+		trace_hop_slow(meta, kind, why, where, service, action, dest);
+}
+/* TX threads, while a trace runs (shm->nb_traces): the exit port. */
+void trace_port_out(uint16_t port, struct rte_mbuf **pkts, unsigned n);
+
 /* error text for Python: set by any failing API call */
 void onvm_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

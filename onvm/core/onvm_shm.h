@@ -34,6 +34,9 @@
 #define ONVM_NB_ACTIONS 4
 #define ONVM_NB_APP 4
 #define ONVM_MAX_TAPS 8        /* captures at hops armed at once (capture.c) */
+/* The sink's latency histogram: log2-linear buckets, 8 per power of two
+ * (at most 12.5% wide), values below 8 ns one each; onvm_lat_bucket. */
+#define ONVM_LAT_BUCKETS 312
 
 /* lcore IDs: manager main 0, then its RX threads, then its TX threads.  NF
  * slot i uses FIRST_NF + i while that is below DPDK's RTE_MAX_LCORE (128), so
@@ -82,7 +85,7 @@ struct onvm_pkt_meta {
 	uint16_t in_port;
 	uint8_t path;        /* the path it follows: that of its ingress port */
 	uint8_t hops;        /* times an NF handed it on (against steering loops) */
-	uint16_t reserved;
+	uint16_t reserved;   /* a trace ID (trace.c), 0: not traced */
 };
 
 /* A futex word the consumer sleeps on and producers ring (onvm_core.h). */
@@ -115,6 +118,51 @@ struct onvm_nf_stats {
 	uint64_t generation;  /* the slot's generation when this NF started */
 	uint64_t steer_refused; /* ToService/ToPort with no steer edge from this NF (dropped) */
 	uint64_t hop_limit;   /* packets past the hop limit (dropped: a steering loop) */
+	uint64_t lat_min;     /* sink: smallest latency sampled, ns */
+	uint64_t lat_hist[ONVM_LAT_BUCKETS]; /* sink: latency samples per bucket */
+};
+
+/* ---- packet journeys (trace.c) -------------------------------------------
+ * mgr.trace(pkt) injects one packet whose meta->reserved carries a trace ID
+ * (nonzero; 0 = not traced).  Whoever handles it (the RX thread, each NF where
+ * its verdict is applied, routing when it drops it, the TX thread) appends a
+ * hop to the trace's buffer in the exchange (hugepages).  The manager only
+ * reads hops back for the report: nothing here decides where packets go. */
+#define ONVM_TRACE_SLOTS 16    /* traces in flight at once */
+#define ONVM_TRACE_HOPS 72     /* hop limit 32, each NF's hop and the drop, ports */
+enum onvm_trace_kind {
+	ONVM_TRACE_PORT_IN = 1,    /* where: the port it arrived at */
+	ONVM_TRACE_NF = 2,         /* where: NF slot; action/dest: its verdict */
+	ONVM_TRACE_PORT_OUT = 3,   /* where: the port that sent it */
+	ONVM_TRACE_DROP = 4        /* where: NF slot or ONVM_OWNER_MGR; why */
+};
+enum onvm_trace_why {
+	ONVM_WHY_NONE = 0,
+	ONVM_WHY_NF_DROP = 1,      /* the NF returned DROP */
+	ONVM_WHY_NO_INSTANCE = 2,  /* no live NF for the service */
+	ONVM_WHY_NO_PORT = 3,      /* no such port, or a bad action */
+	ONVM_WHY_CHAIN_END = 4,    /* NEXT past the end of its path */
+	ONVM_WHY_HOP_LIMIT = 5,    /* a steering loop */
+	ONVM_WHY_STEER = 6,        /* no graph edge for that steer */
+	ONVM_WHY_RING_FULL = 7,    /* the next ring stayed full */
+	ONVM_WHY_DEVICE = 8        /* the port's device refused it */
+};
+struct onvm_trace_hop {
+	uint64_t ts_ns;      /* CLOCK_MONOTONIC */
+	uint16_t id;         /* stored last: the hop is complete once it equals the trace's */
+	uint8_t kind;
+	uint8_t why;
+	uint16_t where;
+	uint16_t service;
+	uint16_t action;
+	uint16_t dest;
+	uint32_t pad;
+};
+struct onvm_trace_buf {
+	uint32_t count;      /* hops claimed, by writers' atomic adds */
+	uint16_t id;         /* the trace this buffer serves; 0: none */
+	uint16_t pad;
+	struct onvm_trace_hop hops[ONVM_TRACE_HOPS];
 };
 
 /* ---- in hugepages: written by any process of the instance ----------------- */
@@ -126,6 +174,7 @@ struct onvm_xchg {
 	uint64_t nf_rx_drop[ONVM_MAX_NFS];          /* by senders: NF i's ring stayed full */
 	uint64_t port_tx_drop[ONVM_MAX_PORTS];      /* by senders and TX threads */
 	uint64_t tap_drop[ONVM_MAX_TAPS];           /* by mirrors: a tap's ring or the pool was full */
+	struct onvm_trace_buf traces[ONVM_TRACE_SLOTS]; /* by whoever handles a traced packet */
 };
 
 /* ---- the control file: written by the manager process only ---------------- */
@@ -400,6 +449,11 @@ struct onvm_shm {
 	uint32_t nb_taps;        /* taps armed; 0 keeps the hot path to one load */
 	uint32_t pad2;
 	struct onvm_tap taps[ONVM_MAX_TAPS];
+
+	/* written by the control loop: traces in flight (trace.c); 0 keeps the
+	 * TX threads' check to one load per burst */
+	uint32_t nb_traces;
+	uint32_t pad3;
 };
 
 /* ---- packet rings in files: traffic between the data plane and notebooks --

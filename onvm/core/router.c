@@ -72,6 +72,23 @@ static unsigned hand_over(struct rte_ring *ring, struct rte_mbuf **pkts, unsigne
 	return sent;
 }
 
+/* Drop one packet routing refused: counted, and the end of its journey if
+ * it is traced. */
+static void route_drop(const struct onvm_router *r, struct rte_mbuf *m, uint64_t *counter, unsigned why)
+{
+	if (counter)
+		(*counter)++;
+	trace_hop(onvm_meta(m), ONVM_TRACE_DROP, why, r->self, 0, 0, 0);
+	router_free_pkt(m);
+}
+
+/* What a full ring would not take after backpressure. */
+static void drop_unsent(const struct onvm_router *r, struct rte_mbuf **pkts, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		route_drop(r, pkts[i], NULL, ONVM_WHY_RING_FULL);
+}
+
 /* Packets the RX thread could not deliver are counted against the port
  * they came in on (one RX thread per port, so one writer). */
 static void count_rx_drops(struct rte_mbuf **pkts, unsigned n)
@@ -95,8 +112,7 @@ static void flush_nf(struct onvm_router *r, unsigned slot)
 	if (unlikely(sent < n)) {
 		if (r->self == ONVM_OWNER_MGR)
 			count_rx_drops(pkts + sent, n - sent);
-		for (unsigned i = sent; i < n; i++)
-			router_free_pkt(pkts[i]);
+		drop_unsent(r, pkts + sent, n - sent);
 		__atomic_fetch_add(&onvm_dp.xchg->nf_rx_drop[slot], n - sent, __ATOMIC_RELAXED);
 	}
 	r->sent += sent;
@@ -111,8 +127,7 @@ static void flush_port(struct onvm_router *r, unsigned port)
 	r->nb_to_port[port] = 0;
 	unsigned sent = hand_over(onvm_dp.port_tx[port], pkts, n, r->self, ONVM_OWNER_MGR, &onvm_dp.xchg->tx_bell, NULL);
 	if (unlikely(sent < n)) {
-		for (unsigned i = sent; i < n; i++)
-			router_free_pkt(pkts[i]);
+		drop_unsent(r, pkts + sent, n - sent);
 		__atomic_fetch_add(&onvm_dp.xchg->port_tx_drop[port], n - sent, __ATOMIC_RELAXED);
 	}
 	r->sent += sent;
@@ -236,14 +251,12 @@ void router_route(struct onvm_router *r, struct rte_mbuf *m, const struct onvm_r
 
 	if (r->self != ONVM_OWNER_MGR) {
 		if (unlikely(++meta->hops > t->hop_limit)) {
-			(*c->hop_limit)++;
-			router_free_pkt(m);
+			route_drop(r, m, c->hop_limit, ONVM_WHY_HOP_LIMIT);
 			return;
 		}
 		if (unlikely(action == ONVM_TO_SERVICE || action == ONVM_TO_PORT) &&
 		    !steer_allowed(t, onvm_dp.shm->nfs[r->self].service, action, dest)) {
-			(*c->steer_refused)++;
-			router_free_pkt(m);
+			route_drop(r, m, c->steer_refused, ONVM_WHY_STEER);
 			return;
 		}
 	}
@@ -261,8 +274,7 @@ void router_route(struct onvm_router *r, struct rte_mbuf *m, const struct onvm_r
 			if (r->self != ONVM_OWNER_MGR && likely(path != NULL))
 				idx = position_after_sender(path, idx, onvm_dp.shm->nfs[r->self].service);
 			if (unlikely(path == NULL || idx >= path->length || idx >= ONVM_MAX_CHAIN)) {
-				(*c->chain_end)++;
-				router_free_pkt(m);
+				route_drop(r, m, c->chain_end, ONVM_WHY_CHAIN_END);
 				return;
 			}
 			action = path->entries[idx].action;
@@ -276,18 +288,16 @@ void router_route(struct onvm_router *r, struct rte_mbuf *m, const struct onvm_r
 	if (action == ONVM_TO_SERVICE) {
 		int slot = pick_instance(t, dest, meta->hash);
 		if (unlikely(slot < 0)) {
-			(*c->refused)++;
-			router_free_pkt(m);
+			route_drop(r, m, c->refused, ONVM_WHY_NO_INSTANCE);
 			return;
 		}
 		buffer_nf(r, (unsigned)slot, m);
 	} else if (action == ONVM_TO_PORT && dest < onvm_dp.shm->nb_ports && onvm_dp.port_tx[dest]) {
 		buffer_port(r, dest, m);
 	} else if (action == ONVM_DROP) {
-		router_free_pkt(m);
+		route_drop(r, m, NULL, ONVM_WHY_NF_DROP);
 	} else {
-		(*c->refused)++;
-		router_free_pkt(m);
+		route_drop(r, m, c->refused, ONVM_WHY_NO_PORT);
 	}
 }
 

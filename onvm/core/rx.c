@@ -53,6 +53,7 @@ static void stamp(struct rte_mbuf *m, uint16_t port)
 	if (onvm_mgr.rte.port_in[port] == NULL)
 		meta->reserved = 0; /* ring ports: inject set it (a trace ID or 0) */
 	m->hash.rss = meta->hash;
+	trace_hop(meta, ONVM_TRACE_PORT_IN, ONVM_WHY_NONE, port, 0, 0, 0);
 }
 
 /* RX thread `arg` (0..nb_rx_threads-1) serves every nb_rx_threads-th port. */

@@ -35,10 +35,14 @@ int tx_thread_main(void *arg)
 			if (n == 0)
 				continue;
 			capture_mirror(ONVM_TAP_PORT_OUT, (uint16_t)p, pkts, n);
+			if (unlikely(__atomic_load_n(&shm->nb_traces, __ATOMIC_RELAXED)))
+				trace_port_out((uint16_t)p, pkts, n);
 			unsigned sent = rte_eth_tx_burst(shm->ports[p].ethdev, 0, pkts, (uint16_t)n);
 			ports_tx_capture(p); /* ring ports: into the capture ring */
-			for (unsigned i = sent; i < n; i++)
+			for (unsigned i = sent; i < n; i++) {
+				trace_hop(onvm_meta(pkts[i]), ONVM_TRACE_DROP, ONVM_WHY_DEVICE, (uint16_t)p, 0, 0, 0);
 				router_free_pkt(pkts[i]);
+			}
 			shm->ports[p].tx.tx += sent;
 			if (sent < n)
 				__atomic_fetch_add(&onvm_mgr.xchg->port_tx_drop[p], n - sent, __ATOMIC_RELAXED);
