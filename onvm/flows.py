@@ -24,13 +24,14 @@ import struct
 import time
 
 from ._core import ffi, lib
-from .control import Int, ListOf, Optional, Tuple
+from .control import Bool, Int, ListOf, Optional, Tuple
 from .errors import OnvmError
 
 PROTOS = {"icmp": 1, "tcp": 6, "udp": 17, "sctp": 132}
 PROTO_NAMES = {v: k for k, v in PROTOS.items()}
 PORTED = (6, 17, 132)
 NF_QUOTA = 1024           # rules one NF may hold at a time
+NF_EVENTS = 4096          # removal notices kept for an NF that has not asked yet
 EXPIRY_EVERY = 0.1        # seconds between the manager's timeout checks
 MAX_TIMEOUT_MS = 86400 * 1000
 
@@ -360,10 +361,13 @@ class FlowDirector:
     """The flow table's control side, in the manager process: the ops of
     onvm.sock (the notebook) and nf.sock (NFs, with a quota), and expiry."""
 
-    def __init__(self, check, nb_ports):
+    def __init__(self, check, nb_ports, shm=None):
         self.check = check
-        self.rules = {}           # id -> the rule's wire form, plus "t0", "last", "seen"
+        self.shm = shm            # the control file (the miss service, an NF's service)
+        self.rules = {}           # id -> the rule's wire form, plus "t0", "last", "seen", "serial"
         self.counts = {"added": 0, "removed": 0, "expired": 0, "refused": {}}
+        self.serial = 0           # rule IDs are reused; serials are not
+        self.events = {}          # NF slot -> removals of its rules it has not fetched yet
         self.next_expiry = 0.0
         entry = Tuple(Int(lib.ONVM_TO_SERVICE, lib.ONVM_TO_PORT), Int(0, 0xffff))
         self.schema = {"match": _wire_match, "chain": ListOf(entry, lib.ONVM_MAX_CHAIN, 1),
@@ -379,8 +383,32 @@ class FlowDirector:
                 "flow_config": ({"miss_service": Int(0, lib.ONVM_MAX_SERVICES - 1)}, self.op_config)}
 
     def nf_ops(self):
-        """An NF's flow op: rules for itself, at most NF_QUOTA at a time."""
-        return {"flow_add": (self.schema, self.op_nf_add)}
+        """An NF's flow ops: rules for itself (at most NF_QUOTA at a time),
+        removing them, the removals of its rules (expired or removed by
+        anyone) since it last asked, and becoming the miss handler."""
+        return {"flow_add": (self.schema, self.op_nf_add),
+                "flow_remove": ({"id": Int(0, lib.ONVM_FLOW_MAX_RULES - 1)}, self.op_nf_remove),
+                "flow_events": ({}, lambda conn, a: {"events": self.events.pop(conn.data.get("slot"), [])}),
+                "flow_miss": ({"on": Bool()}, self.op_nf_miss)}
+
+    def op_nf_remove(self, conn, a):
+        r = self.rules.get(a["id"])
+        if r is None or r["slot"] != conn.data.get("slot"):
+            raise ValueError("no flow rule %d of this NF" % a["id"])
+        return {"counters": self.remove(a["id"], "delete")}
+
+    def op_nf_miss(self, conn, a):
+        """The NF's service gets flow-table misses (on), or no longer does
+        (off, only if it still is the miss service)."""
+        slot = conn.data.get("slot")
+        if slot is None:
+            raise ValueError("register before asking for misses")
+        service = self.shm.nfs[slot].service
+        if a["on"]:
+            self.check(lib.onvm_mgr_flow_config(-1, service))
+        elif self.shm.tables[self.shm.active & 1].flow_miss == service:
+            self.check(lib.onvm_mgr_flow_config(-1, 0))
+        return {"service": service}
 
     def refuse(self, reason, msg):
         self.counts["refused"][reason] = self.counts["refused"].get(reason, 0) + 1
@@ -416,7 +444,9 @@ class FlowDirector:
             spec.chain.entries[i].destination = dest
         rid = self.check(lib.onvm_mgr_flow_add(spec))
         now = time.monotonic()
-        self.rules[rid] = dict(a, id=rid, installer=installer, slot=slot, t0=now, last=now, seen=0)
+        self.serial += 1
+        self.rules[rid] = dict(a, id=rid, installer=installer, slot=slot, t0=now, last=now, seen=0,
+                               serial=self.serial)
         self.counts["added"] += 1
         return {"rule": self.describe(rid, now)}
 
@@ -427,20 +457,27 @@ class FlowDirector:
 
     def describe(self, rid, now):
         r = self.rules[rid]
-        out = {k: r[k] for k in ("id", "match", "chain", "priority", "idle_timeout", "hard_timeout", "installer")}
+        out = {k: r[k] for k in ("id", "match", "chain", "priority", "idle_timeout", "hard_timeout", "installer",
+                                 "serial")}
         out.update(self.counters(rid), age=now - r["t0"])
         return out
 
-    def remove(self, rid):
+    def remove(self, rid, reason):
+        """Remove a rule; an NF's rule leaves a notice for it (flow_events)."""
         counters = self.counters(rid)
         self.check(lib.onvm_mgr_flow_remove(rid))
-        del self.rules[rid]
+        r = self.rules.pop(rid)
+        if r["slot"] != lib.ONVM_OWNER_MGR:
+            ev = self.events.setdefault(r["slot"], [])
+            if len(ev) < NF_EVENTS:
+                ev.append(dict(counters, id=rid, serial=r["serial"], reason=reason,
+                               duration=time.monotonic() - r["t0"]))
         return counters
 
     def op_remove(self, conn, a):
         if a["id"] not in self.rules:
             raise ValueError("no flow rule %d" % a["id"])
-        counters = self.remove(a["id"])
+        counters = self.remove(a["id"], "delete")
         self.counts["removed"] += 1
         return {"counters": counters}
 
@@ -472,7 +509,7 @@ class FlowDirector:
             hard = r["hard_timeout"] and (now - r["t0"]) * 1000 >= r["hard_timeout"]
             if idle or hard:
                 try:
-                    self.remove(rid)
+                    self.remove(rid, "idle" if idle else "hard")
                     self.counts["expired"] += 1
                 except OnvmError:
                     pass         # the tables are busy: next check

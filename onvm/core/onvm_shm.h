@@ -33,6 +33,7 @@
 #define ONVM_CACHE_LINE 64
 #define ONVM_NB_ACTIONS 4
 #define ONVM_NB_APP 4
+#define ONVM_NF_PARK_MAX 4096  /* packets one NF may hold back (onvm_nf_park) */
 #define ONVM_MAX_TAPS 8        /* captures at hops armed at once (capture.c) */
 
 /* lcore IDs: manager main 0, then its RX threads, then its TX threads.  NF
@@ -115,6 +116,8 @@ struct onvm_nf_stats {
 	uint64_t generation;  /* the slot's generation when this NF started */
 	uint64_t steer_refused; /* ToService/ToPort with no steer edge from this NF (dropped) */
 	uint64_t hop_limit;   /* packets past the hop limit (dropped: a steering loop) */
+	uint64_t parked;      /* held back now (onvm_nf_park): rx = sum of act[] + parked */
+	uint64_t unparked;    /* handed on after being parked */
 };
 
 /* ---- in hugepages: written by any process of the instance ----------------- */
