@@ -151,32 +151,31 @@ class _Connection(threading.Thread):
             with self.lock:
                 self.sock = s
             self.post(("up", s))
-            buf = b""
-            while not self.stopping.is_set():
-                try:
-                    data = s.recv(65536)
-                except OSError:
-                    data = b""
-                if not data:
-                    break
-                buf += data
-                while len(buf) >= 8:
-                    length = int.from_bytes(buf[2:4], "big")
-                    if length < 8:
-                        buf = b""          # nonsense: the controller is broken; drop the connection
-                        data = b""
-                        break
-                    if len(buf) < length:
-                        break
-                    self.post(("msg", buf[:length]))
-                    buf = buf[length:]
-                if not data:
-                    break
+            self.read(s)
             with self.lock:
                 self.sock = None
             s.close()
             self.post(("down", s))
             self.stopping.wait(BACKOFF[0])
+
+    def read(self, s):
+        """Queue whole messages (by the header's length) until the
+        connection ends or makes no sense."""
+        buf = b""
+        while not self.stopping.is_set():
+            try:
+                data = s.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            buf += data
+            while len(buf) >= 8 and len(buf) >= int.from_bytes(buf[2:4], "big"):
+                length = int.from_bytes(buf[2:4], "big")
+                if length < 8:
+                    return                  # a broken controller: drop the connection
+                self.post(("msg", buf[:length]))
+                buf = buf[length:]
 
     def post(self, ev):
         self.events.put(ev)
