@@ -74,13 +74,14 @@ def test_a_burst_of_a_new_flow_is_held_not_lost(chain):
     with Controller(POLICY) as ctl:
         sdn = mgr.launch(onvm.sdn.nf(controller=ctl.address))
         wait_connected(mgr, sdn, 40000)
-        held0 = sdn.stats()["app"][1]
+        asked0, held0 = sdn.stats()["app"][:2]
         n = 300
         assert mgr.inject([udp(5000)] * n + [udp(5001)] * n) == 2 * n   # before any answer can come
         out = mgr.capture(1, count=2 * n, timeout=10)
         assert last_bytes(out) == [0xB2] * (2 * n)        # all of them, through the chosen chain
         st = sdn.stats()
         assert st["app"][2] == 0 and st["parked"] == 0 and st["app"][1] > held0
+        assert st["app"][0] == asked0 + 2                 # one packet-in per flow, however many waited
         assert mgr.wait_idle(5)
 
 

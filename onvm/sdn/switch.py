@@ -32,6 +32,7 @@ from . import ofwire
 
 SERVICE_BASE = 0x1000           # OpenFlow port of service s: SERVICE_BASE + s
 BACKOFF = (0.1, 2.0)            # reconnect after 0.1 s, doubling up to 2 s
+DECIDED_FOR = 2.0               # seconds a decided flow's stragglers pass without asking again
 # app counters (NF stats "app"): packet-ins sent, packets parked, packets past
 # the buffer (default path), rules installed from flow-mods
 APP = ("packet_in", "buffered", "overflow", "flow_mod")
@@ -227,6 +228,9 @@ class _Running:
         self.sock = None
         self.miss_send_len = ofp.OFPCML_NO_BUFFER
         self.pending = {}           # flow 5-tuple -> buffer ID
+        # flows just decided -> when: their packets that were on the way to us
+        # before the rule existed go on to the table without asking again
+        self.decided = collections.OrderedDict()
         self.buffers = collections.OrderedDict()   # buffer ID -> [flow, handles, time]
         self.parked = 0
         self.next_buffer = 1
@@ -273,6 +277,8 @@ class _Running:
             except ValueError:
                 continue                        # not IPv4: no rule can match it; the default path
             key = (m.src, m.dst, m.proto, m.sport, m.dport)
+            if key in self.decided:
+                continue                        # NEXT: the table has its answer
             bid = self.pending.get(key)
             if self.parked >= self.sw.buffer:
                 self.app[2] += 1                # overflow: the default path
@@ -296,10 +302,13 @@ class _Running:
                                       match=parser.OFPMatch(in_port=Packet(b, i).port + 1), data=data))
             self.app[0] += 1
 
-    def release(self, bid, verdict=NEXT):
-        """Hand a buffer's parked packets on (NEXT: the flow table again)."""
+    def release(self, bid, verdict=NEXT, decided=True):
+        """Hand a buffer's parked packets on (NEXT: the flow table again).
+        decided: the controller answered for the flow."""
         key, handles, _ = self.buffers.pop(bid)
         self.pending.pop(key, None)
+        if decided:
+            self.decided[key] = time.monotonic()
         n = len(handles)
         hs = ffi.new("uint32_t[]", handles)
         vs = ffi.new("uint32_t[]", [verdict.code] * n)
@@ -308,7 +317,7 @@ class _Running:
 
     def release_all(self):
         for bid in list(self.buffers):
-            self.release(bid)
+            self.release(bid, decided=False)
 
     def on_events(self):
         while True:
@@ -338,7 +347,9 @@ class _Running:
             bid, (_, _, t0) = next(iter(self.buffers.items()))
             if now - t0 < self.sw.decision_timeout:
                 break
-            self.release(bid)
+            self.release(bid, decided=False)
+        while self.decided and now - next(iter(self.decided.values())) > DECIDED_FOR:
+            self.decided.popitem(last=False)
         if self.sock is not None:
             if not self.ready and self.ready_at is not None and now >= self.ready_at:
                 self.ready = True
