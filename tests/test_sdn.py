@@ -184,3 +184,18 @@ def test_switch_messages_parse_back_through_os_ken():
     assert (st.reason, st.desc.name) == (ofp.OFPPR_ADD, b"fw")
     po = ofwire.parse(ofwire.encode(p.OFPPacketOut(ofwire.DP, 5, 1, [p.OFPActionOutput(ofp.OFPP_TABLE)], None), 4))
     assert (po.buffer_id, [a.port for a in po.actions], po.xid) == (5, [ofp.OFPP_TABLE], 4)
+
+
+def test_expired_rules_are_reported_to_the_controller(chain):
+    mgr = chain
+    brief = {"rules": [{"match": {"proto": "udp", "dport": 53}, "chain": ["svc:2", "port:1"], "idle_timeout": 1}]}
+    with Controller(brief) as ctl:
+        sdn = mgr.launch(onvm.sdn.nf(controller=ctl.address))
+        wait_connected(mgr, sdn, 40000)
+        assert mgr.inject([udp(8000)] * 3) == 3
+        assert last_bytes(mgr.capture(1, count=3, timeout=5)) == [0xB2] * 3
+        assert wait_for(lambda: not [r for r in mgr.flows.list() if r.installer == "sdn"], 15)
+        # the idle timeout's flow-removed (reason 0) reached the controller, with the flow's count
+        assert wait_for(lambda: "'udp_src': 8000" in ctl.log() and "reason 0" in ctl.log(), 10), ctl.log()
+        line = [x for x in ctl.log().splitlines() if "'udp_src': 8000" in x][0]
+        assert line.endswith(", 3 packets")

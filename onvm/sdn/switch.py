@@ -457,6 +457,7 @@ class _Running:
             return
         for serial, (rid, fm) in list(self.rules.items()):   # add/modify replaces the same match
             if fm.match.to_jsondict() == msg.match.to_jsondict() and fm.priority == msg.priority:
+                del self.rules[serial]      # replaced: no flow-removed for it
                 try:
                     nfdoor.call(self.door, {"op": "flow_remove", "id": rid})
                 except OnvmError:
