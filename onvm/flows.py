@@ -31,6 +31,7 @@ PROTOS = {"icmp": 1, "tcp": 6, "udp": 17, "sctp": 132}
 PROTO_NAMES = {v: k for k, v in PROTOS.items()}
 PORTED = (6, 17, 132)
 NF_QUOTA = 1024           # rules one NF may hold at a time
+LIST_PAGE = 4096          # rules in one flow_list reply (replies stay below 4 MiB)
 BULK = 2048               # rules in one flow_add_many request (requests stay below 2 MiB)
 NF_EVENTS = 4096          # removal notices kept for an NF that has not asked yet
 EXPIRY_EVERY = 0.1        # seconds between the manager's timeout checks
@@ -307,11 +308,17 @@ class FlowTable:
 
     def list(self):
         """Every rule with its counters, as a RuleList (a table in a notebook)."""
-        return RuleList(Rule(d) for d in self.mgr._request({"op": "flow_list"})["rules"])
+        out, after = RuleList(), -1
+        while True:                       # a page at a time: 64k rules do not fit one reply
+            reply = self.mgr._request({"op": "flow_list", "after": after})
+            out += [Rule(d) for d in reply["rules"]]
+            if not reply["more"]:
+                return out
+            after = out[-1].id
 
     def stats(self):
         """{rules, exact, wildcard, added, removed, expired, refused: {reason: n}}"""
-        return self.mgr._request({"op": "flow_list"})["stats"]
+        return self.mgr._request({"op": "flow_list", "max": 0})["stats"]
 
     def set_miss_handler(self, service):
         """Send flow-table misses to `service` (a node name or service ID; None:
@@ -394,7 +401,8 @@ class FlowDirector:
         return {"flow_add": (self.schema, lambda conn, a: self.add(a, "notebook")),
                 "flow_add_many": ({"rules": ListOf(self.check_rule, BULK, 1)}, self.op_add_many),
                 "flow_remove": ({"id": Int(0, lib.ONVM_FLOW_MAX_RULES - 1)}, self.op_remove),
-                "flow_list": ({}, self.op_list),
+                "flow_list": ({"after": Optional(Int(-1, lib.ONVM_FLOW_MAX_RULES), -1),
+                               "max": Optional(Int(0, LIST_PAGE), LIST_PAGE)}, self.op_list),
                 "flow_config": ({"miss_service": Int(0, lib.ONVM_MAX_SERVICES - 1)}, self.op_config)}
 
     def nf_ops(self):
@@ -518,11 +526,13 @@ class FlowDirector:
         return {"counters": counters}
 
     def op_list(self, conn, a):
+        """Rules with an ID above `after`, at most `max` of them, and the table's stats."""
         now = time.monotonic()
-        rules = [self.describe(rid, now) for rid in sorted(self.rules)]
+        ids = sorted(rid for rid in self.rules if rid > a["after"])
+        rules = [self.describe(rid, now) for rid in ids[:a["max"]]]
         exact = sum(1 for r in self.rules.values() if Match.from_wire(r["match"]).exact)
-        stats = dict(self.counts, rules=len(rules), exact=exact, wildcard=len(rules) - exact)
-        return {"rules": rules, "stats": stats}
+        stats = dict(self.counts, rules=len(self.rules), exact=exact, wildcard=len(self.rules) - exact)
+        return {"rules": rules, "more": len(ids) > a["max"], "stats": stats}
 
     def op_config(self, conn, a):
         self.check(lib.onvm_mgr_flow_config(-1, a["miss_service"]))
