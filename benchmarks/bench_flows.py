@@ -102,7 +102,11 @@ def run(mode, frames, packets, pace, lat_count):
         raw = [frames[i % len(frames)] for i in range(packets)]
         pps = throughput(mgr, fwd, raw)
         mgr._request({"op": "clear_capture"})              # what the throughput run left in port 1
-        lat = latency(mgr, frames, pace, min(lat_count, len(frames)))
+        try:
+            lat = latency(mgr, frames, pace, min(lat_count, len(frames)))
+        except RuntimeError as e:             # reported, the throughput kept
+            print("  %s, %d flows: %s" % (mode, len(frames), e), flush=True)
+            lat = (float("nan"), float("nan"))
         if mode != "default":
             hits = sum(r.packets for r in mgr.flows.list())
             assert hits >= packets, (hits, packets)        # every packet went by its rule
@@ -127,8 +131,9 @@ def main():
             for mode in modes[k % 3:] + modes[:k % 3]:
                 got[mode].append(run(mode, frames, a.packets, a.pace, a.latency_packets))
         for mode, trials in got.items():
-            row[mode] = {"pps": max(t[0] for t in trials), "lat_median_us": min(t[1][0] for t in trials),
-                         "lat_p99_us": min(t[1][1] for t in trials),
+            lats = [t[1] for t in trials if t[1][0] == t[1][0]] or [(float("nan"),) * 2]
+            row[mode] = {"pps": max(t[0] for t in trials), "lat_median_us": min(x[0] for x in lats),
+                         "lat_p99_us": min(x[1] for x in lats),
                          "rules_per_s": None if trials[0][2] is None else flows / min(t[2] for t in trials)}
         for mode in ("exact", "naive"):
             row[mode]["pps_ratio"] = row[mode]["pps"] / row["default"]["pps"]

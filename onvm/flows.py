@@ -384,7 +384,9 @@ class FlowDirector:
 
     def __init__(self, check, nb_ports, shm=None):
         self.check = check
-        self.shm = shm            # the control file (the miss service, an NF's service)
+        # the control file (the miss service, an NF's service), through a getter: a
+        # reference held here would keep the manager from unmapping it at shutdown
+        self.shm = shm
         self.rules = {}           # id -> the rule's wire form, plus "t0", "last", "seen", "serial"
         self.counts = {"added": 0, "removed": 0, "expired": 0, "refused": {}}
         self.serial = 0           # rule IDs are reused; serials are not
@@ -426,10 +428,11 @@ class FlowDirector:
         slot = conn.data.get("slot")
         if slot is None:
             raise ValueError("register before asking for misses")
-        service = self.shm.nfs[slot].service
+        shm = self.shm()
+        service = shm.nfs[slot].service
         if a["on"]:
             self.check(lib.onvm_mgr_flow_config(-1, service))
-        elif self.shm.tables[self.shm.active & 1].flow_miss == service:
+        elif shm.tables[shm.active & 1].flow_miss == service:
             self.check(lib.onvm_mgr_flow_config(-1, 0))
         return {"service": service}
 
