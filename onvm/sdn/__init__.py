@@ -13,7 +13,6 @@ import os
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 from .policy import Policy
@@ -57,8 +56,9 @@ class Controller:
             self.policy = Policy(policy)
             self.text = json.dumps(policy)
         self.port = port or _free_port()
-        self.log_path = log or os.path.join(tempfile.gettempdir(), "onvm-sdn-controller-%d-%d.log"
-                                            % (os.getpid(), self.port))
+        from .. import paths
+        self.dir = paths.log_dir("sdn-controller")          # private (0700), like managers' logs
+        self.log_path = log or os.path.join(self.dir, "controller-%d.log" % self.port)
         self.process = None
         self._file = None
 
@@ -74,11 +74,15 @@ class Controller:
         """Start it and wait until it accepts connections.  returns: self."""
         if self.process and self.process.poll() is None:
             return self
-        if self._file is None:
-            fd, self._file = tempfile.mkstemp(prefix="onvm-policy-", suffix=".json")
-            with os.fdopen(fd, "w") as f:
+        from .. import paths
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+        if self._file is None:      # the first start: a fresh log; a restart appends to it
+            flags |= os.O_TRUNC
+            self._file = os.path.join(self.dir, "policy-%d.json" % self.port)
+            with paths.open_log(self._file) as f:
                 f.write(self.text)
-        with open(self.log_path, "ab") as log:
+        fd = os.open(self.log_path, flags, 0o600)
+        with os.fdopen(fd, "ab") as log:
             self.process = subprocess.Popen([sys.executable, "-m", "onvm.sdn.controller", "--policy", self._file,
                                              "--port", str(self.port)], stdout=log, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL, start_new_session=True)
