@@ -24,13 +24,16 @@ import struct
 import time
 
 from ._core import ffi, lib
-from .control import Int, ListOf, Optional, Tuple
+from .control import Bool, Int, ListOf, Optional, Tuple, validate
 from .errors import OnvmError
 
 PROTOS = {"icmp": 1, "tcp": 6, "udp": 17, "sctp": 132}
 PROTO_NAMES = {v: k for k, v in PROTOS.items()}
 PORTED = (6, 17, 132)
 NF_QUOTA = 1024           # rules one NF may hold at a time
+LIST_PAGE = 4096          # rules in one flow_list reply (replies stay below 4 MiB)
+BULK = 2048               # rules in one flow_add_many request (requests stay below 2 MiB)
+NF_EVENTS = 4096          # removal notices kept for an NF that has not asked yet
 EXPIRY_EVERY = 0.1        # seconds between the manager's timeout checks
 MAX_TIMEOUT_MS = 86400 * 1000
 
@@ -283,6 +286,19 @@ class FlowTable:
         req = request(match, chain, self._names(), len(self.mgr.port_specs), priority, idle_timeout, hard_timeout)
         return Rule(self.mgr._request(req)["rule"])
 
+    def add_many(self, matches, chain, priority=0, idle_timeout=0, hard_timeout=0):
+        """Add one rule per match, all with the same chain and settings, in
+        bulk (thousands per second instead of one request each).  returns:
+        their IDs; raises ValueError, and adds none of a request, if one is
+        bad."""
+        names, nb = self._names(), len(self.mgr.port_specs)
+        reqs = [request(m, chain, names, nb, priority, idle_timeout, hard_timeout) for m in matches]
+        ids = []
+        for i in range(0, len(reqs), BULK):
+            rules = [{k: v for k, v in r.items() if k != "op"} for r in reqs[i:i + BULK]]
+            ids += self.mgr._request({"op": "flow_add_many", "rules": rules})["ids"]
+        return ids
+
     def remove(self, rule):
         """Remove a rule (a Rule or its ID).  returns: its last counters {packets, bytes}."""
         rid = rule.id if isinstance(rule, Rule) else rule
@@ -292,11 +308,17 @@ class FlowTable:
 
     def list(self):
         """Every rule with its counters, as a RuleList (a table in a notebook)."""
-        return RuleList(Rule(d) for d in self.mgr._request({"op": "flow_list"})["rules"])
+        out, after = RuleList(), -1
+        while True:                       # a page at a time: 64k rules do not fit one reply
+            reply = self.mgr._request({"op": "flow_list", "after": after})
+            out += [Rule(d) for d in reply["rules"]]
+            if not reply["more"]:
+                return out
+            after = out[-1].id
 
     def stats(self):
         """{rules, exact, wildcard, added, removed, expired, refused: {reason: n}}"""
-        return self.mgr._request({"op": "flow_list"})["stats"]
+        return self.mgr._request({"op": "flow_list", "max": 0})["stats"]
 
     def set_miss_handler(self, service):
         """Send flow-table misses to `service` (a node name or service ID; None:
@@ -360,10 +382,15 @@ class FlowDirector:
     """The flow table's control side, in the manager process: the ops of
     onvm.sock (the notebook) and nf.sock (NFs, with a quota), and expiry."""
 
-    def __init__(self, check, nb_ports):
+    def __init__(self, check, nb_ports, shm=None):
         self.check = check
-        self.rules = {}           # id -> the rule's wire form, plus "t0", "last", "seen"
+        # the control file (the miss service, an NF's service), through a getter: a
+        # reference held here would keep the manager from unmapping it at shutdown
+        self.shm = shm
+        self.rules = {}           # id -> the rule's wire form, plus "t0", "last", "seen", "serial"
         self.counts = {"added": 0, "removed": 0, "expired": 0, "refused": {}}
+        self.serial = 0           # rule IDs are reused; serials are not
+        self.events = {}          # NF slot -> removals of its rules it has not fetched yet
         self.next_expiry = 0.0
         entry = Tuple(Int(lib.ONVM_TO_SERVICE, lib.ONVM_TO_PORT), Int(0, 0xffff))
         self.schema = {"match": _wire_match, "chain": ListOf(entry, lib.ONVM_MAX_CHAIN, 1),
@@ -374,13 +401,61 @@ class FlowDirector:
     def ops(self):
         """The notebook's flow ops."""
         return {"flow_add": (self.schema, lambda conn, a: self.add(a, "notebook")),
+                "flow_add_many": ({"rules": ListOf(self.check_rule, BULK, 1)}, self.op_add_many),
                 "flow_remove": ({"id": Int(0, lib.ONVM_FLOW_MAX_RULES - 1)}, self.op_remove),
-                "flow_list": ({}, self.op_list),
+                "flow_list": ({"after": Optional(Int(-1, lib.ONVM_FLOW_MAX_RULES), -1),
+                               "max": Optional(Int(0, LIST_PAGE), LIST_PAGE)}, self.op_list),
                 "flow_config": ({"miss_service": Int(0, lib.ONVM_MAX_SERVICES - 1)}, self.op_config)}
 
     def nf_ops(self):
-        """An NF's flow op: rules for itself, at most NF_QUOTA at a time."""
-        return {"flow_add": (self.schema, self.op_nf_add)}
+        """An NF's flow ops: rules for itself (at most NF_QUOTA at a time),
+        removing them, the removals of its rules (expired or removed by
+        anyone) since it last asked, and becoming the miss handler."""
+        return {"flow_add": (self.schema, self.op_nf_add),
+                "flow_remove": ({"id": Int(0, lib.ONVM_FLOW_MAX_RULES - 1)}, self.op_nf_remove),
+                "flow_events": ({}, lambda conn, a: {"events": self.events.pop(conn.data.get("slot"), [])}),
+                "flow_miss": ({"on": Bool()}, self.op_nf_miss)}
+
+    def op_nf_remove(self, conn, a):
+        r = self.rules.get(a["id"])
+        if r is None or r["slot"] != conn.data.get("slot"):
+            raise ValueError("no flow rule %d of this NF" % a["id"])
+        return {"counters": self.remove(a["id"], "delete")}
+
+    def op_nf_miss(self, conn, a):
+        """The NF's service gets flow-table misses (on), or no longer does
+        (off, only if it still is the miss service)."""
+        slot = conn.data.get("slot")
+        if slot is None:
+            raise ValueError("register before asking for misses")
+        shm = self.shm()
+        service = shm.nfs[slot].service
+        if a["on"]:
+            self.check(lib.onvm_mgr_flow_config(-1, service))
+        elif shm.tables[shm.active & 1].flow_miss == service:
+            self.check(lib.onvm_mgr_flow_config(-1, 0))
+        return {"service": service}
+
+    def check_rule(self, v, field):
+        if not isinstance(v, dict):
+            raise ValueError("%s must be an object like flow_add's fields" % field)
+        try:
+            return validate(dict(v, op="flow_add"), {"flow_add": (self.schema, None)})[1]
+        except ValueError as e:
+            raise ValueError("%s: %s" % (field, e)) from None
+
+    def op_add_many(self, conn, a):
+        """Several rules at once: all, or none if one is refused."""
+        ids = []
+        try:
+            for r in a["rules"]:
+                ids.append(self.add(r, "notebook")["rule"]["id"])
+        except OnvmError:
+            for rid in ids:
+                self.remove(rid, "delete")
+            self.counts["added"] -= len(ids)
+            raise
+        return {"ids": ids}
 
     def refuse(self, reason, msg):
         self.counts["refused"][reason] = self.counts["refused"].get(reason, 0) + 1
@@ -416,7 +491,9 @@ class FlowDirector:
             spec.chain.entries[i].destination = dest
         rid = self.check(lib.onvm_mgr_flow_add(spec))
         now = time.monotonic()
-        self.rules[rid] = dict(a, id=rid, installer=installer, slot=slot, t0=now, last=now, seen=0)
+        self.serial += 1
+        self.rules[rid] = dict(a, id=rid, installer=installer, slot=slot, t0=now, last=now, seen=0,
+                               serial=self.serial)
         self.counts["added"] += 1
         return {"rule": self.describe(rid, now)}
 
@@ -427,29 +504,38 @@ class FlowDirector:
 
     def describe(self, rid, now):
         r = self.rules[rid]
-        out = {k: r[k] for k in ("id", "match", "chain", "priority", "idle_timeout", "hard_timeout", "installer")}
+        out = {k: r[k] for k in ("id", "match", "chain", "priority", "idle_timeout", "hard_timeout", "installer",
+                                 "serial")}
         out.update(self.counters(rid), age=now - r["t0"])
         return out
 
-    def remove(self, rid):
+    def remove(self, rid, reason):
+        """Remove a rule; an NF's rule leaves a notice for it (flow_events)."""
         counters = self.counters(rid)
         self.check(lib.onvm_mgr_flow_remove(rid))
-        del self.rules[rid]
+        r = self.rules.pop(rid)
+        if r["slot"] != lib.ONVM_OWNER_MGR:
+            ev = self.events.setdefault(r["slot"], [])
+            if len(ev) < NF_EVENTS:
+                ev.append(dict(counters, id=rid, serial=r["serial"], reason=reason,
+                               duration=time.monotonic() - r["t0"]))
         return counters
 
     def op_remove(self, conn, a):
         if a["id"] not in self.rules:
             raise ValueError("no flow rule %d" % a["id"])
-        counters = self.remove(a["id"])
+        counters = self.remove(a["id"], "delete")
         self.counts["removed"] += 1
         return {"counters": counters}
 
     def op_list(self, conn, a):
+        """Rules with an ID above `after`, at most `max` of them, and the table's stats."""
         now = time.monotonic()
-        rules = [self.describe(rid, now) for rid in sorted(self.rules)]
+        ids = sorted(rid for rid in self.rules if rid > a["after"])
+        rules = [self.describe(rid, now) for rid in ids[:a["max"]]]
         exact = sum(1 for r in self.rules.values() if Match.from_wire(r["match"]).exact)
-        stats = dict(self.counts, rules=len(rules), exact=exact, wildcard=len(rules) - exact)
-        return {"rules": rules, "stats": stats}
+        stats = dict(self.counts, rules=len(self.rules), exact=exact, wildcard=len(self.rules) - exact)
+        return {"rules": rules, "more": len(ids) > a["max"], "stats": stats}
 
     def op_config(self, conn, a):
         self.check(lib.onvm_mgr_flow_config(-1, a["miss_service"]))
@@ -472,7 +558,7 @@ class FlowDirector:
             hard = r["hard_timeout"] and (now - r["t0"]) * 1000 >= r["hard_timeout"]
             if idle or hard:
                 try:
-                    self.remove(rid)
+                    self.remove(rid, "idle" if idle else "hard")
                     self.counts["expired"] += 1
                 except OnvmError:
                     pass         # the tables are busy: next check

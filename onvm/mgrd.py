@@ -204,7 +204,7 @@ class ManagerDaemon:
         self.shm = ffi.from_buffer("struct onvm_shm *", self._map)
         self.ring_ports = [p for p in range(len(specs)) if specs[p][0] == lib.ONVM_PORT_RING]
         self.sock_path = paths.sock_path(name)
-        self.flows = FlowDirector(self.check, self.shm.nb_ports)
+        self.flows = FlowDirector(self.check, self.shm.nb_ports, lambda: self.shm)
         self.server = ControlServer(log=lambda msg: print("onvm manager: %s" % msg, file=sys.stderr, flush=True))
         self.server.listen(self.sock_path, self.ops(), one_shot=True)
         self.door = NFDoor(name, self.server, self.flows.nf_ops())

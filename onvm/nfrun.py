@@ -167,6 +167,9 @@ def run(manager, service, name, native=None, args="", spec=None, staged=False, d
     def loop():
         if native:
             return lib.onvm_nf_run_native(nf, native.encode(), args.encode())
+        own_loop = getattr(spec.fn, "onvm_run", None)   # an NF with more to serve than packets (onvm.sdn)
+        if own_loop is not None:
+            return own_loop(nf, error)
         (run_batch if spec.batch else run_per_packet)(nf, spec.fn, error)
         return 0
 

@@ -86,7 +86,7 @@ class ControlFile:
             "steer_refused": n.steer_refused, "hop_limit": n.hop_limit,
             "errors": n.errors, "created": n.created, "recovered": s.recovered,
             "actions": {a: n.act[k] for k, a in enumerate(ACTION_NAMES)},
-            "app": list(n.app), "wakeups": n.wakeups,
+            "app": list(n.app), "wakeups": n.wakeups, "parked": n.parked, "unparked": n.unparked,
         }
 
     def port_stats(self, p):

@@ -55,7 +55,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # Quiet unless it fails: the build of the C core prints a lot.
 log=.venv/install.log
-if ! { .venv/bin/pip install -q --upgrade pip && .venv/bin/pip install -e '.[test,lab,containers]' && .venv/bin/onvm kernel install --sys-prefix; } >"$log" 2>&1; then
+if ! { .venv/bin/pip install -q --upgrade pip && .venv/bin/pip install -e '.[test,lab,containers,sdn]' && .venv/bin/onvm kernel install --sys-prefix; } >"$log" 2>&1; then
     tail -40 "$log"
     echo "onvm setup: pip install failed; full log in $log" >&2
     exit 1

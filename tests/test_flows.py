@@ -222,3 +222,17 @@ def test_cli_flows_add_list_remove(mgr):
     gone = onvm_cli("remove", "0")
     assert gone.returncode == 2 and "no flow rule 0" in gone.stderr
     assert len(mgr.flows.list()) == 0
+
+
+def test_rules_in_bulk_all_or_none(mgr):
+    mgr.set_default_chain([onvm.ToPort(1)])
+    flows = [Match(proto="udp", sport=100 + i, dport=53, **X) for i in range(5000)]   # list() takes two pages
+    ids = mgr.flows.add_many(flows, [Port(0)], idle_timeout=60)
+    assert len(set(ids)) == 5000 and sorted(r.id for r in mgr.flows.list()) == sorted(ids)
+    assert mgr.inject([udp(100 + i, **X) for i in range(0, 3000, 300)]) == 10
+    assert len(mgr.capture(0, count=10, timeout=5)) == 10
+    with pytest.raises(ValueError, match="exists already"):    # one duplicate: none of the request is added
+        mgr.flows.add_many([Match(proto="udp", sport=9000, dport=53, **X), flows[0]], [Port(0)])
+    with pytest.raises(ValueError, match="unknown node"):
+        mgr.flows.add_many(flows[:1], ["nosuch", Port(0)])
+    assert len(mgr.flows.list()) == 5000 and mgr.flows.stats()["rules"] == 5000

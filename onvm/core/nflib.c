@@ -41,6 +41,13 @@ struct onvm_nf {
 	bool eal_ready;
 	bool draining;                  /* out of service: only empty the ring */
 	uint64_t drain_deadline_ns;
+	uint32_t wakeup;                /* onvm_nf_wake: rx returns at once */
+	/* Packets the NF holds back (onvm_nf_park): still owner-marked with
+	 * its slot, so if it dies the manager's recovery frees them. */
+	struct rte_mbuf *parked[ONVM_NF_PARK_MAX];
+	uint32_t park_free[ONVM_NF_PARK_MAX]; /* a stack of free handles */
+	uint32_t nb_park_free;
+	uint32_t batch_parked;          /* entries of the current batch taken out */
 };
 
 #define DRAIN_NS 5000000000ull       /* the most a leaving NF spends on its ring */
@@ -172,6 +179,9 @@ struct onvm_nf *onvm_nf_start(int shm_fd, int stats_fd, uint16_t slot, int mgr_f
 		return NULL;
 	}
 	nf->mgr_fd = mgr_fd;
+	for (uint32_t h = 0; h < ONVM_NF_PARK_MAX; h++)
+		nf->park_free[h] = ONVM_NF_PARK_MAX - 1 - h;
+	nf->nb_park_free = ONVM_NF_PARK_MAX;
 	nf->shm = stats_map_fd(shm_fd, sizeof(struct onvm_shm), false, "the control file");
 	if (nf->shm == NULL)
 		goto fail;
@@ -230,7 +240,13 @@ void onvm_nf_drain(struct onvm_nf *nf)
 static bool nf_has_work(void *arg)
 {
 	struct onvm_nf *nf = arg;
-	return should_stop(nf) || rte_ring_count(nf->rx) > 0;
+	return should_stop(nf) || rte_ring_count(nf->rx) > 0 || __atomic_load_n(&nf->wakeup, __ATOMIC_ACQUIRE);
+}
+
+void onvm_nf_wake(struct onvm_nf *nf)
+{
+	__atomic_store_n(&nf->wakeup, 1, __ATOMIC_RELEASE);
+	onvm_bell_ring(nf->bell);
 }
 
 /* Dequeue a burst; poll briefly when empty, then sleep on the doorbell.
@@ -243,6 +259,10 @@ static unsigned rx_burst(struct onvm_nf *nf, struct rte_mbuf **pkts, uint32_t ti
 		if (unlikely(should_stop(nf))) {
 			*stop = 1;
 			return 0;
+		}
+		if (unlikely(__atomic_load_n(&nf->wakeup, __ATOMIC_ACQUIRE))) {
+			__atomic_store_n(&nf->wakeup, 0, __ATOMIC_RELAXED);
+			return 0; /* the caller has other work (onvm_nf_wake) */
 		}
 		unsigned n = rte_ring_sc_dequeue_burst(nf->rx, (void **)pkts, ONVM_BURST, NULL);
 		if (likely(n))
@@ -357,7 +377,60 @@ int onvm_nf_tx(struct onvm_nf *nf, struct onvm_batch *b)
 {
 	unsigned n = b->count;
 	b->count = 0;
+	if (unlikely(nf->batch_parked)) {
+		/* close the gaps parked packets left */
+		unsigned k = 0;
+		for (unsigned i = 0; i < n; i++) {
+			if (b->mbufs[i] == NULL)
+				continue;
+			b->mbufs[k] = b->mbufs[i];
+			b->verdict[k++] = b->verdict[i];
+		}
+		n = k;
+		nf->batch_parked = 0;
+	}
 	return (int)onvm_nf_tx_burst(nf, (struct rte_mbuf **)b->mbufs, b->verdict, n);
+}
+
+int onvm_nf_park(struct onvm_nf *nf, struct onvm_batch *b, uint32_t i)
+{
+	if (i >= b->count || b->mbufs[i] == NULL) {
+		onvm_set_error("no packet %u in this batch to park", i);
+		return -EINVAL;
+	}
+	if (nf->nb_park_free == 0) {
+		onvm_set_error("%d packets are parked already", ONVM_NF_PARK_MAX);
+		return -ENOSPC;
+	}
+	uint32_t h = nf->park_free[--nf->nb_park_free];
+	nf->parked[h] = b->mbufs[i];
+	b->mbufs[i] = NULL;
+	nf->batch_parked++;
+	nf->stats->parked++;
+	return (int)h;
+}
+
+int onvm_nf_unpark(struct onvm_nf *nf, const uint32_t *handles, const uint32_t *verdicts, uint32_t n)
+{
+	struct rte_mbuf *pkts[ONVM_BURST];
+	uint32_t v[ONVM_BURST];
+	int sent = 0;
+	for (uint32_t i = 0; i < n;) {
+		unsigned k = 0;
+		for (; i < n && k < ONVM_BURST; i++) {
+			uint32_t h = handles[i];
+			if (h >= ONVM_NF_PARK_MAX || nf->parked[h] == NULL)
+				continue; /* not parked: nothing to hand on */
+			pkts[k] = nf->parked[h];
+			v[k++] = verdicts[i];
+			nf->parked[h] = NULL;
+			nf->park_free[nf->nb_park_free++] = h;
+			nf->stats->parked--;
+		}
+		nf->stats->unparked += k;
+		sent += (int)onvm_nf_tx_burst(nf, pkts, v, k);
+	}
+	return sent;
 }
 
 /* Hand on packets the NF made (generate); their meta is already set. */
@@ -367,6 +440,7 @@ int onvm_nf_send_new(struct onvm_nf *nf, struct rte_mbuf **pkts, unsigned n)
 	return (int)hand_on(nf, pkts, n);
 }
 
+uint64_t *onvm_nf_app(struct onvm_nf *nf) { return nf->stats->app; }
 struct rte_mempool *onvm_nf_pool(struct onvm_nf *nf) { return nf->pool; }
 struct onvm_nf_stats *onvm_nf_stats(struct onvm_nf *nf) { return nf->stats; }
 uint16_t onvm_nf_service(const struct onvm_nf *nf) { return nf->slot->service; }

@@ -131,6 +131,19 @@ void onvm_nf_count_errors(struct onvm_nf *nf, uint32_t n);
  * asked to stop.  args: "key=value,..." (generate: rate, size, count,
  * flows, dest). */
 int onvm_nf_run_native(struct onvm_nf *nf, const char *name, const char *args);
+/* Hold packet i of the batch back (the batch's entry is taken out; tx
+ * skips it): it stays owner-marked with the NF's slot, so if the NF dies
+ * the manager recovers it.  returns: a handle for onvm_nf_unpark, or
+ * -ENOSPC when ONVM_NF_PARK_MAX packets are parked. */
+int onvm_nf_park(struct onvm_nf *nf, struct onvm_batch *b, uint32_t i);
+/* Hand parked packets on, each with its verdict (NEXT from the miss
+ * handler asks the flow table again).  returns: packets handed on. */
+int onvm_nf_unpark(struct onvm_nf *nf, const uint32_t *handles, const uint32_t *verdicts, uint32_t n);
+/* The NF's own counters (stats "app"), for a Python NF to write. */
+uint64_t *onvm_nf_app(struct onvm_nf *nf);
+/* Make onvm_nf_rx return now (0 packets): from another thread, when the
+ * NF has other work (a controller's message). */
+void onvm_nf_wake(struct onvm_nf *nf);
 /* After leaving the service: receive only what is still in the ring (the
  * loops then end once it is empty), so a clean stop loses no packet. */
 void onvm_nf_drain(struct onvm_nf *nf);

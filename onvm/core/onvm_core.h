@@ -185,7 +185,7 @@ static inline void flow_dir_start(const struct onvm_tables *t, struct rte_mbuf *
 	int p = flow_dir_lookup(t, m);
 	if (p >= 0)
 		onvm_meta(m)->path = (uint8_t)p;
-	else if (t->flow_miss)
+	else if (t->flow_miss && t->services[t->flow_miss].count) /* a handler that is gone: the default path */
 		onvm_meta(m)->path = ONVM_PATH_MISS;
 }
 /* Free what readers can no longer see (the control tick). */

@@ -33,6 +33,7 @@
 #define ONVM_CACHE_LINE 64
 #define ONVM_NB_ACTIONS 4
 #define ONVM_NB_APP 4
+#define ONVM_NF_PARK_MAX 4096  /* packets one NF may hold back (onvm_nf_park) */
 #define ONVM_MAX_TAPS 8        /* captures at hops armed at once (capture.c) */
 /* The sink's latency histogram: log2-linear buckets, 8 per power of two
  * (at most 12.5% wide), values below 8 ns one each; onvm_lat_bucket. */
@@ -120,6 +121,8 @@ struct onvm_nf_stats {
 	uint64_t hop_limit;   /* packets past the hop limit (dropped: a steering loop) */
 	uint64_t lat_min;     /* sink: smallest latency sampled, ns */
 	uint64_t lat_hist[ONVM_LAT_BUCKETS]; /* sink: latency samples per bucket */
+	uint64_t parked;      /* held back now (onvm_nf_park): rx = sum of act[] + parked */
+	uint64_t unparked;    /* handed on after being parked */
 };
 
 /* ---- packet journeys (trace.c) -------------------------------------------
