@@ -160,5 +160,7 @@ def test_the_wheel_carries_notebooks_labs_and_the_kernelspec(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for want in ("onvm/_data/notebooks/01-getting-started.ipynb", "onvm/_data/notebooks/00-index.ipynb",
                  "onvm/_data/labs/01-firewall/student.ipynb", "onvm/_data/labs/01-firewall/hidden_tests.py",
+                 "onvm/_data/labs/02-load-balancer/student.ipynb", "onvm/_data/labs/03-syn-flood/hidden_tests.py",
+                 "onvm/_data/labs/04-performance/README.md", "onvm/_data/labs/README.md",
                  "onvm/_data/kernels/onvm/kernel.json", "onvm/lab.py", "onvm/grading.py"):
         assert want in names, want
