@@ -50,6 +50,16 @@ def _variant(src, dst, old, new):
         f.write(text.replace(old, new))
 
 
+def _grade(folder, csv_path, timeout):
+    """`onvm lab grade FOLDER` as an instructor runs it.  returns: (the
+    completed process, {notebook: its CSV row})."""
+    r = subprocess.run(ONVM + ["lab", "grade", str(folder), "--csv", str(csv_path), "--timeout", str(timeout)],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr
+    with open(csv_path) as f:
+        return r, {row["notebook"]: row for row in csv.DictReader(f)}
+
+
 def _onvmg_users():
     return [p.pw_name for p in pwd.getpwall() if p.pw_name.startswith("onvmg")]
 
@@ -65,11 +75,7 @@ def test_grading_a_folder_of_submissions(tmp_path):
     (subs / "d-not-a-notebook.ipynb").write_text("{ this is not json")
     _variant(sol, subs / "e-raises.ipynb", "import ipaddress\\n", "import ipaddress\\n1 / 0\\n")
     users_before = _onvmg_users()
-    r = subprocess.run(ONVM + ["lab", "grade", str(subs), "--csv", str(tmp_path / "scores.csv"), "--timeout", "120"],
-                       capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stderr
-    with open(tmp_path / "scores.csv") as f:
-        rows = {row["notebook"]: row for row in csv.DictReader(f)}
+    r, rows = _grade(subs, tmp_path / "scores.csv", 120)
     full = rows["a-solution.ipynb"]["max_score"]
     assert rows["a-solution.ipynb"]["score"] == full == "14", r.stdout
     assert rows["b-student.ipynb"]["score"] == "0" and rows["b-student.ipynb"]["max_score"] == "14"
@@ -114,15 +120,6 @@ HALF_DONE = {
 }
 
 
-def _half_done(solution, dst, old, new):
-    nb = nbformat.read(solution, as_version=4)
-    cells = [c for c in nb.cells if old in c.source]
-    assert cells, old
-    for c in cells:
-        c.source = c.source.replace(old, new)
-    nbformat.write(nb, dst)
-
-
 @pytest.mark.parametrize("name", ["02-load-balancer", "03-syn-flood", "04-performance"])
 def test_grading_a_lab_folder(tmp_path, name):
     lab = os.path.join(ROOT, "labs", name)
@@ -131,12 +128,8 @@ def test_grading_a_lab_folder(tmp_path, name):
     (subs / "a-solution.ipynb").write_text(open(os.path.join(lab, "solution.ipynb")).read())
     (subs / "b-student.ipynb").write_text(open(os.path.join(lab, "student.ipynb")).read())
     if name in HALF_DONE:
-        _half_done(os.path.join(lab, "solution.ipynb"), subs / "c-half.ipynb", *HALF_DONE[name][:2])
-    r = subprocess.run(ONVM + ["lab", "grade", str(subs), "--csv", str(tmp_path / "scores.csv"), "--timeout", "180"],
-                       capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stderr
-    with open(tmp_path / "scores.csv") as f:
-        rows = {row["notebook"]: row for row in csv.DictReader(f)}
+        _variant(os.path.join(lab, "solution.ipynb"), subs / "c-half.ipynb", *HALF_DONE[name][:2])
+    r, rows = _grade(subs, tmp_path / "scores.csv", 180)
     full = rows["a-solution.ipynb"]["max_score"]
     assert int(full) >= 10 and rows["a-solution.ipynb"]["score"] == full, r.stdout
     student = rows["b-student.ipynb"]
