@@ -22,7 +22,9 @@ as the grader itself (who is then the student).  The worker executes the
 notebook with nbclient (outputs capped), pickles the NF out of the kernel,
 then runs each hidden case against a fresh NF on a fresh manager and
 compares, for every distinct packet, where it came out with where the
-reference says it should."""
+reference says it should (or asks the lab's judge, for labs where several
+answers are right), and runs the lab's CHECKS on values the notebook
+exports."""
 import csv
 import errno
 import grp

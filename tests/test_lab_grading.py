@@ -88,7 +88,8 @@ def test_grading_a_folder_of_submissions(tmp_path):
     assert all(len(p[IP].options) for p in rdpcap(str(pcap)))
     # the untouched student notebook: the NF's own error reaches the feedback
     assert "NotImplementedError" in r.stdout
-    assert _onvmg_users() == users_before, "a grading user was left behind"
+    # (other graders may run meanwhile: only users that were not there before count)
+    assert not set(_onvmg_users()) - set(users_before), "a grading user was left behind"
 
 
 def test_check_json_and_hostile_notebooks(tmp_path):
