@@ -116,7 +116,7 @@ def test_a_missing_notebook_is_an_error():
 # score below full, no reason: it ran), and for the labs graded by properties (02: judge) and by checks of
 # exported values (04: CHECKS) a half-done one with the score it earns.  About 4 minutes in all.
 HALF_DONE = {
-    "02-load-balancer": ("return zlib.crc32(key) % n", "return zlib.crc32(key[:8]) % n", 11),  # addresses only
+    "02-load-balancer": ("return zlib.crc32(key) % n", "return zlib.crc32(key[:8]) % n", 13),  # addresses only
     "04-performance": ("return l4 + (data[l4 + 12] >> 4) * 4", "return l4 + 20", 13),          # no TCP options
 }
 

@@ -5,6 +5,10 @@ other packets took, packets that are not IPv4 are dropped, and over many
 flows each backend gets its share of flows within TOLERANCE."""
 import collections
 import ipaddress
+import os
+import random
+import subprocess
+import sys
 
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
@@ -19,6 +23,7 @@ CHAIN = [1, ToPort(1)]
 TOLERANCE = 0.4                # each backend's flows within 40% of a fair share...
 BALANCED_FROM = 200            # ...in a case of at least this many flows
 MAC = dict(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+EXPORTS = ("pick",)
 
 
 def flow_of(p):
@@ -105,3 +110,31 @@ def cases(rng):
                 [Ether(**MAC) / IPv6() / UDP(dport=53) for _ in range(5)] +
                 _mixed(rng, [_flow(rng) for _ in range(5)], 1)))
     return out
+
+
+def _stable(values):
+    """pick gives the same backends in two other Python processes (other
+    PYTHONHASHSEEDs) as in this one: a restarted balancer keeps the flows."""
+    import cloudpickle
+    pick = values.get("pick")
+    if pick is None:
+        return "the notebook defines no pick"
+    rng = random.Random(11)
+    keys = [bytes(rng.randrange(256) for _ in range(13)) for _ in range(200)]
+    here = [pick(k, len(BACKENDS)) for k in keys]
+    code = ("import sys, cloudpickle\npick, keys, n = cloudpickle.loads(sys.stdin.buffer.read())\n"
+            "print([pick(k, n) for k in keys])")
+    for seed in ("1", "2"):
+        r = subprocess.run([sys.executable, "-c", code], input=cloudpickle.dumps((pick, keys, len(BACKENDS))),
+                           capture_output=True, timeout=120, env=dict(os.environ, PYTHONHASHSEED=seed))
+        if r.returncode:
+            return "pick failed in another process: %s" % (r.stderr.decode(errors="replace").strip().splitlines()
+                                                           or ["exit status %d" % r.returncode])[-1][:300]
+        if r.stdout.decode().strip() != str(here):
+            return ("pick gives other backends in another Python process (hash() is salted per process, "
+                    "PYTHONHASHSEED): a restarted balancer would move flows; use a hash with a fixed "
+                    "definition, such as zlib.crc32")
+    return None
+
+
+CHECKS = [("pick is the same in every process", 2, _stable)]
