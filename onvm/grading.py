@@ -11,6 +11,9 @@ metadata onvm.lab = the folder's name), student.ipynb, hidden_tests.py:
     CHAIN = [1, ToPort(1)]     # the default chain; the NF runs as service 1
     def cases(rng): ...        # [(name, points, [scapy packets])], rng seeded
     def reference(pkts): ...   # per packet: the output port, or None (dropped)
+    def judge(pkts, outs): ... # instead of reference: see _compare
+    EXPORTS = ("answer",)      # optional: other globals the grader takes from the notebook
+    CHECKS = [(name, points, fn)]  # optional: fn(values of EXPORTS) -> a problem or None
 
 Submissions are untrusted.  Each runs in a worker process (`python -m
 onvm.grading worker ...`) with a time limit: as a throw-away user made for
@@ -19,7 +22,9 @@ as the grader itself (who is then the student).  The worker executes the
 notebook with nbclient (outputs capped), pickles the NF out of the kernel,
 then runs each hidden case against a fresh NF on a fresh manager and
 compares, for every distinct packet, where it came out with where the
-reference says it should."""
+reference says it should (or asks the lab's judge, for labs where several
+answers are right), and runs the lab's CHECKS on values the notebook
+exports."""
 import csv
 import errno
 import grp
@@ -71,8 +76,9 @@ def _cell_grading(cell):
     return cell.get("metadata", {}).get("nbgrader", {})
 
 
-def run_notebook(path, nf_name, pickle_path, deadline):
-    """Execute a notebook, then pickle its NF (the global nf_name) to
+def run_notebook(path, nf_name, pickle_path, deadline, exports=()):
+    """Execute a notebook, then pickle its NF (the global nf_name) and a
+    dict of those of the globals named in exports it defines to
     pickle_path.  returns: (problem or None, [visible test results])."""
     import nbformat
     from nbclient import NotebookClient
@@ -102,7 +108,8 @@ def run_notebook(path, nf_name, pickle_path, deadline):
                           allow_errors=True, resources={"metadata": {"path": os.path.dirname(path)}})
     visible = []
     export = nbformat.v4.new_code_cell(
-        "import cloudpickle as _cp\nwith open(%r, 'wb') as _f:\n    _f.write(_cp.dumps(%s))" % (pickle_path, nf_name))
+        "import cloudpickle as _cp\n_v = {_n: globals()[_n] for _n in %r if _n in globals()}\n"
+        "with open(%r, 'wb') as _f:\n    _f.write(_cp.dumps((%s, _v)))" % (tuple(exports), pickle_path, nf_name))
     nb.cells.append(export)
     try:
         with client.setup_kernel():
@@ -144,9 +151,6 @@ def run_cases(tests, nf_spec, out_dir, deadline):
                 res["error"] = "not run: the time limit was reached"
                 continue
             raw = [bytes(p) for p in pkts]
-            want = {}
-            for r, port in zip(raw, tests.reference(pkts)):
-                want.setdefault(r, []).append(port)
             try:
                 nf = mgr.launch(nf_spec, service=1, name=tests.NF)
             except Exception as e:
@@ -163,19 +167,58 @@ def run_cases(tests, nf_spec, out_dir, deadline):
             if st.get("errors"):
                 res["nf_log"] = nf.log().strip()[-600:]
             nf.stop()
-            for r in want:
-                w = sorted(want[r], key=str)
-                g = sorted(got.get(r, []) + [None] * (len(want[r]) - len(got.get(r, []))), key=str)
-                if w != g:
-                    res["mismatches"].append({"packet": dissect(r).summary(), "expected": _where(w),
-                                              "got": _where(g), "handled_by": "%s (instance %s)" % (nf.name, nf.instance)})
-                    mismatched.append(dissect(r))
-            res["passed"] = not res["mismatches"]
+            wrong, res["error"] = _compare(tests, pkts, raw, got)
+            for r, expected, g in wrong:
+                res["mismatches"].append({"packet": dissect(r).summary(), "expected": expected, "got": g,
+                                          "handled_by": "%s (instance %s)" % (nf.name, nf.instance)})
+                mismatched.append(dissect(r))
+            res["passed"] = not res["mismatches"] and not res["error"]
     pcap = None
     if mismatched:
         pcap = os.path.join(out_dir, "mismatches.pcap")
         wrpcap(pcap, mismatched)
     return results, pcap
+
+
+def run_checks(checks, values):
+    """A lab's checks of values the notebook defines (its CHECKS: [(name,
+    points, fn(values) -> a problem or None)], values: its EXPORTS the
+    notebook defined), for answers that are not packets.
+    returns: [test result dicts]."""
+    results = []
+    for name, points, fn in checks:
+        try:
+            problem = fn(values)
+        except Exception as e:          # the values are the student's
+            problem = "%s: %s" % (type(e).__name__, str(e)[:300])
+        results.append({"name": name, "points": points, "passed": problem is None, "error": problem,
+                        "mismatches": []})
+    return results
+
+
+def _compare(tests, pkts, raw, got):
+    """What came out (got: {bytes: [port, ...]}) against what the lab wants.
+    A lab gives either reference(pkts), the port (or None) of each packet,
+    or judge(pkts, outs), for properties no single port states (the same
+    backend for a whole flow, a balanced load): outs[i] is the port packet
+    i came out of (None: dropped); it returns ([(i, expected), ...], a
+    problem with the case as a whole or None).
+    returns: ([(packet bytes, expected, got), ...], problem or None)."""
+    if hasattr(tests, "judge"):
+        left = {r: list(ports) for r, ports in got.items()}
+        outs = [left[r].pop(0) if left.get(r) else None for r in raw]
+        wrong, problem = tests.judge(pkts, outs)
+        return [(raw[i], expected, _where([outs[i]])) for i, expected in wrong], problem
+    want = {}
+    for r, port in zip(raw, tests.reference(pkts)):
+        want.setdefault(r, []).append(port)
+    wrong = []
+    for r in want:
+        w = sorted(want[r], key=str)
+        g = sorted(got.get(r, []) + [None] * (len(want[r]) - len(got.get(r, []))), key=str)
+        if w != g:
+            wrong.append((r, _where(w), _where(g)))
+    return wrong, None
 
 
 def _wait_routable(mgr, nf, timeout=10.0):
@@ -217,16 +260,19 @@ def worker(notebook, tests_path, out_dir, seconds):
     result = {"notebook": notebook, "score": 0, "max_score": 0, "reason": None, "visible": [], "tests": [],
               "pcap": None}
     try:
-        result["max_score"] = sum(p for _, p, _ in tests.cases(random.Random(SEED)))
+        checks = getattr(tests, "CHECKS", [])
+        result["max_score"] = sum(p for _, p, _ in tests.cases(random.Random(SEED))) + sum(p for _, p, _ in checks)
         pickle_path = os.path.join(out_dir, "nf.pickle")
-        problem, result["visible"] = run_notebook(notebook, tests.NF, pickle_path, deadline)
+        problem, result["visible"] = run_notebook(notebook, tests.NF, pickle_path, deadline,
+                                                  getattr(tests, "EXPORTS", ()))
         if problem:
             result["reason"] = problem
         else:
             import pickle
             with open(pickle_path, "rb") as f:
-                spec = pickle.load(f)
+                spec, values = pickle.load(f)
             result["tests"], result["pcap"] = run_cases(tests, spec, out_dir, deadline)
+            result["tests"] += run_checks(checks, values)
             result["score"] = sum(t["points"] for t in result["tests"] if t["passed"])
     except Exception as e:
         result["reason"] = result["reason"] or "grading failed: %s: %s" % (type(e).__name__, e)

@@ -10,7 +10,12 @@ makes to anything but that server is refused.
         lab.open(page, nb); lab.run_all(page)
         page.wait_for_selector("text=2")
 
-Screenshots go to tests/artifacts/ (git-ignored): lab.screenshot(page, "x")."""
+Screenshots go to tests/artifacts/ (git-ignored): lab.screenshot(page, "x").
+
+A JupyterLab started some other way (`onvm lab`) is driven the same way:
+LabUI(url, token) has the page helpers, chromium_page(url) the browser; that
+server must run with LabApp.expose_app_in_browser (lab_config() writes it)."""
+import contextlib
 import json
 import os
 import secrets
@@ -36,7 +41,80 @@ def _free_port():
         return s.getsockname()[1]
 
 
-class JupyterLab:
+def lab_config(config_dir):
+    """Jupyter config for a browser-driven lab in config_dir (JUPYTER_CONFIG_DIR):
+    window.jupyterapp exposed for the helpers, no news toast over the page,
+    nothing fetched from outside (no news, update check or extension index)."""
+    labconfig = os.path.join(config_dir, "labconfig")
+    os.makedirs(labconfig, exist_ok=True)
+    with open(os.path.join(labconfig, "page_config.json"), "w") as f:
+        json.dump({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}, f)
+    with open(os.path.join(config_dir, "jupyter_server_config.json"), "w") as f:
+        json.dump({"LabApp": {"expose_app_in_browser": True, "news_url": None,
+                              "check_for_updates_class": "jupyterlab.NeverCheckForUpdate",
+                              "extension_manager": "readonly"}}, f)
+
+
+class LabUI:
+    """Page helpers for a JupyterLab at url (with token) in a Playwright page.
+
+    param timeout: seconds any wait may take"""
+
+    def __init__(self, url, token, timeout=90):
+        self.url, self.token, self.timeout = url, token, timeout
+
+    def open(self, page, name):
+        """Open a notebook in JupyterLab and wait until its kernel is idle."""
+        page.goto("%s/lab/tree/%s?token=%s" % (self.url, name, self.token))
+        page.wait_for_selector(".jp-NotebookPanel .jp-Notebook", timeout=self.timeout * 1000)
+        page.wait_for_function(
+            "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
+            " const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;"
+            " return k && k.status === 'idle'; }", timeout=self.timeout * 1000)
+
+    def kernel_name(self, page):
+        """The kernelspec name of the open notebook's kernel."""
+        return page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.name")
+
+    def run_all(self, page):
+        """Run every cell of the open notebook (returns at once; cells run on)."""
+        page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+
+    def wait_cells_done(self, page, timeout=None):
+        """Wait until no cell of the open notebook is running or queued."""
+        page.wait_for_function(
+            "() => { const w = window.jupyterapp.shell.currentWidget;"
+            " return w && w.content.widgets.every(c => c.model.type !== 'code' ||"
+            " (c.model.executionCount !== null && !c.node.querySelector('.jp-InputArea-prompt')"
+            "   .textContent.includes('*'))); }", timeout=(timeout or self.timeout) * 1000)
+
+    def code_cells(self, page):
+        """Each code cell of the open notebook, as the page holds it (its
+        model: cells scrolled out of view may not be in the DOM):
+        {"count": its execution count, "text": its outputs' text, "error": an error output?}."""
+        return page.evaluate("() => window.jupyterapp.shell.currentWidget.content.widgets"
+                             ".filter(c => c.model.type === 'code').map(c => {"
+                             " const outs = c.model.outputs.toJSON();"
+                             " const text = o => [].concat(o.text || (o.data && o.data['text/plain']) || []).join('');"
+                             " return {count: c.model.executionCount, text: outs.map(text).join(''),"
+                             " error: outs.some(o => o.output_type === 'error')}; })")
+
+    def cell_texts(self, page):
+        """The text of each cell's output area, in order."""
+        return page.evaluate("() => window.jupyterapp.shell.currentWidget.content.widgets.map("
+                             "c => c.node.querySelector('.jp-OutputArea') ?"
+                             " c.node.querySelector('.jp-OutputArea').innerText : '')")
+
+    def screenshot(self, page, name):
+        """Save a full-page screenshot as tests/artifacts/NAME.png; returns the path."""
+        os.makedirs(ARTIFACTS, exist_ok=True)
+        path = os.path.join(ARTIFACTS, name + ".png")
+        page.screenshot(path=path, full_page=True)
+        print("screenshot: %s" % path)
+        return path
+
+
+class JupyterLab(LabUI):
     """A JupyterLab server of this venv, started in a temporary home.
 
     param root: a fresh directory: home/, the notebook dir notebooks/, the
@@ -44,15 +122,13 @@ class JupyterLab:
     param env: extra environment for the server and its kernels"""
 
     def __init__(self, root, env=None, timeout=90):
+        self.port = _free_port()
+        super().__init__("http://127.0.0.1:%d" % self.port, secrets.token_hex(16), timeout)
         self.root = str(root)
         self.home = os.path.join(self.root, "home")
         self.notebooks = os.path.join(self.root, "notebooks")
-        self.token = secrets.token_hex(16)
-        self.port = _free_port()
-        self.url = "http://127.0.0.1:%d" % self.port
         self.log_path = os.path.join(self.root, "lab.log")
         self.process = None
-        self.timeout = timeout
         self.env = dict(os.environ, HOME=self.home, JUPYTER_CONFIG_DIR=os.path.join(self.home, ".jupyter"),
                         JUPYTER_DATA_DIR=os.path.join(self.home, "data"),
                         JUPYTER_RUNTIME_DIR=os.path.join(self.home, "runtime"),
@@ -63,23 +139,16 @@ class JupyterLab:
     def start(self):
         for d in (self.home, self.notebooks, self.env["JUPYTER_DATA_DIR"]):
             os.makedirs(d, exist_ok=True)
+        lab_config(self.env["JUPYTER_CONFIG_DIR"])
         # The kernel this venv's Python runs, so notebooks import onvm.
         spec = os.path.join(self.env["JUPYTER_DATA_DIR"], "kernels", KERNEL)
         os.makedirs(spec, exist_ok=True)
-        # no "would you like news?" toast over the page
-        labconfig = os.path.join(self.env["JUPYTER_CONFIG_DIR"], "labconfig")
-        os.makedirs(labconfig, exist_ok=True)
-        with open(os.path.join(labconfig, "page_config.json"), "w") as f:
-            json.dump({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}, f)
         with open(os.path.join(spec, "kernel.json"), "w") as f:
             json.dump({"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
                        "display_name": "Python (onvm)", "language": "python"}, f)
         cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", "--port=%d" % self.port,
                "--ServerApp.port_retries=0", "--IdentityProvider.token=%s" % self.token,
-               "--ServerApp.root_dir=%s" % self.notebooks, "--LabApp.expose_app_in_browser=True",
-               # nothing fetched from outside: no news, no update check, no extension index
-               "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-               "--LabApp.extension_manager=readonly"]
+               "--ServerApp.root_dir=%s" % self.notebooks]
         if os.geteuid() == 0:
             cmd.append("--allow-root")
         with open(self.log_path, "ab") as log:
@@ -150,41 +219,6 @@ class JupyterLab:
         shutil.copy(path, self.notebooks)
         return os.path.basename(path)
 
-    def open(self, page, name):
-        """Open a notebook in JupyterLab and wait until its kernel is idle."""
-        page.goto("%s/lab/tree/%s?token=%s" % (self.url, name, self.token))
-        page.wait_for_selector(".jp-NotebookPanel .jp-Notebook", timeout=self.timeout * 1000)
-        page.wait_for_function(
-            "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
-            " const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;"
-            " return k && k.status === 'idle'; }", timeout=self.timeout * 1000)
-
-    def run_all(self, page):
-        """Run every cell of the open notebook (returns at once; cells run on)."""
-        page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
-
-    def wait_cells_done(self, page, timeout=None):
-        """Wait until no cell of the open notebook is running or queued."""
-        page.wait_for_function(
-            "() => { const w = window.jupyterapp.shell.currentWidget;"
-            " return w && w.content.widgets.every(c => c.model.type !== 'code' ||"
-            " (c.model.executionCount !== null && !c.node.querySelector('.jp-InputArea-prompt')"
-            "   .textContent.includes('*'))); }", timeout=(timeout or self.timeout) * 1000)
-
-    def cell_texts(self, page):
-        """The text of each cell's output area, in order."""
-        return page.evaluate("() => window.jupyterapp.shell.currentWidget.content.widgets.map("
-                             "c => c.node.querySelector('.jp-OutputArea') ?"
-                             " c.node.querySelector('.jp-OutputArea').innerText : '')")
-
-    def screenshot(self, page, name):
-        """Save a full-page screenshot as tests/artifacts/NAME.png; returns the path."""
-        os.makedirs(ARTIFACTS, exist_ok=True)
-        path = os.path.join(ARTIFACTS, name + ".png")
-        page.screenshot(path=path, full_page=True)
-        print("screenshot: %s" % path)
-        return path
-
 
 @pytest.fixture
 def lab(tmp_path):
@@ -196,10 +230,10 @@ def lab(tmp_path):
         server.stop()
 
 
-@pytest.fixture
-def page(lab):
+@contextlib.contextmanager
+def chromium_page(url, timeout=90):
     """A Chromium page (Debian's chromium through Playwright) that may only
-    reach the lab server."""
+    reach url (a server's http://127.0.0.1:PORT); closed on exit."""
     if not os.path.exists(CHROMIUM):
         pytest.fail("no %s: apt-get install chromium (scripts/setup.sh does)" % CHROMIUM)
     from playwright.sync_api import sync_playwright
@@ -208,10 +242,17 @@ def page(lab):
                                     args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
         try:
             context = browser.new_context(viewport={"width": 1400, "height": 1100})
-            context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(lab.url)
+            context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(url)
                           else route.abort())
             pg = context.new_page()
-            pg.set_default_timeout(lab.timeout * 1000)
+            pg.set_default_timeout(timeout * 1000)
             yield pg
         finally:
             browser.close()
+
+
+@pytest.fixture
+def page(lab):
+    """A Chromium page that may only reach the lab server."""
+    with chromium_page(lab.url, lab.timeout) as pg:
+        yield pg

@@ -37,9 +37,9 @@ def test_kernel_install_user_writes_this_python(tmp_path):
 
 def test_every_notebook_names_the_onvm_kernel():
     nbs = [os.path.join(d, f) for d in (os.path.join(ROOT, "notebooks"),) for f in os.listdir(d) if f.endswith(".ipynb")]
-    nbs += [os.path.join(ROOT, "labs", d, f) for d in os.listdir(os.path.join(ROOT, "labs"))
-            for f in ("solution.ipynb", "student.ipynb")]
-    assert len(nbs) >= 6
+    labs = [d for d in os.listdir(os.path.join(ROOT, "labs")) if os.path.isdir(os.path.join(ROOT, "labs", d))]
+    nbs += [os.path.join(ROOT, "labs", d, f) for d in labs for f in ("solution.ipynb", "student.ipynb")]
+    assert len(labs) >= 4 and len(nbs) >= 14
     for path in nbs:
         with open(path) as f:
             assert json.load(f)["metadata"]["kernelspec"]["name"] == "onvm", path
@@ -160,5 +160,7 @@ def test_the_wheel_carries_notebooks_labs_and_the_kernelspec(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for want in ("onvm/_data/notebooks/01-getting-started.ipynb", "onvm/_data/notebooks/00-index.ipynb",
                  "onvm/_data/labs/01-firewall/student.ipynb", "onvm/_data/labs/01-firewall/hidden_tests.py",
+                 "onvm/_data/labs/02-load-balancer/student.ipynb", "onvm/_data/labs/03-syn-flood/hidden_tests.py",
+                 "onvm/_data/labs/04-performance/README.md", "onvm/_data/labs/README.md",
                  "onvm/_data/kernels/onvm/kernel.json", "onvm/lab.py", "onvm/grading.py"):
         assert want in names, want

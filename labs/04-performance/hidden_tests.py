@@ -1,0 +1,167 @@
+"""Hidden tests of lab 04 (find and fix the bottleneck of a chain): the
+fixed NF, dpi_fast, must decide like the given dpi_slow on every packet
+(the reference below is dpi_slow's method: scapy, then each signature in
+turn), find_bottleneck must name the slow NF in the rates of three chains
+(recorded on a real run, so its answer does not depend on this machine's
+load), and dpi_fast must need far
+less CPU per packet than that method, both measured here, in one process,
+in CPU time (not wall-clock time: the grading machine may be busy)."""
+import ipaddress
+import re
+import time
+import types
+
+from scapy.layers.inet import ICMP, IP, TCP, UDP
+from scapy.layers.l2 import ARP, Ether
+
+from onvm import ToPort
+
+NF = "dpi_fast"
+PORTS = 2
+CHAIN = [1, ToPort(1)]
+EXPORTS = ("find_bottleneck", "dpi_fast")
+MIN_SPEEDUP = 3.0              # dpi_fast's CPU time per packet, at most a third of the method's
+MAC = dict(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+# as in the notebook
+SIGNATURES = [b"/etc/passwd", b"cmd.exe", b"<script>", b"' OR 1=1", b"\x90" * 8, b"../../", b"wget http",
+              b"powershell -enc", b"SELECT * FROM", b"eval(base64", b"${jndi:"] + \
+             [b"sig-%03d!" % i for i in range(300)]
+
+
+def inspect_slow(data):
+    p = Ether(bytes(data))
+    if IP not in p:
+        return "pass"
+    l4 = p[TCP] if TCP in p else p[UDP] if UDP in p else None
+    if l4 is None:
+        return "pass"
+    payload = bytes(l4.payload)
+    for sig in SIGNATURES:
+        if re.search(re.escape(sig), payload):
+            return "drop"
+    return "pass"
+
+
+def reference(pkts):
+    return [1 if inspect_slow(bytes(p)) == "pass" else None for p in pkts]
+
+
+def _ip(rng, net):
+    n = ipaddress.ip_network(net)
+    return str(n[rng.randrange(1, n.num_addresses - 1)])
+
+
+def _payload(rng, bad):
+    text = bytes(rng.choice(b"abcdefghijklmnopqrstuvwxyz0123456789 /=&.<>'()-") for _ in range(rng.randrange(0, 120)))
+    if not bad:
+        return text
+    sig = rng.choice(SIGNATURES)
+    at = rng.randrange(len(text) + 1)
+    return text[:at] + sig + text[at:]
+
+
+def _pkt(rng, proto="tcp", bad=False, ip_options=False, tcp_options=False):
+    ip = IP(src=_ip(rng, "198.51.100.0/24"), dst=_ip(rng, "203.0.113.0/24"), ttl=rng.randrange(2, 65))
+    if ip_options:
+        ip.options = [b"\x01" * 4 * rng.randrange(1, 6)]
+    sport, dport = rng.randrange(41000, 60000), rng.randrange(40000, 41000)   # ports scapy binds nothing to
+    if proto == "tcp":
+        options = []
+        if tcp_options:         # NOPs, or an experimental option whose bytes look like a signature
+            options = [("NOP", None)] * 4 * rng.randrange(1, 6) if rng.random() < 0.5 else \
+                [(253, b"sig-%03d!" % rng.randrange(300)), ("NOP", None), ("NOP", None)]
+        l4 = TCP(sport=sport, dport=dport, flags="PA", options=options)
+    elif proto == "udp":
+        l4 = UDP(sport=sport, dport=dport)
+    else:
+        l4 = ICMP()
+    return Ether(**MAC) / ip / l4 / _payload(rng, bad)
+
+
+def cases(rng):
+    out = []
+    out.append(("clean traffic passes", 1, [_pkt(rng, rng.choice(["tcp", "udp"])) for _ in range(40)]))
+    out.append(("a signature anywhere in a TCP payload: dropped", 3,
+                [_pkt(rng, bad=rng.random() < 0.5) for _ in range(60)]))
+    out.append(("IP and TCP options: the payload starts later", 2,
+                [_pkt(rng, rng.choice(["tcp", "udp"]), bad=rng.random() < 0.5, ip_options=rng.random() < 0.5,
+                      tcp_options=rng.random() < 0.5) for _ in range(60)]))
+    out.append(("UDP payloads too; ICMP and ARP pass", 2,
+                [_pkt(rng, "udp", bad=rng.random() < 0.5) for _ in range(30)] +
+                [_pkt(rng, "icmp", bad=True) for _ in range(10)] + [Ether(**MAC) / ARP() for _ in range(5)]))
+    out.append(("a mix", 2, [_pkt(rng, rng.choice(["tcp", "tcp", "udp", "icmp"]), bad=rng.random() < 0.3,
+                                  ip_options=rng.random() < 0.2, tcp_options=rng.random() < 0.3)
+                             for _ in range(150)]))
+    return out
+
+
+def _rates(*nfs):
+    """mgr.rates()-shaped rates of a chain: nfs are (name, rx, tx, drop, load), in chain order."""
+    return {"time": 0.0, "interval": 1.0, "ports": {}, "pool": {},
+            "nfs": {i: {"name": n, "service": i + 1, "rx": float(rx), "tx": float(tx), "drop": float(d),
+                        "load": load, "queued": int(load * 4096), "state": "running"}
+                    for i, (n, rx, tx, d, load) in enumerate(nfs)}}
+
+
+# rates seen on the 2-core VM: the lab's chain, the slow NF elsewhere, replicas
+SCENARIOS = [
+    ("dpi", _rates(("gen", 0, 1829, 0, 0.0), ("hdr", 1829, 851, 284, 1.0), ("dpi", 851, 851, 978, 1.0),
+                   ("tally", 851, 851, 0, 0.0))),
+    ("nat", _rates(("gen", 0, 2400, 0, 0.0), ("fw", 2400, 2400, 0, 0.01), ("nat", 2400, 1210, 1190, 1.0),
+                   ("mon", 1210, 1210, 0, 0.0), ("sink", 1210, 0, 1210, 0.0))),
+    ("log", _rates(("gen", 0, 900, 0, 0.0), ("a", 900, 900, 35, 1.0), ("b", 900, 900, 12, 1.0),
+                   ("log", 900, 900, 620, 1.0))),
+]
+
+
+def _finds(values):
+    fn = values.get("find_bottleneck")
+    if fn is None:
+        return "the notebook defines no find_bottleneck"
+    wrong = ["%s for the chain %s (the slow NF: %s)" % (fn(r), " -> ".join(n["name"] for n in r["nfs"].values()), want)
+             for want, r in SCENARIOS if fn(r) != want]
+    return "find_bottleneck names " + "; ".join(wrong) if wrong else None
+
+
+def _cpu_per_packet(fn, pkts, batch, rounds=3):
+    """CPU seconds per packet for fn over pkts (onvm Packets), the best of rounds."""
+    best = None
+    for _ in range(rounds):
+        t = time.process_time()
+        if batch:
+            for i in range(0, len(pkts), 32):
+                fn(pkts[i:i + 32])
+        else:
+            for p in pkts:
+                fn(p)
+        dt = time.process_time() - t
+        best = dt if best is None else min(best, dt)
+    return best / len(pkts)
+
+
+def _faster(values):
+    import random
+    from onvm.packet import Packet
+    spec = values.get("dpi_fast")
+    if spec is None or not hasattr(spec, "fn"):
+        return "the notebook defines no NF `dpi_fast`"
+    rng = random.Random(404)
+    raw = [bytes(_pkt(rng, rng.choice(["tcp", "udp"]), bad=rng.random() < 0.3)) for _ in range(300)]
+    # the packets as an NF sees them: onvm Packets over one buffer, as nfrun lays out the pool
+    offs, pool = [], bytearray()
+    for r in raw:
+        offs.append(len(pool))
+        pool += r
+    Packet._pool = memoryview(pool)
+    batch = types.SimpleNamespace(off=offs, len=[len(r) for r in raw], port=[0] * len(raw), hash=[0] * len(raw))
+    pkts = [Packet(batch, i) for i in range(len(raw))]
+    fast = _cpu_per_packet(spec.fn, pkts, spec.batch)
+    slow = _cpu_per_packet(lambda p: inspect_slow(p.data), pkts, False, rounds=1)
+    if fast * MIN_SPEEDUP > slow:
+        return "dpi_fast takes %.1f us of CPU per packet, dpi_slow's method %.1f us: %.1fx, not %gx" % (
+            fast * 1e6, slow * 1e6, slow / fast, MIN_SPEEDUP)
+    return None
+
+
+CHECKS = [("find_bottleneck names the slow NF of three chains", 4, _finds),
+          ("dpi_fast needs at most a third of dpi_slow's CPU per packet", 3, _faster)]
