@@ -75,15 +75,21 @@ def latency(mgr, raw, pace, count):
     t0 = now_ns() + 20000000
     due = {p: t0 + int(i * 1e9 / pace) for i, p in enumerate(sample)}
     mgr.rings.inject(0, sample, due=[due[p] for p in sample], timeout=30)
-    got, deadline = [], time.monotonic() + 10
-    while len(got) < len(sample) and time.monotonic() < deadline:
+    # The throughput run's tail may still be arriving after clear_capture: read
+    # until every sample packet is in, skipping stale ones, rather than a count.
+    lat, deadline = [], time.monotonic() + 10
+    while len(lat) < len(sample) and time.monotonic() < deadline:
         if cap.lock(block=True):
             try:
-                got += cap.read(len(sample) - len(got), with_meta=True)
+                got = cap.read(len(sample), with_meta=True)
             finally:
                 cap.unlock()
+            # a sample packet leaves no earlier than it is due; the same bytes
+            # captured earlier are from the throughput run
+            lat += [(ts - due[bytes(b)]) / 1000 for b, _, ts in got
+                    if bytes(b) in due and ts >= due[bytes(b)]]
         time.sleep(0.01)
-    lat = sorted((ts - due[bytes(b)]) / 1000 for b, _, ts in got if bytes(b) in due)
+    lat.sort()
     if len(lat) < len(sample) * 0.99:
         raise RuntimeError("latency: %d of %d packets came out" % (len(lat), len(sample)))
     return statistics.median(lat), lat[int(len(lat) * 0.99) - 1]
