@@ -185,13 +185,7 @@ class Lab:
         """Stop JupyterLab (its kernels shut down, and managers follow their
         kernel), then whatever of this session is still running."""
         if self.process is not None:
-            if self.process.poll() is None:
-                self.process.send_signal(signal.SIGTERM)
-                try:
-                    self.process.wait(STOP_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    self.process.wait()
+            paths.stop_process(self.process, STOP_TIMEOUT)
             self.process = None
         stop_session(self.session)
 

@@ -148,12 +148,7 @@ class NF:
     def stop(self, timeout=5.0):
         """Ask the NF to exit (it unregisters); kill it after timeout."""
         if self.alive:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            paths.stop_process(self.process, timeout)
 
     def kill(self):
         """SIGKILL, as a crash would; the manager notices within a second."""

@@ -14,7 +14,6 @@ import atexit
 import json
 import os
 import re
-import signal
 import subprocess
 
 from . import paths
@@ -93,13 +92,7 @@ class Namespace:
         """Kill what popen() started here (by pid), then delete the
         namespace if it is still the one made here.  returns: None."""
         for p in self.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(5)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+            paths.stop_process(p)
         self.procs = []
         if self._inode is not None:
             _remove(self.name, self._inode)

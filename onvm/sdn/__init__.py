@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 
+from .. import paths
 from .policy import Policy
 
 SDN_SERVICE = 250          # the SDN NF's service ID unless given
@@ -56,7 +57,6 @@ class Controller:
             self.policy = Policy(policy)
             self.text = json.dumps(policy)
         self.port = port or _free_port()
-        from .. import paths
         self.dir = paths.log_dir("sdn-controller")          # private (0700), like managers' logs
         self.log_path = log or os.path.join(self.dir, "controller-%d.log" % self.port)
         self.process = None
@@ -74,7 +74,6 @@ class Controller:
         """Start it and wait until it accepts connections.  returns: self."""
         if self.process and self.process.poll() is None:
             return self
-        from .. import paths
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
         if self._file is None:      # the first start: a fresh log; a restart appends to it
             flags |= os.O_TRUNC
@@ -104,12 +103,7 @@ class Controller:
         p = self.process
         if p is None or p.poll() is not None:
             return None if p is None else p.returncode
-        p.terminate()
-        try:
-            return p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            return p.wait(timeout)
+        return paths.stop_process(p, timeout)
 
     def kill(self):
         """SIGKILL, as a crash would (tests of the switch's reconnecting)."""
