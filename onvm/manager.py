@@ -847,7 +847,7 @@ class Manager:
         def idle(since):
             # pool_in_use is written by the manager's tick: only a tick after
             # `since` has seen the packets sent before this call
-            if shm.tick_ns <= since or shm.pool_in_use:
+            if shm.tick_ns <= since or shm.pool_in_use > shm.pool_held:
                 return False
             return self.rings is None or all(self.rings.ring(p, "in").pending == 0
                                              for p, spec in enumerate(self.port_specs) if spec == "ring")

@@ -109,8 +109,9 @@ class ControlFile:
             "sample": read_sample(self),
             "nfs": {i: self.nf_stats(i) for i, _ in self.nf_slots((lib.ONVM_NF_RUNNING, lib.ONVM_NF_ZOMBIE))},
             "ports": {p: self.port_stats(p) for p in range(shm.nb_ports)},
-            "pool": {"size": shm.pool_size, "in_use": shm.pool_in_use},
+            "pool": {"size": shm.pool_size, "in_use": shm.pool_in_use, "held_by_ports": shm.pool_held},
             "threads": {"rx": [shm.rx_threads[r].sleeps for r in range(shm.nb_rx_threads)],
+                        "rx_cost": [_rx_cost(shm.rx_threads[r]) for r in range(shm.nb_rx_threads)],
                         "tx": [shm.tx_threads[t].sleeps for t in range(shm.nb_tx_threads)]},
         }
 
@@ -136,6 +137,13 @@ class ControlFile:
         t = self.tables()
         names = {s: ffi.string(t.names[s]).decode() for s in range(1, lib.ONVM_MAX_SERVICES)}
         return {s: n for s, n in names.items() if n}
+
+
+def _rx_cost(ts):
+    """An RX thread's packets so far and the seconds it spent on them (and on
+    their flow lookups), counted in TSC cycles only while it ran them."""
+    hz = ts.tsc_hz or 1
+    return {"pkts": ts.pkts, "work_s": ts.work_cycles / hz, "lookup_s": ts.lookup_cycles / hz}
 
 
 def rates(before, after):

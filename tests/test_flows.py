@@ -1,6 +1,7 @@
 """The flow director, as a user drives it: rules from the notebook and from
 an NF, checked on the bytes that come out of the ports and on counters."""
 import os
+import time
 
 import networkx as nx
 import pytest
@@ -38,6 +39,7 @@ def test_exact_and_wildcard_rules_take_their_own_paths(lookup):
 
         pkts = [udp(5353, 53, **X)] * 30 + [udp(1000 + i, 80 + i % 11, "198.51.100.%d" % (i + 1)) for i in range(20)] \
             + [udp(5353, 53, "198.51.100.8", "203.0.113.5")] * 10          # a near miss: default path
+        cost0 = mgr.stats()["threads"]["rx_cost"][0]
         assert mgr.inject(pkts) == 60
         out1 = mgr.capture(1, count=40, timeout=5)
         out0 = mgr.capture(0, count=20, timeout=5)
@@ -49,6 +51,9 @@ def test_exact_and_wildcard_rules_take_their_own_paths(lookup):
         assert rules[wild.id].packets == 20
         st = mgr.stats()["nfs"]
         assert st[mgr["a"].instance]["rx"] == 10 and st[mgr["b"].instance]["rx"] == 30
+        cost = mgr.stats()["threads"]["rx_cost"][0]                 # the RX thread timed its work and lookups
+        assert cost["pkts"] - cost0["pkts"] == 60
+        assert cost["work_s"] - cost0["work_s"] > cost["lookup_s"] - cost0["lookup_s"] > 0
 
         # removed: the flow is back on the default path
         assert mgr.flows.remove(exact)["packets"] == 30
@@ -87,6 +92,51 @@ def test_idle_and_hard_timeouts_remove_rules(mgr):
     assert len(mgr.capture(1, count=3, timeout=5)) == 3
     with pytest.raises(ValueError, match="no flow rule"):
         mgr.flows.remove(idle)
+
+
+def test_many_timed_rules_expire_in_turns_and_a_busy_one_stays(mgr):
+    # more timed rules than one expiry check looks at: the checks take them in turns
+    n = 3 * onvm.flows.EXPIRY_BATCH
+    mgr.set_default_chain([onvm.ToPort(1)])
+    mgr.flows.add_many([Match(proto="udp", sport=1000 + i, dport=53, **X) for i in range(n)], [Port(0)],
+                       idle_timeout=0.5)
+    busy = mgr.flows.add(Match(proto="udp", sport=7, dport=7, **X), [Port(0)], idle_timeout=0.5)
+    keep = mgr.flows.add(Match(proto="tcp"), [Port(0)])            # no timeout: never expires
+    sent, deadline = 0, time.monotonic() + 20
+    while mgr.flows.stats()["rules"] > 2 and time.monotonic() < deadline:
+        sent += mgr.inject(udp(7, 7, **X))                         # keeps the busy rule alive
+        time.sleep(0.05)
+    st = mgr.flows.stats()
+    assert (st["rules"], st["expired"], st["exact"], st["wildcard"]) == (2, n, 1, 1)
+    rules = {r.id: r for r in mgr.flows.list()}
+    assert set(rules) == {busy.id, keep.id}
+    assert sent > 0 and rules[busy.id].packets == sent
+    assert len(mgr.capture(0, count=sent, timeout=5)) == sent
+
+
+def test_an_nf_holds_at_most_its_quota_of_rules(mgr):
+    @onvm.nf
+    def greedy(pkt):
+        try:
+            onvm.flows.add(onvm.Match.of(pkt), [onvm.Port(1)])
+        except onvm.OnvmError:
+            pass                                    # over quota: counted by the manager
+        return onvm.NEXT
+
+    quota = onvm.flows.NF_QUOTA
+    mgr.launch(greedy, service=1)
+    mgr.set_default_chain([1, onvm.ToPort(1)])
+    flows = [udp(1 + i, 53, **X) for i in range(quota + 5)]      # one packet per flow
+    for i in range(0, len(flows), 256):
+        assert mgr.inject(flows[i:i + 256]) == len(flows[i:i + 256])
+        assert len(mgr.capture(1, count=len(flows[i:i + 256]), timeout=10)) == len(flows[i:i + 256])
+    st = mgr.flows.stats()
+    assert st["rules"] == quota and st["refused"].get("quota") == 5
+    mgr.flows.remove(mgr.flows.list()[0])                         # frees one rule of its quota
+    assert mgr.inject(flows[-1]) == 1                             # a refused flow: asked again, now granted
+    assert len(mgr.capture(1, count=1, timeout=5)) == 1
+    assert wait_for(lambda: mgr.flows.stats()["rules"] == quota)
+    assert mgr.flows.stats()["refused"].get("quota") == 5
 
 
 def test_bad_rules_are_refused_and_change_nothing(mgr):

@@ -106,6 +106,32 @@ static inline uint32_t flow_key_sig(const struct onvm_flow_key *k)
 	return onvm_fh_ipv4_tuple(k->src, k->dst, ports, k->proto);
 }
 
+/* The signature a packet's key is looked up with: the flow hash stamped at
+ * RX, or (naive mode) the headers hashed again. */
+static inline uint32_t flow_sig(const struct onvm_tables *t, struct rte_mbuf *m)
+{
+	return unlikely(t->flow_naive) ? onvm_flow_hash(m) : onvm_meta(m)->hash;
+}
+
+/* A hit (see flow_tag()): count it against its rule in `lane` (see
+ * struct onvm_flow_counters), return its path. */
+static inline int flow_hit(const struct onvm_tables *t, struct rte_mbuf *m, uint64_t hit, unsigned lane)
+{
+	uint32_t rule = (uint32_t)(hit & 0xfffff) - 1, path = (uint32_t)(hit >> 20) & 0xff;
+	struct onvm_flow_counters *c = (struct onvm_flow_counters *)(uintptr_t)t->flow_counters;
+	if (likely(rule < ONVM_FLOW_MAX_RULES && c)) {
+		c += (size_t)lane * ONVM_FLOW_MAX_RULES + rule;
+		if (lane == 0) {
+			__atomic_fetch_add(&c->packets, 1, __ATOMIC_RELAXED);
+			__atomic_fetch_add(&c->bytes, rte_pktmbuf_pkt_len(m), __ATOMIC_RELAXED);
+		} else { /* one writer: the manager may read a stale value, never a torn one */
+			__atomic_store_n(&c->packets, c->packets + 1, __ATOMIC_RELAXED);
+			__atomic_store_n(&c->bytes, c->bytes + rte_pktmbuf_pkt_len(m), __ATOMIC_RELAXED);
+		}
+	}
+	return ONVM_MAX_PORTS + (int)path;
+}
+
 int flow_dir_lookup(const struct onvm_tables *t, struct rte_mbuf *m)
 {
 	struct onvm_flow_key k;
@@ -113,10 +139,9 @@ int flow_dir_lookup(const struct onvm_tables *t, struct rte_mbuf *m)
 		return -1;
 	uint64_t hit = 0;
 	if (t->flow_exact) {
-		const struct rte_hash *h = (const struct rte_hash *)(uintptr_t)t->flow_exact;
-		uint32_t sig = unlikely(t->flow_naive) ? onvm_flow_hash(m) : onvm_meta(m)->hash;
 		void *data;
-		if (rte_hash_lookup_with_hash_data(h, &k, sig, &data) >= 0)
+		if (rte_hash_lookup_with_hash_data((const struct rte_hash *)(uintptr_t)t->flow_exact, &k,
+						   flow_sig(t, m), &data) >= 0)
 			hit = (uint64_t)(uintptr_t)data;
 	}
 	if (hit == 0 && t->flow_acl) {
@@ -125,16 +150,67 @@ int flow_dir_lookup(const struct onvm_tables *t, struct rte_mbuf *m)
 		rte_acl_classify((const struct rte_acl_ctx *)(uintptr_t)t->flow_acl, &in, &res, 1, 1);
 		hit = res;
 	}
-	if (hit == 0)
-		return -1;
-	/* hit: (path << 20) | (rule + 1), see flow_tag() */
-	uint32_t rule = (uint32_t)(hit & 0xfffff) - 1, path = (uint32_t)(hit >> 20) & 0xff;
-	struct onvm_flow_counters *c = (struct onvm_flow_counters *)(uintptr_t)t->flow_counters;
-	if (likely(rule < ONVM_FLOW_MAX_RULES && c)) {
-		__atomic_fetch_add(&c[rule].packets, 1, __ATOMIC_RELAXED);
-		__atomic_fetch_add(&c[rule].bytes, rte_pktmbuf_pkt_len(m), __ATOMIC_RELAXED);
+	return hit ? flow_hit(t, m, hit, 0) : -1;
+}
+
+/* A whole RX burst at once: the cuckoo hash's bulk lookup prefetches each
+ * key's buckets before it compares, so the cache misses of a big table
+ * overlap instead of coming one after another; the wildcard misses go to
+ * rte_acl together too. */
+void flow_dir_start_burst(const struct onvm_tables *t, struct rte_mbuf **pkts, unsigned n, unsigned lane)
+{
+	struct onvm_flow_key keys[ONVM_BURST];
+	const void *kp[ONVM_BURST];
+	hash_sig_t sigs[ONVM_BURST];
+	void *data[ONVM_BURST];
+	uint32_t res[ONVM_BURST];
+	uint64_t hits[ONVM_BURST];
+	uint8_t at[ONVM_BURST];  /* the packet of each key */
+	unsigned nk = 0;
+
+	if (n > ONVM_BURST)
+		n = ONVM_BURST;
+	for (unsigned i = 0; i < n; i++) {
+		if (!flow_key_of(pkts[i], &keys[nk]))
+			continue; /* not IPv4: a miss */
+		kp[nk] = &keys[nk];
+		sigs[nk] = flow_sig(t, pkts[i]);
+		hits[nk] = 0;
+		at[nk++] = (uint8_t)i;
 	}
-	return ONVM_MAX_PORTS + (int)path;
+	if (nk && t->flow_exact) {
+		uint64_t mask = 0;
+		rte_hash_lookup_with_hash_bulk_data((const struct rte_hash *)(uintptr_t)t->flow_exact, kp, sigs, nk,
+						    &mask, data);
+		for (unsigned j = 0; j < nk; j++)
+			if (mask & (1ULL << j))
+				hits[j] = (uint64_t)(uintptr_t)data[j];
+	}
+	if (nk && t->flow_acl) {
+		const uint8_t *in[ONVM_BURST];
+		uint8_t miss[ONVM_BURST];
+		unsigned nm = 0;
+		for (unsigned j = 0; j < nk; j++)
+			if (hits[j] == 0) {
+				in[nm] = (const uint8_t *)&keys[j];
+				miss[nm++] = (uint8_t)j;
+			}
+		if (nm) {
+			rte_acl_classify((const struct rte_acl_ctx *)(uintptr_t)t->flow_acl, in, res, nm, 1);
+			for (unsigned j = 0; j < nm; j++)
+				hits[miss[j]] = res[j];
+		}
+	}
+	/* a handler that is gone: misses follow the default path */
+	bool to_miss = t->flow_miss && t->services[t->flow_miss].count;
+	unsigned j = 0;
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t hit = (j < nk && at[j] == i) ? hits[j++] : 0;
+		if (hit)
+			onvm_meta(pkts[i])->path = (uint8_t)flow_hit(t, pkts[i], hit, lane);
+		else if (to_miss)
+			onvm_meta(pkts[i])->path = ONVM_PATH_MISS;
+	}
 }
 
 /* ---- the manager's side --------------------------------------------------- */
@@ -159,7 +235,8 @@ static int flow_init(void)
 	};
 	fd.exact = rte_hash_create(&hp);
 	const struct rte_memzone *mz = rte_memzone_reserve(ONVM_FLOW_COUNTERS_NAME,
-							   sizeof(struct onvm_flow_counters) * ONVM_FLOW_MAX_RULES,
+							   sizeof(struct onvm_flow_counters) * ONVM_FLOW_MAX_RULES *
+								   ONVM_FLOW_LANES,
 							   (int)rte_socket_id(), 0);
 	fd.rules = calloc(ONVM_FLOW_MAX_RULES, sizeof(*fd.rules));
 	fd.free_ids = calloc(ONVM_FLOW_MAX_RULES, sizeof(*fd.free_ids));
@@ -414,8 +491,8 @@ int onvm_mgr_flow_add(const struct onvm_flow_spec *s)
 			t->flow_acl = (uint64_t)(uintptr_t)acl;
 		services_edit_commit();
 	}
-	fd.counters[id].packets = 0;
-	fd.counters[id].bytes = 0;
+	for (unsigned l = 0; l < ONVM_FLOW_LANES; l++)
+		fd.counters[l * ONVM_FLOW_MAX_RULES + id] = (struct onvm_flow_counters){0, 0};
 	if (exact) {
 		int pos = rte_hash_add_key_with_hash_data(fd.exact, &key, flow_key_sig(&key),
 							  (void *)(uintptr_t)flow_tag(id, (uint32_t)path));
@@ -481,8 +558,12 @@ int onvm_mgr_flow_counters(uint32_t id, struct onvm_flow_counters *out)
 		onvm_set_error("no flow rule %u", id);
 		return -ENOENT;
 	}
-	out->packets = __atomic_load_n(&fd.counters[id].packets, __ATOMIC_RELAXED);
-	out->bytes = __atomic_load_n(&fd.counters[id].bytes, __ATOMIC_RELAXED);
+	out->packets = out->bytes = 0;
+	for (unsigned l = 0; l < ONVM_FLOW_LANES; l++) {
+		const struct onvm_flow_counters *c = &fd.counters[l * ONVM_FLOW_MAX_RULES + id];
+		out->packets += __atomic_load_n(&c->packets, __ATOMIC_RELAXED);
+		out->bytes += __atomic_load_n(&c->bytes, __ATOMIC_RELAXED);
+	}
 	return 0;
 }
 

@@ -167,6 +167,8 @@ int onvm_mgr_start(void)
 	int ret = ports_start();
 	if (ret < 0)
 		return ret;
+	/* a tap's RX queue keeps mbufs filled in advance: "idle" is the pool back to this */
+	shm->pool_held = rte_mempool_in_use_count(onvm_mgr.rte.pool);
 	/* The main lcore (0) is the Python control loop; RX threads take the
 	 * next lcores, then TX threads.  RX threads read the tables, so each
 	 * is an RCU reader. */

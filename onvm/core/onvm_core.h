@@ -176,17 +176,14 @@ bool router_steer_ok(const struct onvm_tables *t, uint16_t service, unsigned act
 /* The rule path (ONVM_MAX_PORTS + i) of the rule a packet matches, counted
  * against that rule, or -1.  Inside a read section (router_begin). */
 int flow_dir_lookup(const struct onvm_tables *t, struct rte_mbuf *m);
-/* At RX: a packet that matches a rule follows the rule's path; a miss goes
- * to the miss service if there is one. */
-static inline void flow_dir_start(const struct onvm_tables *t, struct rte_mbuf *m)
+/* At RX, a burst of packets whose paths start: one that matches a rule
+ * follows the rule's path; a miss goes to the miss service if there is one. */
+void flow_dir_start_burst(const struct onvm_tables *t, struct rte_mbuf **pkts, unsigned n, unsigned lane);
+static inline void flow_dir_start(const struct onvm_tables *t, struct rte_mbuf **pkts, unsigned n, unsigned rx_thread)
 {
 	if (likely(!(t->flow_exact | t->flow_acl | t->flow_miss)))
 		return;
-	int p = flow_dir_lookup(t, m);
-	if (p >= 0)
-		onvm_meta(m)->path = (uint8_t)p;
-	else if (t->flow_miss && t->services[t->flow_miss].count) /* a handler that is gone: the default path */
-		onvm_meta(m)->path = ONVM_PATH_MISS;
+	flow_dir_start_burst(t, pkts, n, 1 + rx_thread);
 }
 /* Free what readers can no longer see (the control tick). */
 void flow_dir_tick(void);

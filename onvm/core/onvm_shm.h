@@ -277,8 +277,11 @@ struct onvm_flow_spec {
 };
 #define ONVM_FLOW_MAX_PRIORITY 65534
 
-/* Per rule, written by whoever looks a packet up (RX threads, NFs
- * resolving a miss) with atomic adds; the manager reads them. */
+/* Per rule, written by whoever looks a packet up; the manager reads them
+ * and adds the lanes up.  Lane 0: NFs resolving a miss, with atomic adds;
+ * lane 1 + r: RX thread r alone, with plain adds (a locked add per packet
+ * was a fifth of the lookup's cost). */
+#define ONVM_FLOW_LANES (1 + ONVM_MAX_THREADS)
 struct onvm_flow_counters {
 	uint64_t packets;
 	uint64_t bytes;
@@ -306,7 +309,7 @@ struct onvm_tables {
 	struct onvm_chain rule_paths[ONVM_FLOW_MAX_PATHS];
 	uint64_t flow_exact;     /* struct rte_hash * (hugepages) of exact rules, 0: none */
 	uint64_t flow_acl;       /* struct rte_acl_ctx * (hugepages) of wildcard rules, 0: none */
-	uint64_t flow_counters;  /* struct onvm_flow_counters * (hugepages), per rule */
+	uint64_t flow_counters;  /* struct onvm_flow_counters[ONVM_FLOW_LANES][rules] (hugepages) */
 	uint32_t flow_naive;     /* 1: rehash the headers on every lookup (benchmarks) */
 	uint16_t flow_miss;      /* service that gets flow-table misses (the SDN NF), 0: default path */
 	uint16_t pad_flow;
@@ -384,7 +387,14 @@ struct onvm_port_slot {
 struct onvm_thread_stats {
 	uint64_t loops;
 	uint64_t sleeps;
-	uint64_t pad[6];
+	/* RX threads: TSC cycles spent on received bursts (pull, stamp, flow
+	 * lookup, routing; not the hand-over to rings), the flow lookup's share,
+	 * and the packets: the cost per packet, whatever else shares the core */
+	uint64_t pkts;
+	uint64_t work_cycles;
+	uint64_t lookup_cycles;
+	uint64_t tsc_hz;
+	uint64_t pad[2];
 };
 
 /* A capture at a hop: a copy of each packet that passes `where`/`target`
@@ -426,7 +436,7 @@ struct onvm_shm {
 	uint32_t nf_ring_size;
 	uint32_t busy_poll;      /* 1: nobody sleeps (dedicated cores, benchmarks) */
 	uint32_t max_nfs;        /* slots in use by this manager: 1..ONVM_MAX_NFS */
-	uint32_t pad0;
+	uint32_t pool_held;      /* mbufs the ports keep for themselves (a tap's RX queue) */
 
 	/* written by the control loop */
 	uint32_t pool_in_use ONVM_ALIGNED;

@@ -1,6 +1,7 @@
 /* rx.c: the RX threads.  Each receives bursts from its ports, stamps each
  * packet with its flow hash and arrival port, and routes it into the
  * default chain. */
+#include <rte_cycles.h>
 #include <rte_ethdev.h>
 #include <rte_lcore.h>
 
@@ -69,6 +70,7 @@ int rx_thread_main(void *arg)
 	unsigned nb = shm->nb_rx_threads;
 	struct rte_mbuf *pkts[ONVM_BURST];
 	uint64_t idle_since = 0;
+	ts->tsc_hz = rte_get_tsc_hz();
 
 	while (!onvm_mgr.force_quit) {
 		unsigned work = 0;
@@ -76,6 +78,7 @@ int rx_thread_main(void *arg)
 			struct onvm_port_slot *ps = &shm->ports[p];
 			if (unlikely(!ps->rx_enabled))
 				continue;
+			uint64_t t0 = rte_rdtsc();
 			work += ports_pull(p, onvm_now_ns()); /* ring ports: what notebooks injected */
 			unsigned n = rte_eth_rx_burst(ps->ethdev, 0, pkts, ONVM_BURST);
 			if (n == 0)
@@ -84,11 +87,16 @@ int rx_thread_main(void *arg)
 			struct onvm_route_counts counts = {&ps->rx.rx_refused, &ps->rx.rx_chain_end, &ps->rx.rx_refused,
 							   &ps->rx.rx_refused};
 			router_begin(router);
-			for (unsigned i = 0; i < n; i++) {
+			for (unsigned i = 0; i < n; i++)
 				stamp(pkts[i], (uint16_t)p);
-				flow_dir_start(router->tables, pkts[i]);
+			uint64_t t1 = rte_rdtsc();
+			flow_dir_start(router->tables, pkts, n, me);
+			uint64_t t2 = rte_rdtsc();
+			for (unsigned i = 0; i < n; i++)
 				router_route(router, pkts[i], &counts);
-			}
+			ts->work_cycles += rte_rdtsc() - t0; /* router_end may wait for room in a ring */
+			ts->lookup_cycles += t2 - t1;
+			ts->pkts += n;
 			router_end(router);
 			ps->rx.rx += n;
 			work += n;
