@@ -279,8 +279,8 @@ struct onvm_flow_spec {
 
 /* Per rule, written by whoever looks a packet up; the manager reads them
  * and adds the lanes up.  Lane 0: NFs resolving a miss, with atomic adds;
- * lane 1 + r: RX thread r alone, with plain adds (a locked add per packet
- * was a fifth of the lookup's cost). */
+ * lane 1 + r: RX thread r alone, with plain adds (no locked add per packet
+ * where one thread is the only writer). */
 #define ONVM_FLOW_LANES (1 + ONVM_MAX_THREADS)
 struct onvm_flow_counters {
 	uint64_t packets;
