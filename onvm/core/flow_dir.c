@@ -132,68 +132,45 @@ static inline int flow_hit(const struct onvm_tables *t, struct rte_mbuf *m, uint
 	return ONVM_MAX_PORTS + (int)path;
 }
 
-int flow_dir_lookup(const struct onvm_tables *t, struct rte_mbuf *m)
-{
-	struct onvm_flow_key k;
-	if (!flow_key_of(m, &k))
-		return -1;
-	uint64_t hit = 0;
-	if (t->flow_exact) {
-		void *data;
-		if (rte_hash_lookup_with_hash_data((const struct rte_hash *)(uintptr_t)t->flow_exact, &k,
-						   flow_sig(t, m), &data) >= 0)
-			hit = (uint64_t)(uintptr_t)data;
-	}
-	if (hit == 0 && t->flow_acl) {
-		const uint8_t *in = (const uint8_t *)&k;
-		uint32_t res = 0;
-		rte_acl_classify((const struct rte_acl_ctx *)(uintptr_t)t->flow_acl, &in, &res, 1, 1);
-		hit = res;
-	}
-	return hit ? flow_hit(t, m, hit, 0) : -1;
-}
-
-/* A whole RX burst at once: the cuckoo hash's bulk lookup prefetches each
+/* The rules up to ONVM_BURST packets match: hits[i] is packet i's tag (see
+ * flow_tag()), 0 for none.  The cuckoo hash's bulk lookup prefetches each
  * key's buckets before it compares, so the cache misses of a big table
- * overlap instead of coming one after another; the wildcard misses go to
- * rte_acl together too. */
-void flow_dir_start_burst(const struct onvm_tables *t, struct rte_mbuf **pkts, unsigned n, unsigned lane)
+ * overlap instead of coming one after another; the exact misses go to
+ * rte_acl together. */
+static void flow_dir_find(const struct onvm_tables *t, struct rte_mbuf **pkts, unsigned n, uint64_t *hits)
 {
 	struct onvm_flow_key keys[ONVM_BURST];
 	const void *kp[ONVM_BURST];
 	hash_sig_t sigs[ONVM_BURST];
-	void *data[ONVM_BURST];
-	uint32_t res[ONVM_BURST];
-	uint64_t hits[ONVM_BURST];
 	uint8_t at[ONVM_BURST];  /* the packet of each key */
 	unsigned nk = 0;
 
-	if (n > ONVM_BURST)
-		n = ONVM_BURST;
 	for (unsigned i = 0; i < n; i++) {
+		hits[i] = 0;
 		if (!flow_key_of(pkts[i], &keys[nk]))
 			continue; /* not IPv4: a miss */
 		kp[nk] = &keys[nk];
 		sigs[nk] = flow_sig(t, pkts[i]);
-		hits[nk] = 0;
 		at[nk++] = (uint8_t)i;
 	}
 	if (nk && t->flow_exact) {
+		void *data[ONVM_BURST];
 		uint64_t mask = 0;
 		rte_hash_lookup_with_hash_bulk_data((const struct rte_hash *)(uintptr_t)t->flow_exact, kp, sigs, nk,
 						    &mask, data);
 		for (unsigned j = 0; j < nk; j++)
 			if (mask & (1ULL << j))
-				hits[j] = (uint64_t)(uintptr_t)data[j];
+				hits[at[j]] = (uint64_t)(uintptr_t)data[j];
 	}
 	if (nk && t->flow_acl) {
 		const uint8_t *in[ONVM_BURST];
+		uint32_t res[ONVM_BURST];
 		uint8_t miss[ONVM_BURST];
 		unsigned nm = 0;
 		for (unsigned j = 0; j < nk; j++)
-			if (hits[j] == 0) {
+			if (hits[at[j]] == 0) {
 				in[nm] = (const uint8_t *)&keys[j];
-				miss[nm++] = (uint8_t)j;
+				miss[nm++] = at[j];
 			}
 		if (nm) {
 			rte_acl_classify((const struct rte_acl_ctx *)(uintptr_t)t->flow_acl, in, res, nm, 1);
@@ -201,13 +178,26 @@ void flow_dir_start_burst(const struct onvm_tables *t, struct rte_mbuf **pkts, u
 				hits[miss[j]] = res[j];
 		}
 	}
+}
+
+int flow_dir_lookup(const struct onvm_tables *t, struct rte_mbuf *m)
+{
+	uint64_t hit;
+	flow_dir_find(t, &m, 1, &hit);
+	return hit ? flow_hit(t, m, hit, 0) : -1;
+}
+
+void flow_dir_start_burst(const struct onvm_tables *t, struct rte_mbuf **pkts, unsigned n, unsigned lane)
+{
+	uint64_t hits[ONVM_BURST];
+	if (n > ONVM_BURST)
+		n = ONVM_BURST;
+	flow_dir_find(t, pkts, n, hits);
 	/* a handler that is gone: misses follow the default path */
 	bool to_miss = t->flow_miss && t->services[t->flow_miss].count;
-	unsigned j = 0;
 	for (unsigned i = 0; i < n; i++) {
-		uint64_t hit = (j < nk && at[j] == i) ? hits[j++] : 0;
-		if (hit)
-			onvm_meta(pkts[i])->path = (uint8_t)flow_hit(t, pkts[i], hit, lane);
+		if (hits[i])
+			onvm_meta(pkts[i])->path = (uint8_t)flow_hit(t, pkts[i], hits[i], lane);
 		else if (to_miss)
 			onvm_meta(pkts[i])->path = ONVM_PATH_MISS;
 	}
