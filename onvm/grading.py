@@ -383,7 +383,7 @@ class Sandbox:
                 env["PYTHONPATH"] = self.pythonpath
             else:
                 from .lab import SESSION_VAR
-                env = dict(os.environ, **env, HOME=os.environ.get("HOME", work))
+                env = {**os.environ, **env, "HOME": os.environ.get("HOME", work)}
                 env[SESSION_VAR] = self.session = secrets.token_hex(8)
                 env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
             cmd = [self.python, "-m", "onvm.grading", "worker", sub, os.path.join(work, "hidden_tests.py"), out,

@@ -49,7 +49,33 @@ if ! grep -q "^[^ ]* $ONVM_HUGE hugetlbfs" /proc/mounts; then
     $SUDO mount -t hugetlbfs -o "gid=$gid,mode=1770" nodev "$ONVM_HUGE"
 fi
 
-PY=${PYTHON:-python3}
+# The venv is shared: students in group onvm run .venv/bin/onvm, so it must be
+# made from a Python every user can execute.  The first python3 on root's PATH
+# may live under /root (pyenv, conda: mode 0700); then take the system's.
+others_can_run() {   # every directory above the real file has o+x, the file o+x
+    local f d
+    f=$(readlink -f "$1") || return 1
+    [ -n "$f" ] && [ $(( 0$(stat -c %a "$f") & 1 )) -ne 0 ] || return 1
+    d=$(dirname "$f")
+    while [ "$d" != / ]; do
+        [ $(( 0$(stat -c %a "$d") & 1 )) -ne 0 ] || return 1
+        d=$(dirname "$d")
+    done
+}
+if [ -n "${PYTHON:-}" ]; then
+    PY=$PYTHON
+else
+    PY=$(command -v python3 || true)
+    if [ -z "$PY" ] || ! others_can_run "$PY"; then
+        PY=/usr/bin/python3
+    fi
+fi
+others_can_run "$PY" || echo "onvm setup: warning: other users cannot run $PY; students will not be able to use .venv (set PYTHON=...)" >&2
+# A venv made earlier from a Python only root can run: make it again.
+if [ -x .venv/bin/python ] && ! others_can_run .venv/bin/python && others_can_run "$PY"; then
+    echo "onvm setup: .venv was made from a Python other users cannot run; making it again from $PY"
+    rm -rf .venv
+fi
 if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
