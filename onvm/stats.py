@@ -148,30 +148,43 @@ def _rx_cost(ts):
 
 def rates(before, after):
     """Rates between two snapshots, from the samples the manager took with
-    them (onvm.rates.compute); all zero if no tick came in between."""
-    from .rates import compute
+    them (onvm.rates.compute); all zero if no tick came in between.  Each
+    NF's rates also get "verdicts_drop": packets/s its function returned
+    DROP for, over the readers' interval (the samples carry only ring-full
+    drops, as "drop")."""
+    from .rates import _delta, compute
     a, b = before["sample"], after["sample"]
     if b.time <= a.time:
         a = type(a)(b.time - 1.0, b.nfs, b.ports, b.pool, b.ring_size)
-    return compute(a, b)
+    out = compute(a, b)
+    dt = after["time"] - before["time"]
+    for i, r in out["nfs"].items():
+        new, old = after["nfs"].get(i), before["nfs"].get(i)
+        n = _delta(new["actions"]["drop"], old["actions"]["drop"] if old else 0) if new else 0
+        r["verdicts_drop"] = n / dt if dt > 0 else 0.0
+    return out
 
 
 def format_table(snap, rate=None):
-    """A plain-text table of a snapshot, for terminals and notebooks."""
+    """A plain-text table of a snapshot, for terminals and notebooks.  An
+    NF's drops are two columns: "DROP pps", packets its function returned
+    DROP for, and "full pps", packets lost because its ring was full."""
     rate = rate or {"nfs": {}, "ports": {}}
     zero = {"rx": 0.0, "tx": 0.0, "drop": 0.0}
-    lines = ["%-18s %4s %4s %12s %12s %10s %10s %10s %9s" % (
-        "NF", "svc", "inst", "rx", "tx", "rx pps", "tx pps", "drop pps", "refused")]
-    for i, s in sorted(snap["nfs"].items()):
+    lines = ["%-18s %4s %4s %12s %12s %10s %10s %10s %10s %9s" % (
+        "NF", "svc", "inst", "rx", "tx", "rx pps", "tx pps", "DROP pps", "full pps", "refused")]
+    for i, s in sorted(snap["nfs"].items(), key=lambda kv: (kv[1]["service"], kv[0])):
         r = rate["nfs"].get(i, zero)
-        lines.append("%-18s %4d %4d %12d %12d %10.0f %10.0f %10.0f %9d" % (
-            s["name"][:18], s["service"], i, s["rx"], s["tx"], r["rx"], r["tx"], r["drop"], s["refused"]))
-    lines.append("%-18s %9s %12s %12s %10s %10s %10s %9s" % (
-        "port", "", "rx", "tx", "rx pps", "tx pps", "drop pps", "tx_drop"))
+        lines.append("%-18s %4d %4d %12d %12d %10.0f %10.0f %10.0f %10.0f %9d" % (
+            s["name"][:18], s["service"], i, s["rx"], s["tx"], r["rx"], r["tx"], r.get("verdicts_drop", 0.0),
+            r["drop"], s["refused"]))
+    lines.append("%-18s %9s %12s %12s %10s %10s %10s %10s %9s" % (
+        "port", "", "rx", "tx", "rx pps", "tx pps", "", "drop pps", "tx_drop"))
     for p, s in sorted(snap["ports"].items()):
         r = rate["ports"].get(p, zero)
-        lines.append("%-18s %9s %12d %12d %10.0f %10.0f %10.0f %9d" % (
-            "%d %s" % (p, s["name"]), "", s["rx"], s["tx"], r["rx"], r["tx"], r["drop"], s["tx_drop"]))
+        lines.append("%-18s %9s %12d %12d %10.0f %10.0f %10s %10.0f %9d" % (
+            "%d %s" % (p, s["name"]), "", s["rx"], s["tx"], r["rx"], r["tx"], "", r["drop"], s["tx_drop"]))
     pool = snap["pool"]
     lines.append("pool: %d of %d packets in use" % (pool["in_use"], pool["size"]))
+    lines.append("DROP pps: the NF returned DROP; full pps: lost at a full ring (NF) or port")
     return "\n".join(lines)
