@@ -157,9 +157,9 @@ def rates(before, after):
     if b.time <= a.time:
         a = type(a)(b.time - 1.0, b.nfs, b.ports, b.pool, b.ring_size)
     out = compute(a, b)
-    dt = after["time"] - before["time"]
+    dt = after.get("time", 0.0) - before.get("time", 0.0)
     for i, r in out["nfs"].items():
-        new, old = after["nfs"].get(i), before["nfs"].get(i)
+        new, old = after.get("nfs", {}).get(i), before.get("nfs", {}).get(i)
         n = _delta(new["actions"]["drop"], old["actions"]["drop"] if old else 0) if new else 0
         r["verdicts_drop"] = n / dt if dt > 0 else 0.0
     return out
