@@ -43,6 +43,21 @@ def load_colour(load):
     return "hsl(%d, 70%%, 62%%)" % round(120 * (1 - load))
 
 
+def count_ticks(top, n=5):
+    """Ticks for an axis of counts (packets/s) from 0 to at least top:
+    (axis maximum, tick values), whole numbers spaced 1, 2 or 5 times a
+    power of ten, at most n + 1 of them, so no tick reads 0.5 (or "500m")."""
+    top = max(float(top), 1.0)
+    power = 1
+    while True:
+        step = next((m * power for m in (1, 2, 5) if m * power * n >= top), None)
+        if step is not None:
+            break
+        power *= 10
+    last = -(-top // step) * step
+    return float(last), [float(v) for v in range(0, int(last) + 1, step)]
+
+
 def fmt_rate(pps):
     """12345.6 -> '12.3k'."""
     for div, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
@@ -183,6 +198,28 @@ def chain_svg(g, rates, width=None):
 
 # ---- the dashboard --------------------------------------------------------------------
 
+def _end_at_last_point(x, y):
+    """Lines for bqplot from one x row and a y row per line, NaN where a line
+    has no value: rows of x per line, where a line that ends before the
+    window does (its NF left) repeats its last point to the end instead of
+    NaN.  bqplot places a line's label at its last point; at NaN that is
+    "translate(489,undefined)", an error in the browser at every update."""
+    import numpy as np
+    if not y.shape[0]:
+        return x, y
+    xs = np.tile(x, (y.shape[0], 1))
+    ys = y.copy()
+    for k in range(ys.shape[0]):
+        finite = np.flatnonzero(np.isfinite(ys[k]))
+        if not finite.size:
+            ys[k] = 0.0
+            continue
+        last = finite[-1]
+        xs[k, last + 1:] = xs[k, last]
+        ys[k, last + 1:] = ys[k, last]
+    return xs, ys
+
+
 def _widgets_under(w, seen=None):
     """Every widget reachable from w through its synced traits (children,
     marks, axes, scales, layouts ...), w included."""
@@ -233,21 +270,26 @@ class Dashboard(W.VBox):
         self._paused = False
         # plot: lines in (solid) and out (dashed), one per NF instance
         self._xs = bq.LinearScale(min=-float(window), max=0.0)
-        self._ys = bq.LinearScale(min=0.0)
+        # Both y axes are counts: a domain and whole-number ticks set at each
+        # update (count_ticks), never left for bqplot to guess ("100m").
+        self._ys = bq.LinearScale(min=0.0, max=1.0)
+        self._yaxis = bq.Axis(scale=self._ys, side="left", label="packets/s",
+                              label_offset="50px", tick_format=".3~s", tick_values=[0.0, 1.0])
         self._in = bq.Lines(x=[], y=[], scales={"x": self._xs, "y": self._ys}, display_legend=True, labels=[])
         self._out = bq.Lines(x=[], y=[], scales={"x": self._xs, "y": self._ys}, line_style="dashed", labels=[])
         self._plot = bq.Figure(
             marks=[self._in, self._out], title="packets/s per NF (solid in, dashed out)", animation_duration=0,
-            axes=[bq.Axis(scale=self._xs, label="seconds"),
-                  bq.Axis(scale=self._ys, side="left", label="packets/s", tick_format=".3s")],
-            legend_location="top-left", fig_margin={"top": 40, "bottom": 40, "left": 60, "right": 10},
+            axes=[bq.Axis(scale=self._xs, label="seconds (0: now)", tick_format="d"), self._yaxis],
+            legend_location="top-left", fig_margin={"top": 40, "bottom": 50, "left": 70, "right": 10},
             layout=W.Layout(width="560px", height="300px"))
         self._bx, self._by = bq.OrdinalScale(), bq.LinearScale(min=0.0, max=1.0)
+        self._byaxis = bq.Axis(scale=self._by, side="left", tick_format=".3~s",
+                               tick_values=[0.0, 1.0])
         self._bars = bq.Bars(x=[], y=[], scales={"x": self._bx, "y": self._by}, colors=["#d62728"])
         self._drops = bq.Figure(
             marks=[self._bars], title="drops/s per NF (its ring full)", animation_duration=0,
-            axes=[bq.Axis(scale=self._bx), bq.Axis(scale=self._by, side="left", tick_format=".3s")],
-            fig_margin={"top": 40, "bottom": 40, "left": 50, "right": 10},
+            axes=[bq.Axis(scale=self._bx), self._byaxis],
+            fig_margin={"top": 40, "bottom": 50, "left": 50, "right": 10},
             layout=W.Layout(width="300px", height="300px"))
         # controls
         self._pause = W.ToggleButton(description="pause", icon="pause", tooltip="freeze the picture")
@@ -421,8 +463,8 @@ class Dashboard(W.VBox):
         self._last = r = points[-1]
         rows = self._rows()
         with contextlib.ExitStack() as hold:
-            for w in (self._in, self._out, self._bars, self._by, self._chain, self._ports, self._table,
-                      self._pool, self._status):
+            for w in (self._in, self._out, self._ys, self._yaxis, self._bars, self._by, self._byaxis, self._chain,
+                      self._ports, self._table, self._pool, self._status):
                 hold.enter_context(w.hold_sync())
             self._draw_lines(points, rows)
             self._draw_drops(r)
@@ -451,17 +493,22 @@ class Dashboard(W.VBox):
             # a line needs two points; and bqplot squeezes a 1 x 1 array to a
             # scalar it then refuses, which stopped the updater for good
             keys, x = [], []
+        top = 0.0
         for mark, field in ((self._in, "rx"), (self._out, "tx")):
-            mark.x = np.array(x, dtype=float)
-            mark.y = np.array(series(field), dtype=float).reshape(len(keys), len(x))
+            xs, ys = _end_at_last_point(np.array(x, dtype=float),
+                                        np.array(series(field), dtype=float).reshape(len(keys), len(x)))
+            mark.x, mark.y = xs, ys
             mark.colors = colours or ["#1f77b4"]
             mark.labels = labels
+            if ys.size and np.isfinite(ys).any():
+                top = max(top, float(np.nanmax(ys)))
+        self._ys.max, self._yaxis.tick_values = count_ticks(1.1 * top)
 
     def _draw_drops(self, r):
         live = sorted(r["nfs"].values(), key=lambda n: (n["service"], n["instance"]))
         self._bars.x = [n["name"] for n in live]
         self._bars.y = [n["drop"] for n in live]
-        self._by.max = max([1.0] + [1.1 * n["drop"] for n in live])
+        self._by.max, self._byaxis.tick_values = count_ticks(max([0.0] + [1.1 * n["drop"] for n in live]))
 
     def _draw_panels(self, r, rows):
         graph = self._graph
@@ -492,8 +539,10 @@ class Dashboard(W.VBox):
             "<style>.onvm-t td,.onvm-t th{padding:1px 8px;text-align:right}</style><table class='onvm-t'>"
             "<tr><th>NF</th><th>svc</th><th>inst</th><th>pid</th><th>kind</th><th>state</th><th>rx</th><th>tx</th>"
             "<th>rx/s</th><th>tx/s</th><th>drop/s</th><th>load</th><th>errors</th></tr>%s</table>" % "".join(body))
-        self._status.value = "<span style='color:#666'>manager %s, t=%.1f s, every %.1f s</span>" % (
-            html.escape(self._mgr.name), r["time"], self._interval)
+        origin = self._rec.origin
+        age = "up %.0f s" % (r["time"] - origin) if origin is not None else "up"
+        self._status.value = "<span style='color:#666'>manager %s %s, updated every %.1f s</span>" % (
+            html.escape(self._mgr.name), age, self._interval)
 
     def _add_toggles(self, rows):
         """A checkbox per NF name, added when the NF first shows up."""

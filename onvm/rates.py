@@ -9,6 +9,7 @@ zero, never as a negative or huge jump.
 mgr.rates(), mgr.history(), the dashboard, `onvm stats --watch` and
 `onvm mgr` all use compute() below."""
 import collections
+import os
 import threading
 import time
 
@@ -70,6 +71,21 @@ def read_sample(cf, timeout=1.0):
     for i, n in nfs.items():
         nfs[i] = n._replace(errors=cf.nf_counters(i).errors)
     return Sample(t / 1e9, nfs, ports, pool, shm.nf_ring_size)
+
+
+def process_started(pid):
+    """When process pid started, in seconds of CLOCK_MONOTONIC (the clock of
+    the manager's samples), or None if /proc does not say.  The kernel
+    gives a start in clock ticks since boot (CLOCK_BOOTTIME, which also
+    counts time suspended), so this goes through the process's age."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rpartition(")")[2].split()
+        boot_now, mono_now = time.clock_gettime(time.CLOCK_BOOTTIME), time.monotonic()
+        age = boot_now - int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+    return mono_now - max(0.0, age)
 
 
 def _delta(new, old):
@@ -137,6 +153,22 @@ class Recorder:
         self.points = collections.deque(maxlen=keep)   # compute() results, oldest first
         self.nfs = collections.OrderedDict()           # (instance, generation) -> row, live and gone
         self.lock = threading.Lock()
+        self._origin = None
+
+    @property
+    def origin(self):
+        """When the manager started (s of its clock, to 1/100 s), so
+        sample.time - origin is its age; the first sample's time if that
+        is not known."""
+        if self._origin is None:
+            cf = self.control
+            pid = cf.shm.mgr_pid if cf is not None and cf.shm is not None else 0
+            started = process_started(pid) if pid > 0 else None
+            if started is None:
+                with self.lock:
+                    return self.samples[0].time if self.samples else None
+            self._origin = started
+        return self._origin
 
     def poll(self):
         """Take a sample if the last is MIN_STEP old.  returns: the newest sample."""

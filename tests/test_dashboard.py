@@ -378,3 +378,61 @@ def test_the_dashboard_draws_the_deployment_and_follows_a_redeploy(mgr):
         assert wait_for(lambda: drawn("screen", "audit"), 10)
     finally:
         dash.close()
+
+
+def test_dashboard_time_is_the_managers_age():
+    """The status line says how long the manager has run, from its process's
+    start: not the machine's uptime (CLOCK_MONOTONIC, what samples carry)."""
+    import re
+    before = time.monotonic()
+    m = onvm.Manager(name="tage%d" % os.getpid())
+    try:
+        started = time.monotonic()
+        dash = m.dashboard(interval=0.2)
+        assert wait_for(lambda: " up " in dash._status.value, timeout=5)
+        assert before - 0.05 <= m._recorder().origin <= started + 0.05
+        time.sleep(1.2)
+        age = float(re.search(r" up (\d+) s", dash._status.value).group(1))
+        assert 1 <= age <= time.monotonic() - before + 1, dash._status.value
+        dash.close()
+    finally:
+        m.stop()
+
+
+def test_count_axes_have_whole_number_ticks():
+    from onvm.dashboard import count_ticks
+    for top in (0, 0.3, 1, 4, 9.9, 11, 99, 250, 1234, 22000, 1.3e6):
+        last, ticks = count_ticks(top)
+        assert last >= top and ticks[0] == 0 and ticks[-1] == last and 2 <= len(ticks) <= 6
+        assert all(t == int(t) for t in ticks), (top, ticks)        # never 0.5 ("500m")
+        steps = {b - a for a, b in zip(ticks, ticks[1:])}
+        assert len(steps) == 1 and str(int(steps.pop())).strip("0") in ("1", "2", "5")
+
+
+def test_a_line_that_ended_keeps_its_last_point_not_nan():
+    """bqplot puts a line's label at its last point; NaN there is an error in
+    the browser at every update (tests/test_dashboard_browser.py sees them)."""
+    import numpy as np
+    from onvm.dashboard import _end_at_last_point
+    nan = float("nan")
+    x = np.array([-3.0, -2.0, -1.0, 0.0])
+    y = np.array([[1.0, 2.0, nan, nan],        # left after -2
+                  [nan, 5.0, 6.0, 7.0],        # came at -2
+                  [nan, nan, nan, nan]])       # no value in the window
+    xs, ys = _end_at_last_point(x, y)
+    assert xs.tolist() == [[-3, -2, -2, -2], [-3, -2, -1, 0], [-3, -2, -1, 0]]
+    assert ys[0].tolist() == [1, 2, 2, 2] and ys[1, 1:].tolist() == [5, 6, 7] and ys[2].tolist() == [0] * 4
+    assert all(np.isfinite(row[-1]) for row in ys)
+
+
+def test_dashboard_axes_are_counts(clean):
+    mgr = clean
+    mgr.launch(onvm.native("generate", rate=RATE, flows=16), service=1, name="gen")
+    mgr.launch(onvm.native("sink"), service=2, name="sink")
+    mgr.set_default_chain([1, 2])
+    dash = mgr.dashboard(interval=0.2)
+    assert wait_for(lambda: dash._ys.max >= RATE, timeout=5)
+    for axis, scale in ((dash._yaxis, dash._ys), (dash._byaxis, dash._by)):
+        assert axis.tick_format == ".3~s" and axis.tick_values[-1] == scale.max
+        assert all(float(t).is_integer() for t in axis.tick_values)
+    assert dash._ys.max < 2 * RATE * 1.1

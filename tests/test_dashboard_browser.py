@@ -32,7 +32,14 @@ def test_dashboard_updates_in_jupyterlab(lab, page):
         SETUP % name,
         "dash = mgr.dashboard()\ndash",
         "import time\ntime.sleep(1)\nprint('quiet cell')",
+        # an NF leaves while its line is in the window (notebook 05 stops fw): its
+        # line ends there; one that comes later starts there
+        "mgr['fw'][1].stop()\ntime.sleep(1.5)\nmgr.launch(onvm.native('forward'), service=2, name='late')\n"
+        "time.sleep(1.5)",
     ])
+    errors = []      # what the browser's console shows in red: bqplot's complaints land there
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
     try:
         lab.open(page, nb)
         lab.run_all(page)
@@ -54,6 +61,9 @@ def test_dashboard_updates_in_jupyterlab(lab, page):
         # the updater wrote nothing into the cell that ran after it
         outputs = lab.cell_texts(page)
         assert outputs[2].strip() == "quiet cell", outputs
+        time.sleep(1.5)         # the updater draws the gone and the late NF a few times
+        shot = lab.screenshot(page, "dashboard")
+        assert not errors, "%d errors in the browser console, first: %s" % (len(errors), errors[:3])
     finally:
         page.close()
         lab.stop()      # the kernel goes, so its manager stops (it watches its parent)
