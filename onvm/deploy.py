@@ -199,45 +199,75 @@ class Deployment:
         return g
 
     def draw(self, ax=None, rates=True):
-        """A matplotlib picture: ports on the sides, NFs as boxes with their
-        replica count, default edges solid, steer edges dashed; edges out of
-        a node with one way out labelled with their packet rate."""
+        """A matplotlib picture: ports as circles on the sides, NFs as boxes
+        (with their replica count), default edges solid and labelled with
+        the packets/s they carry over the last half second ("~": an
+        estimate, where a node's output splits), steer edges dashed.  The
+        figure is sized to the graph; returns the axes."""
         import matplotlib.pyplot as plt
+        from .dashboard import edge_rates, node_rates
         g = self.user_graph
         pos = layout(g, self.plan)
+        xs = [x for x, _ in pos.values()]
+        ys = [y for _, y in pos.values()]
+        # room above and below for the edges that bow around other nodes
+        bows = any(abs(pos[u][0] - pos[v][0]) > 1 for u, v in g.edges())
+        x_lo, x_hi = min(xs) - 0.45, max(xs) + 0.45
+        y_lo, y_hi = min(ys) - (0.75 if bows else 0.5), max(ys) + (0.75 if bows else 0.4)
         if ax is None:
-            _, ax = plt.subplots(figsize=(max(6, 1.8 * len(pos)), 3.2))
-        r = self.rates(0.5) if rates and self.nodes and self.mgr.running else {}
+            fig, ax = plt.subplots(figsize=(1.9 * (x_hi - x_lo), 1.5 * (y_hi - y_lo)))
+            fig.subplots_adjust(0, 0, 1, 1)
+        ax.set_xlim(x_lo, x_hi)
+        ax.set_ylim(y_lo, y_hi)
+        ax.axis("off")
+        # what each default edge carries: the dashboard's arithmetic over
+        # the graph of default edges (a steer edge's share is not counted)
+        carried = {}
+        if rates and self.nodes and self.mgr.running:
+            flow = nx.DiGraph([(u, v) for u, v, a in g.edges(data=True) if not a.get("steer")])
+            for n in flow.nodes:
+                if n in self.nodes:
+                    flow.nodes[n]["service"] = self.nodes[n].service
+            carried = edge_rates(flow, node_rates(flow, self.mgr.rates(0.5)))
+        to_data = ax.transData.inverted()
         for u, v, a in g.edges(data=True):
             (x0, y0), (x1, y1) = pos[u], pos[v]
-            # edges that pass over other nodes bow out of their way
-            # (default edges above, steer edges below)
+            steer = a.get("steer")
+            # an edge passing over other nodes bows out of their way
+            # (default edges above, steer edges below); a pair of opposite
+            # edges bows apart so both labels are readable
             up = 1 if x1 < x0 else -1
-            rad = (0.08 if abs(x1 - x0) <= 1 else 0.3) * (-up if a.get("steer") else up)
+            rad = (0.08 if abs(x1 - x0) <= 1 else 0.3) * (-up if steer else up)
+            if g.has_edge(v, u) and abs(x1 - x0) <= 1:
+                rad = 0.22      # arc3 bends to its left: the two go either side
             ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
-                        arrowprops=dict(arrowstyle="-|>", lw=1.4, shrinkA=22, shrinkB=22,
-                                        linestyle="--" if a.get("steer") else "-",
+                        arrowprops=dict(arrowstyle="-|>", lw=1.4, shrinkA=24, shrinkB=24,
+                                        linestyle="--" if steer else "-",
                                         connectionstyle="arc3,rad=%s" % rad,
-                                        color="#888" if a.get("steer") else "#333"))
-            if u in r and not a.get("steer") and len([1 for _, _, b in g.out_edges(u, data=True)
-                                                      if not b.get("steer")]) == 1:
-                ax.text((x0 + x1) / 2, (y0 + y1) / 2 + 0.12, "%s pps" % _si(r[u][1]), ha="center",
-                        fontsize=8, color="#1f5fa8")
+                                        color="#888" if steer else "#333"))
+            if (u, v) not in carried:
+                continue
+            # the middle of matplotlib's arc3 curve, which it bends in display space
+            (d0, e0), (d1, e1) = ax.transData.transform([(x0, y0), (x1, y1)])
+            mx, my = (d0 + d1) / 2 + rad * (e1 - e0) / 2, (e0 + e1) / 2 - rad * (d1 - d0) / 2
+            lx, ly = to_data.transform((mx, my))
+            pps, exact = carried[(u, v)]
+            ax.text(lx, ly, "%s%s pps" % ("" if exact else "~", _si(pps)), ha="center", va="center",
+                    fontsize=9, color="#1f5fa8", bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none"))
         for node, (x, y) in pos.items():
             if isinstance(node, G.Port):
-                ax.text(x, y, "port %d" % node.index, ha="center", va="center", fontsize=9,
-                        bbox=dict(boxstyle="circle,pad=0.4", fc="#e8e8e8", ec="#555"))
+                ax.text(x, y, "port %d" % node.index, ha="center", va="center", fontsize=10,
+                        bbox=dict(boxstyle="circle,pad=0.35", fc="#e8e8e8", ec="#555"))
             else:
                 n = self.nodes.get(node)
                 count = len(n.instances) if n else g.nodes[node].get("replicas", 1)
-                label = node + ("\nx%d" % count if count > 1 else "")
-                ax.text(x, y, label, ha="center", va="center", fontsize=10,
-                        bbox=dict(boxstyle="round,pad=0.5", fc="#dbe9f7", ec="#1f5fa8"))
-        xs = [x for x, _ in pos.values()]
-        ys = [y for _, y in pos.values()]
-        ax.set_xlim(min(xs) - 0.7, max(xs) + 0.7)
-        ax.set_ylim(min(ys) - 0.8, max(ys) + 0.8)
-        ax.axis("off")
+                label = str(node) + ("\nx%d" % count if count > 1 else "")
+                ax.text(x, y, label, ha="center", va="center", fontsize=11,
+                        bbox=dict(boxstyle="round,pad=0.6", fc="#dbe9f7", ec="#1f5fa8"))
+        legend = "solid: a path, with packets/s" if carried else "solid: a path"
+        if any(a.get("steer") for _, _, a in g.edges(data=True)):
+            legend += "; dashed: the NF may steer there (ToPort / ToService)"
+        ax.text(x_lo + 0.05, y_lo + 0.05, legend, ha="left", va="bottom", fontsize=8, color="#666")
         return ax
 
     def save(self, path):
@@ -252,7 +282,7 @@ class Deployment:
         with matplotlib.rc_context({"backend": "agg"}):
             ax = self.draw()
             buf = io.BytesIO()
-            ax.figure.savefig(buf, format="png", bbox_inches="tight", dpi=90)
+            ax.figure.savefig(buf, format="png", dpi=90)
             plt.close(ax.figure)
         return buf.getvalue()
 
