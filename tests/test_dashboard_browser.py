@@ -69,3 +69,37 @@ def test_dashboard_updates_in_jupyterlab(lab, page):
         lab.stop()      # the kernel goes, so its manager stops (it watches its parent)
         assert wait_for(lambda: running_manager_pid(name) is None, timeout=30, step=0.2), \
             "manager %s outlived its kernel" % name
+
+
+def test_notebook_05_in_jupyterlab_leaves_the_console_clean(lab, page):
+    """Notebook 05 as a student runs it (its last cell, which closes the
+    dashboard, left out so the picture stays): no error in the browser's
+    console, the manager's age in the status line, whole-number ticks.
+    Screenshot: tests/artifacts/notebook05.png."""
+    import json
+    import re
+    here = os.path.dirname(os.path.abspath(__file__))
+    with open(os.path.join(here, "..", "notebooks", "05-live-dashboard.ipynb")) as f:
+        cells = [c for c in json.load(f)["cells"] if c["cell_type"] == "code"]
+    assert "mgr.stop()" in "".join(cells[-1]["source"])
+    nb = lab.write_notebook("nb05.ipynb", ["".join(c["source"]) for c in cells[:-1]])
+    errors = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        lab.open(page, nb)
+        lab.run_all(page)
+        lab.wait_cells_done(page, timeout=120)
+        assert not [c for c in lab.code_cells(page) if c["error"]], lab.code_cells(page)
+        time.sleep(1.5)
+        lab.screenshot(page, "notebook05")
+        status = _text(page, "onvm-status")
+        age = int(re.search(r" up (\d+) s", status).group(1))
+        assert age < 300, status                 # seconds since this notebook started its manager
+        ticks = page.evaluate("() => Array.from(document.querySelectorAll('.onvm-drop-plot .tick text, "
+                              ".onvm-rate-plot .tick text')).map(t => t.textContent)")
+        assert ticks and not [t for t in ticks if re.search(r"\d[mµu]$|\.\d", t)], ticks
+        assert not errors, "%d errors in the browser console, first: %s" % (len(errors), errors[:3])
+    finally:
+        page.close()
+        lab.stop()
