@@ -409,15 +409,16 @@ class Dashboard(W.VBox):
         if r is None:
             return "<Dashboard %s: no rates yet>" % self._mgr.name
         lines = ["onvm dashboard: manager %s, %.1f s interval" % (self._mgr.name, r["interval"]),
-                 "%-18s %4s %5s %10s %10s %10s %6s  %s" % ("NF", "svc", "inst", "rx pps", "tx pps", "drop pps",
-                                                           "load", "state")]
+                 "%-18s %4s %5s %10s %10s %10s %10s %6s  %s" % ("NF", "svc", "inst", "rx pps", "tx pps", "DROP pps",
+                                                                "full pps", "load", "state")]
         for row in self._rows():
-            lines.append("%-18s %4d %5d %10.0f %10.0f %10.0f %5.0f%%  %s" % (
-                row["name"][:18], row["service"], row["instance"], row["rx"], row["tx"], row["drop"],
-                100 * row["load"], row["state"]))
+            lines.append("%-18s %4d %5d %10.0f %10.0f %10.0f %10.0f %5.0f%%  %s" % (
+                row["name"][:18], row["service"], row["instance"], row["rx"], row["tx"], row["verdicts_drop"],
+                row["drop"], 100 * row["load"], row["state"]))
         for p, s in sorted(r["ports"].items()):
-            lines.append("port %-13s %10s %10.0f %10.0f %10.0f" % ("%d %s" % (p, s["name"][:10]), "", s["rx"],
-                                                                  s["tx"], s["drop"]))
+            lines.append("port %-13s %10s %10.0f %10.0f %10s %10.0f" % ("%d %s" % (p, s["name"][:10]), "", s["rx"],
+                                                                       s["tx"], "", s["drop"]))
+        lines.append("DROP pps: the NF returned DROP; full pps: lost at a full ring (NF) or port")
         lines.append("pool: %d of %d packets in use" % (r["pool"]["in_use"], r["pool"]["size"]))
         return "\n".join(lines)
 
@@ -530,15 +531,19 @@ class Dashboard(W.VBox):
             gone = is_gone(row["state"]) or row["state"] == "dead"
             style = " style='color:#999;text-decoration:line-through'" if gone else ""
             body.append("<tr%s><td>%s</td><td>%d</td><td>%d</td><td>%s</td><td>%s</td><td>%s</td><td>%d</td>"
-                        "<td>%d</td><td>%s</td><td>%s</td><td>%s</td><td>%.0f%%</td><td>%d</td></tr>" % (
+                        "<td>%d</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%.0f%%</td><td>%d</td></tr>" % (
                             style, html.escape(row["name"]), row["service"], row["instance"], row["pid"],
                             html.escape(row["kind"]), html.escape(row["state"]), row["rx_packets"],
-                            row["tx_packets"], fmt_rate(row["rx"]), fmt_rate(row["tx"]), fmt_rate(row["drop"]),
+                            row["tx_packets"], fmt_rate(row["rx"]), fmt_rate(row["tx"]),
+                            fmt_rate(row["verdicts_drop"]), fmt_rate(row["drop"]),
                             100 * row["load"], row["errors"]))
         self._table.value = (
             "<style>.onvm-t td,.onvm-t th{padding:1px 8px;text-align:right}</style><table class='onvm-t'>"
             "<tr><th>NF</th><th>svc</th><th>inst</th><th>pid</th><th>kind</th><th>state</th><th>rx</th><th>tx</th>"
-            "<th>rx/s</th><th>tx/s</th><th>drop/s</th><th>load</th><th>errors</th></tr>%s</table>" % "".join(body))
+            "<th>rx/s</th><th>tx/s</th><th title='packets the NF returned DROP for'>DROP/s</th>"
+            "<th title='packets lost because its ring was full'>full/s</th><th>load</th><th>errors</th></tr>%s</table>"
+            "<div style='color:#666;font-size:90%%'>DROP/s: the NF returned DROP; full/s: lost at its full ring</div>"
+            % "".join(body))
         origin = self._rec.origin
         age = "up %.0f s" % (r["time"] - origin) if origin is not None else "up"
         self._status.value = "<span style='color:#666'>manager %s %s, updated every %.1f s</span>" % (

@@ -15,10 +15,14 @@ import time
 
 from ._core import ffi, lib
 from .errors import OnvmError
-from .stats import NF_STATES
+from .stats import ACTION_NAMES, NF_STATES
 
+_DROP = ACTION_NAMES.index("drop")
+
+# drop: lost at the NF's full ring (the manager's sample); verdicts_drop: packets
+# the NF returned DROP for (its own stats file, read right after the sample)
 NFSample = collections.namedtuple(
-    "NFSample", "generation rx tx drop queued name kind service pid state errors")
+    "NFSample", "generation rx tx drop queued name kind service pid state errors verdicts_drop", defaults=(0,))
 PortSample = collections.namedtuple("PortSample", "rx tx drop queued name")
 
 
@@ -67,9 +71,10 @@ def read_sample(cf, timeout=1.0):
                 break
         if time.monotonic() > deadline:
             raise OnvmError("manager %r keeps rewriting its samples; is it stuck in a tick?" % cf.name)
-    # errors: a plain count from the NF's own file, not part of any rate
+    # from the NF's own file: errors (a plain count) and its DROP verdicts
     for i, n in nfs.items():
-        nfs[i] = n._replace(errors=cf.nf_counters(i).errors)
+        c = cf.nf_counters(i)
+        nfs[i] = n._replace(errors=c.errors, verdicts_drop=c.act[_DROP])
     return Sample(t / 1e9, nfs, ports, pool, shm.nf_ring_size)
 
 
@@ -97,9 +102,10 @@ def _delta(new, old):
 def compute(a, b):
     """Rates between samples a and b (b newer): {"time": b's time (s),
     "interval": s, "nfs": {instance: {name, kind, service, instance, pid,
-    generation, state, errors, rx, tx, drop (packets/s), rx_packets,
-    tx_packets, drop_packets (the counters), queued, load (queued / ring
-    size)}}, "ports": {p: {name, rx, tx, drop, the counters, queued}},
+    generation, state, errors, rx, tx, drop (packets/s lost at its full
+    ring), verdicts_drop (packets/s it returned DROP for), rx_packets,
+    tx_packets, drop_packets, verdicts_drop_packets (the counters), queued,
+    load (queued / ring size)}}, "ports": {p: {name, rx, tx, drop, the counters, queued}},
     "pool": {size, in_use, use}}.  An NF whose generation changed (or that
     is new) is rated from zero over the whole interval: an underestimate
     for that one interval, never a spike.
@@ -115,7 +121,7 @@ def compute(a, b):
             old = None
         r = {"name": n.name, "kind": n.kind, "service": n.service, "instance": i, "pid": n.pid,
              "generation": n.generation, "state": n.state, "errors": n.errors}
-        for f in ("rx", "tx", "drop"):
+        for f in ("rx", "tx", "drop", "verdicts_drop"):
             r[f] = _delta(getattr(n, f), getattr(old, f) if old else 0) / dt
             r[f + "_packets"] = getattr(n, f)
         r["queued"] = n.queued
@@ -201,7 +207,7 @@ class Recorder:
             self.nfs[key] = dict(r)
         for key, row in self.nfs.items():
             if key not in live and not is_gone(row["state"]):
-                row.update(rx=0.0, tx=0.0, drop=0.0, queued=0, load=0.0)
+                row.update(rx=0.0, tx=0.0, drop=0.0, verdicts_drop=0.0, queued=0, load=0.0)
                 # None: its process is not reaped yet; asked again next time
                 row["state"] = self.exit_state(row["pid"]) or "leaving"
         extra = len(self.nfs) - 4 * lib.ONVM_MAX_NFS      # forget the oldest gone ones

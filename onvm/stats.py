@@ -148,21 +148,12 @@ def _rx_cost(ts):
 
 def rates(before, after):
     """Rates between two snapshots, from the samples the manager took with
-    them (onvm.rates.compute); all zero if no tick came in between.  Each
-    NF's rates also get "verdicts_drop": packets/s its function returned
-    DROP for, over the readers' interval (the samples carry only ring-full
-    drops, as "drop")."""
-    from .rates import _delta, compute
+    them (onvm.rates.compute); all zero if no tick came in between."""
+    from .rates import compute
     a, b = before["sample"], after["sample"]
     if b.time <= a.time:
         a = type(a)(b.time - 1.0, b.nfs, b.ports, b.pool, b.ring_size)
-    out = compute(a, b)
-    dt = after.get("time", 0.0) - before.get("time", 0.0)
-    for i, r in out["nfs"].items():
-        new, old = after.get("nfs", {}).get(i), before.get("nfs", {}).get(i)
-        n = _delta(new["actions"]["drop"], old["actions"]["drop"] if old else 0) if new else 0
-        r["verdicts_drop"] = n / dt if dt > 0 else 0.0
-    return out
+    return compute(a, b)
 
 
 def format_table(snap, rate=None):

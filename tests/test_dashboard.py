@@ -436,3 +436,25 @@ def test_dashboard_axes_are_counts(clean):
         assert axis.tick_format == ".3~s" and axis.tick_values[-1] == scale.max
         assert all(float(t).is_integer() for t in axis.tick_values)
     assert dash._ys.max < 2 * RATE * 1.1
+
+
+def test_an_nfs_drop_verdicts_are_rated_apart_from_ring_full_drops(clean):
+    """An NF that drops by its verdict shows it (DROP pps), not 0 beside a
+    ring-full column: what the demo's and the dashboard's tables print."""
+    mgr = clean
+    mgr.launch(onvm.native("generate", rate=RATE, flows=16), service=1, name="gen")
+    dropper = mgr.launch(onvm.native("drop"), service=2, name="dropper")
+    mgr.set_default_chain([1, 2])
+    r = mgr.rates(interval=1.0)["nfs"][dropper.instance]
+    assert 0.7 * RATE < r["verdicts_drop"] < 1.3 * RATE, r
+    assert r["drop"] < 0.05 * RATE, r                   # its ring keeps up: the drops are its verdicts
+    assert 0 < r["verdicts_drop_packets"] <= dropper.stats()["actions"]["drop"]
+    dash = mgr.dashboard(interval=0.2)
+    assert wait_for(lambda: "dropper" in dash.text(), timeout=5)
+    time.sleep(0.5)
+    row = next(ln for ln in dash.text().splitlines() if ln.startswith("dropper"))
+    header = dash.text().splitlines()[1]
+    assert "DROP pps" in header and "full pps" in header
+    drop_pps = float(row.split()[5])            # NF svc inst rx tx DROP full load state
+    assert 0.7 * RATE < drop_pps < 1.3 * RATE, row
+    assert "DROP/s" in dash._table.value and "full/s" in dash._table.value
