@@ -205,7 +205,7 @@ def test_an_nf_is_refused_with_a_counted_reason(mgr):
     @onvm.nf
     def asker(pkt):
         try:
-            onvm.flows.add(onvm.Match.of(pkt), [onvm.ToService(200), onvm.ToPort(0), onvm.ToPort(1)])
+            onvm.flows.add(onvm.Match.of(pkt), [onvm.ToPort(0), onvm.ToPort(1)])
         except onvm.OnvmError:
             return onvm.DROP                         # refused: a port must end the chain
         return onvm.NEXT

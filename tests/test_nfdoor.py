@@ -74,6 +74,11 @@ def test_malformed_nf_requests_get_errors_and_change_nothing(mgr):
     assert still_works(mgr)
 
 
+def ticket(mgr, name, service=1, flow_miss=False):
+    """A launch ticket, as Manager.launch asks the owner's socket for one."""
+    return mgr._request({"op": "nf_ticket", "service": service, "name": name, "flow_miss": flow_miss})["ticket"]
+
+
 def in_child(mgr, requests):
     """Send NF requests from a short-lived child process, as an NF would,
     and return its replies; the child then exits."""
@@ -92,7 +97,8 @@ def in_child(mgr, requests):
 
 
 def test_a_registration_without_ready_is_reclaimed_when_its_process_exits(mgr):
-    (reply,) = in_child(mgr, [{"op": "register", "name": "half", "kind": "python", "service": 1}])
+    (reply,) = in_child(mgr, [{"op": "register", "name": "half", "kind": "python", "service": 1,
+                               "ticket": ticket(mgr, "half")}])
     assert reply["ok"] and reply["slot"] >= 0
     # the process is gone (its pidfd says so): the claimed slot goes back
     assert wait_for(lambda: mgr.control.shm.nfs[reply["slot"]].state == 0, 5)
@@ -113,7 +119,7 @@ def test_a_stalled_nf_connection_does_not_stall_the_manager(mgr):
 
 
 def test_double_register_on_one_connection_is_refused(mgr):
-    req = {"op": "register", "name": "twice", "kind": "python", "service": 1}
+    req = {"op": "register", "name": "twice", "kind": "python", "service": 1, "ticket": ticket(mgr, "twice")}
     first, second = in_child(mgr, [req, req])
     assert first["ok"]
     assert second["ok"] is False and "registered already" in second["error"]
