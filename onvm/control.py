@@ -400,6 +400,9 @@ class ControlServer:
 
     def _expire(self):
         now = time.monotonic()
+        for lst in self.listeners:
+            if lst.paused:
+                self._evict(lst)      # a silent one goes: _close takes the listener back
         for c in self.connections:
             if c.reply_deadline is not None and now > c.reply_deadline:
                 self.log("dropped %r: it did not take its reply within %g s" % (c, REPLY_TIMEOUT))
