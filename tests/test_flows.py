@@ -290,7 +290,7 @@ def test_rules_in_bulk_all_or_none(mgr):
 
 # ---- what an NF may ask for (issue 18, item 2) -----------------------------------------
 
-def door_asker(requests, name="evil"):
+def door_asker(requests, name="evil", deployed=False):
     """An NF whose code, once registered, sends `requests` raw on its own
     nf.sock connection (as hostile code in an NF could), prints the replies
     (its log: a container NF has no other way out), then forwards whatever
@@ -303,7 +303,11 @@ def door_asker(requests, name="evil"):
             import json
             from onvm import context, protocol
             from onvm._core import ffi, lib
+            import time
             replies = []
+            deadline = time.monotonic() + 20
+            while deployed and not context.control_file().service_names() and time.monotonic() < deadline:
+                time.sleep(0.05)      # deployed: ask once the graph is published
             for req in requests:
                 protocol.send(context.door, req)
                 replies.append(protocol.recv(context.door))
@@ -449,3 +453,31 @@ def test_the_miss_handler_is_a_role_the_operator_grants(mgr):
     # the others: misses, through the handler (NEXT), then the default path's firewall
     assert wait_for(lambda: fw.stats()["rx"] == 3, 5)
     assert granted.stats()["rx"] == 3 and len(mgr.capture(1, count=None, timeout=0.3)) == 0
+
+
+def test_a_graph_names_its_miss_handler(mgr):
+    lib = onvm._core.lib
+    udp9 = Match(proto="udp", dport=9).wire()
+    g = nx.DiGraph()
+    g.add_node("fw", nf=firewall())
+    g.add_node("decider", nf=door_asker([
+        {"op": "flow_miss", "on": True},
+        {"op": "flow_add", "match": udp9, "chain": [[lib.ONVM_TO_PORT, 0]], "priority": 0},   # no such edge
+        {"op": "flow_add", "match": udp9, "chain": [[lib.ONVM_TO_PORT, 1]], "priority": 0},
+    ], "decider", deployed=True), flow_miss=True)
+    g.add_edge(Port(0), "fw")
+    g.add_edge("fw", Port(1))
+    g.add_edge("decider", Port(1), steer=True)
+    dep = mgr.deploy(g)
+    assert mgr.control.tables().flow_miss == dep.services()["decider"]
+    took, no_edge, ok = replies_of(dep["decider"][0])
+    assert took["ok"] and "may not hand packets to port 0" in no_edge["error"] and ok["ok"]
+    assert mgr.inject([udp(7, 9, **X)] * 5) == 5
+    assert len(mgr.capture(1, count=5, timeout=5)) == 5
+    g.nodes["fw"]["flow_miss"] = True
+    with pytest.raises(onvm.ChainError, match="one miss handler"):
+        mgr.deploy(g)
+    g.nodes["decider"]["flow_miss"] = False
+    g.nodes["fw"]["flow_miss"] = False
+    mgr.deploy(g)                     # the graph no longer names one: misses take the default path
+    assert mgr.control.tables().flow_miss == 0
