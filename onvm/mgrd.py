@@ -31,7 +31,8 @@ INJECT_MAX = 8192        # packets in one inject request; Manager.inject splits
 CAPTURE_BATCH = 4096     # packets in one capture reply; Manager.capture loops
 CAPTURE_BYTES = 1 << 20  # and packet bytes (base64 makes it 4/3 of that, < MAX_REPLY)
 PKT_MIN, PKT_MAX = 14, 2048
-OWNER_CONNS = 128        # open connections on onvm.sock; one process holds at most half
+OWNER_CONNS = 128        # open connections on onvm.sock (beyond: a silent one goes for a new one)
+OWNER_PER_PROCESS = 100  # of them one process may hold
 
 
 def hugepage_problem(mb):
@@ -210,7 +211,7 @@ class ManagerDaemon:
         self.door = NFDoor(name, self.server, self.flows.nf_ops())
         # The owner's socket last (Manager.start waits for it), served first.
         self.server.listen(self.sock_path, dict(self.ops(), **self.door.owner_ops()), one_shot=True, priority=True,
-                           max_conns=OWNER_CONNS, max_per_peer=OWNER_CONNS // 2)
+                           max_conns=OWNER_CONNS, max_per_peer=OWNER_PER_PROCESS)
 
     def add_port(self, spec, kind, devargs):
         """Add one port; a tap port with @NS is made and started inside that
