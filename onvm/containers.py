@@ -53,7 +53,8 @@ LAB_PACKAGES = ["jupyterlab", "ipywidgets", "nbval"]   # what onvm/lab adds (doc
 # The code an NF runs: an image must carry the same, or its NFs would speak
 # another protocol or see another shared layout.
 RUNTIME_FILES = ("core/*.c", "core/*.h", "nfrun.py", "nfdoor.py", "protocol.py", "packet.py", "context.py",
-                 "paths.py", "errors.py", "manager.py", "_build.py")
+                 "paths.py", "errors.py", "manager.py", "_build.py", "control.py", "stats.py", "flows.py",
+                 "sdn/*.py")
 
 
 def source_id():
@@ -223,9 +224,13 @@ def mounts(manager):
     return m
 
 
-def container_config(manager, nf_name, ref, command, limits, stdin):
-    """Arguments for the Docker SDK's create_container and host config."""
+def container_config(manager, nf_name, ref, command, limits, stdin, ticket=None):
+    """Arguments for the Docker SDK's create_container and host config.
+    ticket: the launch's one registration on nf.sock (onvm.nfdoor)."""
     env = {"ONVM_IMAGE": ref, "ONVM_DPDK_LOG": os.environ.get("ONVM_DPDK_LOG", "error")}
+    if ticket is not None:
+        from .nfdoor import TICKET_ENV
+        env[TICKET_ENV] = ticket
     x = paths.xdg_runtime_dir()
     if x is not None:
         env["XDG_RUNTIME_DIR"] = x   # DPDK finds the runtime dir (mounted at the same path) through it
@@ -259,13 +264,13 @@ class ContainerProcess:
     send_signal, kill), so Manager and NF treat it as they treat a process.
     Its output goes to log_path as it comes."""
 
-    def __init__(self, client, manager, nf_name, ref, command, limits, log_path, stdin_data=None):
+    def __init__(self, client, manager, nf_name, ref, command, limits, log_path, stdin_data=None, ticket=None):
         self.client = client
         self.api = client.api
         self.returncode = None
         self.pid = None
         self._pidfd = None
-        config, host = container_config(manager, nf_name, ref, command, limits, stdin_data is not None)
+        config, host = container_config(manager, nf_name, ref, command, limits, stdin_data is not None, ticket)
         config["host_config"] = self.api.create_host_config(**host)
         self.id = self.api.create_container(**config)["Id"]
         self.name = config["name"]
@@ -361,7 +366,7 @@ class ContainerProcess:
             pass
 
 
-def spawn(manager, spec, service, nf_name, limits, log_path, code=None, staged=False):
+def spawn(manager, spec, service, nf_name, limits, log_path, code=None, staged=False, ticket=None):
     """Start one container NF for manager (see Manager.launch).
     returns: a ContainerProcess.  raises: OnvmError/ValueError naming the
     fix; nothing is left behind."""
@@ -385,7 +390,7 @@ def spawn(manager, spec, service, nf_name, limits, log_path, code=None, staged=F
             command += ["--native", target, "--args", ""]
     else:
         command += ["--python"]
-    return ContainerProcess(client, manager, nf_name, ref, command, limits, log_path, code)
+    return ContainerProcess(client, manager, nf_name, ref, command, limits, log_path, code, ticket)
 
 
 class Labelled:

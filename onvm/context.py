@@ -22,15 +22,21 @@ door = None      # the NF's connection to the manager's nf.sock (onvm.flows.add)
 _names = {"updates": None, "map": {}, "control": None}
 
 
+def control_file():
+    """The manager's control file, read-only: the one it sent the NF over
+    nf.sock (nfrun keeps it), else opened by the manager's name."""
+    if _names["control"] is None:
+        from .stats import ControlFile
+        _names["control"] = ControlFile(manager)
+    return _names["control"]
+
+
 def service_of(name):
     """The service ID of a deployed graph's node, from the names the manager
     published with its tables (re-read when the tables change); 0 if none."""
     if manager is None:
         raise ValueError("ToService(%r): node names resolve inside a deployed NF" % (name,))
-    if _names["control"] is None:
-        from .stats import ControlFile
-        _names["control"] = ControlFile(manager)
-    cf = _names["control"]
+    cf = control_file()
     updates = cf.shm.table_updates
     if updates != _names["updates"]:
         _names["map"] = {n: s for s, n in cf.service_names().items()}

@@ -17,7 +17,14 @@ closed.  Only the owner's uid and root may connect (SO_PEERCRED).
 
 A listener is either one-shot (one request, one reply, close: the notebook's
 socket) or long-lived (a peer such as an NF keeps its connection, makes
-several requests, and on_close(conn) runs when it goes away)."""
+several requests, and on_close(conn) runs when it goes away).
+
+No client can make another wait: each peer process (by pid) holds at most
+max_per_peer connections to a socket; a long-lived connection that has not
+identified itself (its handler clears conn.idle_deadline) within
+idle_timeout is closed; a one-shot socket at max_conns closes its oldest
+connection that has sent nothing for EVICT_AFTER to take a new one; and a
+priority listener (the owner's socket) is served first in every poll."""
 import base64
 import binascii
 import json
@@ -37,6 +44,7 @@ REPLY_TIMEOUT = 5.0      # and its reply be taken within this
 POLL_BUDGET = 0.005      # poll() stops serving after this long, so ticks stay regular
 RECV_CHUNK = 256 << 10
 DEFER = object()         # a handler's "I will answer later with conn.send()"
+EVICT_AFTER = 0.5        # a full one-shot socket drops a connection silent this long for a new one
 
 
 # ---- validators: f(value, field) -> checked value, or ValueError naming field -----
@@ -188,19 +196,23 @@ def decode(body):
 class Listener:
     """One listening socket and what it serves (made by ControlServer.listen)."""
 
-    def __init__(self, sock, path, ops, one_shot, on_close, max_request, max_conns, want_pidfd, allowed_uids):
+    def __init__(self, sock, path, ops, one_shot, on_close, max_request, max_conns, want_pidfd, allowed_uids,
+                 max_per_peer, idle_timeout, priority):
         self.sock, self.path, self.ops = sock, path, ops
         self.one_shot, self.on_close = one_shot, on_close
         self.max_request, self.max_conns = max_request, max_conns
         self.want_pidfd, self.allowed_uids = want_pidfd, allowed_uids
+        self.max_per_peer, self.idle_timeout, self.priority = max_per_peer, idle_timeout, priority
         self.conns = set()
+        self.per_peer = {}       # pid -> open connections
         self.paused = False      # at max_conns: new clients wait in the backlog
 
 
 class Connection:
     """A client.  Handlers see: uid, gid, pid (the peer's, from SO_PEERCRED),
     pidfd (with want_pidfd, else None), listener, data (a dict for the
-    handler's own state), send(obj) and close()."""
+    handler's own state), idle_deadline (a handler sets it to None once the
+    peer has identified itself), send(obj) and close()."""
 
     def __init__(self, server, listener, sock, uid, gid, pid):
         self.server, self.listener, self.sock = server, listener, sock
@@ -212,8 +224,10 @@ class Connection:
         self.closing = False     # close once outbuf is sent
         self.closed = False
         self.served = 0
-        self.request_deadline = time.monotonic() + REQUEST_TIMEOUT if listener.one_shot else None
+        self.opened = time.monotonic()
+        self.request_deadline = self.opened + REQUEST_TIMEOUT if listener.one_shot else None
         self.reply_deadline = None
+        self.idle_deadline = self.opened + listener.idle_timeout if listener.idle_timeout else None
 
     def send(self, obj, fds=()):
         """Queue a message for the peer (a reply, or a notice on a long-lived
@@ -274,7 +288,8 @@ class ControlServer:
         self.log = log or (lambda msg: print("onvm control: %s" % msg, file=sys.stderr, flush=True))
 
     def listen(self, path, ops, one_shot=True, on_close=None, max_request=protocol.MAX_REQUEST,
-               max_conns=64, want_pidfd=False, allowed_uids=None):
+               max_conns=64, want_pidfd=False, allowed_uids=None, max_per_peer=16, idle_timeout=None,
+               priority=False):
         """Serve ops on a new Unix socket at path (mode 0600).
 
         param ops: {name: (schema, handler)}; handler(conn, args) -> a dict,
@@ -286,6 +301,10 @@ class ControlServer:
         param max_conns: open connections at most; more wait to be accepted
         param want_pidfd: give each connection a pidfd of its peer
         param allowed_uids: uids that may connect (default: ours and root)
+        param max_per_peer: open connections one peer process may hold
+        param idle_timeout: seconds a long-lived connection may stay before
+            its handler clears conn.idle_deadline (None: forever)
+        param priority: served before the other listeners in each poll
         returns: the Listener"""
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -302,7 +321,8 @@ class ControlServer:
             raise
         if allowed_uids is None:
             allowed_uids = {os.geteuid(), 0}
-        lst = Listener(sock, path, ops, one_shot, on_close, max_request, max_conns, want_pidfd, set(allowed_uids))
+        lst = Listener(sock, path, ops, one_shot, on_close, max_request, max_conns, want_pidfd, set(allowed_uids),
+                       max_per_peer, idle_timeout, priority)
         self.listeners.append(lst)
         self.sel.register(sock, selectors.EVENT_READ, lst)
         return lst
@@ -333,6 +353,8 @@ class ControlServer:
             events = self.sel.select(timeout)
         except InterruptedError:
             events = []
+        # the owner's socket first: its requests never wait behind others'
+        events.sort(key=lambda e: not getattr(getattr(e[0].data, "listener", e[0].data), "priority", False))
         for key, mask in events:
             if time.monotonic() - start > POLL_BUDGET:
                 break    # the rest stay ready for the next poll
@@ -372,11 +394,15 @@ class ControlServer:
     # ---- internals ---------------------------------------------------------------
 
     def _next_deadline(self):
-        ds = [d for c in self.connections for d in (c.request_deadline, c.reply_deadline) if d is not None]
+        ds = [d for c in self.connections for d in (c.request_deadline, c.reply_deadline, c.idle_deadline)
+              if d is not None]
         return min(ds) if ds else None
 
     def _expire(self):
         now = time.monotonic()
+        for lst in self.listeners:
+            if lst.paused:
+                self._evict(lst)      # a silent one goes: _close takes the listener back
         for c in self.connections:
             if c.reply_deadline is not None and now > c.reply_deadline:
                 self.log("dropped %r: it did not take its reply within %g s" % (c, REPLY_TIMEOUT))
@@ -384,10 +410,13 @@ class ControlServer:
             elif c.request_deadline is not None and now > c.request_deadline:
                 self.log("dropped %r: no whole request within %g s" % (c, REQUEST_TIMEOUT))
                 self._close(c)
+            elif c.idle_deadline is not None and now > c.idle_deadline:
+                self.log("dropped %r: it did not identify itself within %g s" % (c, c.listener.idle_timeout))
+                self._close(c)
 
     def _accept(self, lst):
         for _ in range(16):    # a few per poll, so a flood cannot starve the tick
-            if len(lst.conns) >= lst.max_conns:
+            if len(lst.conns) >= lst.max_conns and not self._evict(lst):
                 if not lst.paused:    # resumed by _close
                     self.sel.unregister(lst.sock)
                     lst.paused = True
@@ -405,21 +434,41 @@ class ControlServer:
             except OSError:
                 sock.close()
                 continue
+            error = None
             if uid not in lst.allowed_uids:
-                msg = protocol.encode({"ok": False, "error": "uid %d may not use this socket; only the "
-                                       "manager's owner (uid %d) and root may" % (uid, os.geteuid())})
+                error = ("uid %d may not use this socket; only the manager's owner (uid %d) and root may"
+                         % (uid, os.geteuid()))
+            elif lst.per_peer.get(pid, 0) >= lst.max_per_peer:
+                error = ("pid %d has %d connections to this socket open already (at most %d per process)"
+                         % (pid, lst.per_peer[pid], lst.max_per_peer))
+            if error:
                 try:
-                    sock.send(msg, socket.MSG_NOSIGNAL)
+                    sock.send(protocol.encode({"ok": False, "error": error}), socket.MSG_NOSIGNAL)
                 except OSError:
                     pass
                 sock.close()
-                self.log("refused pid %d: uid %d" % (pid, uid))
+                self.log("refused pid %d: %s" % (pid, error))
                 continue
             c = Connection(self, lst, sock, uid, gid, pid)
+            lst.per_peer[pid] = lst.per_peer.get(pid, 0) + 1
             if lst.want_pidfd:
                 c.pidfd = peer_pidfd(sock, pid)
             lst.conns.add(c)
             self.sel.register(sock, selectors.EVENT_READ, c)
+
+    def _evict(self, lst):
+        """Room on a full one-shot socket: close its oldest connection that
+        has sent nothing for EVICT_AFTER.  returns: True if one went."""
+        if not lst.one_shot:
+            return False
+        now = time.monotonic()
+        idle = [c for c in lst.conns if not c.served and not c.inbuf and now - c.opened >= EVICT_AFTER]
+        if not idle:
+            return False
+        c = min(idle, key=lambda c: c.opened)
+        self.log("dropped %r: silent for %.1f s while others waited" % (c, now - c.opened))
+        self._close(c)
+        return True
 
     def _interest(self, c):
         if c.closed:
@@ -525,6 +574,11 @@ class ControlServer:
         c.closed = True
         lst = c.listener
         lst.conns.discard(c)
+        left = lst.per_peer.get(c.pid, 1) - 1
+        if left > 0:
+            lst.per_peer[c.pid] = left
+        else:
+            lst.per_peer.pop(c.pid, None)
         try:
             self.sel.unregister(c.sock)
         except (KeyError, ValueError):

@@ -124,7 +124,8 @@ class Deployment:
         if spec["container"]:
             from .containers import check_limits
             limits = check_limits(True)
-        return self.mgr._launch_named(spec["nf"], service, names, timeout, staged=True, limits=limits)
+        return self.mgr._launch_named(spec["nf"], service, names, timeout, staged=True, limits=limits,
+                                      flow_miss=spec["flow_miss"])
 
     def _publish(self, plan, services, keep, emptied):
         paths = []
@@ -140,6 +141,11 @@ class Deployment:
         members += [[s, []] for s in emptied]
         self.mgr._request({"op": "apply", "paths": paths, "steer": steer,
                            "names": [[services[n], n] for n in plan.nodes], "members": members})
+        # The miss handler is the operator's to name: a node's flow_miss=True.
+        miss = [services[n] for n, a in plan.nodes.items() if a["flow_miss"]]
+        had = self.plan is not None and any(a["flow_miss"] for a in self.plan.nodes.values())
+        if miss or had:
+            self.mgr._request({"op": "flow_config", "miss_service": miss[0] if miss else 0})
 
     @staticmethod
     def _verdict(hop, services):

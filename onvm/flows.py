@@ -6,7 +6,14 @@
     mgr.flows.remove(rule)
 
 Inside an NF, `onvm.flows.add(onvm.Match.of(pkt), [...])` asks the manager
-for a rule for the packet in hand.
+for a rule for the packet in hand.  An NF's rule stands for its own verdict
+on the flow, and may do no more than its verdicts could (docs/design.md,
+"Rules from NFs"): the manager installs the operator's hops up to the NF,
+then the NF's chain, whose first hop must be one the NF may steer to; it
+covers only packets entering ports whose path passes the NF (or every port
+for the miss handler, a role only the operator grants); its priority is at
+most the operator's ceiling (Manager(nf_max_priority=...), 0 by default);
+and it never wins over an operator's rule that matches the same packets.
 
 A Match with every field given in full (src and dst without a prefix,
 proto, and for TCP/UDP/SCTP both ports) is an exact rule, kept in DPDK's
@@ -32,6 +39,7 @@ PROTOS = {"icmp": 1, "tcp": 6, "udp": 17, "sctp": 132}
 PROTO_NAMES = {v: k for k, v in PROTOS.items()}
 PORTED = (6, 17, 132)
 NF_QUOTA = 1024           # rules one NF may hold at a time
+NF_MAX_PRIORITY = 0       # the highest priority of an NF's rule, unless the operator sets another
 LIST_PAGE = 4096          # rules in one flow_list reply (replies stay below 4 MiB)
 BULK = 2048               # rules in one flow_add_many request (requests stay below 2 MiB)
 NF_EVENTS = 4096          # removal notices kept for an NF that has not asked yet
@@ -360,16 +368,29 @@ def add(match, chain, priority=0, idle_timeout=0, hard_timeout=0):
     from . import context, nfdoor
     if context.door is None:
         raise ValueError("onvm.flows.add() works inside an NF; from a notebook use mgr.flows.add()")
-    from .stats import ControlFile
-    if context._names["control"] is None:
-        context._names["control"] = ControlFile(context.manager)
-    cf = context._names["control"]
+    cf = context.control_file()       # sent over nf.sock: a container NF has no path to it
     names = {n: s for s, n in cf.service_names().items()}
     req = request(match, chain, names, cf.shm.nb_ports, priority, idle_timeout, hard_timeout)
     return nfdoor.call(context.door, req)["rule"]["id"]
 
 
 # ---- the manager's side --------------------------------------------------------------
+
+def overlap(a, b):
+    """Could one packet match both wire matches a and b?"""
+    for f in ("src", "dst"):
+        (x, lx), (y, ly) = a[f], b[f]
+        n = min(lx, ly)
+        if n and (x ^ y) >> (32 - n):
+            return False
+    if a["proto"] >= 0 and b["proto"] >= 0 and a["proto"] != b["proto"]:
+        return False
+    return all(a[f][0] <= b[f][1] and b[f][0] <= a[f][1] for f in ("sport", "dport"))
+
+
+def _hops(c):
+    return [(c.entries[i].action, c.entries[i].destination) for i in range(c.length)]
+
 
 def _wire_match(v, field):
     port_range = Tuple(Int(0, 65535), Int(0, 65535))
@@ -384,8 +405,10 @@ class FlowDirector:
     """The flow table's control side, in the manager process: the ops of
     onvm.sock (the notebook) and nf.sock (NFs, with a quota), and expiry."""
 
-    def __init__(self, check, nb_ports, shm=None):
+    def __init__(self, check, nb_ports, shm=None, nf_max_priority=NF_MAX_PRIORITY):
         self.check = check
+        self.nb_ports = nb_ports
+        self.nf_max_priority = nf_max_priority
         # the control file (the miss service, an NF's service), through a getter: a
         # reference held here would keep the manager from unmapping it at shutdown
         self.shm = shm
@@ -398,6 +421,8 @@ class FlowDirector:
         self.timed = {}           # ids of rules with a timeout, in the order added
         self.scan = []            # the ids the current expiry pass has still to check
         self.held = {}            # NF slot -> rules it holds (its quota)
+        self.nf_rules = set()     # ids of rules NFs hold, and of the operator's wildcard rules:
+        self.op_wild = set()      # checked against each other so that the operator's always win
         self.nb_exact = 0
         self.probe = ffi.new("struct onvm_flow_counters *")
         entry = Tuple(Int(lib.ONVM_TO_SERVICE, lib.ONVM_TO_PORT), Int(0, 0xffff))
@@ -416,9 +441,10 @@ class FlowDirector:
                 "flow_config": ({"miss_service": Int(0, lib.ONVM_MAX_SERVICES - 1)}, self.op_config)}
 
     def nf_ops(self):
-        """An NF's flow ops: rules for itself (at most NF_QUOTA at a time),
-        removing them, the removals of its rules (expired or removed by
-        anyone) since it last asked, and becoming the miss handler."""
+        """An NF's flow ops: rules for traffic that reaches it (at most
+        NF_QUOTA at a time, see authorize), removing them, the removals of
+        its rules (expired or removed by anyone) since it last asked, and
+        taking the miss-handler role if the operator granted it."""
         return {"flow_add": (self.schema, self.op_nf_add),
                 "flow_remove": ({"id": Int(0, lib.ONVM_FLOW_MAX_RULES - 1)}, self.op_nf_remove),
                 "flow_events": ({}, lambda conn, a: {"events": self.events.pop(conn.data.get("slot"), [])}),
@@ -432,17 +458,26 @@ class FlowDirector:
 
     def op_nf_miss(self, conn, a):
         """The NF's service gets flow-table misses (on), or no longer does
-        (off, only if it still is the miss service)."""
+        (off, only if it still is the miss service).  "on" only for an NF
+        the operator made miss handler: launched with flow_miss=True (its
+        launch ticket says so), or of the service the operator set
+        (mgr.flows.set_miss_handler, a graph node's flow_miss=True)."""
         slot = conn.data.get("slot")
         if slot is None:
             raise ValueError("register before asking for misses")
         shm = self.shm()
         service = shm.nfs[slot].service
+        current = shm.tables[shm.active & 1].flow_miss
         if a["on"]:
-            self.check(lib.onvm_mgr_flow_config(-1, service))
-        elif shm.tables[shm.active & 1].flow_miss == service:
+            if not conn.data.get("flow_miss") and current != service:
+                self.refuse("miss", "NF %s may not take flow-table misses: that role is the operator's to grant "
+                            "(mgr.launch(..., flow_miss=True), a graph node's flow_miss=True, or "
+                            "mgr.flows.set_miss_handler)" % conn.data.get("name"))
+            if current != service:
+                self.check(lib.onvm_mgr_flow_config(-1, service))
+        elif current == service:
             self.check(lib.onvm_mgr_flow_config(-1, 0))
-        return {"service": service}
+        return {"service": service, "max_priority": self.nf_max_priority}
 
     def check_rule(self, v, field):
         if not isinstance(v, dict):
@@ -477,12 +512,94 @@ class FlowDirector:
         held = self.held.get(slot, 0)
         if held >= NF_QUOTA:
             self.refuse("quota", "NF %s holds %d rules already (the quota); let some expire" % (name, held))
+        a = self.authorize(name, slot, a)
         try:
             return self.add(a, name, slot)
         except OnvmError as e:
-            self.refuse("invalid", str(e))
+            self.refuse("invalid", "NF %s: %s" % (name, e))
+
+    def authorize(self, name, slot, a):
+        """What an NF may ask for: its rule stands for its own verdict on
+        the flow, so it gets no power its verdicts lack.  returns: the rule
+        to install (the operator's hops up to the NF, then the NF's chain;
+        the ports it covers); refuses (counted by reason) otherwise.
+
+        - priority: at most nf_max_priority (the operator's ceiling);
+        - reach: the miss handler's rules cover every port (every miss comes
+          to it first).  Another NF's cover the ingress ports whose path
+          passes it, and only if the hops before it are the same on all of
+          them (a rule has one chain), which the rule keeps;
+        - chain: its first hop is one the NF may steer to (checked in
+          flow_dir.c against the NF's steer rules: a graph's edges out of
+          it), each later hop one the hop before may; with a default chain
+          (no graph) its services must follow the NF on the chain, in order;
+        - the operator's rules win: refused if an operator's wildcard rule
+          matching some of the same packets would lose to it (any, against
+          an exact rule; a lower priority, against a wildcard one)."""
+        if a["priority"] > self.nf_max_priority:
+            self.refuse("priority", "NF %s asked for priority %d; rules from NFs have at most %d (the operator's "
+                        "ceiling, Manager(nf_max_priority=...))" % (name, a["priority"], self.nf_max_priority))
+        shm = self.shm()
+        t = shm.tables[shm.active & 1]
+        service = shm.nfs[slot].service
+        chain = [list(h) for h in a["chain"]]
+        if t.flow_miss == service:
+            prefix, ports = [], list(range(self.nb_ports))
+        else:
+            ports, prefixes, after = [], set(), None
+            for p in range(self.nb_ports):
+                path = _hops(t.paths[p])
+                at = [i for i, h in enumerate(path) if h == (lib.ONVM_TO_SERVICE, service)]
+                if at:
+                    ports.append(p)
+                    prefixes.add(tuple(path[:at[0]]))
+                    after = path[at[0] + 1:] if after is None else after
+            if not ports:
+                self.refuse("unreached", "NF %s (service %d) is on no port's path and is not the miss handler: no "
+                            "traffic reaches it, so it may ask for no rule" % (name, service))
+            if len(prefixes) > 1:
+                self.refuse("unreached", "NF %s (service %d) is reached through different hops from ports %s; a "
+                            "rule has one chain, so it would skip some of them" % (name, service, ports))
+            prefix = [list(h) for h in prefixes.pop()]
+            if t.steer[service].any:
+                later = iter(d for k, d in after if k == lib.ONVM_TO_SERVICE)
+                wanted = [d for k, d in chain if k == lib.ONVM_TO_SERVICE]
+                if not all(d in later for d in wanted):
+                    self.refuse("chain", "NF %s: a rule's services must follow it on the default chain, in order "
+                                "(after it: %s); got %s" % (name, [d for k, d in after if k == lib.ONVM_TO_SERVICE]
+                                                            or "none", wanted))
+        if len(prefix) + len(chain) > lib.ONVM_MAX_CHAIN:
+            self.refuse("chain", "NF %s: its chain after the %d hops before it has at most %d entries"
+                        % (name, len(prefix), lib.ONVM_MAX_CHAIN - len(prefix)))
+        exact = Match.from_wire(a["match"]).exact
+        for rid in self.op_wild:
+            r = self.rules[rid]
+            if (exact or r["priority"] < a["priority"]) and overlap(r["match"], a["match"]):
+                self.refuse("operator", "NF %s: the operator's rule %d (%r, priority %d) matches some of these "
+                            "packets, and the operator's rules win" % (name, rid, Match.from_wire(r["match"]),
+                                                                       r["priority"]))
+        return dict(a, chain=prefix + chain, decided_at=len(prefix), in_ports=sum(1 << p for p in ports))
+
+    def yield_to(self, a):
+        """Before the operator's rule a goes in: remove the NFs' rules that
+        would win over it where both match (an exact rule of the same flow,
+        or one an exact or not lower wildcard rule)."""
+        if not self.nf_rules:
+            return
+        exact = Match.from_wire(a["match"]).exact
+        for rid in list(self.nf_rules):
+            r = self.rules[rid]
+            if exact:
+                beats = r["exact"] and r["match"] == a["match"]
+            else:
+                beats = (r["exact"] or r["priority"] >= a["priority"]) and overlap(r["match"], a["match"])
+            if beats:
+                self.remove(rid, "delete")
+                self.counts["removed"] += 1
 
     def add(self, a, installer, slot=lib.ONVM_OWNER_MGR):
+        if slot == lib.ONVM_OWNER_MGR:
+            self.yield_to(a)
         m = a["match"]
         spec = ffi.new("struct onvm_flow_spec *")
         spec.src, spec.src_len = m["src"]
@@ -493,6 +610,8 @@ class FlowDirector:
         spec.dport_lo, spec.dport_hi = m["dport"]
         spec.priority = a["priority"]
         spec.installer = slot
+        spec.decided_at = a.get("decided_at", 0)
+        spec.in_ports = a.get("in_ports", 0)
         spec.chain.length = len(a["chain"])
         for i, (action, dest) in enumerate(a["chain"]):
             spec.chain.entries[i].action = action
@@ -508,6 +627,9 @@ class FlowDirector:
             self.timed[rid] = None
         if slot != lib.ONVM_OWNER_MGR:
             self.held[slot] = self.held.get(slot, 0) + 1
+            self.nf_rules.add(rid)
+        elif not exact:
+            self.op_wild.add(rid)
         self.counts["added"] += 1
         return {"rule": self.describe(rid, now)}
 
@@ -530,6 +652,8 @@ class FlowDirector:
         r = self.rules.pop(rid)
         self.nb_exact -= r["exact"]
         self.timed.pop(rid, None)
+        self.nf_rules.discard(rid)
+        self.op_wild.discard(rid)
         if r["slot"] != lib.ONVM_OWNER_MGR:
             self.held[r["slot"]] -= 1
             ev = self.events.setdefault(r["slot"], [])

@@ -12,8 +12,9 @@ A graph describes a deployment; `mgr.deploy(g)` makes it real:
     dep = mgr.deploy(g)
 
 Nodes are onvm.Port(n) or NF nodes named by strings, with `nf=` (an
-@onvm.nf function, onvm.native(...)), `replicas=` (1..32) and any attributes
-of your own.  Default edges (no `steer`) make one path per ingress port: a
+@onvm.nf function, onvm.native(...)), `replicas=` (1..32), `flow_miss=True`
+(at most one node: the flow table's miss handler, see onvm.flows) and any
+attributes of your own.  Default edges (no `steer`) make one path per ingress port: a
 packet that entered port p follows p's path, NF after NF, to a port.  Steer
 edges are the other places an NF may send packets (ToService("name") or
 ToPort(n)).  Everything is checked before anything starts; a refused graph
@@ -35,7 +36,7 @@ import networkx as nx
 from ._core import lib
 from .errors import ChainError, OnvmError
 
-NODE_ATTRS = ("nf", "replicas", "container")
+NODE_ATTRS = ("nf", "replicas", "container", "flow_miss")
 EDGE_ATTRS = ("steer", "path")
 # attributes a running deployment writes into dep.graph: accepted back, not checked
 LIVE_ATTRS = ("service", "instances", "rx", "tx", "dropped", "rx_pps", "tx_pps", "pps", "packets")
@@ -142,7 +143,14 @@ def check(g, nb_ports):
         container = attrs.get("container", False)
         if not isinstance(container, bool):
             raise ChainError("node %r: container must be True or False, got %r" % (node, container))
-        nodes[node] = {"nf": nf, "replicas": replicas, "container": container}
+        flow_miss = attrs.get("flow_miss", False)
+        if not isinstance(flow_miss, bool):
+            raise ChainError("node %r: flow_miss must be True or False, got %r" % (node, flow_miss))
+        nodes[node] = {"nf": nf, "replicas": replicas, "container": container, "flow_miss": flow_miss}
+    misses = [n for n, a in nodes.items() if a["flow_miss"]]
+    if len(misses) > 1:
+        raise ChainError("nodes %s: flow_miss=True is the one miss handler; give it to one node"
+                         % " and ".join(repr(n) for n in misses))
     if not nodes:
         raise ChainError("the graph has no NF node")
     for u, v, attrs in g.edges(data=True):

@@ -14,6 +14,7 @@ from . import paths, protocol
 from ._core import lib
 from .errors import ChainError, OnvmError
 from .packet import ToPort, ToService
+from .nfdoor import TICKET_ENV
 from .ports import parse_port
 from .stats import ControlFile
 from .traffic import Filter, PortRings, Tap, dissect_all
@@ -183,11 +184,14 @@ class Manager:
     param max_nfs: NF slots (1..128); each costs a 4096-packet ring
     param ring_mb: MiB of each ring port's inject ring and capture ring (a
         power of two): what a capture nobody reads holds before it counts
-        capture_drop (32 MiB: 400,000 64-byte or 22,000 1500-byte packets)"""
+        capture_drop (32 MiB: 400,000 64-byte or 22,000 1500-byte packets)
+    param nf_max_priority: the highest priority a flow rule from an NF
+        (onvm.flows.add, the SDN NF) may have, 0..65534; 0 by default, and
+        the operator's own rules win over NFs' anyway (see onvm.flows)"""
 
     def __init__(self, name=None, ports=("ring", "ring"), hugepage_mb=256, mbufs=16383, busy_poll=False,
                  rx_threads=1, tx_threads=1, max_nfs=lib.ONVM_MAX_NFS, start=True, ring_mb=32,
-                 flow_lookup="cached"):
+                 flow_lookup="cached", nf_max_priority=0):
         self.name = paths.check_name(paths.new_name() if name is None else name)
         if isinstance(ports, str):
             ports = [ports]
@@ -220,6 +224,11 @@ class Manager:
             raise ValueError("flow_lookup is \"cached\" (the RX hash) or \"naive\" (rehash per lookup), got %r"
                              % (flow_lookup,))
         self.flow_lookup = flow_lookup
+        if isinstance(nf_max_priority, bool) or not isinstance(nf_max_priority, int) or \
+                not 0 <= nf_max_priority <= lib.ONVM_FLOW_MAX_PRIORITY:
+            raise ValueError("nf_max_priority must be an int in 0..%d, got %r"
+                             % (lib.ONVM_FLOW_MAX_PRIORITY, nf_max_priority))
+        self.nf_max_priority = nf_max_priority
         self.process = None
         self.control = None
         self.owned = True
@@ -266,7 +275,7 @@ class Manager:
                 cmd.append("--busy-poll")
             cmd += ["--rx-threads", str(self.rx_threads), "--tx-threads", str(self.tx_threads),
                     "--max-nfs", str(self.max_nfs), "--ring-mb", str(self.ring_mb), "--flow-lookup",
-                    self.flow_lookup]
+                    self.flow_lookup, "--nf-max-priority", str(self.nf_max_priority)]
             with paths.open_log(self.log_path) as log:
                 self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                                 env=_child_env(), start_new_session=True, pass_fds=(lock.fd,))
@@ -383,13 +392,17 @@ class Manager:
 
     # ---- NFs ------------------------------------------------------------------
 
-    def launch(self, nf, service=None, replicas=1, name=None, timeout=60, container=False):
+    def launch(self, nf, service=None, replicas=1, name=None, timeout=60, container=False, flow_miss=None):
         """Start an NF (an @onvm.nf function, onvm.native(...) or
         onvm.image(...)) as `replicas` processes with one service ID.
 
         param container: True (or limits: {"memory": "512m", "cpus": 0.5,
             "pids": 64}) runs each replica in its own Docker container
             (onvm.containers); an onvm.image(...) always runs in one
+        param flow_miss: True makes it the flow table's miss handler (it
+            gets the packets no rule matches, and may ask for rules for
+            them); a role only the operator grants.  None: what the NF asks
+            for (onvm.sdn.nf() does)
         returns: the NF, or a list of NFs when replicas > 1
         raises: ValueError for bad arguments, OnvmError if it cannot start"""
         from .containers import ImageNF, check_limits
@@ -420,10 +433,16 @@ class Manager:
         for nm in names:
             if any(n.name == nm and n.alive for n in self.launched):
                 raise ValueError("an NF named %r is already running; pass name=..." % nm)
-        started = self._launch_named(spec, service, names, timeout, limits=limits)
+        if flow_miss is None:
+            flow_miss = bool(getattr(spec, "flow_miss", False))
+        elif not isinstance(flow_miss, bool):
+            raise ValueError("flow_miss must be True or False, got %r" % (flow_miss,))
+        started = self._launch_named(spec, service, names, timeout, limits=limits, flow_miss=flow_miss)
+        if flow_miss:
+            self.flows.set_miss_handler(service)
         return started[0] if replicas == 1 else started
 
-    def _launch_named(self, spec, service, names, timeout, staged=False, limits=None):
+    def _launch_named(self, spec, service, names, timeout, staged=False, limits=None, flow_miss=False):
         """Start one NF process per name and wait until each has registered;
         if one fails, stop them all.  staged: in no service until a
         deployment puts them there (see onvm.deploy).  limits: in containers
@@ -434,7 +453,7 @@ class Manager:
         deadline = time.monotonic() + timeout
         try:
             for nm in names:
-                started.append(self._spawn(spec, service, nm, staged, limits))
+                started.append(self._spawn(spec, service, nm, staged, limits, flow_miss))
                 if limits is None:
                     # Replica r registers before r+1 (about 0.15 s each), so
                     # mark.0 gets a lower instance than mark.1: tables and the
@@ -466,11 +485,13 @@ class Manager:
             self.deployment = Deployment(self)
         return self.deployment.apply(g, timeout)
 
-    def _spawn(self, spec, service, name, staged=False, limits=None):
+    def _spawn(self, spec, service, name, staged=False, limits=None, flow_miss=False):
         logdir = paths.log_dir(self.name)
+        # This launch's one registration (onvm.nfdoor): the NF presents it on nf.sock.
+        ticket = self._request({"op": "nf_ticket", "service": service, "name": name, "flow_miss": flow_miss})["ticket"]
         if limits is not None:
             return self._spawn_container(spec, service, name, limits, os.path.join(logdir, "nf-%s.log" % name),
-                                         staged)
+                                         staged, ticket)
         cmd = [sys.executable, "-m", "onvm.nfrun", "--manager", self.name, "--service", str(service),
                "--name", name] + (["--staged"] if staged else [])
         code = None
@@ -482,10 +503,12 @@ class Manager:
             code = cloudpickle.dumps(NFSpec(spec.fn, service, spec.batch, name))
             cmd += ["--python"]
         log_path = os.path.join(logdir, "nf-%s.log" % name)
+        env = _child_env()
+        env[TICKET_ENV] = ticket         # the environment: readable by our uid only, unlike argv
         with paths.open_log(log_path) as log:
             p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                  stdin=subprocess.DEVNULL if code is None else subprocess.PIPE,
-                                 env=_child_env(), start_new_session=True)
+                                 env=env, start_new_session=True)
         if code is not None:
             try:
                 p.stdin.write(code)     # nfrun reads it all before anything else
@@ -498,7 +521,7 @@ class Manager:
                     pass
         return NF(self, name, service, p, log_path)
 
-    def _spawn_container(self, spec, service, name, limits, log_path, staged=False):
+    def _spawn_container(self, spec, service, name, limits, log_path, staged=False, ticket=None):
         """The container path of _spawn: the same nfrun in onvm/nf (or the
         NF's image), its code on stdin as for a process."""
         from . import containers
@@ -506,7 +529,7 @@ class Manager:
         if isinstance(spec, NFSpec):
             code = containers.pickle_nf(NFSpec(spec.fn, service, spec.batch, name))
         return NF(self, name, service, containers.spawn(self.name, spec, service, name, limits, log_path, code,
-                                                        staged), log_path)
+                                                        staged, ticket), log_path)
 
     def _wait_registered(self, nfs, timeout, staged=False):
         """Wait until each NF is running and (unless staged) routable: in its

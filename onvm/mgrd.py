@@ -17,7 +17,7 @@ from .nfdoor import NFDoor
 from ._core import ffi, lib
 from .control import Bytes, ControlServer, Int, ListOf, Optional, Str, Tuple
 from .errors import OnvmError
-from .flows import FlowDirector
+from .flows import NF_MAX_PRIORITY, FlowDirector
 from .ports import NETNS_DIR, parse_port, tap_place
 from .stats import ControlFile, format_table, rates
 from .traffic import Doorbell, Ring, ring_path, traffic_path
@@ -31,6 +31,8 @@ INJECT_MAX = 8192        # packets in one inject request; Manager.inject splits
 CAPTURE_BATCH = 4096     # packets in one capture reply; Manager.capture loops
 CAPTURE_BYTES = 1 << 20  # and packet bytes (base64 makes it 4/3 of that, < MAX_REPLY)
 PKT_MIN, PKT_MAX = 14, 2048
+OWNER_CONNS = 128        # open connections on onvm.sock (beyond: a silent one goes for a new one)
+OWNER_PER_PROCESS = 100  # of them one process may hold
 
 
 def hugepage_problem(mb):
@@ -140,7 +142,7 @@ def take_name(name, lock_fd=None):
 class ManagerDaemon:
     def __init__(self, name, ports, mbufs, hugepage_mb, cpus, parent_pid=None, show_stats=False,
                  busy_poll=False, rx_threads=1, tx_threads=1, max_nfs=128, lock=None, ring_mb=RING_MB,
-                 flow_lookup="cached"):
+                 flow_lookup="cached", nf_max_priority=NF_MAX_PRIORITY):
         self.name = name
         self.parent_pid = parent_pid
         self.show_stats = show_stats
@@ -204,10 +206,12 @@ class ManagerDaemon:
         self.shm = ffi.from_buffer("struct onvm_shm *", self._map)
         self.ring_ports = [p for p in range(len(specs)) if specs[p][0] == lib.ONVM_PORT_RING]
         self.sock_path = paths.sock_path(name)
-        self.flows = FlowDirector(self.check, self.shm.nb_ports, lambda: self.shm)
+        self.flows = FlowDirector(self.check, self.shm.nb_ports, lambda: self.shm, nf_max_priority)
         self.server = ControlServer(log=lambda msg: print("onvm manager: %s" % msg, file=sys.stderr, flush=True))
-        self.server.listen(self.sock_path, self.ops(), one_shot=True)
         self.door = NFDoor(name, self.server, self.flows.nf_ops())
+        # The owner's socket last (Manager.start waits for it), served first.
+        self.server.listen(self.sock_path, dict(self.ops(), **self.door.owner_ops()), one_shot=True, priority=True,
+                           max_conns=OWNER_CONNS, max_per_peer=OWNER_PER_PROCESS)
 
     def add_port(self, spec, kind, devargs):
         """Add one port; a tap port with @NS is made and started inside that
@@ -503,7 +507,7 @@ class ManagerDaemon:
 
 def run(name, ports=("ring", "ring"), mbufs=16383, hugepage_mb=256, cpus=None, parent_pid=None,
         show_stats=False, busy_poll=False, rx_threads=1, tx_threads=1, max_nfs=128, lock_fd=None,
-        ring_mb=RING_MB, flow_lookup="cached"):
+        ring_mb=RING_MB, flow_lookup="cached", nf_max_priority=NF_MAX_PRIORITY):
     """Run a manager in this process until SIGTERM/SIGINT or a shutdown request."""
     if cpus is None:
         cpus = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
@@ -514,7 +518,7 @@ def run(name, ports=("ring", "ring"), mbufs=16383, hugepage_mb=256, cpus=None, p
         return 2
     try:
         d = ManagerDaemon(name, ports, mbufs, hugepage_mb, cpus, parent_pid, show_stats, busy_poll,
-                          rx_threads, tx_threads, max_nfs, lock, ring_mb, flow_lookup)
+                          rx_threads, tx_threads, max_nfs, lock, ring_mb, flow_lookup, nf_max_priority)
     except (OnvmError, ValueError) as e:
         remove_leftovers(name, lock)      # we own the name: leave nothing of it behind
         print("onvm manager: %s" % e, file=sys.stderr, flush=True)
@@ -542,10 +546,13 @@ def main(argv=None):
     ap.add_argument("--max-nfs", type=int, default=128)
     ap.add_argument("--ring-mb", type=int, default=RING_MB, help="each ring port's inject and capture ring")
     ap.add_argument("--flow-lookup", choices=("cached", "naive"), default="cached")
+    ap.add_argument("--nf-max-priority", type=int, default=NF_MAX_PRIORITY,
+                    help="the highest priority of a flow rule an NF asks for")
     ap.add_argument("--lock-fd", type=int, help="an fd holding the name lock (from Manager.start)")
     a = ap.parse_args(argv)
     return run(a.name, a.ports or ["ring", "ring"], a.mbufs, a.hugepage_mb, a.cpus, a.parent, a.stats,
-               a.busy_poll, a.rx_threads, a.tx_threads, a.max_nfs, a.lock_fd, a.ring_mb, a.flow_lookup)
+               a.busy_poll, a.rx_threads, a.tx_threads, a.max_nfs, a.lock_fd, a.ring_mb, a.flow_lookup,
+               a.nf_max_priority)
 
 
 if __name__ == "__main__":

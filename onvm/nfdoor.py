@@ -1,5 +1,17 @@
 """The manager's NF door: the socket (nf.sock) where NF processes register.
 
+Every launch the manager's owner makes gets a launch ticket first (the
+"nf_ticket" op on the owner's socket, onvm.sock): a random one-time token
+that names the NF's service and name and what the operator grants it (the
+flow-miss role).  The launcher hands it to the NF process in its
+environment (ONVM_NF_TICKET; readable only by the owner's uid), and the NF
+presents it in "register".  So there is one registration per launch: an NF
+(a container NF sees only nf.sock) cannot register more slots, another
+service, or grant itself a role.  One process holds one slot; a connection
+that has not registered within REGISTER_WITHIN is closed; a registered NF
+whose connection closes while its process lives on is killed after
+ORPHAN_GRACE, so its slot is freed.
+
 An NF connects, asks for a slot ("register"), joins DPDK as a secondary,
 says it is ready ("ready") and keeps the connection open for its whole life;
 "leave" (or the connection closing) takes it out of service.  The manager
@@ -11,8 +23,10 @@ or touch another NF's slot.  The socket is served by the same non-blocking
 ControlServer as the management socket (onvm/control.py)."""
 import os
 import re
+import secrets
 import signal
 import socket
+import sys
 import time
 
 from . import paths, protocol
@@ -22,6 +36,12 @@ from .errors import OnvmError
 
 MAX_REQUEST = 4096          # an NF request is a few short fields
 LEAVE_WAIT = 5.0            # the longest "leave" waits for the grace period
+REGISTER_WITHIN = 5.0       # a connection must register within this, or it is closed
+ORPHAN_GRACE = 5.0          # an NF whose connection closed must exit within this, or it is killed
+TICKET_TTL = 600.0          # a launch ticket not used within this expires
+MAX_TICKETS = 4 * 128       # tickets outstanding at most (the oldest go first)
+PER_PROCESS = 2             # nf.sock connections one process may hold (an NF needs one)
+TICKET_ENV = "ONVM_NF_TICKET"
 
 
 def _matching(regex, what):
@@ -36,6 +56,7 @@ def _matching(regex, what):
 
 NAME = _matching(r"[A-Za-z0-9_.-]{1,31}", "1..31 letters, digits, '.', '-' or '_'")
 KIND = _matching(r"[A-Za-z0-9_.:-]{1,23}", "1..23 letters, digits or ._:-")
+TICKET = _matching(r"[0-9a-f]{32}", "the 32 hex digits of a launch ticket")
 
 
 class NFDoor:
@@ -48,15 +69,33 @@ class NFDoor:
         self.procs = {}          # pidfd -> conn, while the NF's process may live
         self.retry = {}          # slot -> "leave" / "dead" that the tables refused for now
         self.leaving = []        # (conn, deadline): "leave" answered once out of service
+        self.orphans = []        # (conn, deadline): registered, connection closed, process not yet gone
+        self.tickets = {}        # token -> {"service", "name", "flow_miss", "expires"}, oldest first
         ops = {
             "register": ({"name": NAME, "kind": KIND, "service": Int(1, lib.ONVM_MAX_SERVICES - 1),
-                          "staged": Optional(Bool(), False)}, self.op_register),
+                          "staged": Optional(Bool(), False), "ticket": Optional(TICKET)}, self.op_register),
             "ready": ({}, self.op_ready),
             "leave": ({}, self.op_leave),
             **(extra_ops or {}),     # the flow director's "flow_add" (onvm/flows.py)
         }
         server.listen(paths.nf_sock_path(name), ops, one_shot=False, on_close=self.on_close,
-                      max_request=MAX_REQUEST, max_conns=4 * lib.ONVM_MAX_NFS, want_pidfd=True)
+                      max_request=MAX_REQUEST, max_conns=4 * lib.ONVM_MAX_NFS, want_pidfd=True,
+                      max_per_peer=PER_PROCESS, idle_timeout=REGISTER_WITHIN)
+
+    def owner_ops(self):
+        """The owner's ops on onvm.sock: a launch ticket for one NF."""
+        return {"nf_ticket": ({"service": Int(1, lib.ONVM_MAX_SERVICES - 1), "name": NAME,
+                               "flow_miss": Optional(Bool(), False)}, self.op_ticket)}
+
+    def op_ticket(self, conn, args):
+        now = time.monotonic()
+        for token in [t for t, v in self.tickets.items() if v["expires"] < now][:64]:
+            del self.tickets[token]
+        while len(self.tickets) >= MAX_TICKETS:
+            del self.tickets[next(iter(self.tickets))]
+        token = secrets.token_hex(16)
+        self.tickets[token] = dict(args, expires=now + TICKET_TTL)
+        return {"ticket": token}
 
     # ---- requests ----------------------------------------------------------------
 
@@ -65,12 +104,27 @@ class NFDoor:
             raise ValueError("this connection has registered already (slot %d)" % conn.data["slot"])
         if conn.pidfd is None:
             raise OnvmError("cannot watch the NF's process (no pidfd); it has gone?")
+        mine = [c for c in self.procs.values() if c.pid == conn.pid and not c.data.get("dead")]
+        if mine:
+            raise OnvmError("process %d holds NF slot %d already; one registration per NF process"
+                            % (conn.pid, mine[0].data["slot"]))
+        ticket = self.tickets.get(args["ticket"]) if args["ticket"] else None
+        if ticket is None or ticket["expires"] < time.monotonic():
+            raise OnvmError("register needs the launch ticket of this NF's launch (%s in its environment, "
+                            "given by Manager.launch, mgr.deploy or `onvm nf`); %s"
+                            % (TICKET_ENV, "this one is unknown, used or expired" if args["ticket"] else "none given"))
+        if (ticket["service"], ticket["name"]) != (args["service"], args["name"]):
+            raise OnvmError("this launch ticket is for NF %s of service %d, not %s of service %d"
+                            % (ticket["name"], ticket["service"], args["name"], args["service"]))
         slot = lib.onvm_mgr_nf_claim(args["name"].encode(), args["kind"].encode(), args["service"], conn.pid)
         if slot < 0:
             raise OnvmError(ffi.string(lib.onvm_last_error()).decode())
+        del self.tickets[args["ticket"]]      # used: one registration per launch
+        conn.idle_deadline = None
         conn.data["slot"] = slot
         conn.data["name"] = args["name"]
         conn.data["staged"] = args["staged"]
+        conn.data["flow_miss"] = ticket["flow_miss"]    # the operator granted the miss-handler role
         # Our own copy of the pidfd: readable once the process exits, even if
         # a child of it still holds the connection open; the server closes
         # the connection's copy when the connection goes.
@@ -113,6 +167,7 @@ class NFDoor:
         little; its pidfd says when it is gone for good)."""
         if conn.data.get("slot") is not None and not conn.data.get("dead"):
             self._leave(conn.data["slot"])
+            self.orphans.append((conn, time.monotonic() + ORPHAN_GRACE))
 
     def on_dead(self, conn):
         """The NF's process has exited."""
@@ -130,6 +185,20 @@ class NFDoor:
 
     def tick(self):
         now = time.monotonic()
+        for item in list(self.orphans):
+            conn, deadline = item
+            if "pidfd" not in conn.data:
+                self.orphans.remove(item)        # gone: on_dead freed its slot
+            elif now > deadline:
+                # An NF lives as long as its connection: one that closed it and
+                # lives on would hold its slot for ever.
+                self.orphans.remove(item)
+                print("onvm manager: NF %s (pid %d) closed its connection but did not exit; killing it"
+                      % (conn.data.get("name"), conn.pid), file=sys.stderr, flush=True)
+                try:
+                    signal.pidfd_send_signal(conn.data["pidfd"], signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
         for item in list(self.leaving):
             conn, deadline = item
             if conn.closed:
@@ -166,12 +235,27 @@ class NFDoor:
 
 # ---- the NF's side -------------------------------------------------------------------
 
-def register(manager, nf_name, kind, service, staged=False, timeout=30.0, door=None):
+def ticket(manager, nf_name, service, flow_miss=False, timeout=30.0):
+    """A launch ticket for one NF, from the manager's owner socket (only its
+    owner and root reach it).  returns: the token."""
+    try:
+        reply = protocol.request(paths.sock_path(manager), {"op": "nf_ticket", "service": service,
+                                                             "name": nf_name, "flow_miss": flow_miss}, timeout)
+    except FileNotFoundError:
+        raise OnvmError("no manager named %r is running (no %s)" % (manager, paths.sock_path(manager))) from None
+    except (OSError, ConnectionError, ValueError) as e:
+        raise OnvmError("cannot get a launch ticket from manager %r: %s" % (manager, e)) from None
+    if not reply.get("ok"):
+        raise OnvmError("manager %r gave no launch ticket: %s" % (manager, reply.get("error")))
+    return reply["ticket"]
+
+
+def register(manager, nf_name, kind, service, staged=False, timeout=30.0, door=None, ticket=None):
     """Connect to manager's NF socket (door: its path, if not the usual one,
-    as inside a container) and ask for a slot.  staged: in no service until
-    a deployment puts it there.  returns: (socket, slot, control file fd,
-    stats file fd); the socket stays open for the NF's life, the caller
-    closes the fds once mapped."""
+    as inside a container) and ask for a slot with this launch's ticket.
+    staged: in no service until a deployment puts it there.  returns:
+    (socket, slot, control file fd, stats file fd); the socket stays open
+    for the NF's life, the caller closes the fds once mapped."""
     door = door or paths.nf_sock_path(manager)
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(timeout)
@@ -184,8 +268,10 @@ def register(manager, nf_name, kind, service, staged=False, timeout=30.0, door=N
         s.close()
         raise OnvmError("cannot reach manager %r: %s" % (manager, e)) from None
     try:
-        protocol.send(s, {"op": "register", "name": nf_name, "kind": kind, "service": service,
-                          "staged": staged})
+        req = {"op": "register", "name": nf_name, "kind": kind, "service": service, "staged": staged}
+        if ticket is not None:
+            req["ticket"] = ticket
+        protocol.send(s, req)
         # The files come with the reply's first bytes.
         head, fds, _, _ = socket.recv_fds(s, 4, 2)
         reply = protocol.recv(s, prefix=head)

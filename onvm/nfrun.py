@@ -22,7 +22,12 @@ def start(manager, service, name, kind, staged=False, door=None):
     from . import nfdoor
     if door is None:
         paths.use_dpdk_env()   # DPDK finds the manager's runtime dir through it (a container's env has it set)
-    sock, slot, shm_fd, stats_fd = nfdoor.register(manager, name, kind, service, staged, door=door)
+    # This launch's ticket, from whoever launched us (not left for our children);
+    # an NF started by hand (`onvm nf`) is its owner's: it asks for one itself.
+    ticket = os.environ.pop(nfdoor.TICKET_ENV, None)
+    if ticket is None and door is None:
+        ticket = nfdoor.ticket(manager, name, service)
+    sock, slot, shm_fd, stats_fd = nfdoor.register(manager, name, kind, service, staged, door=door, ticket=ticket)
     prefix = paths.file_prefix(manager)
     argv = ["onvm-nf", "--file-prefix", prefix, "--no-pci", "--no-telemetry",
             "--log-level", os.environ.get("ONVM_DPDK_LOG", "error")]
@@ -32,6 +37,13 @@ def start(manager, service, name, kind, staged=False, door=None):
     c_argv = ffi.new("char *[]", keep + [ffi.NULL])
     cpus = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
     nf = lib.onvm_nf_start(shm_fd, stats_fd, slot, sock.fileno(), cpus.encode(), len(argv), c_argv)
+    # The control file as the manager sent it: a container NF has no path to it
+    # (onvm.flows.add and ToService("node") read the node names there).
+    from .stats import ControlFile
+    try:
+        context._names["control"] = ControlFile.from_fd(shm_fd, manager)
+    except OnvmError:
+        pass
     os.close(shm_fd)
     os.close(stats_fd)
     if nf == ffi.NULL:

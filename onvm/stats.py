@@ -30,12 +30,17 @@ class ControlFile:
     """A read-only view of a manager's control file (struct onvm_shm) and of
     its NFs' stats files (struct onvm_nf_stats), see onvm/core/onvm_shm.h."""
 
-    def __init__(self, name):
+    def __init__(self, name, fd=None):
+        """param fd: the control file open already (an NF gets it over
+        nf.sock); else it is opened by the manager's name."""
         path = paths.shm_path(name)
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            raise OnvmError("no manager named %r is running (no %s)" % (name, path)) from None
+        if fd is None:
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                raise OnvmError("no manager named %r is running (no %s)" % (name, path)) from None
+        else:
+            fd = os.dup(fd)
         try:
             size = os.fstat(fd).st_size
             if size != ffi.sizeof("struct onvm_shm"):
@@ -48,6 +53,11 @@ class ControlFile:
             raise OnvmError("%s is not a control file of this onvm version" % path)
         self.name = name
         self._nf_maps = {}
+
+    @classmethod
+    def from_fd(cls, fd, name):
+        """A view of the control file open at fd (the caller keeps fd)."""
+        return cls(name, fd)
 
     def close(self):
         """Forget the manager.  The mappings are not unmapped: a view taken

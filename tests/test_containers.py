@@ -200,3 +200,36 @@ def test_stop_and_cleanup_remove_every_container(client):
         assert labelled(client, m.name) == []
     finally:
         m.stop()
+
+
+def test_a_container_nf_asks_for_rules_through_its_door_within_its_rights(client, mgr):
+    """onvm.flows.add() inside a container NF (the control file comes over
+    nf.sock: no path to it is mounted), and the same requests from a
+    container NF in no chain (issue 18, item 2) are refused."""
+    from test_flows import ATTACK, X, assert_firewall_held, door_asker, firewall, replies_of
+
+    @onvm.nf
+    def classify(pkt):
+        try:
+            onvm.flows.add(onvm.Match.of(pkt), [onvm.Port(1)])
+        except onvm.OnvmError as e:
+            print("refused:", e, flush=True)
+        return onvm.NEXT
+
+    nf = mgr.launch(classify, service=2, container=True)
+    mgr.set_default_chain([2, onvm.ToPort(1)])
+    assert mgr.inject(udp(4000, **X)) == 1
+    assert len(mgr.capture(port=1, count=1, timeout=10)) == 1
+    assert wait_for(lambda: [r.installer for r in mgr.flows.list()] == ["classify"], 10), nf.log()
+    assert mgr.inject([udp(4000, **X)] * 10) == 10
+    assert len(mgr.capture(port=1, count=10, timeout=10)) == 10
+    assert nf.stats()["rx"] == 1, "the flow's later packets skip it"
+    nf.stop()
+    mgr.flows.clear()
+
+    fw = mgr.launch(firewall(), service=1)
+    mgr.set_default_chain([1, onvm.ToPort(1)])
+    evil = mgr.launch(door_asker(ATTACK), service=50, container=True)
+    replies = replies_of(evil)
+    assert_firewall_held(mgr, lambda: fw.stats()["rx"])
+    assert [r["ok"] for r in replies] == [False] * 3 and mgr.flows.list() == []

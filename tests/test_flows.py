@@ -205,7 +205,7 @@ def test_an_nf_is_refused_with_a_counted_reason(mgr):
     @onvm.nf
     def asker(pkt):
         try:
-            onvm.flows.add(onvm.Match.of(pkt), [onvm.ToService(200), onvm.ToPort(0), onvm.ToPort(1)])
+            onvm.flows.add(onvm.Match.of(pkt), [onvm.ToPort(0), onvm.ToPort(1)])
         except onvm.OnvmError:
             return onvm.DROP                         # refused: a port must end the chain
         return onvm.NEXT
@@ -286,3 +286,198 @@ def test_rules_in_bulk_all_or_none(mgr):
     with pytest.raises(ValueError, match="unknown node"):
         mgr.flows.add_many(flows[:1], ["nosuch", Port(0)])
     assert len(mgr.flows.list()) == 5000 and mgr.flows.stats()["rules"] == 5000
+
+
+# ---- what an NF may ask for (issue 18, item 2) -----------------------------------------
+
+def door_asker(requests, name="evil", deployed=False):
+    """An NF whose code, once registered, sends `requests` raw on its own
+    nf.sock connection (as hostile code in an NF could), prints the replies
+    (its log: a container NF has no other way out), then forwards whatever
+    it gets."""
+    class Asker:
+        def __call__(self, pkt):
+            return onvm.NEXT
+
+        def onvm_run(self, nf, error):
+            import json
+            from onvm import context, protocol
+            from onvm._core import ffi, lib
+            import time
+            replies = []
+            deadline = time.monotonic() + 20
+            while deployed and not context.control_file().service_names() and time.monotonic() < deadline:
+                time.sleep(0.05)      # deployed: ask once the graph is published
+            for req in requests:
+                protocol.send(context.door, req)
+                replies.append(protocol.recv(context.door))
+            print("replies: " + json.dumps(replies), flush=True)
+            b = ffi.new("struct onvm_batch *")
+            while lib.onvm_nf_rx(nf, b, 100) >= 0:
+                lib.onvm_nf_tx(nf, b)
+            return 0
+    return onvm.nf(name=name)(Asker())
+
+
+def replies_of(nf):
+    import json
+
+    def line():
+        return [ln for ln in nf.log().splitlines() if ln.startswith("replies: ")]
+    assert wait_for(line, 30), "the NF sent its requests: %s" % nf.log()[-2000:]
+    return json.loads(line()[0][len("replies: "):])
+
+
+MATCH_ALL = Match().wire()
+TO_PORT1 = [[onvm._core.lib.ONVM_TO_PORT, 1]]
+ATTACK = [{"op": "flow_add", "match": MATCH_ALL, "chain": TO_PORT1, "priority": 65534},
+          {"op": "flow_add", "match": MATCH_ALL, "chain": TO_PORT1, "priority": 0},
+          {"op": "flow_miss", "on": True}]
+
+
+def firewall():
+    """The operator's firewall: it drops everything (made here, so it goes
+    to the NF by value)."""
+    @onvm.nf
+    def drop_all(pkt):
+        return onvm.DROP
+    return drop_all
+
+
+def assert_firewall_held(mgr, fw_rx):
+    pkts = [udp(2000 + i, **X) for i in range(100)]
+    assert mgr.inject(pkts) == 100
+    assert wait_for(lambda: fw_rx() == 100, 10), "every packet met the firewall"
+    assert len(mgr.capture(1, count=None, timeout=0.5)) == 0, "0 of 100 packets reached port 1"
+
+
+@pytest.mark.parametrize("routing", ["default chain", "graph"])
+def test_an_nf_in_no_chain_cannot_reroute_traffic_past_the_firewall(mgr, routing):
+    if routing == "graph":
+        g = nx.DiGraph()
+        g.add_node("fw", nf=firewall())
+        g.add_edge(Port(0), "fw")
+        g.add_edge("fw", Port(1))
+        dep = mgr.deploy(g)
+        fw = dep["fw"][0]
+    else:
+        fw = mgr.launch(firewall(), service=1)
+        mgr.set_default_chain([1, onvm.ToPort(1)])
+    evil = mgr.launch(door_asker(ATTACK), service=50)     # on no path, in no graph
+    add_high, add_low, miss = replies_of(evil)
+    assert_firewall_held(mgr, lambda: fw.stats()["rx"])
+    assert not add_high["ok"] and "at most 0" in add_high["error"]
+    assert not add_low["ok"] and "no traffic reaches it" in add_low["error"]
+    assert not miss["ok"] and "operator" in miss["error"]
+    assert mgr.flows.list() == [] and mgr.control.tables().flow_miss == 0
+    assert mgr.flows.stats()["refused"] == {"priority": 1, "unreached": 1, "miss": 1}
+
+
+def test_an_nf_after_the_firewall_cannot_skip_it(mgr):
+    fw = mgr.launch(firewall(), service=1)
+    mgr.set_default_chain([1, 2, onvm.ToPort(1)])
+    (reply,) = replies_of(mgr.launch(door_asker(ATTACK[1:2]), service=2))
+    assert_firewall_held(mgr, lambda: fw.stats()["rx"])
+    assert reply["ok"], reply
+    (rule,) = mgr.flows.list()                    # its rule keeps the hops before it
+    assert rule.chain == ["svc:1", "port:1"] and rule.installer == "evil"
+
+
+def test_rules_from_nfs_stay_within_the_graph_and_below_the_operator():
+    """The graph: port 0 -> a -> b -> port 1, a may steer to port 1; port 1
+    -> b -> port 0.  Every request is refused with its reason, except the
+    ones the graph allows, which keep the operator's hops and ports."""
+    lib = onvm._core.lib
+    svc, port = lib.ONVM_TO_SERVICE, lib.ONVM_TO_PORT
+    with onvm.Manager(name="t%dp" % os.getpid(), nf_max_priority=5) as mgr:
+        g = nx.DiGraph()
+        g.add_node("a", nf=marker(0xA1))
+        g.add_node("b", nf=marker(0xB2))
+        g.add_edge(Port(0), "a")
+        g.add_edge("a", "b")
+        g.add_edge("a", Port(1), steer=True)
+        g.add_edge("b", Port(1))
+        dep = mgr.deploy(g)
+        sa, sb = dep.services()["a"], dep.services()["b"]
+        op = mgr.flows.add(Match(proto="udp", dport=53), ["a", "b", Port(1)], priority=3)
+        udp9 = Match(proto="udp", dport=9).wire()
+        # a second instance of node a's service, launched by the operator, asks
+        a2 = mgr.launch(door_asker([
+            {"op": "flow_add", "match": udp9, "chain": [[port, 1]], "priority": 6},         # above the ceiling
+            {"op": "flow_add", "match": udp9, "chain": [[port, 0]], "priority": 0},         # a has no edge to port 0
+            {"op": "flow_add", "match": udp9, "chain": [[svc, sb], [port, 0]], "priority": 0},   # b has none either
+            {"op": "flow_add", "match": Match(proto="udp").wire(), "chain": [[port, 1]], "priority": 5},
+            {"op": "flow_add", "match": Match(proto="udp", sport=7, dport=53, src="198.51.100.7",
+                                               dst="203.0.113.5").wire(), "chain": [[port, 1]], "priority": 0},
+            {"op": "flow_add", "match": udp9, "chain": [[port, 1]], "priority": 2},         # allowed
+        ]), service=sa, name="a2")
+        ceiling, no_edge, no_edge_b, over_op, exact_under_op, ok = replies_of(a2)
+        assert "at most 5" in ceiling["error"]
+        assert "may not hand packets to port 0" in no_edge["error"]
+        assert "may not hand packets to port 0" in no_edge_b["error"]
+        assert "operator's rule %d" % op.id in over_op["error"]
+        assert "operator's rule %d" % op.id in exact_under_op["error"]
+        assert ok["ok"] and ok["rule"]["chain"] == [[port, 1]]
+        # the rule covers port 0, whose path passes a, not port 1 (a path of b only)
+        assert mgr.inject([udp(100, 9, **X)] * 4, port=0) == 4
+        assert mgr.inject([udp(101, 9, **X)] * 4, port=1) == 4
+        assert mgr.inject([udp(102, 53, **X)] * 4, port=0) == 4
+        out1 = mgr.capture(1, count=8, timeout=5)
+        assert sorted(p[onvm_udp()].sport for p in out1) == [100] * 4 + [102] * 4
+        assert mgr.flows.stats()["refused"] == {"priority": 1, "invalid": 2, "operator": 2}
+        # the operator's new rule wins: the NF's rule it would lose to goes
+        mgr.flows.add(Match(proto="udp"), ["a", "b", Port(1)], priority=1)
+        assert [r.installer for r in mgr.flows.list()] == ["notebook", "notebook"]
+
+
+def onvm_udp():
+    from scapy.layers.inet import UDP
+    return UDP
+
+
+def test_the_miss_handler_is_a_role_the_operator_grants(mgr):
+    fw = mgr.launch(firewall(), service=1)
+    mgr.set_default_chain([1, onvm.ToPort(1)])
+    refused = mgr.launch(door_asker([{"op": "flow_miss", "on": True}], "nogrant"), service=40)
+    assert not replies_of(refused)[0]["ok"]
+    assert mgr.control.tables().flow_miss == 0
+    granted = mgr.launch(door_asker([{"op": "flow_miss", "on": True},
+                                     {"op": "flow_add", "match": Match(proto="udp", dport=9).wire(),
+                                      "chain": TO_PORT1, "priority": 0}], "granted"), service=41, flow_miss=True)
+    took, rule = replies_of(granted)
+    assert took["ok"] and took["service"] == 41 and took["max_priority"] == 0
+    assert rule["ok"], rule                   # the miss handler's rules cover every port
+    assert mgr.control.tables().flow_miss == 41
+    assert mgr.inject([udp(5, 9, **X)] * 3 + [udp(5, 10, **X)] * 3) == 6
+    assert len(mgr.capture(1, count=3, timeout=5)) == 3                 # the rule's flow
+    # the others: misses, through the handler (NEXT), then the default path's firewall
+    assert wait_for(lambda: fw.stats()["rx"] == 3, 5)
+    assert granted.stats()["rx"] == 3 and len(mgr.capture(1, count=None, timeout=0.3)) == 0
+
+
+def test_a_graph_names_its_miss_handler(mgr):
+    lib = onvm._core.lib
+    udp9 = Match(proto="udp", dport=9).wire()
+    g = nx.DiGraph()
+    g.add_node("fw", nf=firewall())
+    g.add_node("decider", nf=door_asker([
+        {"op": "flow_miss", "on": True},
+        {"op": "flow_add", "match": udp9, "chain": [[lib.ONVM_TO_PORT, 0]], "priority": 0},   # no such edge
+        {"op": "flow_add", "match": udp9, "chain": [[lib.ONVM_TO_PORT, 1]], "priority": 0},
+    ], "decider", deployed=True), flow_miss=True)
+    g.add_edge(Port(0), "fw")
+    g.add_edge("fw", Port(1))
+    g.add_edge("decider", Port(1), steer=True)
+    dep = mgr.deploy(g)
+    assert mgr.control.tables().flow_miss == dep.services()["decider"]
+    took, no_edge, ok = replies_of(dep["decider"][0])
+    assert took["ok"] and "may not hand packets to port 0" in no_edge["error"] and ok["ok"]
+    assert mgr.inject([udp(7, 9, **X)] * 5) == 5
+    assert len(mgr.capture(1, count=5, timeout=5)) == 5
+    g.nodes["fw"]["flow_miss"] = True
+    with pytest.raises(onvm.ChainError, match="one miss handler"):
+        mgr.deploy(g)
+    g.nodes["decider"]["flow_miss"] = False
+    g.nodes["fw"]["flow_miss"] = False
+    mgr.deploy(g)                     # the graph no longer names one: misses take the default path
+    assert mgr.control.tables().flow_miss == 0

@@ -14,7 +14,9 @@
  *     ACL context cannot change once built) and published under RCU with
  *     the tables; the old context is freed after the grace period.
  * Exact rules are tried first; among wildcard rules the highest priority
- * wins, and between equal priorities the older rule.
+ * wins, and between equal priorities the older rule.  A rule covers the
+ * ingress ports of its path's mask (an NF's rule: the ports whose traffic
+ * reaches that NF); from other ports the winning rule counts as a miss.
  * Both structures live in hugepages, so their pointers are valid in every
  * process of the instance; lookups never call a function pointer stored in
  * them (rte_acl dispatches on an index, rte_hash compares 16-byte keys by
@@ -178,6 +180,15 @@ static void flow_dir_find(const struct onvm_tables *t, struct rte_mbuf **pkts, u
 				hits[miss[j]] = res[j];
 		}
 	}
+	/* A rule an NF asked for covers only the ports whose traffic reaches
+	 * that NF: from any other port the packet is a miss (its own path). */
+	for (unsigned i = 0; i < n; i++) {
+		if (hits[i]) {
+			uint32_t path = (uint32_t)(hits[i] >> 20) & 0xff, port = onvm_meta(pkts[i])->in_port;
+			if (unlikely(path >= ONVM_FLOW_MAX_PATHS || port >= 32 || !((t->rule_path_ports[path] >> port) & 1)))
+				hits[i] = 0;
+		}
+	}
 }
 
 int flow_dir_lookup(const struct onvm_tables *t, struct rte_mbuf *m)
@@ -316,9 +327,20 @@ static int check_spec(const struct onvm_tables *t, const struct onvm_flow_spec *
 			onvm_set_error("chain entry %u: only services and ports may appear in a chain", i);
 			return -EINVAL;
 		}
-		if (i > 0 && !router_steer_ok(t, c->entries[i - 1].destination, action, (uint16_t)dest)) {
+		/* The hop an NF decided is checked against that NF's steer rules
+		 * (its rule stands for its own verdict); every other hop against
+		 * the service before it. */
+		uint16_t from = 0;
+		bool check = i > 0;
+		if (s->installer != ONVM_OWNER_MGR && i == s->decided_at) {
+			from = s->installer < ONVM_MAX_NFS ? onvm_mgr.shm->nfs[s->installer].service : 0;
+			check = true;
+		} else if (i > 0) {
+			from = c->entries[i - 1].destination;
+		}
+		if (check && !router_steer_ok(t, from, action, (uint16_t)dest)) {
 			onvm_set_error("chain entry %u: service %u may not hand packets to %s %u (no edge in the graph)",
-				       i, c->entries[i - 1].destination, action == ONVM_TO_PORT ? "port" : "service", dest);
+				       i, from, action == ONVM_TO_PORT ? "port" : "service", dest);
 			return -EPERM;
 		}
 	}
@@ -327,11 +349,11 @@ static int check_spec(const struct onvm_tables *t, const struct onvm_flow_spec *
 
 /* The rule path holding chain c: an existing one, else a free one (which
  * the caller publishes).  -ENOSPC when every path holds another chain. */
-static int find_path(const struct onvm_tables *t, const struct onvm_chain *c, bool *is_new)
+static int find_path(const struct onvm_tables *t, const struct onvm_chain *c, uint32_t ports, bool *is_new)
 {
 	int free_path = -1;
 	for (int i = 0; i < ONVM_FLOW_MAX_PATHS; i++) {
-		if (fd.path_refs[i] && t->rule_paths[i].length == c->length &&
+		if (fd.path_refs[i] && t->rule_paths[i].length == c->length && t->rule_path_ports[i] == ports &&
 		    memcmp(t->rule_paths[i].entries, c->entries, c->length * sizeof(c->entries[0])) == 0) {
 			*is_new = false;
 			return i;
@@ -450,7 +472,8 @@ int onvm_mgr_flow_add(const struct onvm_flow_spec *s)
 		return -EEXIST;
 	}
 	bool new_path;
-	int path = find_path(live, &s->chain, &new_path);
+	uint32_t ports = s->in_ports ? s->in_ports : UINT32_MAX;
+	int path = find_path(live, &s->chain, ports, &new_path);
 	if (path < 0)
 		return path;
 	uint32_t id = fd.free_ids[fd.nb_free - 1];
@@ -474,6 +497,7 @@ int onvm_mgr_flow_add(const struct onvm_flow_spec *s)
 			return -EBUSY;
 		}
 		t->rule_paths[path] = s->chain;
+		t->rule_path_ports[path] = ports;
 		t->flow_counters = (uint64_t)(uintptr_t)fd.counters;
 		if (exact)
 			t->flow_exact = (uint64_t)(uintptr_t)fd.exact;

@@ -21,7 +21,7 @@
 #include <stdint.h>
 
 #define ONVM_SHM_MAGIC 0x6f6e766d
-#define ONVM_SHM_VERSION 2
+#define ONVM_SHM_VERSION 3
 
 #define ONVM_MAX_NFS 128       /* NF slots; slot index == instance ID */
 #define ONVM_MAX_SERVICES 256  /* service IDs 1..255; 0 is "none" */
@@ -271,8 +271,10 @@ struct onvm_flow_spec {
 	uint16_t dport_lo;
 	uint16_t dport_hi;
 	uint32_t priority;    /* wildcard rules: higher wins; 0..ONVM_FLOW_MAX_PRIORITY */
-	uint16_t installer;   /* NF slot that asked for it (its steer rules apply), or ONVM_OWNER_MGR */
-	uint16_t pad;
+	uint16_t installer;   /* NF slot that asked for it, or ONVM_OWNER_MGR */
+	uint8_t decided_at;   /* an NF's rule: the hop it decided, checked against the NF's steer rules */
+	uint8_t pad;
+	uint32_t in_ports;    /* bit p: the rule applies to packets entering port p; 0: every port */
 	struct onvm_chain chain;
 };
 #define ONVM_FLOW_MAX_PRIORITY 65534
@@ -307,6 +309,7 @@ struct onvm_tables {
 	/* the flow director (flow_dir.c): a packet that matches a rule follows
 	 * rule path i, meta->path = ONVM_MAX_PORTS + i */
 	struct onvm_chain rule_paths[ONVM_FLOW_MAX_PATHS];
+	uint32_t rule_path_ports[ONVM_FLOW_MAX_PATHS]; /* bit p: rule path i takes packets entering port p */
 	uint64_t flow_exact;     /* struct rte_hash * (hugepages) of exact rules, 0: none */
 	uint64_t flow_acl;       /* struct rte_acl_ctx * (hugepages) of wildcard rules, 0: none */
 	uint64_t flow_counters;  /* struct onvm_flow_counters[ONVM_FLOW_LANES][rules] (hugepages) */

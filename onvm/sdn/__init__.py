@@ -29,10 +29,13 @@ def nf(controller="127.0.0.1:6653", service=SDN_SERVICE, buffer=1024, decision_t
         that, misses take the default path, counted as the NF's app[2])
     param decision_timeout: seconds before a held packet takes the default path
     returns: an NFSpec; its NF counts in stats "app": packet-ins,
-        packets held, overflow, rules installed"""
+        packets held, overflow, rules installed.  It asks for the miss
+        handler's role: Manager.launch grants it (flow_miss=False does not)"""
     from ..manager import NFSpec
     from .switch import Switch
-    return NFSpec(Switch(controller, buffer, decision_timeout), service, name=name)
+    spec = NFSpec(Switch(controller, buffer, decision_timeout), service, name=name)
+    spec.flow_miss = True
+    return spec
 
 
 def _free_port():

@@ -215,8 +215,7 @@ class _Running:
         self.sw, self.nf, self.error = sw, nf, error
         self.app = lib.onvm_nf_app(nf)
         self.door = context.door
-        from ..stats import ControlFile
-        self.cf = ControlFile(context.manager)
+        self.cf = context.control_file()
         self.nb_ports = self.cf.shm.nb_ports
         self.service = context.current.service
         name = "%s/%d" % (context.manager, self.service)
@@ -238,11 +237,15 @@ class _Running:
         self.ports = {}             # OpenFlow port number -> name, as last told to the controller
         self.last_heard = self.next_echo = self.next_poll = 0.0
         self.xid = 1
+        self.max_priority = lib.ONVM_FLOW_MAX_PRIORITY
 
     # ---- the loop ---------------------------------------------------------------
 
     def run(self):
-        nfdoor.call(self.door, {"op": "flow_miss", "on": True})
+        # The operator granted us the role at launch (onvm.sdn.nf asks for it);
+        # the answer says the highest priority our rules may have.
+        got = nfdoor.call(self.door, {"op": "flow_miss", "on": True})
+        self.max_priority = got.get("max_priority", lib.ONVM_FLOW_MAX_PRIORITY)
         self.conn.start()
         b = ffi.new("struct onvm_batch *")
         try:
@@ -262,7 +265,6 @@ class _Running:
             except OnvmError:
                 pass            # the manager is gone
             self.release_all()
-            self.cf.close()
         return 0
 
     def on_packets(self, b, n):
@@ -463,7 +465,7 @@ class _Running:
                 except OnvmError:
                     pass
         try:
-            req = flows.request(match, chain, {}, self.nb_ports, min(msg.priority, lib.ONVM_FLOW_MAX_PRIORITY),
+            req = flows.request(match, chain, {}, self.nb_ports, min(msg.priority, self.max_priority),
                                 msg.idle_timeout, msg.hard_timeout)
             rule = nfdoor.call(self.door, req)["rule"]
         except (OnvmError, ValueError) as e:
