@@ -21,6 +21,7 @@ import stat
 import signal
 import struct
 import subprocess
+import tempfile
 import time
 
 from .errors import OnvmError
@@ -68,6 +69,17 @@ def private_dir(path, what="directory"):
             os.fchmod(fd, 0o700)       # ours, so tightening it is safe
     finally:
         os.close(fd)
+    return path
+
+
+def secret_file(prefix, text):
+    """A new 0600 file holding text, in our 0700 runtime root (a tmpfs for
+    root): how a secret goes to a child process, never by its arguments or
+    environment.  The caller removes it once the child has read it.
+    returns: its path."""
+    fd, path = tempfile.mkstemp(prefix=prefix, dir=private_dir(runtime_root(), "runtime root"))
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
     return path
 
 
