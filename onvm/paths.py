@@ -356,10 +356,15 @@ def log_dir(name):
     return private_dir(os.path.join(logs_root(create=True), name), "log directory")
 
 
+def open_log_fd(path):
+    """A log file in one of our log dirs, truncated; never through a
+    symlink.  returns: its fd."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+
+
 def open_log(path):
-    """A log file in one of our log dirs, truncated; never through a symlink."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    return os.fdopen(fd, "w")
+    """open_log_fd, as a text file."""
+    return os.fdopen(open_log_fd(path), "w")
 
 
 # ---- who owns a name ------------------------------------------------------------

@@ -337,3 +337,69 @@ def test_a_squatted_hugepage_dir_locks_nobody_out(users, how):
                 shutil.rmtree(f, ignore_errors=True)
             elif os.path.lexists(f):
                 os.unlink(f)
+
+
+# ---- 7: a full log file system does not stop the data plane ------------------------
+
+BAD = 0xEE      # the last byte of packets the NF's callback fails on
+
+
+@onvm.nf(service=1)
+def fails_on_marked(pkt):
+    if pkt.data[-1] == BAD:
+        raise RuntimeError("this packet is marked bad")
+    return onvm.NEXT
+
+
+def _fill(path):
+    """Write zeros into path until the file system is full.  returns: bytes written."""
+    n = 0
+    with open(path, "wb", buffering=0) as f:
+        while True:
+            try:
+                n += f.write(b"\0" * 4096)
+            except OSError:
+                return n
+
+
+def test_a_full_log_file_system_stops_neither_manager_nor_nf(tmp_path, monkeypatch):
+    """Issue 18 item 7: the logs on a 64 KiB tmpfs, filled up before the
+    manager starts.  The manager starts all the same; an NF whose callback
+    raises (each error wants a traceback in the log) goes on handling and
+    forwarding later packets; both count the log lines they dropped."""
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "onvm-test-full", str(state)], check=True,
+                   timeout=30)
+    try:
+        monkeypatch.setenv("XDG_STATE_HOME", str(state))
+        name = "tfull%d" % os.getpid()
+        paths.log_dir(name)
+        assert _fill(str(state / "filler")) > 0
+        with pytest.raises(OSError):            # really full
+            with open(state / "probe", "wb", buffering=0) as f:
+                f.write(b"x")
+        with onvm.Manager(name=name) as mgr:
+            assert mgr.running
+            assert os.path.dirname(mgr.log_path) == str(state / "onvm" / "logs" / name)
+            assert wait_for(lambda: mgr.stats()["manager"]["log_dropped"] > 0, 10), "no dropped line counted"
+            assert os.path.getsize(mgr.log_path) == 0
+            nf = mgr.launch(fails_on_marked)
+            mgr.set_default_chain([1, onvm.ToPort(1)])
+            bad = [bytes(udp(sport=1000 + i))[:-1] + bytes([BAD]) for i in range(20)]
+            good = [bytes(udp(sport=2000 + i)) for i in range(20)]
+            assert mgr.inject(bad, port=0) == 20
+            assert wait_for(lambda: nf.stats().get("errors", 0) == 20, 10), nf.stats()
+            assert mgr.inject(good, port=0) == 20
+            out = mgr.capture(port=1, count=20, timeout=10, raw=True)
+            assert sorted(out) == sorted(good)
+            s = nf.stats()
+            assert nf.alive and s["rx"] == 40 and s["errors"] == 20 and s["actions"]["next"] == 20, s
+            assert s["log_dropped"] > 0, s
+            assert os.path.getsize(nf.log_path) == 0
+            assert mgr.stats()["manager"]["pid"] == mgr.process.pid
+    finally:
+        r = subprocess.run(["umount", str(state)], capture_output=True, text=True, timeout=30)
+        if r.returncode:
+            subprocess.run(["umount", "-l", str(state)], timeout=30)
+            pytest.fail("the full tmpfs was still in use: %s" % r.stderr)
