@@ -14,6 +14,8 @@ import os
 import sys
 import threading
 
+MAX_PENDING = 1 << 16      # characters held back waiting for the end of a line
+
 
 class LogSink:
     """The count of lines dropped by the streams of one process."""
@@ -21,7 +23,7 @@ class LogSink:
     def __init__(self):
         self.dropped = 0
         self.on_drop = None       # called with the new total after each drop
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()   # a signal handler may print while the main thread writes
 
     def drop(self, lines):
         self.dropped += lines
@@ -75,6 +77,8 @@ class LineWriter(io.TextIOBase):
         with self.sink.lock:
             self._pending += s
             cut = self._pending.rfind("\n") + 1
+            if len(self._pending) > MAX_PENDING:
+                cut = len(self._pending)       # a very long line (or \r progress): out it goes
             if cut:
                 text, self._pending = self._pending[:cut], self._pending[cut:]
                 self._write(text)
