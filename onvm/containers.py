@@ -27,6 +27,7 @@ import time
 
 from . import __version__, paths
 from .errors import OnvmError
+from .logsink import LogSink
 
 NF_REPO = "onvm/nf"
 LAB_REPO = "onvm/lab"
@@ -270,6 +271,7 @@ class ContainerProcess:
         self.returncode = None
         self.pid = None
         self._pidfd = None
+        self.log_sink = LogSink()
         config, host = container_config(manager, nf_name, ref, command, limits, stdin_data is not None, ticket)
         config["host_config"] = self.api.create_host_config(**host)
         self.id = self.api.create_container(**config)["Id"]
@@ -298,9 +300,12 @@ class ContainerProcess:
             raise
 
     def _copy_output(self, log_path):
-        """Docker's stream framing (8-byte header: stream, size) -> the log."""
+        """Docker's stream framing (8-byte header: stream, size) -> the log.
+        Keeps reading when the log cannot be written (a full disk): the
+        container would block on its output otherwise; lines dropped are
+        counted in self.log_sink.dropped."""
         raw = getattr(self._sock, "_sock", self._sock)
-        with paths.open_log(log_path) as log:
+        with self.log_sink.stream(paths.open_log_fd(log_path), closefd=True) as log:
             buf = b""
             while True:
                 try:

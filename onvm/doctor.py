@@ -178,6 +178,15 @@ def check_permissions():
         try:
             d = paths.huge_dir(create=True)
             out.append(("ok", "hugepage dir %s is yours (group %s)" % (d, paths.ONVM_GROUP), None, None))
+            usual = os.path.join(paths.ONVM_HUGE_DIR, str(os.geteuid()))
+            if d != usual:
+                try:
+                    owner = os.lstat(usual).st_uid
+                except OSError:
+                    owner = None
+                if owner is not None and owner != os.geteuid():
+                    out.append(("warn", "hugepage dir", "%s was made by uid %d, not you, so onvm uses %s; "
+                                "it does no harm" % (usual, owner, d), "as root: rm -r %s" % usual))
         except OnvmError as e:
             out.append(("FAIL", "hugepage dir", str(e), None))
     for what, get in (("runtime root", lambda: paths.private_dir(paths.runtime_root(), "runtime root")),

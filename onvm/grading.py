@@ -434,7 +434,8 @@ class Sandbox:
                     pass
             _wait_gone(pids, 5)
         from . import paths
-        shutil.rmtree(os.path.join(paths.ONVM_HUGE_DIR, str(uid)), ignore_errors=True)
+        for d in paths.user_huge_dirs(uid):
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def _uid_of(pid):

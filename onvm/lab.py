@@ -162,23 +162,33 @@ class Lab:
         env = paths.dpdk_env()
         env[SESSION_VAR] = self.session
         env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+        # The token never goes into the command line or the environment:
+        # /proc/PID/cmdline is readable by every user, and whoever has the
+        # token runs code as us.  JupyterLab reads it from a 0600 file in a
+        # 0700 dir of ours (JUPYTER_TOKEN_FILE), removed once it has.
+        env.pop("JUPYTER_TOKEN", None)           # it would win over the file
+        token_file = paths.secret_file("lab-token-", self.token)
+        env["JUPYTER_TOKEN_FILE"] = token_file
         cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", "--port=%d" % self.port,
-               "--ServerApp.port_retries=0", "--IdentityProvider.token=%s" % self.token,
-               "--ServerApp.root_dir=%s" % self.root, "--ServerApp.open_browser=False",
+               "--ServerApp.port_retries=0", "--ServerApp.root_dir=%s" % self.root, "--ServerApp.open_browser=False",
                "--MappingKernelManager.default_kernel_name=onvm"]
         if os.geteuid() == 0:
             cmd.append("--allow-root")
-        with paths.open_log(self.log_path) as log:
-            self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            env=env, cwd=self.root, start_new_session=True)
-        deadline = time.monotonic() + START_TIMEOUT
-        api = "http://127.0.0.1:%d/api/status?token=%s" % (self.port, self.token)
-        while not _ready(api, 5):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                from .manager import _tail
-                self.stop()
-                raise OnvmError("JupyterLab did not start; its log (%s):\n%s" % (self.log_path, _tail(self.log_path)))
-            time.sleep(0.2)
+        try:
+            with paths.open_log(self.log_path) as log:
+                self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                                env=env, cwd=self.root, start_new_session=True)
+            deadline = time.monotonic() + START_TIMEOUT
+            api = "http://127.0.0.1:%d/api/status?token=%s" % (self.port, self.token)
+            while not _ready(api, 5):
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    from .manager import _tail
+                    self.stop()
+                    raise OnvmError("JupyterLab did not start; its log (%s):\n%s"
+                                    % (self.log_path, _tail(self.log_path)))
+                time.sleep(0.2)
+        finally:
+            os.unlink(token_file)                # read at start; our URL is the only copy left
         return self
 
     def stop(self):

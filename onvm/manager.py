@@ -288,7 +288,7 @@ class Manager:
         deadline = time.monotonic() + 60
         while True:
             if self.process.poll() is not None:
-                msg = _tail(self.log_path)
+                msg = "exit status %s: %s" % (self.process.returncode, _tail(self.log_path))
                 self.process = None
                 from .mgrd import remove_leftovers
                 remove_leftovers(self.name)
@@ -863,7 +863,9 @@ class Manager:
     def stats(self):
         """Every counter as ints: {"nfs": {instance: {name, service, pid, rx,
         tx, rx_drop, tx_drop, refused, actions: {...}, ...}}, "ports": {p:
-        {rx, tx, rx_drop, tx_drop, ...}}, "pool": {size, in_use}}."""
+        {rx, tx, rx_drop, tx_drop, ...}}, "pool": {size, in_use}, "manager": {pid,
+        log_dropped}}.  log_dropped (the manager's and each NF's): log lines
+        lost to a full or unwritable log file system; the process went on."""
         s = self.control.snapshot()
         del s["time"], s["sample"]
         return s

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 
-from . import paths
+from . import logsink, paths
 from .doctor import NO_PCI_DIR
 from .nfdoor import NFDoor
 from ._core import ffi, lib
@@ -509,6 +509,8 @@ def run(name, ports=("ring", "ring"), mbufs=16383, hugepage_mb=256, cpus=None, p
         show_stats=False, busy_poll=False, rx_threads=1, tx_threads=1, max_nfs=128, lock_fd=None,
         ring_mb=RING_MB, flow_lookup="cached", nf_max_priority=NF_MAX_PRIORITY):
     """Run a manager in this process until SIGTERM/SIGINT or a shutdown request."""
+    # A full log file system must not stop the data plane: lines are dropped and counted.
+    sink = logsink.install()
     if cpus is None:
         cpus = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
     try:
@@ -523,9 +525,15 @@ def run(name, ports=("ring", "ring"), mbufs=16383, hugepage_mb=256, cpus=None, p
         remove_leftovers(name, lock)      # we own the name: leave nothing of it behind
         print("onvm manager: %s" % e, file=sys.stderr, flush=True)
         return 2
+    def publish(total):
+        if d.shm is not None:
+            d.shm.log_dropped = total
+    sink.on_drop = publish
+    publish(sink.dropped)
     try:
         d.serve()
     finally:
+        sink.on_drop = None
         d.shutdown()
     return 0
 

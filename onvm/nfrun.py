@@ -6,7 +6,7 @@ import pickle
 import sys
 import traceback
 
-from . import context, paths
+from . import context, logsink, paths
 from ._core import ffi, lib
 from .errors import OnvmError
 from .packet import DROP, Action, Packet
@@ -162,11 +162,15 @@ def run(manager, service, name, native=None, args="", spec=None, staged=False, d
     where it is not at the usual path (in a container).  returns: the exit
     status."""
     kind = "native:" + native if native else ("python:batch" if spec.batch else "python")
+    # A full log file system must not stop the NF: lines are dropped and counted.
+    sink = logsink.install()
     try:
         nf, slot, sock = start(manager, service, name, kind, staged, door)
     except OnvmError as e:
         print(e, file=sys.stderr)
         return 2
+    sink.on_drop = lambda total: lib.onvm_nf_set_log_dropped(nf, total)
+    sink.on_drop(sink.dropped)
     context.current = context.NFContext(name, service, slot)
     context.manager = manager
     context.door = sock
@@ -195,6 +199,7 @@ def run(manager, service, name, native=None, args="", spec=None, staged=False, d
             lib.onvm_nf_drain(nf)
             loop()
     finally:
+        sink.on_drop = None          # the stats file is unmapped next
         finish(nf, sock)
     return 0
 

@@ -9,7 +9,8 @@ per user, 0700 and owned by that user; none is under /tmp.
     non-root:  $XDG_RUNTIME_DIR/dpdk/onvm-NAME    (DPDK reads XDG_RUNTIME_DIR)
     logs:      $XDG_STATE_HOME/onvm/logs/NAME     (~/.local/state/...)
     hugepages: root: a hugetlbfs mount (/dev/hugepages); others:
-               /dev/hugepages-onvm/UID, a 0700 dir in the group-onvm mount
+               /dev/hugepages-onvm/UID (or UID-<random> if another user
+               made UID first), a 0700 dir in the group-onvm mount
                scripts/setup.sh makes"""
 import errno
 import fcntl
@@ -21,6 +22,7 @@ import stat
 import signal
 import struct
 import subprocess
+import tempfile
 import time
 
 from .errors import OnvmError
@@ -68,6 +70,17 @@ def private_dir(path, what="directory"):
             os.fchmod(fd, 0o700)       # ours, so tightening it is safe
     finally:
         os.close(fd)
+    return path
+
+
+def secret_file(prefix, text):
+    """A new 0600 file holding text, in our 0700 runtime root (a tmpfs for
+    root): how a secret goes to a child process, never by its arguments or
+    environment.  The caller removes it once the child has read it.
+    returns: its path."""
+    fd, path = tempfile.mkstemp(prefix=prefix, dir=private_dir(runtime_root(), "runtime root"))
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
     return path
 
 
@@ -216,7 +229,8 @@ def in_onvm_group():
 def huge_dir(create=False):
     """The hugetlbfs directory this user's managers put their hugepage files in.
     Root: /dev/hugepages if mounted, else the first mount.  Others: their own
-    0700 dir in the group-onvm mount (made with create=True).
+    0700 dir in the group-onvm mount, ONVM_HUGE_DIR/UID, or UID-<random> if
+    someone else made UID first (see _make_huge_dir); made with create=True.
     raises: OnvmError with the fix if there is none."""
     mounts = hugepage_mounts()
     if os.geteuid() == 0:
@@ -230,8 +244,75 @@ def huge_dir(create=False):
         user = _user_name()
         raise OnvmError("you (%s) are not in group %s, so you cannot use %s; run as root: usermod -aG %s %s "
                         "(then log in again)" % (user, ONVM_GROUP, ONVM_HUGE_DIR, ONVM_GROUP, user))
-    d = os.path.join(ONVM_HUGE_DIR, str(os.geteuid()))
-    return private_dir(d, "hugepage directory") if create else d
+    if not create:
+        mine = user_huge_dirs(os.geteuid())
+        return mine[0] if mine else os.path.join(ONVM_HUGE_DIR, str(os.geteuid()))
+    for d in user_huge_dirs(os.geteuid()):
+        if _take_dir(d):
+            return d
+    return _make_huge_dir(os.geteuid())
+
+
+def user_huge_dirs(uid):
+    """uid's hugepage dirs in the group-onvm mount: real directories (never
+    a symlink) owned by uid, named UID or UID-<suffix>, UID first.  What
+    someone else made under those names is not uid's and is left out."""
+    try:
+        entries = os.listdir(ONVM_HUGE_DIR)
+    except OSError:
+        return []
+    own = str(uid)
+    out = []
+    for e in sorted(entries, key=lambda e: (e != own, e)):
+        if e != own and not e.startswith(own + "-"):
+            continue
+        try:
+            st = os.lstat(os.path.join(ONVM_HUGE_DIR, e))
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == uid:
+            out.append(os.path.join(ONVM_HUGE_DIR, e))
+    return out
+
+
+def _take_dir(path):
+    """True if path is a directory of ours (not through a symlink), now mode 0700."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        st = os.fstat(fd)
+        if st.st_uid != os.geteuid():
+            return False
+        if stat.S_IMODE(st.st_mode) != 0o700:
+            os.fchmod(fd, 0o700)       # ours, so tightening it is safe
+        return True
+    finally:
+        os.close(fd)
+
+
+def _make_huge_dir(uid):
+    """Make our hugepage dir: ONVM_HUGE_DIR/UID, or, when another member of
+    onvm made that name first (the mount's sticky bit then keeps us from
+    removing it), UID-<random>, which nobody can guess to make before us.
+    mkdir fails on any existing name, so what we then check is what we made;
+    the sticky bit keeps anyone else from swapping it afterwards."""
+    for attempt in range(16):
+        name = str(uid) if attempt == 0 else "%d-%s" % (uid, secrets.token_hex(8))
+        path = os.path.join(ONVM_HUGE_DIR, name)
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            if attempt == 0 and _take_dir(path):
+                return path            # one of our own processes made it a moment ago
+            continue
+        except OSError as e:
+            raise OnvmError("cannot create your hugepage directory %s: %s; %s" % (path, e.strerror, SETUP_HINT)) \
+                from None
+        if _take_dir(path):
+            return path
+    raise OnvmError("cannot make a hugepage directory of yours in %s: every name tried was taken" % ONVM_HUGE_DIR)
 
 
 def _user_name():
@@ -244,14 +325,10 @@ def _user_name():
 
 def hugepage_dirs():
     """Where this user's onvm hugepage files may be: every mount for root,
-    the user's own directory otherwise."""
+    the user's own directories otherwise."""
     if os.geteuid() == 0:
         return hugepage_mounts()
-    try:
-        d = huge_dir()
-    except OnvmError:
-        return []
-    return [d] if _owned_private(d) else []
+    return [d for d in user_huge_dirs(os.geteuid()) if _owned_private(d)]
 
 
 def hugepage_files(name):
@@ -279,10 +356,15 @@ def log_dir(name):
     return private_dir(os.path.join(logs_root(create=True), name), "log directory")
 
 
+def open_log_fd(path):
+    """A log file in one of our log dirs, truncated; never through a
+    symlink.  returns: its fd."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+
+
 def open_log(path):
-    """A log file in one of our log dirs, truncated; never through a symlink."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    return os.fdopen(fd, "w")
+    """open_log_fd, as a text file."""
+    return os.fdopen(open_log_fd(path), "w")
 
 
 # ---- who owns a name ------------------------------------------------------------

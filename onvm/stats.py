@@ -97,6 +97,7 @@ class ControlFile:
             "errors": n.errors, "created": n.created, "recovered": s.recovered,
             "actions": {a: n.act[k] for k, a in enumerate(ACTION_NAMES)},
             "app": list(n.app), "wakeups": n.wakeups, "parked": n.parked, "unparked": n.unparked,
+            "log_dropped": n.log_dropped,
         }
 
     def port_stats(self, p):
@@ -120,6 +121,7 @@ class ControlFile:
             "nfs": {i: self.nf_stats(i) for i, _ in self.nf_slots((lib.ONVM_NF_RUNNING, lib.ONVM_NF_ZOMBIE))},
             "ports": {p: self.port_stats(p) for p in range(shm.nb_ports)},
             "pool": {"size": shm.pool_size, "in_use": shm.pool_in_use, "held_by_ports": shm.pool_held},
+            "manager": {"pid": shm.mgr_pid, "log_dropped": shm.log_dropped},
             "threads": {"rx": [shm.rx_threads[r].sleeps for r in range(shm.nb_rx_threads)],
                         "rx_cost": [_rx_cost(shm.rx_threads[r]) for r in range(shm.nb_rx_threads)],
                         "tx": [shm.tx_threads[t].sleeps for t in range(shm.nb_tx_threads)]},

@@ -37,7 +37,8 @@ fi
 # Non-root users: members of group onvm may use a hugetlbfs mount of their
 # own.  Mode 1770: only the group gets in, and the sticky bit keeps users
 # from deleting each other's files; each user then works in a 0700
-# directory of their own inside it (onvm creates it), so no user can
+# directory of their own inside it (onvm creates it: UID, or UID-<random>
+# when another member made UID first to lock them out), so no user can
 # even list another's hugepage files.  Add a user: usermod -aG onvm USER
 ONVM_HUGE=/dev/hugepages-onvm
 if ! getent group onvm >/dev/null; then

@@ -146,9 +146,14 @@ class JupyterLab(LabUI):
         with open(os.path.join(spec, "kernel.json"), "w") as f:
             json.dump({"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
                        "display_name": "Python (onvm)", "language": "python"}, f)
+        # The token goes by a 0600 file, as onvm lab passes it: a command line is world-readable.
+        token_file = os.path.join(self.home, "token")
+        with open(os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600), "w") as f:
+            f.write(self.token)
+        self.env.pop("JUPYTER_TOKEN", None)
+        self.env["JUPYTER_TOKEN_FILE"] = token_file
         cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", "--port=%d" % self.port,
-               "--ServerApp.port_retries=0", "--IdentityProvider.token=%s" % self.token,
-               "--ServerApp.root_dir=%s" % self.notebooks]
+               "--ServerApp.port_retries=0", "--ServerApp.root_dir=%s" % self.notebooks]
         if os.geteuid() == 0:
             cmd.append("--allow-root")
         with open(self.log_path, "ab") as log:

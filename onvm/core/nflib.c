@@ -224,6 +224,11 @@ void onvm_nf_count_errors(struct onvm_nf *nf, uint32_t n)
 	nf->stats->errors += n;
 }
 
+void onvm_nf_set_log_dropped(struct onvm_nf *nf, uint64_t total)
+{
+	nf->stats->log_dropped = total;
+}
+
 static inline bool should_stop(struct onvm_nf *nf)
 {
 	if (unlikely(nf->draining))

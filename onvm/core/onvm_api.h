@@ -127,6 +127,8 @@ int onvm_nf_tx(struct onvm_nf *nf, struct onvm_batch *b);
 void onvm_nf_pool_span(const struct onvm_nf *nf, uint64_t *base, uint64_t *len);
 /* Count callback errors (shown in stats). */
 void onvm_nf_count_errors(struct onvm_nf *nf, uint32_t n);
+/* Publish how many log lines the NF has dropped so far (shown in stats). */
+void onvm_nf_set_log_dropped(struct onvm_nf *nf, uint64_t total);
 /* Run a native NF by name (forward, drop, count, sink, generate) until
  * asked to stop.  args: "key=value,..." (generate: rate, size, count,
  * flows, dest). */

@@ -123,6 +123,7 @@ struct onvm_nf_stats {
 	uint64_t lat_hist[ONVM_LAT_BUCKETS]; /* sink: latency samples per bucket */
 	uint64_t parked;      /* held back now (onvm_nf_park): rx = sum of act[] + parked */
 	uint64_t unparked;    /* handed on after being parked */
+	uint64_t log_dropped; /* lines the NF could not write to its log (a full disk) */
 };
 
 /* ---- packet journeys (trace.c) -------------------------------------------
@@ -470,6 +471,10 @@ struct onvm_shm {
 	 * TX threads' check to one load per burst */
 	uint32_t nb_traces;
 	uint32_t pad3;
+
+	/* written by the control loop: lines it could not write to its log (a
+	 * full disk); logging never stops the manager (onvm/logsink.py) */
+	uint64_t log_dropped;
 };
 
 /* ---- packet rings in files: traffic between the data plane and notebooks --
