@@ -95,8 +95,8 @@ def load_nf(target, batch=False):
         else:
             mod = importlib.import_module(mod_name)
         fn = getattr(mod, fn_name)
-    except (OSError, ImportError, AttributeError, SyntaxError) as e:
-        raise ValueError("cannot load %s: %s" % (target, e)) from None
+    except Exception as e:      # the module's own code failed as it was imported: say so, one line
+        raise ValueError("cannot load %s: %s: %s" % (target, type(e).__name__, e)) from None
     if isinstance(fn, NFSpec):
         batch, fn = batch or fn.batch, fn.fn
     if not callable(fn):
