@@ -866,7 +866,9 @@ class Manager:
     def stats(self):
         """Every counter as ints: {"nfs": {instance: {name, service, pid, rx,
         tx, rx_drop, tx_drop, refused, actions: {...}, ...}}, "ports": {p:
-        {rx, tx, rx_drop, tx_drop, ...}}, "pool": {size, in_use}}."""
+        {rx, tx, rx_drop, tx_drop, ...}}, "pool": {size, in_use},
+        "recovered": packets NFs held when they died (the manager freed
+        them; an NF's own "recovered" goes when its slot is reused)}."""
         s = self.control.snapshot()
         del s["time"], s["sample"]
         return s

@@ -100,7 +100,8 @@ class ControlFile:
 
     def snapshot(self):
         """Every counter as plain ints: {"nfs": {instance: {...}},
-        "ports": {index: {...}}, "pool": {"size", "in_use"}, "time": s},
+        "ports": {index: {...}}, "pool": {"size", "in_use"}, "recovered":
+        packets lost in NFs that died, "time": s},
         and "sample", what rates() needs (onvm.rates.Sample)."""
         from .rates import read_sample
         shm = self.shm
@@ -110,6 +111,9 @@ class ControlFile:
             "nfs": {i: self.nf_stats(i) for i, _ in self.nf_slots((lib.ONVM_NF_RUNNING, lib.ONVM_NF_ZOMBIE))},
             "ports": {p: self.port_stats(p) for p in range(shm.nb_ports)},
             "pool": {"size": shm.pool_size, "in_use": shm.pool_in_use, "held_by_ports": shm.pool_held},
+            # packets NFs held when they died, freed by the manager: lost in
+            # an NF, so that what came in = what went out + every drop + these
+            "recovered": shm.recovered,
             "threads": {"rx": [shm.rx_threads[r].sleeps for r in range(shm.nb_rx_threads)],
                         "rx_cost": [_rx_cost(shm.rx_threads[r]) for r in range(shm.nb_rx_threads)],
                         "tx": [shm.tx_threads[t].sleeps for t in range(shm.nb_tx_threads)]},
@@ -174,4 +178,6 @@ def format_table(snap, rate=None):
             "%d %s" % (p, s["name"]), "", s["rx"], s["tx"], r["rx"], r["tx"], r["drop"], s["tx_drop"]))
     pool = snap["pool"]
     lines.append("pool: %d of %d packets in use" % (pool["in_use"], pool["size"]))
+    if snap.get("recovered"):
+        lines.append("lost in NFs that died (recovered to the pool): %d packets" % snap["recovered"])
     return "\n".join(lines)

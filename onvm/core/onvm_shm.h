@@ -444,6 +444,8 @@ struct onvm_shm {
 	uint32_t active;         /* which tables[] routing reads */
 	uint64_t tick_ns;        /* CLOCK_MONOTONIC of the last control tick */
 	uint64_t table_updates;
+	uint64_t recovered;      /* packets recovered from NFs that died (summed; a slot's own
+				  * count goes with the slot when it is given out again) */
 	struct onvm_tables tables[2];
 
 	/* each written by its own RX / TX thread */
