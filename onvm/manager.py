@@ -185,11 +185,9 @@ class Manager:
 
     param name: the manager's name (its DPDK file prefix is onvm-NAME)
     param ports: port specs (see onvm.ports): "ring", "pcap:rx=in.pcap", ...
-    param hugepage_mb: MB of hugepages it reserves at start (DPDK's -m);
-        the packet pool and the tables are made in them.  What DPDK needs
-        beyond it is taken as it goes, up to max_hugepage_mb
-    param max_hugepage_mb: the most hugepage memory it may take (DPDK's
-        --socket-limit on each NUMA socket); None: 4 x hugepage_mb
+    param hugepage_mb: MB of hugepages it takes at start and never goes
+        beyond (DPDK's -m and --socket-limit): the packet pool (about 2.4
+        KB a packet) and the tables must fit; refused if mbufs do not
     param mbufs: packets in the shared pool
     param busy_poll: threads and NFs never sleep (a core each; big machines)
     param rx_threads, tx_threads: manager threads (1..3 each); ports are
@@ -212,6 +210,8 @@ class Manager:
             raise ValueError("a manager has 1..%d ports, got %d" % (lib.ONVM_MAX_PORTS, len(self.port_specs)))
         check_number("hugepage_mb", hugepage_mb, 64, 1 << 20, integer=True, what="an int of MB")
         check_number("mbufs", mbufs, 1023, 1 << 20, integer=True, what="an int")
+        from .mgrd import check_hugepage_budget
+        check_hugepage_budget(hugepage_mb, mbufs)
         self.hugepage_mb = hugepage_mb
         self.mbufs = mbufs
         self.busy_poll = bool(busy_poll)
