@@ -107,10 +107,16 @@ def cmd_deploy(a):
     from . import graph
     from .manager import Manager
     try:
-        with open(a.file) as f:
-            g = graph.from_json(f.read(), os.path.dirname(os.path.abspath(a.file)))
+        with open(a.file, "rb") as f:
+            text = f.read().decode()
     except OSError as e:
         die("cannot read graph file %s: %s" % (a.file, e))
+    except UnicodeDecodeError as e:
+        die("graph file %s is not UTF-8 text: %s" % (a.file, e))
+    try:
+        g = graph.from_json(text, os.path.dirname(os.path.abspath(a.file)))
+    except ValueError as e:
+        die("graph file %s: %s" % (a.file, e))
     mgr = Manager.attach(pick_manager(a.manager))
     try:
         if mgr.control.service_names():

@@ -124,6 +124,20 @@ def check_core():
     return [("ok", "onvm._core extension imports (%s)" % os.path.basename(_core.__file__), None, None)]
 
 
+def hugepage_fix(missing_mb):
+    """The command that reserves missing_mb more hugepages: nr_hugepages
+    raised from what it is now, never lowered (a fixed "echo 512" would
+    shrink a larger reservation, and the managers running in it)."""
+    try:
+        with open("/proc/sys/vm/nr_hugepages") as f:
+            nr = int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        nr = 0
+    size_kb = _meminfo().get("Hugepagesize", 2048)
+    more = -(-max(0, missing_mb) * 1024 // size_kb)
+    return "echo %d > /proc/sys/vm/nr_hugepages" % max(nr + more, 512 if nr == 0 else nr + 1)
+
+
 def check_hugepages():
     out = []
     try:
@@ -137,11 +151,10 @@ def check_hugepages():
     free_mb = free_pages * size_kb // 1024
     if nr <= 0:
         out.append(("FAIL", "hugepages", "none are reserved (/proc/sys/vm/nr_hugepages is 0)",
-                    "echo 512 > /proc/sys/vm/nr_hugepages"))
+                    hugepage_fix(MANAGER_MB)))
     elif free_mb < MANAGER_MB:
-        missing = -(-(MANAGER_MB - free_mb) * 1024 // size_kb)
         problem = "%d MB free of %d MB; one manager needs %d MB" % (free_mb, nr * size_kb // 1024, MANAGER_MB)
-        fix = "echo %d > /proc/sys/vm/nr_hugepages" % max(512, nr + missing)
+        fix = hugepage_fix(MANAGER_MB - free_mb)
         stale = [n for n in _onvm_hugepage_files() if not _manager_alive(n)]
         if stale:
             problem += "; stopped managers still hold hugepage files (%s)" % ", ".join(stale)

@@ -214,12 +214,14 @@ def check(g, nb_ports):
 
 def to_json(g):
     """A graph as networkx node-link JSON: ports as "port:N", NFs by native
-    name (with arguments) or FILE.py:FUNCTION."""
+    name (with arguments) or FILE.py:FUNCTION.  Only what a deployment
+    reads is saved (nf, replicas, container; steer, path): attributes of
+    your own stay in Python, so every saved file loads back."""
     from .manager import NativeNF, NFSpec
     h = nx.DiGraph()
     for node, attrs in g.nodes(data=True):
         key = "port:%d" % node.index if isinstance(node, Port) else node
-        out = {k: v for k, v in attrs.items() if k not in LIVE_ATTRS}
+        out = {k: v for k, v in attrs.items() if k in NODE_ATTRS}
         if "nf" in out:
             nf = as_nf(node, out["nf"])
             if isinstance(nf, NativeNF):
@@ -234,16 +236,86 @@ def to_json(g):
     for u, v, attrs in g.edges(data=True):
         h.add_edge("port:%d" % u.index if isinstance(u, Port) else u,
                    "port:%d" % v.index if isinstance(v, Port) else v,
-                   **{k: a for k, a in attrs.items() if k not in LIVE_ATTRS})
+                   **{k: a for k, a in attrs.items() if k in EDGE_ATTRS})
     return json.dumps(nx.node_link_data(h, edges="links"), indent=1, sort_keys=True)
+
+
+FILE_KEYS = ("directed", "graph", "links", "multigraph", "nodes")
+
+
+def _json_type(v):
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(v), "a number")
+
+
+def _refuse_constant(name):
+    raise ValueError("%s is not a number a graph file may hold" % name)
+
+
+def check_file(data):
+    """Check the shape of a graph file's JSON (what to_json writes) before
+    networkx reads it: an object of nodes and links, each an object with
+    known attributes only.  raises: ChainError naming what is wrong."""
+    if not isinstance(data, dict):
+        raise ChainError("a graph file holds a JSON object (networkx node-link data), not %s" % _json_type(data))
+    for k in data:
+        if k not in FILE_KEYS:
+            raise ChainError("unknown key %r at the top of the file (%s)" % (k, ", ".join(FILE_KEYS)))
+    if data.get("directed", True) is not True or data.get("multigraph", False) is not False:
+        raise ChainError("a deployment is a directed graph, not a multigraph: \"directed\": true, "
+                         "\"multigraph\": false")
+    if data.get("graph", {}) != {}:
+        raise ChainError("\"graph\" holds no attributes in a graph file, got %s" % json.dumps(data["graph"])[:80])
+    for key in ("nodes", "links"):
+        if not isinstance(data.get(key), list):
+            raise ChainError("\"%s\" must be an array, got %s" % (key, _json_type(data.get(key))))
+    ids = set()
+    for i, n in enumerate(data["nodes"]):
+        if not isinstance(n, dict) or not isinstance(n.get("id"), str):
+            raise ChainError("nodes[%d]: a node is an object with a string \"id\", got %s"
+                             % (i, json.dumps(n)[:80]))
+        _known_only("node %r" % n["id"], n, ("id",) + NODE_ATTRS)
+        nf = n.get("nf")
+        if nf is not None:
+            ok = isinstance(nf, dict) and (set(nf) <= {"native", "args"} and isinstance(nf.get("native"), str)
+                                           and isinstance(nf.get("args", {}), dict)
+                                           or set(nf) <= {"python", "batch"} and isinstance(nf.get("python"), str)
+                                           and isinstance(nf.get("batch", False), bool))
+            if not ok:
+                raise ChainError("node %r: nf %s: give {\"native\": NAME, \"args\": {...}} or "
+                                 "{\"python\": \"FILE.py:FUNCTION\", \"batch\": false}" % (n["id"], json.dumps(nf)[:80]))
+        ids.add(n["id"])
+    for i, e in enumerate(data["links"]):
+        if not isinstance(e, dict) or not isinstance(e.get("source"), str) or not isinstance(e.get("target"), str):
+            raise ChainError("links[%d]: a link is an object with string \"source\" and \"target\", got %s"
+                             % (i, json.dumps(e)[:80]))
+        for end in ("source", "target"):
+            if e[end] not in ids:
+                raise ChainError("link %s -> %s: no node %r in \"nodes\"" % (e["source"], e["target"], e[end]))
+        _known_only("link %s -> %s" % (e["source"], e["target"]), e, ("source", "target") + EDGE_ATTRS)
+
+
+def _known_only(what, attrs, known):
+    for k in attrs:
+        if k not in known and k not in LIVE_ATTRS:
+            close = difflib.get_close_matches(str(k), known, n=1, cutoff=0.75)
+            raise ChainError("%s: unknown attribute %r (%s)" % (
+                what, k, "did you mean %r?" % close[0] if close else "known: " + ", ".join(known)))
 
 
 def from_json(text, base_dir="."):
     """The graph a to_json() text describes; Python NFs are loaded from their
-    files (relative to base_dir)."""
+    files (relative to base_dir).  raises: ChainError naming what is wrong
+    with the file, before anything is loaded."""
     from .manager import load_nf, native
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise ChainError("not a node-link graph: nested too deeply") from None
+    except ValueError as e:
+        raise ChainError("not a node-link graph: %s" % e) from None
+    check_file(data)
+    try:
         h = nx.node_link_graph(data, directed=True, multigraph=False, edges="links")
     except (ValueError, KeyError, TypeError, nx.NetworkXError) as e:
         raise ChainError("not a node-link graph: %s" % e) from None

@@ -12,7 +12,7 @@ import time
 
 from . import paths, protocol
 from ._core import lib
-from .errors import ChainError, OnvmError
+from .errors import ChainError, OnvmError, check_number
 from .packet import ToPort, ToService
 from .nfdoor import TICKET_ENV
 from .ports import parse_port
@@ -51,9 +51,10 @@ class NativeNF:
         if args and name != "generate":
             raise ValueError("native NF %r takes no arguments" % name)
         for k, v in args.items():
-            if k not in ("rate", "size", "count", "flows", "dest", "port") or isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            if k not in ("rate", "size", "count", "flows", "dest", "port") or isinstance(v, bool) \
+                    or not isinstance(v, int) or not 0 <= v < 2 ** 63:
                 raise ValueError("generate: %s=%r; arguments are rate, size, count, flows, dest, port "
-                                 "(non-negative ints)" % (k, v))
+                                 "(ints in 0..2**63-1)" % (k, v))
         self.name = name
         self.service = service
         self.args = args
@@ -95,8 +96,8 @@ def load_nf(target, batch=False):
         else:
             mod = importlib.import_module(mod_name)
         fn = getattr(mod, fn_name)
-    except (OSError, ImportError, AttributeError, SyntaxError) as e:
-        raise ValueError("cannot load %s: %s" % (target, e)) from None
+    except Exception as e:      # the module's own code failed as it was imported: say so, one line
+        raise ValueError("cannot load %s: %s: %s" % (target, type(e).__name__, e)) from None
     if isinstance(fn, NFSpec):
         batch, fn = batch or fn.batch, fn.fn
     if not callable(fn):
@@ -109,6 +110,15 @@ def load_nf(target, batch=False):
 def native(name, service=None, **args):
     """A native C NF by name; generate takes rate, size, count, flows, dest."""
     return NativeNF(name, service, **args)
+
+
+# The longest any call here waits or runs: a day.  Beyond it a wait is a
+# mistake (count=10**30, timeout=1e12) that would hang the notebook.
+LONGEST_S = 86400
+
+
+def _check_timeout(timeout, name="timeout"):
+    return check_number(name, timeout, 0, LONGEST_S, what="a number of seconds")
 
 
 def _check_service(service):
@@ -176,7 +186,9 @@ class Manager:
 
     param name: the manager's name (its DPDK file prefix is onvm-NAME)
     param ports: port specs (see onvm.ports): "ring", "pcap:rx=in.pcap", ...
-    param hugepage_mb: hugepage memory it takes
+    param hugepage_mb: MB of hugepages it takes at start and never goes
+        beyond (DPDK's -m and --socket-limit): the packet pool (about 2.4
+        KB a packet) and the tables must fit; refused if mbufs do not
     param mbufs: packets in the shared pool
     param busy_poll: threads and NFs never sleep (a core each; big machines)
     param rx_threads, tx_threads: manager threads (1..3 each); ports are
@@ -200,10 +212,10 @@ class Manager:
             parse_port(p)
         if not 1 <= len(self.port_specs) <= lib.ONVM_MAX_PORTS:
             raise ValueError("a manager has 1..%d ports, got %d" % (lib.ONVM_MAX_PORTS, len(self.port_specs)))
-        if hugepage_mb < 64:
-            raise ValueError("hugepage_mb must be at least 64, got %r" % hugepage_mb)
-        if not 1023 <= mbufs <= 1 << 20:
-            raise ValueError("mbufs must be in 1023..%d, got %r" % (1 << 20, mbufs))
+        check_number("hugepage_mb", hugepage_mb, 64, 1 << 20, integer=True, what="an int of MB")
+        check_number("mbufs", mbufs, 1023, 1 << 20, integer=True, what="an int")
+        from .mgrd import check_hugepage_budget
+        check_hugepage_budget(hugepage_mb, mbufs)
         self.hugepage_mb = hugepage_mb
         self.mbufs = mbufs
         self.busy_poll = bool(busy_poll)
@@ -607,17 +619,25 @@ class Manager:
         for timeout seconds.
 
         param rate: packets per second (the RX thread releases each when
-            due); None: as fast as the chain takes them
-        returns: how many were accepted"""
+            due), at least 1/60 (a paced gap is at most 60 s); None: as
+            fast as the chain takes them
+        returns: how many were accepted.  Interrupted (Ctrl-C), what is not
+        yet sent is withdrawn (counted as the port's inject_drop) and the
+        port is free at once."""
         if isinstance(pkts, (str, os.PathLike)):
             from .traffic import read_pcap
             pkts = [p for p, _ in read_pcap(pkts)]
         raw = self._raw(pkts)
         self._check_ring_port(port)
+        _check_timeout(timeout)
         due = None
         if rate is not None:
-            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0:
+            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate < float("inf"):
                 raise ValueError("rate must be a positive number of packets per second, got %r" % (rate,))
+            if 1e9 / rate > lib.ONVM_PACE_MAX_GAP_NS:
+                raise ValueError("rate must be at least %.6g packets per second (a paced gap is at most %d s), "
+                                 "got %r" % (1e9 / lib.ONVM_PACE_MAX_GAP_NS, lib.ONVM_PACE_MAX_GAP_NS // 10 ** 9,
+                                            rate))
             t0 = time.clock_gettime_ns(time.CLOCK_MONOTONIC) + 1000000
             due = [t0 + int(i * 1e9 / rate) for i in range(len(raw))]
         return self._inject(port, raw, due, timeout)
@@ -651,6 +671,9 @@ class Manager:
             match are returned (the rest of the port's output is consumed)
         returns: a scapy PacketList, or a list of bytes with raw=True
         raises: ValueError for an unknown port or NF, or a bad filter"""
+        _check_timeout(timeout)
+        if count is not None:
+            check_number("count", count, 0, 2 ** 63 - 1, integer=True, what="an int")
         if after is not None:
             service = self._service_of(after)
             for t in self._taps:
@@ -730,7 +753,10 @@ class Manager:
         """Replay a pcap file into a ring port with its original timing:
         each packet is due at its offset in the file divided by speed
         (speed=0: as fast as possible), the file loop times over.  Blocks
-        until the last packet went in.  returns: packets sent.
+        until the last packet went in; Ctrl-C withdraws what is not yet
+        sent.  A gap between packets, divided by speed, may be 60 s at most
+        (a file with longer pauses needs a higher speed).  returns: packets
+        sent.
 
         replay(port) (an int): start the file of a "pcap:rx=FILE" port
         instead; such a port waits for this, so the chain and NFs can be
@@ -738,12 +764,15 @@ class Manager:
         if isinstance(path, int) and not isinstance(path, bool):
             return self._replay_port(path)
         from .traffic import read_pcap, replay_schedule
-        if isinstance(speed, bool) or not isinstance(speed, (int, float)) or speed < 0:
-            raise ValueError("speed must be >= 0 (0: as fast as possible), got %r" % (speed,))
+        if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not 0 <= speed < float("inf"):
+            raise ValueError("speed must be a finite number >= 0 (0: as fast as possible), got %r" % (speed,))
         if isinstance(loop, bool) or not isinstance(loop, int) or loop < 1:
             raise ValueError("loop must be a positive int, got %r" % (loop,))
+        _check_timeout(timeout)
         recs = read_pcap(path)
         self._check_ring_port(port)
+        if len(recs) * loop > 10 ** 8:
+            raise ValueError("loop=%d: %d packets in all; at most 10**8 in one replay" % (loop, len(recs) * loop))
         raw = self._raw([p for p, _ in recs]) * loop
         due = replay_schedule([t for _, t in recs], speed, loop)
         return self._inject(port, raw, due, timeout)
@@ -773,6 +802,7 @@ class Manager:
         raises: ValueError for something that is not one packet or a port
             that is not a ring port"""
         from .traffic import Trace, trace_hops
+        _check_timeout(timeout)
         if not (isinstance(pkt, (bytes, bytearray)) or hasattr(pkt, "build")):
             raise ValueError("trace() takes one packet (a scapy packet or bytes), got %s" % type(pkt).__name__)
         (raw,) = self._raw(pkt)
@@ -815,12 +845,15 @@ class Manager:
             raise ValueError("flows must be an int of 1..65535, got %r" % (flows,))
         if seconds is not None and count is not None:
             raise ValueError("give seconds or count, not both")
-        if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
-            raise ValueError("count must be a positive int, got %r" % (count,))
+        if count is not None:
+            # a run lasts a day at most: count=10**30 would never end
+            most = int(rate * LONGEST_S)
+            check_number("count", count, 1, most, integer=True, what="a positive int",
+                         why="a run lasts a day at most: %d packets at rate=%g" % (most, rate))
         if count is None:
             seconds = 5 if seconds is None else seconds
-            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
-                raise ValueError("seconds must be a positive number, got %r" % (seconds,))
+            check_number("seconds", seconds, 1e-3, LONGEST_S, what="a positive number of seconds")
+        _check_timeout(timeout)
         self._check_port(port)
         used = {d for p in range(len(self.port_specs)) for a, d in self.control.path(p) if a == lib.ONVM_TO_SERVICE}
         used |= {s.service for _, s in self.control.nf_slots((lib.ONVM_NF_CLAIMED, lib.ONVM_NF_RUNNING))}
@@ -864,8 +897,11 @@ class Manager:
         """Every counter as ints: {"nfs": {instance: {name, service, pid, rx,
         tx, rx_drop, tx_drop, refused, actions: {...}, ...}}, "ports": {p:
         {rx, tx, rx_drop, tx_drop, ...}}, "pool": {size, in_use}, "manager": {pid,
-        log_dropped}}.  log_dropped (the manager's and each NF's): log lines
-        lost to a full or unwritable log file system; the process went on."""
+        log_dropped}, "recovered": n}.  log_dropped (the manager's and each
+        NF's): log lines lost to a full or unwritable log file system; the
+        process went on.  recovered: packets NFs held when they died (the
+        manager freed them; an NF's own "recovered" goes when its slot is
+        reused)."""
         s = self.control.snapshot()
         del s["time"], s["sample"]
         return s
@@ -873,6 +909,7 @@ class Manager:
     def wait_idle(self, timeout=5.0):
         """Wait until every packet is back in the pool and nothing waits to
         be injected.  returns: True if so."""
+        _check_timeout(timeout)
         shm = self.control.shm
         deadline = time.monotonic() + timeout
 

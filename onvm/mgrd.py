@@ -5,6 +5,7 @@ ring ports.  Started by onvm.Manager or `onvm mgr`; never inside a kernel."""
 import base64
 import mmap
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -35,9 +36,45 @@ OWNER_CONNS = 128        # open connections on onvm.sock (beyond: a silent one g
 OWNER_PER_PROCESS = 100  # of them one process may hold
 
 
+# What a manager's hugepages hold: the packet pool (a packet takes about
+# 2.4 KB with its mbuf header and headroom) and the rest (NF rings, flow
+# tables, ethdevs, memzones: under 16 MB).  Measured with --socket-limit:
+# 20000 packets fit in 64 MB, 24000 do not (DPDK then panics at start).
+MBUF_BYTES = 2432
+BASE_MB = 16
+
+
+def hugepage_need_mb(mbufs):
+    """MB of hugepages a manager with a pool of mbufs packets needs."""
+    return -(-mbufs * MBUF_BYTES // (1 << 20)) + BASE_MB
+
+
+def check_hugepage_budget(hugepage_mb, mbufs):
+    """raises: ValueError if mbufs packets do not fit in hugepage_mb, a cap."""
+    need = hugepage_need_mb(mbufs)
+    if need > hugepage_mb:
+        raise ValueError("hugepage_mb=%d is too small for mbufs=%d: the pool needs about %d MB (hugepage_mb is "
+                         "the most the manager may take); raise hugepage_mb to %d or use fewer mbufs"
+                         % (hugepage_mb, mbufs, need, need))
+
+
+def socket_limit(mb, page_bytes):
+    """DPDK's --socket-limit: mb (rounded up to whole hugepages) on every
+    NUMA node, so hugepage_mb is a cap and not only what is taken at start
+    (-m; DPDK grows past it on demand: a pool of 2**20 packets took 2.4 GB
+    with hugepage_mb=64)."""
+    page_mb = max(1, page_bytes >> 20)
+    mb = -(-mb // page_mb) * page_mb
+    node_dir = "/sys/devices/system/node"
+    nodes = [int(d[4:]) for d in os.listdir(node_dir) if re.fullmatch(r"node\d+", d)] \
+        if os.path.isdir(node_dir) else []
+    return ",".join([str(mb)] * (max(nodes + [0]) + 1))
+
+
 def hugepage_problem(mb):
     """None if mb megabytes of hugepages are free and this user has a
     hugetlbfs directory to put them in, else what to do."""
+    from .doctor import hugepage_fix
     try:
         paths.huge_dir()
     except OnvmError as e:
@@ -50,7 +87,7 @@ def hugepage_problem(mb):
     free = int(info["HugePages_Free"][0]) * int(info["Hugepagesize"][0]) // 1024
     if free < mb:
         return ("not enough free hugepages: this manager needs %d MB, %d MB are free; "
-                "run: echo 512 > /proc/sys/vm/nr_hugepages (or pass a smaller hugepage_mb)" % (mb, free))
+                "run: %s (or pass a smaller hugepage_mb)" % (mb, free, hugepage_fix(mb - free)))
     return None
 
 
@@ -163,9 +200,11 @@ class ManagerDaemon:
             raise OnvmError("a DPDK primary that is not an onvm manager of this version holds %s; stop it "
                             "or choose another name" % paths.run_dir(name))
         huge = paths.huge_dir(create=True)
+        check_hugepage_budget(hugepage_mb, mbufs)
         pci = [d for k, d in specs if k == lib.ONVM_PORT_PCI]
         argv = ["onvm-mgr", "--file-prefix", paths.file_prefix(name), "--proc-type", "primary",
-                "-m", str(hugepage_mb), "--lcores", "(0-%d)@(%s)" % (rx_threads + tx_threads, cpus),
+                "-m", str(hugepage_mb), "--socket-limit",
+                socket_limit(hugepage_mb, os.statvfs(huge).f_bsize), "--lcores", "(0-%d)@(%s)" % (rx_threads + tx_threads, cpus),
                 "--huge-dir", huge, "--log-level", os.environ.get("ONVM_DPDK_LOG", "error")]
         if os.geteuid() != 0:
             # Without root, /proc/self/pagemap shows no physical addresses.

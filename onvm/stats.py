@@ -111,7 +111,8 @@ class ControlFile:
 
     def snapshot(self):
         """Every counter as plain ints: {"nfs": {instance: {...}},
-        "ports": {index: {...}}, "pool": {"size", "in_use"}, "time": s},
+        "ports": {index: {...}}, "pool": {"size", "in_use"}, "recovered":
+        packets lost in NFs that died, "time": s},
         and "sample", what rates() needs (onvm.rates.Sample)."""
         from .rates import read_sample
         shm = self.shm
@@ -122,6 +123,9 @@ class ControlFile:
             "ports": {p: self.port_stats(p) for p in range(shm.nb_ports)},
             "pool": {"size": shm.pool_size, "in_use": shm.pool_in_use, "held_by_ports": shm.pool_held},
             "manager": {"pid": shm.mgr_pid, "log_dropped": shm.log_dropped},
+            # packets NFs held when they died, freed by the manager: lost in
+            # an NF, so that what came in = what went out + every drop + these
+            "recovered": shm.recovered,
             "threads": {"rx": [shm.rx_threads[r].sleeps for r in range(shm.nb_rx_threads)],
                         "rx_cost": [_rx_cost(shm.rx_threads[r]) for r in range(shm.nb_rx_threads)],
                         "tx": [shm.tx_threads[t].sleeps for t in range(shm.nb_tx_threads)]},
@@ -194,4 +198,6 @@ def format_table(snap, rate=None):
     lines.append("pool: %d of %d packets in use" % (pool["in_use"], pool["size"]))
     lines.append("DROP pps: the NF returned DROP; full pps: lost at a full ring (NF) or port" if rate is not None
                  else "- : rates need two snapshots: format_table(snap, onvm.stats.rates(before, snap))")
+    if snap.get("recovered"):
+        lines.append("lost in NFs that died (recovered to the pool): %d packets" % snap["recovered"])
     return "\n".join(lines)

@@ -12,7 +12,7 @@ import time
 
 from . import paths
 from ._core import ffi, lib
-from .errors import OnvmError
+from .errors import OnvmError, check_number
 
 READ_BUF = 8 << 20        # bytes copied out of a ring per call
 READ_MAX = 65536          # records per call
@@ -206,13 +206,18 @@ class PortRings:
         """Write raw packets into port's inject ring, ringing the RX threads;
         while the ring is full, wait for room until nothing moved for timeout
         seconds.  wait: then also wait until the RX thread took them all.
+        Interrupted (Ctrl-C, any exception), it withdraws what it wrote that
+        still waits: the RX thread skips those and counts them as the port's
+        inject_drop, so a cancelled paced inject leaves the port free.
         returns: how many went in."""
         r = self.ring(port, "in")
         bell = self.bell()
         sent = 0
         last = time.monotonic()
         r.lock()
+        done = False
         try:
+            lib.onvm_ring_begin(r.hdr)     # also withdraws what a writer killed mid-inject left
             while sent < len(raw):
                 n = r.write(raw[sent:sent + WRITE_CHUNK * 4],
                             None if due is None else due[sent:sent + WRITE_CHUNK * 4],
@@ -233,8 +238,12 @@ class PortRings:
                 while r.pending and time.monotonic() < deadline:
                     bell.ring()
                     time.sleep(0.0002)
+            done = True
         finally:
+            lib.onvm_ring_end(r.hdr, 0 if done else 1)
             r.unlock()
+            if not done:
+                bell.ring()                # the RX thread skips them now, not at their due time
         return sent
 
     def capture(self, port, count=None, timeout=1.0, with_meta=False):
@@ -318,6 +327,7 @@ class Tap(_StopOnExit):
 
     def capture(self, count=None, timeout=1.0, raw=False):
         """Packets the tap copied, each once; like Manager.capture."""
+        check_number("timeout", timeout, 0, 86400, what="a number of seconds")
         got = []
         deadline = time.monotonic() + timeout
         while True:
@@ -373,11 +383,19 @@ def read_pcap(path):
 def replay_schedule(times, speed, loop):
     """CLOCK_MONOTONIC due times for a file's packet times played loop
     times at speed (0: all due now).  A loop starts one mean gap after the
-    previous one's last packet."""
+    previous one's last packet.
+    raises: ValueError if a gap, divided by speed, is longer than the
+    longest paced gap (60 s, ONVM_PACE_MAX_GAP_NS)."""
     if speed == 0:
         return None
     span = times[-1] - times[0]
     period = span + (span // (len(times) - 1) if len(times) > 1 else 0)
+    gap = max([b - a for a, b in zip(times, times[1:])] + [period - span])
+    if gap / speed > lib.ONVM_PACE_MAX_GAP_NS:
+        limit = lib.ONVM_PACE_MAX_GAP_NS / 1e9
+        raise ValueError("speed=%r: the file's longest gap between packets, %.9g s, would last %.3g s; a paced "
+                         "gap is at most %g s: replay at speed >= %.6g (or speed=0: as fast as possible)"
+                         % (speed, gap / 1e9, gap / 1e9 / speed, limit, gap / 1e9 / limit))
     t0 = time.clock_gettime_ns(time.CLOCK_MONOTONIC) + 2000000
     return [t0 + int((k * period + t - times[0]) / speed) for k in range(loop) for t in times]
 

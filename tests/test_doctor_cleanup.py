@@ -126,3 +126,45 @@ def test_cleanup_force_stops_running_manager(tmp_path):
     finally:
         kill(p)
         remove_leftovers(name)
+
+
+def hugepage_mb_used(name):
+    """MB of hugepages a manager's files hold (its own: HugePages_Free is
+    shared with every other manager on the machine)."""
+    return sum(os.stat(f).st_blocks * 512 for f in paths.hugepage_files(name)) >> 20
+
+
+def test_hugepage_mb_is_a_cap_and_a_pool_that_cannot_fit_is_refused():
+    """hugepage_mb=64 with mbufs=2**20 took 2.4 GB before (DPDK grew past
+    -m on demand); now it is refused before anything starts, and a manager
+    at hugepage_mb=64 holds 64 MB with NFs, traffic and a tap."""
+    name = "cap%d" % os.getpid()
+    with pytest.raises(ValueError, match=r"hugepage_mb=64 is too small for mbufs=1048576: the pool needs about "
+                                         r"2448 MB .*raise hugepage_mb to 2448"):
+        onvm.Manager(name=name, hugepage_mb=64, mbufs=1 << 20)
+    assert paths.hugepage_files(name) == [] and not os.path.exists(paths.run_dir(name))
+    r = onvm_cli("mgr", "--name", name, "--hugepage-mb", "64", "--mbufs", "1048576", "--quiet")
+    assert r.returncode == 2 and "too small for mbufs=1048576" in r.stderr, r.stderr
+    with onvm.Manager(name=name, hugepage_mb=64) as mgr:
+        for i in range(3):
+            mgr.launch(onvm.native("forward"), service=1, name="f%d" % i)
+        mgr.set_default_chain([1, onvm.ToPort(1)])
+        with mgr.tap(after=1) as t:
+            assert mgr.inject([bytes(60)] * 5000, port=0) == 5000
+            assert len(mgr.capture(port=1, count=5000, timeout=20, raw=True)) == 5000
+            copies = len(t.capture(count=5000, timeout=20, raw=True))
+            assert copies + t.stop() == 5000, "a copy is made or counted (a tap's copies may drop)"
+        assert hugepage_mb_used(name) <= 64
+
+
+def test_the_hugepage_hint_raises_the_reservation_and_never_lowers_it():
+    from onvm.mgrd import hugepage_problem
+    with open("/proc/sys/vm/nr_hugepages") as f:
+        nr = int(f.read())
+    size_mb = os.statvfs(paths.huge_dir()).f_bsize >> 20
+    free_mb = next(int(ln.split()[1]) for ln in open("/proc/meminfo") if ln.startswith("HugePages_Free")) * size_mb
+    msg = hugepage_problem(free_mb + 1000 * size_mb)      # 1000 pages more than are free
+    want = int(msg.split("echo ")[1].split()[0])
+    assert want >= nr + 1000 - 50, (msg, nr)              # (others' managers may come and go meanwhile)
+    from onvm.doctor import hugepage_fix
+    assert int(hugepage_fix(1).split()[1]) > nr and int(hugepage_fix(0).split()[1]) > nr

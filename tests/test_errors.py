@@ -29,6 +29,27 @@ def test_unknown_native_nf_and_arguments():
         onvm.native("generate", speed=3)
 
 
+def test_numbers_out_of_range_are_named_before_anything_starts(mgr):
+    """No raw TypeError/OverflowError, and no wait that never ends (NaN and
+    infinite timeouts): a ValueError naming the argument."""
+    for bad in ("a", 63, 64.5, True, None):
+        with pytest.raises(ValueError, match="hugepage_mb must be an int of MB in 64..1048576"):
+            onvm.Manager(name="never", hugepage_mb=bad, start=False)
+    with pytest.raises(ValueError, match="mbufs must be an int"):
+        onvm.Manager(name="never", mbufs="many", start=False)
+    with pytest.raises(ValueError, match=r"generate: count=10{30}|generate: count="):
+        onvm.native("generate", count=10 ** 30)
+    for call in (lambda t: mgr.capture(port=1, timeout=t), lambda t: mgr.inject([udp(1)], port=0, timeout=t),
+                 lambda t: mgr.wait_idle(t), lambda t: mgr.trace(udp(1), timeout=t)):
+        for bad in (float("nan"), float("inf"), -1, "1"):
+            with pytest.raises(ValueError, match="timeout must be a number of seconds in 0..86400"):
+                call(bad)
+    with mgr.tap(port=1) as t:
+        with pytest.raises(ValueError, match="timeout must be"):
+            t.capture(timeout=float("nan"))
+    assert mgr.stats()["ports"][0]["injected"] == 0
+
+
 def test_ports_that_do_not_exist(mgr):
     mgr.launch(onvm.native("forward"), service=1)
     mgr.set_default_chain([1, onvm.ToPort(1)])

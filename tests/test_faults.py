@@ -4,6 +4,9 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
+
+import pytest
 
 import onvm
 from conftest import udp, wait_for
@@ -66,3 +69,58 @@ def test_nf_that_exits_by_itself_leaves_the_service(mgr):
     mgr.inject([udp(sport=i) for i in range(200)], port=0)
     assert len(mgr.capture(port=1, count=200, timeout=5)) == 200
     assert stayer.stats()["rx"] == 200
+
+
+@pytest.mark.parametrize("stuck", ["spin", "sleep"])
+def test_an_nf_stuck_in_its_callback_ends_within_a_second_of_the_manager(stuck):
+    """The NF's loop cannot look at the manager while its Python callback
+    loops forever (or sleeps): its watchdog thread does, and ends it."""
+    name = "stuck%s%d" % (stuck, os.getpid())
+    mgr = onvm.Manager(name=name)
+    try:
+        if stuck == "spin":
+            def hang(pkt):
+                while True:
+                    pass
+        else:
+            def hang(pkt):
+                import time
+                time.sleep(3600)
+        nf = mgr.launch(hang, service=1)
+        mgr.set_default_chain([1, onvm.ToPort(1)])
+        mgr.inject([udp(1)], port=0)
+        assert wait_for(lambda: nf.stats().get("rx") == 1, 10), "the NF took the packet into its callback"
+        os.kill(mgr.process.pid, signal.SIGKILL)
+        mgr.process.wait()
+        t0 = time.monotonic()
+        gone = wait_for(lambda: not nf.alive, 1.0, step=0.005)
+        took = time.monotonic() - t0
+        assert gone, "the NF outlived its manager by more than 1 s"
+        print("NF gone %.3f s after the manager" % took)
+        assert nf.process.returncode == 3 and took < 1.0
+        assert "the manager is gone" in open(nf.log_path).read()
+    finally:
+        mgr.stop()      # kills what is left and cleans what the killed manager left behind
+    assert onvm.paths.hugepage_files(name) == []
+
+
+def test_packets_lost_in_a_crashed_nf_are_counted(mgr):
+    """1000 packets in, the NF killed while it holds them: the manager frees
+    them and says so, so that what came in is what went out plus every drop
+    (before: port 0 showed 1000 in, nothing out, no drop)."""
+    def slow(pkt):
+        import time
+        time.sleep(3600)
+    nf = mgr.launch(slow, service=1)
+    mgr.set_default_chain([1, onvm.ToPort(1)])
+    assert mgr.inject([udp(i) for i in range(1000)], port=0) == 1000
+    assert wait_for(lambda: nf.stats().get("rx", 0) >= 1, 10)
+    nf.kill()
+    assert wait_for(lambda: mgr.stats()["recovered"] == 1000, 10), mgr.stats()["recovered"]
+    s = mgr.stats()
+    assert s["nfs"] == {}, "the dead NF's slot is free again"
+    p0, p1 = s["ports"][0], s["ports"][1]
+    drops = p0["rx_drop"] + p0["rx_refused"] + p0["rx_chain_end"] + p1["tx_drop"]
+    assert p0["rx"] == 1000 and p0["rx"] == p1["tx"] + drops + s["recovered"]
+    assert mgr.wait_idle(5), "every packet is back in the pool"
+    assert "lost in NFs that died" in onvm.stats.format_table(s)

@@ -162,6 +162,13 @@ def test_mgr_generate_reports_what_it_sent_and_the_latency_at_the_sink(mgr):
     (dict(size=1515), "size must be"), (dict(flows=0), "flows must be an int of 1..65535"),
     (dict(count=0), "count must be a positive"), (dict(seconds=-1), "seconds must be a positive"),
     (dict(seconds=1, count=5), "seconds or count, not both"), (dict(port=9), "port 9 does not exist"),
+    # these never returned, or raised OverflowError, before
+    (dict(count=10 ** 30), r"count must be a positive int in 1..86400000000 \(a run lasts a day at most"),
+    (dict(rate=1000, count=86400001), r"count .* 86400000 packets at rate=1000"),
+    (dict(seconds=float("inf")), "seconds must be a positive number of seconds in 0.001..86400"),
+    (dict(seconds=float("nan")), "seconds must be"), (dict(seconds=86401), "seconds must be"),
+    (dict(timeout=float("nan")), "timeout must be a number of seconds"),
+    (dict(rate=float("nan")), "rate must be a positive"),
 ])
 def test_mgr_generate_refuses_bad_arguments_and_starts_nothing(mgr, kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -325,3 +325,97 @@ def test_a_redeploy_that_cannot_start_rolls_back():
         assert wait_for(lambda: len(mgr.stats()["nfs"]) == 2, 5)
         mgr.inject([udp(sport=i) for i in range(10)], port=0)
         assert len(mgr.capture(port=1, count=10, timeout=5)) == 10
+
+
+def malformed_graph_files(d):
+    """Graph files that are wrong in every way we could think of: not JSON,
+    not an object, nested deeply, wrong types, unknown attributes, names and
+    links that do not exist.  returns: their paths."""
+    fwd = {"native": "forward"}
+    ports = [{"id": "port:0"}, {"id": "port:1"}]
+    links = [{"source": "port:0", "target": "a"}, {"source": "a", "target": "port:1"}]
+
+    def graph(nodes, links=links, **top):
+        return json.dumps(dict({"directed": True, "multigraph": False, "graph": {}, "nodes": nodes,
+                                "links": links}, **top))
+
+    def node_a(**attrs):
+        return graph(ports + [dict(id="a", **attrs)])
+    files = {
+        "empty": "", "notjson": "not json {", "number": "5", "array": "[1, 2]", "null": "null", "string": '"g"',
+        "emptyobj": "{}", "deep_array": "[" * 100000 + "]" * 100000,
+        "deep_attr": '{"nodes": [{"id": "a", "nf": ' + '{"x":' * 50000 + "1" + "}" * 50000 + "}], \"links\": []}",
+        "nodes_number": '{"nodes": 5, "links": []}', "nodes_of_ints": '{"nodes": [5], "links": []}',
+        "links_number": graph(ports + [dict(id="a", nf=fwd)], 5), "no_nf_node": graph(ports, []),
+        "python_5": node_a(nf={"python": 5}), "native_5": node_a(nf={"native": 5}),
+        "args_5": node_a(nf={"native": "generate", "args": 5}),
+        "args_str": node_a(nf={"native": "generate", "args": {"rate": "x"}}),
+        "args_huge": node_a(nf={"native": "generate", "args": {"count": 10 ** 30}}),
+        "args_nan": node_a(nf={"native": "generate", "args": {"rate": float("nan")}}),
+        "nf_string": node_a(nf="forward"), "nf_int": node_a(nf=5), "nf_empty": node_a(nf={}),
+        "nf_unknown": node_a(nf={"native": "firewal"}), "nf_extra_key": node_a(nf={"native": "drop", "x": 1}),
+        "python_missing": node_a(nf={"python": "missing.py:fn"}),
+        "python_no_function": node_a(nf={"python": "/etc/passwd"}),
+        "python_raises": node_a(nf={"python": "raises.py:fn"}),
+        "node_int_id": graph(ports + [{"id": 5, "nf": fwd}]), "node_no_id": graph(ports + [{"nf": fwd}]),
+        "port_x": graph([{"id": "port:x"}, {"id": "port:1"}, {"id": "a", "nf": fwd}],
+                        [{"source": "port:x", "target": "a"}, {"source": "a", "target": "port:1"}]),
+        "port_99": graph(ports + [{"id": "port:99"}, {"id": "a", "nf": fwd}],
+                         links + [{"source": "a", "target": "port:99"}]),
+        "link_to_nowhere": graph(ports + [{"id": "a", "nf": fwd}], links + [{"source": "a", "target": "zzz"}]),
+        "link_no_target": graph(ports + [{"id": "a", "nf": fwd}], [{"source": "port:0"}]),
+        "replicas_str": node_a(nf=fwd, replicas="2"), "replicas_1000": node_a(nf=fwd, replicas=1000),
+        "replicas_inf": node_a(nf=fwd, replicas=1e400), "container_yes": node_a(nf=fwd, container="yes"),
+        "unknown_node_attr": node_a(nf=fwd, cpu=2), "typo_node_attr": node_a(nf=fwd, replica=2),
+        "unknown_edge_attr": graph(ports + [{"id": "a", "nf": fwd}], [dict(links[0], weight=1), links[1]]),
+        "unknown_top_key": graph(ports + [{"id": "a", "nf": fwd}], extra=1),
+        "graph_attrs": graph(ports + [{"id": "a", "nf": fwd}]).replace('"graph": {}', '"graph": [1]'),
+        "steer_yes": graph(ports + [{"id": "a", "nf": fwd}], links + [{"source": "a", "target": "port:0",
+                                                                       "steer": "yes"}]),
+        "path_x": graph(ports + [{"id": "a", "nf": fwd}], [dict(links[0], path="x"), links[1]]),
+        "loop": graph(ports + [{"id": "a", "nf": fwd}, {"id": "b", "nf": fwd}],
+                      [links[0], {"source": "a", "target": "b"}, {"source": "b", "target": "a"}]),
+        "multigraph": graph(ports + [{"id": "a", "nf": fwd}], multigraph=True),
+        "undirected": graph(ports + [{"id": "a", "nf": fwd}], directed=False),
+        "bad_name": graph(ports + [{"id": "a b", "nf": fwd}],
+                          [{"source": "port:0", "target": "a b"}, {"source": "a b", "target": "port:1"}]),
+    }
+    out = []
+    for name, text in files.items():
+        (d / (name + ".json")).write_text(text)
+        out.append(d / (name + ".json"))
+    (d / "raises.py").write_text("1 / 0\n")
+    (d / "latin1.json").write_bytes(b'{"nodes": [{"id": "\xff\xfe"}], "links": []}')
+    (d / "a_directory.json").mkdir()
+    return out + [d / "latin1.json", d / "a_directory.json", d / "missing.json"]
+
+
+def test_malformed_graph_files_get_one_line_and_a_nonzero_exit(mgr, tmp_path, capsys):
+    """`onvm deploy` of each: no traceback, one line naming the problem,
+    exit status 2, and the manager runs no graph and no NF afterwards."""
+    from onvm import cli
+    files = malformed_graph_files(tmp_path)
+    assert len(files) >= 50
+    for f in files:
+        with pytest.raises(SystemExit) as e:       # any other exception is the traceback we refuse
+            cli.main(["deploy", str(f), "--manager", mgr.name])
+        err = capsys.readouterr().err.strip()
+        assert e.value.code == 2, (f.name, err)
+        assert len(err.splitlines()) == 1 and err.startswith("onvm: "), (f.name, err)
+        assert mgr.control.service_names() == {} and mgr.stats()["nfs"] == {}, f.name
+    for name, words in (("unknown_node_attr", "node 'a': unknown attribute 'cpu'"),
+                        ("unknown_edge_attr", "unknown attribute 'weight'"),
+                        ("typo_node_attr", "did you mean 'replicas'"),
+                        ("python_5", 'nf {"python": 5}'), ("deep_array", "nested too deeply"),
+                        ("array", "holds a JSON object"), ("python_raises", "ZeroDivisionError")):
+        r = subprocess.run([sys.executable, "-m", "onvm", "deploy", str(tmp_path / (name + ".json")),
+                            "--manager", mgr.name], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        assert r.stderr.count("\n") == 1 and words in r.stderr, r.stderr
+    # the checks refuse only what is wrong: the same graph, well formed, deploys
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"directed": True, "multigraph": False, "graph": {}, "nodes": [
+        {"id": "port:0"}, {"id": "port:1"}, {"id": "a", "nf": {"native": "forward"}, "replicas": 2}],
+        "links": [{"source": "port:0", "target": "a"}, {"source": "a", "target": "port:1"}]}))
+    assert cli.main(["deploy", str(good), "--manager", mgr.name]) == 0
+    assert mgr.control.service_names() == {1: "a"}

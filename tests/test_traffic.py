@@ -3,7 +3,9 @@ at any hop by mirroring, libpcap filters, paced inject, replay and record."""
 import collections
 import os
 import shutil
+import signal
 import struct
+import sys
 import subprocess
 import threading
 import time
@@ -239,3 +241,106 @@ def test_concurrent_injectors_in_one_process_do_not_mix_records(fwd):
         t.join()
     out = fwd.capture(port=1, count=10000, timeout=20, raw=True)
     assert sorted(out) == sorted(frames[0] + frames[1])
+
+
+# ---- a far-future due time never wedges a port (issue 18, item 5) ---------------------
+
+def ctrl_c_after(seconds):
+    """Ctrl-C this process's main thread after seconds, as a user at the keyboard would."""
+    t = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGINT))
+    t.start()
+    return t
+
+
+def arrive_in_full(mgr, n=100):
+    """A plain inject of n packets after the trouble: all n come out of port 1."""
+    frames = numbered(n, sport=4242)
+    assert mgr.inject(frames, port=0) == n
+    return sorted(mgr.capture(port=1, count=n, timeout=10, raw=True)) == sorted(frames)
+
+
+def test_rates_and_gaps_beyond_the_limit_are_refused_and_nothing_is_queued(fwd, tmp_path):
+    from scapy.utils import wrpcap
+    with pytest.raises(ValueError, match=r"rate must be at least 0.0166667 .*at most 60 s.*1e-09"):
+        fwd.inject([udp(1), udp(2)], port=0, rate=1e-9)
+    for bad in (float("inf"), float("nan"), -1):
+        with pytest.raises(ValueError, match="rate must be a positive"):
+            fwd.inject([udp(1)], port=0, rate=bad)
+    pkts = [udp(1), udp(2)]
+    pkts[0].time, pkts[1].time = 1000, 1000 + 365 * 86400      # a one-year pause
+    year = tmp_path / "year.pcap"
+    wrpcap(str(year), pkts)
+    with pytest.raises(ValueError, match=r"speed=1.0: .*31536000 s.*at most 60 s.*speed >= 525600"):
+        fwd.replay(str(year), port=0)
+    for bad in (1e-300, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="speed"):
+            fwd.replay(str(year), port=0, speed=bad)
+    with pytest.raises(ValueError, match="timeout must be a number of seconds"):
+        fwd.capture(port=1, timeout=float("nan"))
+    assert fwd.stats()["ports"][0]["injected"] == 0
+    assert fwd.rings.ring(0, "in").pending == 0
+    assert arrive_in_full(fwd)
+    assert fwd.replay(str(year), port=0, speed=10 ** 6) == 2, "fast enough, the same file plays"
+    assert len(fwd.capture(port=1, count=2, timeout=90)) == 2
+
+
+def test_ctrl_c_during_a_slow_paced_inject_frees_the_port(fwd):
+    """The longest gap allowed (60 s): Ctrl-C after the first packet withdraws
+    the other two, counted as inject_drop, and the next inject is not held."""
+    ctrl_c_after(0.5)
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        fwd.inject([udp(1), udp(2), udp(3)], port=0, rate=1 / 60)
+    assert time.monotonic() - t0 < 30
+    assert len(fwd.capture(port=1, count=1, timeout=5)) == 1, "the first was due at once"
+    assert arrive_in_full(fwd)
+    port = fwd.stats()["ports"][0]
+    assert (port["injected"], port["inject_drop"]) == (101, 2)
+
+
+def test_ctrl_c_during_a_replay_with_a_long_pause_frees_the_port(fwd, tmp_path):
+    from scapy.utils import wrpcap
+    pkts = [udp(i) for i in range(4)]
+    for i, p in enumerate(pkts):
+        p.time = 1000 + i * 0.001 + (50 if i >= 2 else 0)    # a 50 s pause after two packets
+    src = tmp_path / "pause.pcap"
+    wrpcap(str(src), pkts)
+    ctrl_c_after(0.5)
+    with pytest.raises(KeyboardInterrupt):
+        fwd.replay(str(src), port=0)
+    assert len(fwd.capture(port=1, count=2, timeout=5)) == 2
+    assert arrive_in_full(fwd)
+    assert fwd.stats()["ports"][0]["inject_drop"] == 2
+
+
+def test_an_injector_killed_mid_inject_leaves_the_port_usable_to_others(fwd):
+    """Another process injects at the slowest rate and is SIGKILLed: the
+    next writer withdraws what it left."""
+    script = ("import onvm, sys\n"
+              "from scapy.all import Ether, IP, UDP\n"
+              "m = onvm.Manager.attach(%r)\n"
+              "print('injecting', flush=True)\n"
+              "m.inject([Ether()/IP()/UDP(sport=i) for i in range(3)], port=0, rate=1/60)\n" % fwd.name)
+    p = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "injecting"
+        assert wait_for(lambda: fwd.stats()["ports"][0]["injected"] == 1, 20)
+    finally:
+        p.kill()
+        p.wait()
+    assert len(fwd.capture(port=1, count=1, timeout=5)) == 1
+    assert arrive_in_full(fwd)
+    assert fwd.stats()["ports"][0]["inject_drop"] == 2
+
+
+def test_a_record_stamped_far_in_the_future_is_released_at_once(fwd):
+    """A writer of the ring file that skips inject's checks (another program,
+    another onvm version) cannot hold the port: a record due more than the
+    horizon ahead goes at once."""
+    ring = fwd.rings.ring(0, "in")
+    year = time.clock_gettime_ns(time.CLOCK_MONOTONIC) + 365 * 86400 * 10 ** 9
+    far = bytes(udp(9))
+    assert ring.write([far], due=[year]) == 1
+    fwd.rings.bell().ring()
+    assert fwd.capture(port=1, count=1, timeout=5, raw=True) == [far]
+    assert arrive_in_full(fwd)

@@ -187,6 +187,55 @@ void onvm_ring_discard(struct onvm_ring_hdr *r)
 	__atomic_store_n(&r->tail, __atomic_load_n(&r->head, __ATOMIC_ACQUIRE), __ATOMIC_RELEASE);
 }
 
+/* Withdraw the records from `from` (or the consumer's tail, if it is
+ * further on) to the head: the consumer skips them (capring_skip_withdrawn).
+ * The range's start is stored before its end, which the consumer loads
+ * first; a torn pair makes no sense to it (longer than the ring) and waits
+ * for the next look. */
+static void withdraw(struct onvm_ring_hdr *r, uint64_t from)
+{
+	uint64_t head = r->head, tail = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
+	if (head - from > head - tail)
+		from = tail; /* the consumer took some already */
+	if (from == head)
+		return;
+	__atomic_store_n(&r->cancel_from, from, __ATOMIC_RELAXED);
+	__atomic_store_n(&r->cancel_to, head, __ATOMIC_RELEASE);
+}
+
+void onvm_ring_begin(struct onvm_ring_hdr *r)
+{
+	if (r->open)
+		withdraw(r, r->open_from); /* its writer died while writing */
+	r->open_from = r->head;
+	r->open = 1;
+}
+
+void onvm_ring_end(struct onvm_ring_hdr *r, int cancel)
+{
+	if (cancel && r->open)
+		withdraw(r, r->open_from);
+	r->open = 0;
+}
+
+uint64_t capring_skip_withdrawn(struct onvm_ring_hdr *r)
+{
+	uint64_t to = __atomic_load_n(&r->cancel_to, __ATOMIC_ACQUIRE);
+	uint64_t from = __atomic_load_n(&r->cancel_from, __ATOMIC_RELAXED);
+	uint64_t tail = r->tail, head = __atomic_load_n(&r->head, __ATOMIC_ACQUIRE);
+	if (likely(tail - from >= to - from) || to - from > r->size || to - tail > head - tail)
+		return 0; /* the tail is not in a withdrawn range (or it makes no sense) */
+	uint64_t n = 0;
+	const struct onvm_rec *rec;
+	while (tail != to && (rec = capring_peek(r, &tail, to)) != NULL) {
+		capring_consume(&tail, rec);
+		n++;
+	}
+	r->withdrawn += n;
+	__atomic_store_n(&r->tail, tail, __ATOMIC_RELEASE);
+	return n;
+}
+
 void onvm_traffic_ring_bell(struct onvm_traffic *t)
 {
 	onvm_bell_ring(&t->rx_bell);

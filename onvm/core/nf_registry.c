@@ -196,6 +196,7 @@ static void recover(unsigned i)
 	struct gc_arg g = {(uint16_t)i, 0};
 	rte_mempool_obj_iter(m->rte.pool, gc_one, &g);
 	s->recovered += freed + g.freed;
+	m->shm->recovered += freed + g.freed;
 	s->rx_drop = __atomic_load_n(&m->xchg->nf_rx_drop[i], __ATOMIC_RELAXED);
 	s->pid = 0;
 	s->dead = 0;

@@ -5,12 +5,16 @@
  * hands each packet on according to its verdict: straight into the next
  * NF's receive ring or a port's TX ring. */
 #define _GNU_SOURCE /* POLLRDHUP */
+#include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <rte_eal.h>
 #include <rte_lcore.h>
@@ -20,6 +24,9 @@
 
 #define MAX_SLEEP_NS 100000000ull    /* re-check stop and the manager this often */
 #define MGR_CHECK_NS 10000000ull     /* look at the manager's socket at most this often */
+/* How long the watchdog lets an NF whose manager is gone leave by itself
+ * (its loop notices within MGR_CHECK_NS) before ending the process. */
+#define WATCHDOG_GRACE_MS 250
 /* EAL lcore of NFs in slots with no lcore of their own: taken for rte_eal_init
  * only (the manager uses 0..2*ONVM_MAX_THREADS), then dropped. */
 #define SPARE_LCORE 7
@@ -48,6 +55,9 @@ struct onvm_nf {
 	uint32_t park_free[ONVM_NF_PARK_MAX]; /* a stack of free handles */
 	uint32_t nb_park_free;
 	uint32_t batch_parked;          /* entries of the current batch taken out */
+	pthread_t watchdog;
+	int watchdog_stop[2];           /* a pipe: onvm_nf_finish writes, the watchdog wakes */
+	bool watching;
 };
 
 #define DRAIN_NS 5000000000ull       /* the most a leaving NF spends on its ring */
@@ -84,6 +94,61 @@ static bool manager_alive(struct onvm_nf *nf)
 			nf->mgr_gone = true;
 	}
 	return !nf->mgr_gone;
+}
+
+/* The watchdog thread: it sleeps in poll() on the manager's socket, and
+ * when the manager is gone (even killed with SIGKILL) while the NF does not
+ * come back from its code (a Python callback in an endless loop, or
+ * asleep), it ends the process: an NF never outlives its manager by more
+ * than WATCHDOG_GRACE_MS.  The NF's own loop notices first when it can, and
+ * leaves cleanly; onvm_nf_finish stops the watchdog. */
+static void *watchdog_main(void *arg)
+{
+	struct onvm_nf *nf = arg;
+	struct pollfd p[2] = {{.fd = nf->mgr_fd, .events = POLLRDHUP}, {.fd = nf->watchdog_stop[0], .events = POLLIN}};
+	for (;;) {
+		int n = poll(p, 2, -1);
+		if (n < 0 && errno != EINTR)
+			return NULL;
+		if (p[1].revents)
+			return NULL;
+		if (p[0].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))
+			break;
+	}
+	if (poll(&p[1], 1, WATCHDOG_GRACE_MS) > 0)
+		return NULL; /* it finished by itself */
+	static const char msg[] = "onvm NF: the manager is gone and the NF's code does not return; exiting\n";
+	ssize_t w = write(STDERR_FILENO, msg, sizeof(msg) - 1);
+	(void)w;
+	_exit(3);
+}
+
+static void watchdog_start(struct onvm_nf *nf)
+{
+	if (nf->mgr_fd < 0 || pipe2(nf->watchdog_stop, O_CLOEXEC) < 0)
+		return;
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old); /* signals stay the main thread's */
+	nf->watching = pthread_create(&nf->watchdog, NULL, watchdog_main, nf) == 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (!nf->watching) {
+		close(nf->watchdog_stop[0]);
+		close(nf->watchdog_stop[1]);
+	}
+}
+
+static void watchdog_stop(struct onvm_nf *nf)
+{
+	if (!nf->watching)
+		return;
+	char c = 1;
+	ssize_t w = write(nf->watchdog_stop[1], &c, 1);
+	(void)w;
+	pthread_join(nf->watchdog, NULL);
+	close(nf->watchdog_stop[0]);
+	close(nf->watchdog_stop[1]);
+	nf->watching = false;
 }
 
 static void widen_span(struct rte_mempool *mp __rte_unused, void *arg, struct rte_mempool_memhdr *memhdr,
@@ -207,6 +272,7 @@ struct onvm_nf *onvm_nf_start(int shm_fd, int stats_fd, uint16_t slot, int mgr_f
 	sa.sa_handler = on_signal;
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	watchdog_start(nf);
 	return nf;
 fail:
 	if (nf->eal_ready)
@@ -456,6 +522,7 @@ void onvm_nf_finish(struct onvm_nf *nf)
 {
 	if (nf == NULL)
 		return;
+	watchdog_stop(nf);
 	/* Our pool cache goes back to the pool; what waits in our ring, the
 	 * manager frees once we are gone. */
 	if (nf->slot->lcore != ONVM_LCORE_NONE) {

@@ -169,6 +169,11 @@ int onvm_ring_read(struct onvm_ring_hdr *r, uint8_t *buf, uint64_t buflen, uint3
 uint64_t onvm_ring_pending(const struct onvm_ring_hdr *r);
 /* Forget everything waiting (the consumer side). */
 void onvm_ring_discard(struct onvm_ring_hdr *r);
+/* The writer side, under its lock: begin before writing (withdraws what a
+ * writer that died between its begin and end left waiting); end after,
+ * withdrawing what it wrote that still waits if cancel (a Ctrl-C). */
+void onvm_ring_begin(struct onvm_ring_hdr *r);
+void onvm_ring_end(struct onvm_ring_hdr *r, int cancel);
 void onvm_traffic_ring_bell(struct onvm_traffic *t);
 /* A libpcap filter ("tcp port 80"; NULL or "": everything) compiled into
  * t's program, once; onvm_filter_match runs it on one packet. */

@@ -266,6 +266,9 @@ bool capring_put(struct onvm_ring_hdr *r, const struct rte_mbuf *m, uint64_t ts)
  * skipped and counted), or NULL; capring_consume steps over it. */
 const struct onvm_rec *capring_peek(struct onvm_ring_hdr *r, uint64_t *tail, uint64_t head);
 void capring_consume(uint64_t *tail, const struct onvm_rec *rec);
+/* The consumer steps over records its writer withdrew (onvm_ring_end).
+ * returns: how many. */
+uint64_t capring_skip_withdrawn(struct onvm_ring_hdr *r);
 
 /* capture.c: mirrors at hops */
 int capture_attach(bool primary, struct rte_mempool *pool);

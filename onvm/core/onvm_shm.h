@@ -353,7 +353,8 @@ enum onvm_port_kind {
  *   tx            sent by the device
  *   tx_drop       meant for this port, but its TX ring stayed full or the
  *                 device refused it (copied from the exchange each tick)
- *   injected / inject_drop   inject() accepted / finally gave up on
+ *   injected / inject_drop   inject() accepted / finally gave up on, or
+ *                 withdrew when cancelled (the RX thread counts those)
  *   captured / capture_drop  capture() handed out / lost to a full buffer */
 struct onvm_port_rx_stats {
 	uint64_t rx;
@@ -447,6 +448,8 @@ struct onvm_shm {
 	uint32_t active;         /* which tables[] routing reads */
 	uint64_t tick_ns;        /* CLOCK_MONOTONIC of the last control tick */
 	uint64_t table_updates;
+	uint64_t recovered;      /* packets recovered from NFs that died (summed; a slot's own
+				  * count goes with the slot when it is given out again) */
 	struct onvm_tables tables[2];
 
 	/* each written by its own RX / TX thread */
@@ -488,7 +491,18 @@ struct onvm_shm {
 #define ONVM_RING_HDR 4096     /* the header page; records follow */
 #define ONVM_REC_PAD 0xffffffffu /* caplen of the filler before a wrap */
 #define ONVM_REC_MAX 2048      /* bytes of packet in one record at most */
+/* Pacing: a paced record is due at most this long after the one before it
+ * (inject's rate and replay's gaps are refused beyond it), and an inject
+ * ring's consumer releases at once a record due more than
+ * ONVM_PACE_HORIZON_NS ahead: a foreign writer's far-future due time would
+ * otherwise hold every later record of the port behind it. */
+#define ONVM_PACE_MAX_GAP_NS 60000000000ull
+#define ONVM_PACE_HORIZON_NS 61000000000ull
 
+/* Withdrawing (onvm_ring_withdraw): the records in [cancel_from, cancel_to)
+ * are skipped by the consumer and counted as the port's inject_drop; so a
+ * cancelled inject (Ctrl-C) or a writer that died while writing
+ * (open at the next onvm_ring_begin) leaves nothing waiting. */
 struct onvm_ring_hdr {
 	uint32_t magic;
 	uint32_t pad0;
@@ -496,8 +510,14 @@ struct onvm_ring_hdr {
 	uint64_t head ONVM_ALIGNED;    /* producer: bytes written */
 	uint64_t packets;              /* producer: records written */
 	uint64_t dropped;              /* producer: records lost to a full ring */
+	uint64_t cancel_from;          /* producer: withdrawn records, from */
+	uint64_t cancel_to;            /* producer: ... to (stored last) */
+	uint64_t open_from;            /* producer: where the writer now writing began */
+	uint32_t open;                 /* producer: 1 between onvm_ring_begin and _end */
+	uint32_t pad1;
 	uint64_t tail ONVM_ALIGNED;    /* consumer: bytes consumed */
 	uint64_t skipped;              /* consumer: bytes skipped as malformed */
+	uint64_t withdrawn;            /* consumer: records skipped as withdrawn */
 };
 
 /* One record: this header, then caplen bytes, padded to 16. */

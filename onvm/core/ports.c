@@ -271,6 +271,23 @@ void onvm_mgr_inject_dropped(uint16_t port, uint64_t n)
 		__atomic_fetch_add(&onvm_mgr.shm->ports[port].ctl.inject_drop, n, __ATOMIC_RELAXED);
 }
 
+/* Records a writer withdrew (a cancelled inject) are skipped and counted
+ * as the port's inject_drop. */
+static void skip_withdrawn(unsigned port, struct onvm_ring_hdr *r)
+{
+	uint64_t n = capring_skip_withdrawn(r);
+	if (unlikely(n))
+		__atomic_fetch_add(&onvm_mgr.shm->ports[port].ctl.inject_drop, n, __ATOMIC_RELAXED);
+}
+
+/* When a record stamped due at ts may go: its time, or now if it claims to
+ * be due further ahead than any paced schedule puts it (ONVM_PACE_HORIZON_NS),
+ * so no due time, however far, holds the port's later records for long. */
+static inline uint64_t release_time(uint64_t ts, uint64_t now)
+{
+	return ts > now && ts - now > ONVM_PACE_HORIZON_NS ? now : ts;
+}
+
 /* When the first record waiting in a port's inject ring is due (0: none
  * waits), without taking it. */
 uint64_t ports_inject_due(unsigned port)
@@ -278,10 +295,11 @@ uint64_t ports_inject_due(unsigned port)
 	struct onvm_ring_hdr *r = inject_ring[port];
 	if (r == NULL)
 		return 0;
+	skip_withdrawn(port, r);
 	uint64_t tail = r->tail, head = __atomic_load_n(&r->head, __ATOMIC_ACQUIRE);
 	const struct onvm_rec *rec = capring_peek(r, &tail, head);
 	__atomic_store_n(&r->tail, tail, __ATOMIC_RELEASE); /* fillers and nonsense skipped */
-	return rec ? RTE_MAX(rec->ts_ns, 1ull) : 0;
+	return rec ? RTE_MAX(release_time(rec->ts_ns, onvm_now_ns()), 1ull) : 0;
 }
 
 /* How many injected packets may enter now: the packets waiting in the
@@ -321,6 +339,7 @@ unsigned ports_pull(unsigned port, uint64_t now)
 	struct onvm_ring_hdr *r = inject_ring[port];
 	if (r == NULL)
 		return 0;
+	skip_withdrawn(port, r);
 	uint64_t tail = r->tail, head = __atomic_load_n(&r->head, __ATOMIC_ACQUIRE);
 	if (tail == head)
 		return 0;
@@ -331,7 +350,7 @@ unsigned ports_pull(unsigned port, uint64_t now)
 		return 0; /* the device or the pool is full: the records wait */
 	unsigned n = 0;
 	const struct onvm_rec *rec;
-	while (n < room && (rec = capring_peek(r, &tail, head)) != NULL && rec->ts_ns <= now) {
+	while (n < room && (rec = capring_peek(r, &tail, head)) != NULL && release_time(rec->ts_ns, now) <= now) {
 		struct rte_mbuf *m = pkts[n++];
 		memcpy(rte_pktmbuf_append(m, (uint16_t)rec->caplen), rec + 1, rec->caplen);
 		struct onvm_pkt_meta *meta = onvm_meta(m);
