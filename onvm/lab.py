@@ -154,6 +154,8 @@ class Lab:
 
     def start(self):
         from . import kernel
+        from .errors import require
+        require("jupyterlab", "lab", "onvm lab")
         get_notebooks(self.root)
         if kernel.installed() is None or not _spec_is_ours(kernel.installed()):
             kernel.install("sys-prefix" if sys.prefix != sys.base_prefix and os.access(sys.prefix, os.W_OK)

@@ -12,8 +12,8 @@ import time
 
 from . import paths, protocol
 from ._core import lib
-from .errors import ChainError, OnvmError
-from .packet import ToPort, ToService
+from .errors import ChainError, OnvmError, require
+from .packet import ToPort, ToService, frame
 from .ports import parse_port
 from .stats import ControlFile
 from .traffic import Filter, PortRings, Tap, dissect_all
@@ -603,7 +603,7 @@ class Manager:
     def _raw(pkts):
         if isinstance(pkts, (bytes, bytearray)) or hasattr(pkts, "build"):
             pkts = [pkts]
-        raw = [bytes(p) for p in pkts]
+        raw = [frame(p) for p in pkts]
         for i, r in enumerate(raw):
             if not 14 <= len(r) <= 2048:
                 raise ValueError("packet %d is %d bytes; a packet is 14..2048 bytes" % (i, len(r)))
@@ -911,6 +911,8 @@ class Manager:
         param interval: seconds between updates
         param graph: a networkx DiGraph to draw (default: the deployed graph,
             following redeploys, or else the default chain)"""
+        for module in ("ipywidgets", "bqplot", "pandas"):
+            require(module, "lab", "mgr.dashboard()")
         from .dashboard import Dashboard
         Dashboard.check_args(window, interval, graph)
         if not self.running:

@@ -30,7 +30,9 @@ def nf(controller="127.0.0.1:6653", service=SDN_SERVICE, buffer=1024, decision_t
     param decision_timeout: seconds before a held packet takes the default path
     returns: an NFSpec; its NF counts in stats "app": packet-ins,
         packets held, overflow, rules installed"""
+    from ..errors import require
     from ..manager import NFSpec
+    require("os_ken", "sdn", "onvm.sdn.nf()")
     from .switch import Switch
     return NFSpec(Switch(controller, buffer, decision_timeout), service, name=name)
 
@@ -49,6 +51,8 @@ class Controller:
     .start(), .stop() (by PID), a context manager; .address for onvm.sdn.nf"""
 
     def __init__(self, policy, port=None, log=None):
+        from ..errors import require
+        require("os_ken", "sdn", "onvm.sdn.Controller")
         if isinstance(policy, (str, os.PathLike)):
             self.policy = Policy.load(policy)
             with open(policy) as f:
