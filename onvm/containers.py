@@ -119,16 +119,15 @@ def access_problem():
         group = grp.getgrgid(os.stat(sock).st_gid)
     except (KeyError, OSError):
         group = None
-    rootless = "or use rootless Docker (dockerd-rootless-setuptool.sh install, then DOCKER_HOST as it says)"
+    rootless = "use rootless Docker (dockerd-rootless-setuptool.sh install)"
     if group is not None and user in group.gr_mem:
         return ("you (%s) are in group %s but this login session is not" % (user, group.gr_name),
                 "log in again (or run newgrp %s)" % group.gr_name)
-    what = "you (%s) may not use the Docker engine at %s" % (user, sock)
     if group is None or group.gr_gid == 0:
-        return what, rootless
-    return ("%s (it is for group %s)" % (what, group.gr_name),
-            "an admin adds you: sudo usermod -aG %s %s, then log in again (members of %s are as powerful as "
-            "root on this machine), %s" % (group.gr_name, user, group.gr_name, rootless))
+        return "you (%s) may not use the Docker engine (%s)" % (user, sock), rootless
+    return ("you (%s) may not use the Docker engine (%s is for group %s)" % (user, sock, group.gr_name),
+            "ask an admin for sudo usermod -aG %s %s and log in again (the group is as powerful as root), or %s"
+            % (group.gr_name, user, rootless))
 
 
 def _short(e):
