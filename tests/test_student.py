@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import zipfile
 
 import pytest
 
@@ -180,3 +181,17 @@ def test_a_labs_student_notebook_is_graded_not_full_as_a_student(notebooks, lab)
     r, res = _check(notebooks, lab, "student.ipynb")
     assert r.returncode in (0, 1), "exit %d: %s" % (r.returncode, r.stderr[-2000:])  # 1: not a full score
     assert res["max_score"] > 0 and 0 <= res["score"] < res["max_score"], res
+
+
+def test_a_student_builds_onvm_from_the_shared_checkout(student):
+    """pip install from a checkout another user set up: setuptools must not
+    write onvm.egg-info or build/ into it (the student may not)."""
+    r = student.run(["test", "-w", ROOT], timeout=30)
+    assert r.returncode != 0, "the student may write the checkout; this test means nothing then"
+    out = os.path.join(student.home, "wheels")
+    r = student.run([PYTHON, "-m", "pip", "wheel", "-q", "--no-deps", "-w", out, ROOT], timeout=CHECK_TIMEOUT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    wheels = glob.glob(os.path.join(out, "onvm-*.whl"))
+    assert len(wheels) == 1, os.listdir(out)
+    names = set(zipfile.ZipFile(wheels[0]).namelist())
+    assert {"onvm/lab_bashrc.sh", "onvm/_data/notebooks/00-index.ipynb", "onvm/cli.py"} <= names
