@@ -261,3 +261,22 @@ def test_the_labs_terminal_and_kernel_find_the_environments_onvm(tmp_path):
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
+
+
+@pytest.mark.parametrize("missing, code, extra", [
+    ("jupyter_client", "from onvm.cli import main; main(['kernel', 'install', '--user'])", "lab"),
+    ("jupyterlab", "from onvm.cli import main; main(['lab', '--dir', sys.argv[1]])", "lab"),
+    ("nbclient", "from onvm.cli import main; main(['lab', 'check', 'x.ipynb'])", "lab"),
+    ("docker", "from onvm import containers; containers.engine()", "containers"),
+    ("os_ken", "import onvm; onvm.sdn.nf()", "sdn"),
+])
+def test_a_missing_extra_is_one_line_naming_it(tmp_path, missing, code, extra):
+    """As if onvm were installed without that extra: the import fails (None in
+    sys.modules), and what needed it says which extra to install."""
+    r = subprocess.run([sys.executable, "-c", "import sys; sys.modules[%r] = None\n%s" % (missing, code),
+                        str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0
+    last = r.stderr.strip().splitlines()[-1]
+    assert "needs %s" % missing in last or "not installed" in last, r.stderr
+    assert "pip install 'onvm[%s]'" % extra in last, r.stderr
+    assert "ModuleNotFoundError" not in r.stderr, r.stderr

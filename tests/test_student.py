@@ -195,3 +195,18 @@ def test_a_student_builds_onvm_from_the_shared_checkout(student):
     assert len(wheels) == 1, os.listdir(out)
     names = set(zipfile.ZipFile(wheels[0]).namelist())
     assert {"onvm/lab_bashrc.sh", "onvm/_data/notebooks/00-index.ipynb", "onvm/cli.py"} <= names
+
+
+def test_doctor_and_notebook_07_tell_a_student_without_docker_the_fix(student):
+    """The engine runs; the student may not use it.  Starting another dockerd
+    is the wrong advice: the fix is the group (or rootless Docker)."""
+    r = subprocess.run(["docker", "info"], capture_output=True, timeout=60)
+    assert r.returncode == 0, "no Docker engine answers root; run as root: bash scripts/setup.sh"
+    r = student.run([PYTHON, "-m", "onvm", "doctor"], timeout=120)
+    line = next((ln for ln in r.stdout.splitlines() if ln.startswith("warn docker")), None)
+    assert line, r.stdout
+    assert "may not use the Docker engine" in line and "is for group docker" in line, line
+    assert "usermod -aG docker %s" % student.name in r.stdout and "rootless" in r.stdout, r.stdout
+    assert "dockerd --bridge" not in r.stdout, r.stdout
+    r = student.run([PYTHON, "-c", "from onvm import containers; containers.build_images()"], timeout=120)
+    assert r.returncode == 1 and "usermod -aG docker %s" % student.name in r.stderr.splitlines()[-1], r.stderr
