@@ -12,8 +12,8 @@ import time
 
 from . import paths, protocol
 from ._core import lib
-from .errors import ChainError, OnvmError, require
-from .packet import ToPort, ToService, frame
+from .errors import ChainError, OnvmError
+from .packet import ToPort, ToService
 from .ports import parse_port
 from .stats import ControlFile
 from .traffic import Filter, PortRings, Tap, dissect_all
@@ -603,6 +603,7 @@ class Manager:
     def _raw(pkts):
         if isinstance(pkts, (bytes, bytearray)) or hasattr(pkts, "build"):
             pkts = [pkts]
+        from .packet import frame
         raw = [frame(p) for p in pkts]
         for i, r in enumerate(raw):
             if not 14 <= len(r) <= 2048:
@@ -911,6 +912,7 @@ class Manager:
         param interval: seconds between updates
         param graph: a networkx DiGraph to draw (default: the deployed graph,
             following redeploys, or else the default chain)"""
+        from .errors import require
         for module in ("ipywidgets", "bqplot", "pandas"):
             require(module, "lab", "mgr.dashboard()")
         from .dashboard import Dashboard

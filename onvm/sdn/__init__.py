@@ -16,6 +16,7 @@ import sys
 import time
 
 from .. import paths
+from ..errors import require
 from .policy import Policy
 
 SDN_SERVICE = 250          # the SDN NF's service ID unless given
@@ -30,7 +31,6 @@ def nf(controller="127.0.0.1:6653", service=SDN_SERVICE, buffer=1024, decision_t
     param decision_timeout: seconds before a held packet takes the default path
     returns: an NFSpec; its NF counts in stats "app": packet-ins,
         packets held, overflow, rules installed"""
-    from ..errors import require
     from ..manager import NFSpec
     require("os_ken", "sdn", "onvm.sdn.nf()")
     from .switch import Switch
@@ -51,7 +51,6 @@ class Controller:
     .start(), .stop() (by PID), a context manager; .address for onvm.sdn.nf"""
 
     def __init__(self, policy, port=None, log=None):
-        from ..errors import require
         require("os_ken", "sdn", "onvm.sdn.Controller")
         if isinstance(policy, (str, os.PathLike)):
             self.policy = Policy.load(policy)
