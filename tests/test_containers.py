@@ -218,4 +218,3 @@ def test_stop_and_cleanup_remove_every_container(client):
         assert labelled(client, m.name) == []
     finally:
         m.stop()
-
