@@ -7,7 +7,7 @@ import sys
 import time
 
 from . import paths
-from .errors import OnvmError
+from .errors import OnvmError, require
 
 
 def die(msg, code=2):
@@ -192,6 +192,8 @@ def cmd_lab(a):
     if a.lab_cmd is None:
         from .lab import run_lab
         return run_lab(a.dir, a.port)
+    for module in ("nbformat", "nbclient") + (("nbgrader",) if a.lab_cmd == "generate" else ()):
+        require(module, "lab", "onvm lab " + a.lab_cmd)
     from . import grading
     if a.lab_cmd == "check":
         return grading.cli_check(a.notebook, as_json=a.json, timeout=a.timeout, out=a.out, tests=a.tests)

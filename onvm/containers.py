@@ -87,14 +87,49 @@ def engine():
     try:
         import docker
     except ImportError:
-        raise OnvmError("container NFs need the Docker SDK for Python: pip install docker "
-                        "(bash scripts/setup.sh installs it)") from None
+        raise OnvmError("container NFs need the Docker SDK for Python, which is not installed: "
+                        "pip install 'onvm[containers]'") from None
     try:
         c = docker.from_env(timeout=60)
         c.ping()
     except docker.errors.DockerException as e:
+        problem = access_problem()
+        if problem:
+            raise OnvmError("%s; %s" % problem) from None
         raise OnvmError("no Docker engine answers (%s); %s" % (_short(e), ENGINE_HINT)) from None
     return c
+
+
+def engine_socket():
+    """The path of the engine's Unix socket (DOCKER_HOST, else the default),
+    or None when DOCKER_HOST names something else (tcp://, ssh://)."""
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    return host[len("unix://"):] if host.startswith("unix://") else None
+
+
+def access_problem():
+    """When the engine's socket is there but this user may not use it (the
+    daemon runs; starting another would not help): (what is wrong, the fix).
+    returns: None if the socket is missing or usable."""
+    import grp
+    import pwd
+    sock = engine_socket()
+    if not sock or not os.path.exists(sock) or os.access(sock, os.R_OK | os.W_OK):
+        return None
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    try:
+        group = grp.getgrgid(os.stat(sock).st_gid)
+    except (KeyError, OSError):
+        group = None
+    rootless = "use rootless Docker (dockerd-rootless-setuptool.sh install)"
+    if group is not None and user in group.gr_mem:
+        return ("you (%s) are in group %s but this login session is not" % (user, group.gr_name),
+                "log in again (or run newgrp %s)" % group.gr_name)
+    if group is None or group.gr_gid == 0:
+        return "you (%s) may not use the Docker engine (%s)" % (user, sock), rootless
+    return ("you (%s) may not use the Docker engine (%s is for group %s)" % (user, sock, group.gr_name),
+            "ask an admin for sudo usermod -aG %s %s and log in again (the group is as powerful as root), or %s"
+            % (group.gr_name, user, rootless))
 
 
 def _short(e):
@@ -451,18 +486,22 @@ def source_tree():
     without it."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     if not os.path.isfile(os.path.join(root, "docker", "nf", "Dockerfile")):
-        raise OnvmError("onvm images build needs the onvm source tree (docker/ next to onvm/); "
-                        "this onvm is installed from %s, which has none" % root)
+        raise OnvmError("building a missing image (%s) needs the onvm source tree (docker/ next to onvm/); this "
+                        "onvm is installed from %s, which has none: run onvm images build in a checkout of onvm %s, "
+                        "or copy the image from a machine that has it (docker save | docker load)"
+                        % (nf_image(), root, __version__))
     return root
 
 
 def build_images(base=None, lab=False, force=False, log=print):
     """Build what is missing: the local base (with debootstrap, when base is
     the local one), onvm/nf for this onvm, and with lab=True onvm/lab.
-    returns: the tags built."""
+    returns: the tags built (none when all are present: an onvm installed
+    without its source tree uses the images it finds).
+    raises: OnvmError naming what is missing (the engine, or the source
+    tree when something must be built)."""
     import shutil
     import tempfile
-    root = source_tree()
     client = engine()
     base = base or LOCAL_BASE
     built = []
@@ -470,6 +509,7 @@ def build_images(base=None, lab=False, force=False, log=print):
     todo = [(t, d) for t, d in wanted if force or not _have(client, t)]
     if not todo:
         return built
+    root = source_tree()
     if base == LOCAL_BASE and not _have(client, base):
         log("building the local base image %s (debootstrap)" % base)
         _run(["bash", os.path.join(root, "docker", "base", "build-base.sh"), base])

@@ -27,7 +27,8 @@ def run_demo(seconds=10.0, rate=20000):
         mgr.set_default_chain([1, 2, ToPort(1)])
         print("chain: port 0 -> mark (service 1, 2 replicas) -> count (service 2) -> port 1\n", flush=True)
         # 64 flows, both directions; every 50th packet has TTL 1 (dropped by mark)
-        template = [Ether() / IP(src="198.51.100.%d" % (1 + i % 8), dst="203.0.113.9", ttl=1 if i % 50 == 0 else 64)
+        template = [Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+                    / IP(src="198.51.100.%d" % (1 + i % 8), dst="203.0.113.9", ttl=1 if i % 50 == 0 else 64)
                     / UDP(sport=1024 + i % 64, dport=53) / b"onvm-demo......."
                     for i in range(200)]
         burst = [bytes(p) for p in template]

@@ -225,6 +225,10 @@ def check_docker():
     except OSError as e:
         return [("warn", what, "cannot run docker: %s (only needed for container NFs)" % e, fix)]
     if r.returncode != 0:
+        from .containers import access_problem
+        problem = access_problem()
+        if problem:      # the daemon runs; this user may not reach it
+            return [("warn", what, "%s (only needed for container NFs)" % problem[0], problem[1])]
         lines = [ln.strip() for ln in (r.stderr + "\n" + r.stdout).splitlines() if ln.strip()]
         err = next((ln for ln in lines if "daemon" in ln.lower() or "error" in ln.lower()),
                    lines[-1] if lines else "exit status %d" % r.returncode)

@@ -24,3 +24,22 @@ def check_number(name, value, lo, hi, integer=False, what="a number", why=""):
 
 def _num(x):
     return "%d" % x if float(x).is_integer() and abs(x) < 1e15 else "%g" % x
+
+
+def require(module, extra, what):
+    """Import an optional dependency, or say which extra brings it.
+
+    param module: the module to import ("jupyter_client")
+    param extra: the onvm extra that installs it ("lab")
+    param what: what needs it, for the message ("onvm kernel install")
+    returns: the module.  raises: OnvmError in one line naming the extra."""
+    import importlib
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        # Only the package itself missing is ours to explain; a broken install
+        # of it (one of its own imports failing) keeps its own message.
+        if e.name is None or e.name.split(".")[0] != module.split(".")[0]:
+            raise
+        raise OnvmError("%s needs %s, which is not installed: pip install 'onvm[%s]'"
+                        % (what, module.split(".")[0], extra)) from None

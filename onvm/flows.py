@@ -110,7 +110,8 @@ class Match:
     def of(cls, pkt):
         """The exact 5-tuple of a packet: an NF's onvm.Packet, a scapy packet
         or the frame's bytes (Ethernet, optionally VLAN-tagged, IPv4)."""
-        raw = bytes(pkt)
+        from .packet import frame
+        raw = frame(pkt)
         off, etype = 14, struct.unpack_from("!H", raw, 12)[0] if len(raw) >= 14 else 0
         while etype in (0x8100, 0x88a8, 0x9100) and len(raw) >= off + 4:
             etype = struct.unpack_from("!H", raw, off + 2)[0]

@@ -18,6 +18,7 @@ import sys
 import tempfile
 
 from . import paths
+from .errors import require
 
 KERNEL_NAME = "onvm"
 
@@ -34,9 +35,9 @@ def install(where="sys-prefix"):
     param where: "user" (~/.local/share/jupyter), "sys-prefix" (this
         environment's share/jupyter) or "system"
     returns: the directory it was installed in"""
-    from jupyter_client.kernelspec import KernelSpecManager
     if where not in ("user", "sys-prefix", "system"):
         raise ValueError("install the kernel for the user, the sys-prefix or the system, not %r" % (where,))
+    KernelSpecManager = require("jupyter_client.kernelspec", "lab", "onvm kernel install").KernelSpecManager
     with open(os.path.join(spec_dir(), "kernel.json")) as f:
         spec = json.load(f)
     spec["argv"][0] = sys.executable
@@ -54,7 +55,8 @@ def install(where="sys-prefix"):
 
 def installed():
     """The kernel.json Jupyter would use for the onvm kernel, or None."""
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+    ks = require("jupyter_client.kernelspec", "lab", "the onvm Jupyter kernel")
+    KernelSpecManager, NoSuchKernel = ks.KernelSpecManager, ks.NoSuchKernel
     try:
         d = KernelSpecManager().get_kernel_spec(KERNEL_NAME).resource_dir
     except NoSuchKernel:

@@ -18,6 +18,7 @@ from . import paths
 from .errors import OnvmError
 
 SESSION_VAR = "ONVM_SESSION"
+BIN_VAR = "ONVM_LAB_BIN"               # the environment's bin dir, put first on PATH in terminals
 CONTENT = ("notebooks", "labs")      # what `onvm notebooks get` copies
 START_TIMEOUT = 120.0                  # JupyterLab's first start builds its settings: slow on a busy machine
 STOP_TIMEOUT = 20.0
@@ -154,6 +155,8 @@ class Lab:
 
     def start(self):
         from . import kernel
+        from .errors import require
+        require("jupyterlab", "lab", "onvm lab")
         get_notebooks(self.root)
         if kernel.installed() is None or not _spec_is_ours(kernel.installed()):
             kernel.install("sys-prefix" if sys.prefix != sys.base_prefix and os.access(sys.prefix, os.W_OK)
@@ -174,6 +177,8 @@ class Lab:
                "--MappingKernelManager.default_kernel_name=onvm"]
         if os.geteuid() == 0:
             cmd.append("--allow-root")
+        env[BIN_VAR] = os.path.dirname(sys.executable)
+        cmd += terminal_args()
         try:
             with paths.open_log(self.log_path) as log:
                 self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -207,6 +212,19 @@ class Lab:
 
     def __repr__(self):
         return "<Lab %s port=%d %s>" % (self.root, self.port, "running" if self.process else "stopped")
+
+
+def terminal_args():
+    """JupyterLab's options for its terminals: bash with lab_bashrc.sh, the
+    user's profile and then this environment's bin first on PATH (left to
+    itself JupyterLab runs a login shell, whose profile resets PATH, and
+    `onvm` is not found).  Without bash, JupyterLab's default shell.
+    returns: a list of command-line options."""
+    bash = shutil.which("bash")
+    if bash is None:
+        return []
+    rc = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lab_bashrc.sh")
+    return ["--ServerApp.terminado_settings", "shell_command=%r" % [bash, "--rcfile", rc, "-i"]]
 
 
 def _spec_is_ours(kernel_json):

@@ -653,7 +653,8 @@ class Manager:
     def _raw(pkts):
         if isinstance(pkts, (bytes, bytearray)) or hasattr(pkts, "build"):
             pkts = [pkts]
-        raw = [bytes(p) for p in pkts]
+        from .packet import frame
+        raw = [frame(p) for p in pkts]
         for i, r in enumerate(raw):
             if not 14 <= len(r) <= 2048:
                 raise ValueError("packet %d is %d bytes; a packet is 14..2048 bytes" % (i, len(r)))
@@ -980,6 +981,9 @@ class Manager:
         param interval: seconds between updates
         param graph: a networkx DiGraph to draw (default: the deployed graph,
             following redeploys, or else the default chain)"""
+        from .errors import require
+        for module in ("ipywidgets", "bqplot", "pandas"):
+            require(module, "lab", "mgr.dashboard()")
         from .dashboard import Dashboard
         Dashboard.check_args(window, interval, graph)
         if not self.running:

@@ -115,6 +115,24 @@ def dissect(raw):
     return Ether(raw)
 
 
+BROADCAST = "ff:ff:ff:ff:ff:ff"
+
+
+def frame(pkt):
+    """The bytes of a packet to inject (scapy, bytes or bytearray).  A scapy
+    Ether with no destination would have scapy look one up on this host's
+    network (ARP needs root, and onvm's ports are not that network; a user
+    sees "getmacbyip failed" warnings): it gets broadcast, scapy's own
+    fallback, the same for every user."""
+    if not hasattr(pkt, "build"):
+        return bytes(pkt)
+    from scapy.layers.l2 import Ether
+    if isinstance(pkt, Ether) and pkt.fields.get("dst") is None:
+        pkt = pkt.copy()
+        pkt.dst = BROADCAST
+    return bytes(pkt)
+
+
 class Packet:
     """One packet in the shared pool, as a Python NF sees it.
 

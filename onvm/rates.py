@@ -238,7 +238,8 @@ class Recorder:
         port per point: time (s since the first sample), kind ("nf" or
         "port"), id (instance or port), name, service, generation, state,
         rx, tx, drop (packets/s), queued."""
-        import pandas as pd
+        from .errors import require
+        pd = require("pandas", "lab", "mgr.history()")
         with self.lock:
             points = list(self.points)
             t0 = self.samples[0].time if self.samples else 0.0

@@ -67,6 +67,24 @@ def test_container_replicas_keep_flows_moving_when_one_is_killed(client, mgr):
     assert wait_for(lambda: a.process.id not in [c.id for c in labelled(client, mgr.name)], 10)
 
 
+def test_an_onvm_without_its_source_tree_uses_the_images_present(client, tmp_path):
+    """pip-installed onvm (the package alone, no docker/ beside it): with
+    the image there, build_images() has nothing to do and needs no source
+    tree; with it missing, it says the source tree is what it lacks."""
+    import shutil
+    shutil.copytree(os.path.dirname(onvm.__file__), tmp_path / "onvm",
+                    ignore=shutil.ignore_patterns("__pycache__", "_data"))
+    code = "from onvm import containers; print(containers.__file__, containers.build_images(%s))"
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    r = subprocess.run([sys.executable, "-c", code % ""], env=env, cwd=str(tmp_path), capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [str(tmp_path / "onvm" / "containers.py"), "[]"], r.stdout
+    r = subprocess.run([sys.executable, "-c", code % "lab=True, force=True"], env=env, cwd=str(tmp_path),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "needs the onvm source tree" in r.stderr.splitlines()[-1], r.stderr
+
+
 def test_docker_inspect_shows_least_privilege(client, mgr):
     nf = mgr.launch(onvm.native("forward"), service=1, container={"memory": "256m", "cpus": 0.5, "pids": 32})
     info = client.api.inspect_container(nf.process.id)

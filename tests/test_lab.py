@@ -164,3 +164,119 @@ def test_the_wheel_carries_notebooks_labs_and_the_kernelspec(tmp_path):
                  "onvm/_data/labs/04-performance/README.md", "onvm/_data/labs/README.md",
                  "onvm/_data/kernels/onvm/kernel.json", "onvm/lab.py", "onvm/grading.py"):
         assert want in names, want
+
+
+def _start_lab(tmp_path, env):
+    """`onvm lab` as a user starts it.  returns: (process, base URL, token)."""
+    port = onvm_lab._free_port(19000 + os.getpid() % 1000)
+    p = subprocess.Popen(ONVM + ["lab", "--dir", str(tmp_path / "nb"), "--port", str(port)], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines, deadline = [], time.monotonic() + 180
+    while time.monotonic() < deadline:
+        line = p.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        m = re.search(r"open: (http://127\.0\.0\.1:\d+)/lab/\S+token=(\w+)", line)
+        if m:
+            return p, m.group(1), m.group(2)
+    p.kill()
+    p.wait()
+    pytest.fail("onvm lab printed no URL: %s" % "".join(lines))
+
+
+def _terminal_run(base, token, command, end, timeout=60):
+    """Open a JupyterLab terminal (REST, then its websocket), type command,
+    read until end is printed.  returns: what the terminal printed."""
+    import asyncio
+    from tornado.websocket import websocket_connect
+    req = urllib.request.Request(base + "/api/terminals?token=" + token, data=b"{}",
+                                 headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(req, timeout=30) as r:
+        name = json.load(r)["name"]
+
+    async def talk():
+        ws = await websocket_connect(base.replace("http:", "ws:") + "/terminals/websocket/%s?token=%s" % (name, token))
+        ws.write_message(json.dumps(["stdin", command + "\r"]))
+        out, deadline = "", time.monotonic() + timeout
+        while end not in out and time.monotonic() < deadline:
+            try:
+                msg = await asyncio.wait_for(ws.read_message(), max(0.1, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                break
+            if msg is None:
+                break
+            kind, *args = json.loads(msg)
+            if kind == "stdout":
+                out += args[0]
+        ws.close()
+        return out
+    try:
+        return asyncio.run(talk())
+    finally:
+        req = urllib.request.Request(base + "/api/terminals/%s?token=%s" % (name, token), method="DELETE")
+        urllib.request.urlopen(req, timeout=30).close()
+
+
+def test_the_labs_terminal_and_kernel_find_the_environments_onvm(tmp_path):
+    """A terminal opened in JupyterLab runs the user's login profile, which
+    resets PATH; `onvm lab check ...` there must still find this onvm, as
+    must a notebook's `!onvm ...`, with python and jupyter from the same
+    environment.  PATH here starts without it, as a student's login has."""
+    from jupyter_client import BlockingKernelClient
+    bindir = os.path.dirname(sys.executable)
+    want = [os.path.join(bindir, c) for c in ("onvm", "python", "jupyter")]
+    rt = tmp_path / "rt"
+    env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(rt), PATH="/usr/bin:/bin")
+    p, base, token = _start_lab(tmp_path, env)
+    try:
+        out = _terminal_run(base, token, "command -v onvm python jupyter; echo END-$((6 * 7))", "END-42")
+        assert "END-42" in out, "the terminal never ran the command: %r" % out
+        lines = [ln.strip() for ln in out.splitlines()]
+        for w in want:
+            assert w in lines, "terminal: %s not on PATH first; it printed %r" % (w, out)
+
+        req = urllib.request.Request(base + "/api/kernels?token=" + token, data=json.dumps({"name": "onvm"}).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(req, timeout=60) as r:
+            kid = json.load(r)["id"]
+        conn = rt / ("kernel-%s.json" % kid)
+        assert wait_for(conn.exists, 60)
+        kc = BlockingKernelClient(connection_file=str(conn))
+        kc.load_connection_file()
+        kc.start_channels(hb=False)
+        try:
+            kc.wait_for_ready(timeout=60)
+            printed = []
+            reply = kc.execute_interactive("!command -v onvm python jupyter", timeout=60,
+                                           output_hook=lambda m: printed.append(m["content"].get("text", "")))
+            assert reply["content"]["status"] == "ok", reply["content"]
+        finally:
+            kc.stop_channels()
+        assert [ln.strip() for ln in "".join(printed).splitlines()] == want, printed
+    finally:
+        p.send_signal(signal.SIGINT)
+        try:
+            p.wait(120)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+@pytest.mark.parametrize("missing, code, extra", [
+    ("jupyter_client", "from onvm.cli import main; main(['kernel', 'install', '--user'])", "lab"),
+    ("jupyterlab", "from onvm.cli import main; main(['lab', '--dir', sys.argv[1]])", "lab"),
+    ("nbclient", "from onvm.cli import main; main(['lab', 'check', 'x.ipynb'])", "lab"),
+    ("docker", "from onvm import containers; containers.engine()", "containers"),
+    ("os_ken", "import onvm; onvm.sdn.nf()", "sdn"),
+])
+def test_a_missing_extra_is_one_line_naming_it(tmp_path, missing, code, extra):
+    """As if onvm were installed without that extra: the import fails (None in
+    sys.modules), and what needed it says which extra to install."""
+    r = subprocess.run([sys.executable, "-c", "import sys; sys.modules[%r] = None\n%s" % (missing, code),
+                        str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0
+    last = r.stderr.strip().splitlines()[-1]
+    assert "needs %s" % missing in last or "not installed" in last, r.stderr
+    assert "pip install 'onvm[%s]'" % extra in last, r.stderr
+    assert "ModuleNotFoundError" not in r.stderr, r.stderr

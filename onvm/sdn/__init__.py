@@ -16,6 +16,7 @@ import sys
 import time
 
 from .. import paths
+from ..errors import require
 from .policy import Policy
 
 SDN_SERVICE = 250          # the SDN NF's service ID unless given
@@ -32,6 +33,7 @@ def nf(controller="127.0.0.1:6653", service=SDN_SERVICE, buffer=1024, decision_t
         packets held, overflow, rules installed.  It asks for the miss
         handler's role: Manager.launch grants it (flow_miss=False does not)"""
     from ..manager import NFSpec
+    require("os_ken", "sdn", "onvm.sdn.nf()")
     from .switch import Switch
     spec = NFSpec(Switch(controller, buffer, decision_timeout), service, name=name)
     spec.flow_miss = True
@@ -52,6 +54,7 @@ class Controller:
     .start(), .stop() (by PID), a context manager; .address for onvm.sdn.nf"""
 
     def __init__(self, policy, port=None, log=None):
+        require("os_ken", "sdn", "onvm.sdn.Controller")
         if isinstance(policy, (str, os.PathLike)):
             self.policy = Policy.load(policy)
             with open(policy) as f:
