@@ -18,7 +18,7 @@ FEEDBACK_HTML = "feedback.html"
 PCAP_NAME = "mismatches.pcap"
 # reasons that mean the grader could not run the notebook at all (exit status 2); any other
 # reason is the submission's own doing (it raised, hung, flooded): a score of 0, exit status 1
-UNGRADABLE = ("not a notebook", "not a lab notebook", "cannot read", "the grader's worker failed",
+UNGRADABLE = ("not a notebook", "not a lab notebook", "cannot read", "the hidden tests", "the grader's worker failed",
               "grading failed")
 SHOWN_MISMATCHES = 3
 LOG_LINES = 8
@@ -126,7 +126,8 @@ def format_result(r, pcap_name=None):
             lines.append("      expected %s; got %s (NF %s)" % (_text(m.get("expected"), 200), _text(m.get("got"), 200),
                                                               _text(m.get("handled_by"), 200)))
         if len(mismatches) > shown:
-            lines.append("      ... and %d more packet%s" % (len(mismatches) - shown, "" if len(mismatches) == shown + 1 else "s"))
+            more = len(mismatches) - shown
+            lines.append("      ... and %d more packet%s" % (more, "" if more == 1 else "s"))
     if r.get("pcap"):
         lines.append("  the mismatched packets, as sent: %s" % (pcap_name or _text(r.get("pcap"), 500)))
     return "\n".join(lines)

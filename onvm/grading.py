@@ -516,14 +516,14 @@ def grade(folder, csv_path, timeout=300, tests=None):
     feedback.check_csv_path(csv_path)
     feedback.usable_folder(os.path.join(folder, "feedback"), "the feedback folder")
     subs = sorted(f for f in os.listdir(folder) if f.endswith(".ipynb") and not f.startswith("."))
-    results = []
     with Sandbox() as box:
-        for f in subs:
+        def one(f):
             out = feedback.fresh_folder(os.path.join(folder, "feedback", f[:-6]))
             r = check(os.path.join(folder, f), timeout, tests, out, box)
             feedback.write(r, out)
-            results.append(r)
             print(format_result(r), flush=True)
+            return r
+        results = [one(f) for f in subs]
     feedback.write_csv(csv_path, subs, results)
     return results
 
