@@ -219,6 +219,12 @@ def write_csv(path, names, results):
                        ["%g" % earned[c] if c in earned else "" for c in columns])
 
 
+def check_timeout(seconds):
+    """Raise ValueError unless seconds is a time limit a notebook can run in."""
+    if not (isinstance(seconds, (int, float)) and 0 < seconds < float("inf")):
+        raise ValueError("the time limit (--timeout) must be a number of seconds above 0, got %r" % (seconds,))
+
+
 def check_tests_file(path):
     """Raise ValueError unless path is a hidden-test file (a lab's
     hidden_tests.py or a copy): it exists and defines NF and cases."""

@@ -495,6 +495,7 @@ def cli_check(notebook, as_json=False, timeout=300, out=None, tests=None):
     returns: the exit status: 0 full score, 1 not, 2 not graded."""
     if not os.path.isfile(notebook):
         raise ValueError("no such notebook: %s" % notebook)
+    feedback.check_timeout(timeout)
     feedback.check_tests_file(tests)
     out = feedback.fresh_folder(out or os.path.splitext(notebook)[0] + ".feedback")
     r = check(notebook, timeout, tests, out)
@@ -512,6 +513,7 @@ def grade(folder, csv_path, timeout=300, tests=None):
     feedback.write_csv) and each one's feedback in FOLDER/feedback/NAME/."""
     if not os.path.isdir(folder):
         raise ValueError("no such folder: %s" % folder)
+    feedback.check_timeout(timeout)
     feedback.check_tests_file(tests)
     feedback.check_csv_path(csv_path)
     feedback.usable_folder(os.path.join(folder, "feedback"), "the feedback folder")

@@ -204,6 +204,8 @@ def _bad_input_cases(tmp):
         (["lab", "grade", str(folder), "--csv", str(tmp / "s.csv"), "--tests", str(tmp / "missing.py")],
          "no such hidden-test file"),
         (["lab", "generate", str(tmp / "09-nope")], "no lab at"),
+        (["lab", "check", sol, "--timeout", "0"], "must be a number of seconds above 0"),
+        (["lab", "grade", str(folder), "--csv", str(tmp / "s.csv"), "--timeout", "-5"], "above 0"),
     ]
 
 
