@@ -1,7 +1,8 @@
 """Course labs: `onvm lab check NOTEBOOK` (run a submission and the lab's
-hidden tests, print a score and per-test feedback), `onvm lab grade DIR`
-(a folder of submissions, a CSV), `onvm lab generate LAB` (student.ipynb
-from solution.ipynb with nbgrader's ClearSolutions).
+hidden tests, a score), `onvm lab grade DIR` (a folder of submissions),
+`onvm lab generate LAB` (student.ipynb from solution.ipynb with nbgrader's
+ClearSolutions).  What is handed back (the feedback text and files, the
+CSV, check's exit status) is onvm/feedback.py's.
 
 A lab is a folder of labs/: solution.ipynb (nbgrader-marked answer regions,
 metadata onvm.lab = the folder's name), student.ipynb, hidden_tests.py:
@@ -40,6 +41,7 @@ import sys
 import tempfile
 import time
 
+from . import feedback
 from .errors import OnvmError
 
 SEED = 2016                  # the hidden traffic is the same for every submission
@@ -486,64 +488,53 @@ def check(notebook, timeout=300, tests=None, out=None, box=None):
     return result
 
 
-def format_result(r):
-    lines = ["%s: %g / %g" % (r["notebook"], r["score"], r["max_score"])]
-    if r.get("reason"):
-        lines.append("  score 0: %s" % r["reason"])
-    for v in r.get("visible", []):
-        lines.append("  visible test %-28s %s" % (v["name"], "ok" if v["passed"] else "FAILED: %s" % v["error"]))
-    for t in r.get("tests", []):
-        lines.append("  hidden test %-40s %s (%g point%s)" % (t["name"], "ok" if t["passed"] else "FAILED",
-                                                              t["points"], "" if t["points"] == 1 else "s"))
-        if t.get("error"):
-            lines.append("      %s" % t["error"])
-        if not t["passed"] and t.get("nf"):
-            lines.append("      %s" % t["nf"])
-        if not t["passed"] and t.get("nf_log"):
-            lines.append("      its log ends:\n" + "\n".join("        " + ln for ln in t["nf_log"].splitlines()[-8:]))
-        for m in t.get("mismatches", [])[:3]:
-            lines.append("      packet   %s" % m["packet"])
-            lines.append("      expected %s; got %s (NF %s)" % (m["expected"], m["got"], m["handled_by"]))
-        if len(t.get("mismatches", [])) > 3:
-            lines.append("      ... and %d more packets" % (len(t["mismatches"]) - 3))
-    if r.get("pcap"):
-        lines.append("  the mismatched packets, as sent: %s" % r["pcap"])
-    return "\n".join(lines)
+format_result = feedback.format_result        # it lives in onvm/feedback.py now; kept importable here
 
 
 def cli_check(notebook, as_json=False, timeout=300, out=None, tests=None):
-    if not os.path.exists(notebook):
+    """`onvm lab check`: print the feedback, write it to the feedback folder.
+    returns: the exit status: 0 full score, 1 not, 2 not graded."""
+    if not os.path.isfile(notebook):
         raise ValueError("no such notebook: %s" % notebook)
-    out = out or os.path.splitext(notebook)[0] + ".feedback"
+    feedback.check_timeout(timeout)
+    feedback.check_tests_file(tests)
+    out = feedback.fresh_folder(out or os.path.splitext(notebook)[0] + ".feedback")
     r = check(notebook, timeout, tests, out)
-    print(json.dumps(r, indent=1) if as_json else format_result(r))
-    return 0
+    path = feedback.write(r, out)
+    print(json.dumps(r, indent=1) if as_json else format_result(r) + "\n  this feedback: %s" % path)
+    status = feedback.exit_status(r)
+    if status == 2:
+        print("onvm: could not grade %s: %s" % (notebook, feedback.reason(r)), file=sys.stderr)
+    return status
 
 
 def grade(folder, csv_path, timeout=300, tests=None):
     """Grade every .ipynb in folder (one at a time, each in its own sandbox
-    run).  returns: the list of results; writes the CSV (notebook, score,
-    max_score, reason) and each one's feedback in FOLDER/feedback/NAME/."""
+    run).  returns: the list of results; writes the CSV (see
+    feedback.write_csv) and each one's feedback in FOLDER/feedback/NAME/."""
     if not os.path.isdir(folder):
         raise ValueError("no such folder: %s" % folder)
+    feedback.check_timeout(timeout)
+    feedback.check_tests_file(tests)
+    feedback.check_csv_path(csv_path)
+    feedback.usable_folder(os.path.join(folder, "feedback"), "the feedback folder")
     subs = sorted(f for f in os.listdir(folder) if f.endswith(".ipynb") and not f.startswith("."))
-    results = []
     with Sandbox() as box:
-        for f in subs:
-            r = check(os.path.join(folder, f), timeout, tests, os.path.join(folder, "feedback", f[:-6]), box)
-            results.append(r)
+        def one(f):
+            out = feedback.fresh_folder(os.path.join(folder, "feedback", f[:-6]))
+            r = check(os.path.join(folder, f), timeout, tests, out, box)
+            feedback.write(r, out)
             print(format_result(r), flush=True)
-    with open(csv_path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["notebook", "score", "max_score", "reason"])
-        for f, r in zip(subs, results):
-            w.writerow([f, r["score"], r["max_score"], r.get("reason") or ""])
+            return r
+        results = [one(f) for f in subs]
+    feedback.write_csv(csv_path, subs, results)
     return results
 
 
 def cli_grade(folder, csv_path, timeout=300, tests=None):
     results = grade(folder, csv_path, timeout, tests)
-    print("graded %d notebook(s); scores in %s" % (len(results), csv_path))
+    print("graded %d notebook(s); scores in %s, feedback in %s" % (len(results), csv_path,
+                                                                  os.path.join(folder, "feedback", "NAME")))
     return 0
 
 
@@ -564,6 +555,9 @@ def student_version(solution_path):
 
 def cli_generate(labdirs, check=False):
     import nbformat
+    for d in labdirs:
+        if not os.path.isfile(os.path.join(d, "solution.ipynb")):
+            raise ValueError("no lab at %s (no solution.ipynb)" % d)
     stale = []
     for d in labdirs:
         nb = student_version(os.path.join(d, "solution.ipynb"))
