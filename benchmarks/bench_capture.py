@@ -18,7 +18,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 import onvm  # noqa: E402
 from conftest import udp  # noqa: E402
 
-
 QUICK = {"packets": 2000, "trials": 1}
 
 

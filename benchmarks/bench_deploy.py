@@ -16,9 +16,8 @@ import networkx as nx
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 import onvm  # noqa: E402
-from onvm import Port  # noqa: E402
 from conftest import marker, udp  # noqa: E402
-
+from onvm import Port  # noqa: E402
 
 QUICK = {"rate": 2000, "swaps": 1, "trials": 1}
 

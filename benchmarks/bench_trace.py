@@ -55,9 +55,10 @@ def native_mpps(tree, args, out):
 
 def trace_latency(calls):
     """Seconds per trace() through port 0 -> forward -> forward -> port 1."""
-    import onvm
     from scapy.layers.inet import IP, UDP
     from scapy.layers.l2 import Ether
+
+    import onvm
     pkt = Ether() / IP(dst="203.0.113.9") / UDP(dport=9)
     with onvm.Manager(name="bench-trace-%d" % os.getpid()) as mgr:
         for s in (1, 2):

@@ -25,8 +25,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 QUICK = {"frames": 2000, "round": 1000}
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))   # frames.py, also for the NF processes
 
-import onvm     # noqa: E402
-import frames   # noqa: E402
+import frames  # noqa: E402
+import onvm  # noqa: E402
 
 
 def main(argv=None):
