@@ -45,7 +45,7 @@ def test_benchmark_quick_run(script, tmp_path):
     out = tmp_path / "result.json"
     try:
         p = subprocess.run([sys.executable, os.path.join(BENCH, script), "--quick", "--output", str(out)],
-                           cwd=tmp_path, capture_output=True, text=True, timeout=150)
+                           cwd=tmp_path, capture_output=True, text=True, timeout=240)   # under pytest's 300 s
     except subprocess.TimeoutExpired as e:
         pytest.fail("%s --quick took over %ss; output so far:\n%s" % (script, e.timeout, e.stdout))
     assert p.returncode == 0, "%s --quick exited %d:\n%s\n%s" % (script, p.returncode, p.stdout[-3000:],
