@@ -18,6 +18,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 import onvm  # noqa: E402
 from conftest import udp  # noqa: E402
 
+QUICK = {"packets": 2000, "trials": 1}
+
 
 def frames(n):
     tpl = bytes(udp(0, payload=b"\0" * 18))[:60]   # 60 bytes + FCS on a wire = 64
@@ -44,7 +46,13 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--packets", type=int, default=1000000)
     ap.add_argument("--trials", type=int, default=3)
+    ap.add_argument("--output", help="JSON path (default benchmarks/results/capture-<UTC>.json)")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run in seconds (2000 packets, one trial): checks it runs and prints its table, measures nothing")
     a = ap.parse_args()
+    if a.quick:        # explicit options still win over the smoke-run defaults
+        ap.set_defaults(**QUICK)
+        a = ap.parse_args()
     pkts = frames(a.packets)
     rows = []
     with onvm.Manager(name="bcap%d" % os.getpid(), ring_mb=128, mbufs=32767, hugepage_mb=512) as mgr:
@@ -62,8 +70,9 @@ def main():
     best = {k: max(r["mpps"] for r in rows if r["tap"] == k) for k in (False, True)}
     print("best: %.2f Mpps plain, %.2f Mpps with a tap after the NF (ratio %.2f); ports %s"
           % (best[False], best[True], best[True] / best[False], stats))
-    os.makedirs(os.path.join(os.path.dirname(__file__), "results"), exist_ok=True)
-    out = os.path.join(os.path.dirname(__file__), "results", "capture-%s.json" % time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
+    out = a.output or os.path.join(os.path.dirname(__file__), "results",
+                                   "capture-%s.json" % time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w") as f:
         json.dump({"packets": a.packets, "runs": rows, "ports": {str(k): v for k, v in stats.items()}}, f, indent=1)
     print("wrote", out)

@@ -24,6 +24,7 @@ from jupyter_client.manager import start_new_kernel
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TICK = os.sysconf("SC_CLK_TCK")
+QUICK = {"seconds": 1.0, "nfs": 1}
 
 SETUP = """
 import onvm, threading
@@ -76,8 +77,13 @@ def main():
     ap.add_argument("--seconds", type=float, default=20, help="each measurement window")
     ap.add_argument("--nfs", type=int, default=2, help="forward replicas (lines in the plot: NFs + 2)")
     ap.add_argument("--interval", type=float, default=0.5, help="dashboard update interval")
-    ap.add_argument("--output")
+    ap.add_argument("--output", help="JSON path (default benchmarks/results/dashboard-<UTC>.json)")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run in seconds (1 s windows, one NF): checks it runs and prints its table, measures nothing")
     a = ap.parse_args()
+    if a.quick:        # explicit options still win over the smoke-run defaults
+        ap.set_defaults(**QUICK)
+        a = ap.parse_args()
     km, kc = start_new_kernel(kernel_name="python3")
     try:
         pid = km.provisioner.process.pid
@@ -109,7 +115,7 @@ def main():
     print("  of which the updater thread:                  %.2f %% (%.1f ms per update)" % (updater, per_update))
     out = a.output or os.path.join(HERE, "results", "dashboard-%s.json"
                                    % datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
-    os.makedirs(os.path.dirname(out), exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w") as f:
         json.dump(result, f, indent=1)
     print("wrote %s" % out)

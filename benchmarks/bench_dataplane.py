@@ -46,6 +46,12 @@ SCENARIOS = ("dpdk", "ceiling", "native", "py_batch", "py_pkt", "py_touch", "idl
 
 GEN, FWD, PY, SINK = 10, 2, 4, 3   # service IDs
 
+# --quick: every scenario once, briefly, to show the script still runs and prints its table
+# (tests/test_benchmarks_smoke.py); the figures mean nothing.  Options given explicitly still win.
+QUICK = {"window": 0.3, "warmup": 0.2, "trials": 1, "idle_seconds": 0.5, "idle_settle": 0.2,
+         "quiet_seconds": 0.2, "repeat_quiet_seconds": 0.1, "wakeup_repeats": 1, "hot_repeats": 2,
+         "wakeup_poll": "spin", "baseline_quiet_seconds": 0.05, "quiet_wait": 0.0}
+
 
 # ---- the Python NFs under test (pickled by value into the NF processes) ----
 
@@ -331,8 +337,8 @@ def scen_dpdk(args):
     # Mpps from one run to the next), so it runs several short trials and
     # the ceiling is the best one: the physical limit, not a typical run.
     try:
-        for _ in range(max(args.trials, 6)):
-            out = subprocess.run([exe, "2", "--no-pci", "--in-memory", "-l", "0-1",
+        for _ in range(max(args.trials, 1 if args.quick else 6)):
+            out = subprocess.run([exe, "0.2" if args.quick else "2", "--no-pci", "--in-memory", "-l", "0-1",
                                   "--file-prefix", prefix, "--log-level=error", "--no-telemetry"],
                                  check=True, capture_output=True, text=True, timeout=60).stdout
             trials.append(json.loads(out)["mpps"])
@@ -430,8 +436,9 @@ def one_shot(mgr, frame, poll="spin", timeout=1.0):
     p1tx = shm.ports[1].tx
     p0ctl = shm.ports[0].ctl
     tx0, inj0 = p1tx.tx, p0ctl.injected
-    fwd = [s for _, s in mgr.control.nf_slots()]
-    wk0 = [s.nf.wakeups for s in fwd]
+    # an NF's counters live in its own stats file (struct onvm_nf_stats), not in its slot
+    fwd = [mgr.control.nf_counters(i) for i, _ in mgr.control.nf_slots()]
+    wk0 = [n.wakeups for n in fwd]
     th0 = thread_counters(shm)
     data = json.dumps({"op": "inject", "port": 0, "pkts": [base64.b64encode(frame).decode()]}).encode()
     data = struct.pack(">I", len(data)) + data
@@ -464,7 +471,7 @@ def one_shot(mgr, frame, poll="spin", timeout=1.0):
         "injected_to_tx_us": (t_tx - t_inj) / 1e3 if t_tx else None,
         "request_to_injected_us": (t_inj - t0) / 1e3 if t_inj else None,
         "sent": reply.get("sent"),
-        "nf_wakeups_since_last": [s.nf.wakeups - w for s, w in zip(fwd, wk0)],
+        "nf_wakeups_since_last": [n.wakeups - w for n, w in zip(fwd, wk0)],
         "rx_thread_slept": thread_counters(shm)["rx_thread"]["sleeps"] - th0["rx_thread"]["sleeps"],
         "tx_thread_slept": thread_counters(shm)["tx_thread"]["sleeps"] - th0["tx_thread"]["sleeps"],
     }
@@ -824,7 +831,12 @@ def main(argv=None):
                     help="machine busy %% (of one core) that counts as quiet (default 20)")
     ap.add_argument("--output", help="JSON path (default benchmarks/results/dataplane-<UTC>.json)")
     ap.add_argument("--keep-going", action="store_true", help="record a failing scenario and go on")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run: every scenario once and briefly (seconds); checks it runs, measures nothing")
     args = ap.parse_args(argv)
+    if args.quick:
+        ap.set_defaults(**QUICK)
+        args = ap.parse_args(argv)
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     bad = [s for s in only if s not in SCENARIOS]
     if bad:

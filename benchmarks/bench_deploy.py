@@ -16,8 +16,10 @@ import networkx as nx
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 import onvm  # noqa: E402
-from onvm import Port  # noqa: E402
 from conftest import marker, udp  # noqa: E402
+from onvm import Port  # noqa: E402
+
+QUICK = {"rate": 2000, "swaps": 1, "trials": 1}
 
 
 def five_nodes():
@@ -35,7 +37,13 @@ def main():
     ap.add_argument("--rate", type=float, default=50000, help="paced traffic during swaps, pps")
     ap.add_argument("--swaps", type=int, default=10)
     ap.add_argument("--trials", type=int, default=3)
+    ap.add_argument("--output", help="JSON path (default benchmarks/results/deploy-<UTC>.json)")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run in seconds (one deploy, one swap, 2000 pps): checks it runs and prints its table, measures nothing")
     a = ap.parse_args()
+    if a.quick:        # explicit options still win over the smoke-run defaults
+        ap.set_defaults(**QUICK)
+        a = ap.parse_args()
     res = {}
     with onvm.Manager() as mgr:
         times = []
@@ -86,9 +94,9 @@ def main():
               % (res["swap_s"], max(swaps)))
         print("during %d swaps at %.0f pps offered: sent %d, received %d, lost %d"
               % (a.swaps, res["offered_pps"], sent[0], got[0], res["lost"]))
-    os.makedirs(os.path.join(os.path.dirname(__file__), "results"), exist_ok=True)
-    path = os.path.join(os.path.dirname(__file__), "results",
-                        "deploy-%s.json" % time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
+    path = a.output or os.path.join(os.path.dirname(__file__), "results",
+                                    "deploy-%s.json" % time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
         json.dump(res, f, indent=1)
     print("wrote", path)

@@ -35,6 +35,7 @@ import time
 import onvm
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+QUICK = {"flows": "1000", "packets": 20000, "trials": 1, "latency_packets": 100}
 
 
 def pin(mgr, *nfs):
@@ -183,7 +184,13 @@ def main():
     ap.add_argument("--latency-packets", type=int, default=1000)
     ap.add_argument("--no-pin", dest="pin", action="store_false",
                     help="leave thread placement to the scheduler (see pin())")
+    ap.add_argument("--output", help="JSON path (default benchmarks/results/flows-<UTC>.json)")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run in seconds (1000 flows, 20000 packets, one trial per mode): checks it runs and prints its table, measures nothing")
     a = ap.parse_args()
+    if a.quick:        # explicit options still win over the smoke-run defaults
+        ap.set_defaults(**QUICK)
+        a = ap.parse_args()
     a.pin = a.pin and len(os.sched_getaffinity(0)) >= 2
     results = []
     for flows in (int(x) for x in a.flows.split(",")):
@@ -219,8 +226,9 @@ def main():
             print("    %-20s %.2f Mpps = %.2f | RX %.0f ns/packet (lookup %.0f) = capacity %.2f | %.1f us = %.2f"
                   % (label, r["pps"] / 1e6, r["pps_ratio"], r["rx_ns"], r["lookup_ns"], r["rx_ratio"],
                      r["lat_median_us"], r["lat_ratio"]), flush=True)
-    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-    out = os.path.join(HERE, "results", "flows-%s.json" % datetime.datetime.utcnow().strftime("%Y%m%dT%H%M%SZ"))
+    out = a.output or os.path.join(HERE, "results", "flows-%s.json"
+                                   % datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w") as f:
         json.dump({"packets": a.packets, "pace": a.pace, "pinned": a.pin, "results": results}, f, indent=1)
     print("written", out)

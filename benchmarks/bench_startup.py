@@ -23,6 +23,7 @@ import onvm
 from onvm import containers
 
 PAPER = {"process": 0.524, "container": 0.526}
+QUICK = {"trials": 1}
 
 
 def first_packet(mgr, nf, container):
@@ -46,7 +47,13 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--trials", type=int, default=5)
     ap.add_argument("--python", action="store_true", help="a Python NF instead of native forward")
+    ap.add_argument("--output", help="JSON path (default benchmarks/results/startup-<UTC>.json)")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run in seconds (one trial of each kind, no warm-up): checks it runs and prints its table, measures nothing")
     a = ap.parse_args()
+    if a.quick:        # explicit options still win over the smoke-run defaults
+        ap.set_defaults(**QUICK)
+        a = ap.parse_args()
     if a.python:
         nf = onvm.nf(name="fwd")(lambda pkt: onvm.NEXT)
     else:
@@ -55,8 +62,9 @@ def main():
     times = {"process": [], "container": []}
     with onvm.Manager(name="bench-startup-%d" % os.getpid()) as mgr:
         mgr.set_default_chain([1, onvm.ToPort(1)])
-        first_packet(mgr, nf, False)                     # warm the page cache and imports
-        first_packet(mgr, nf, True)
+        if not a.quick:
+            first_packet(mgr, nf, False)                 # warm the page cache and imports
+            first_packet(mgr, nf, True)
         for _ in range(a.trials):
             for kind in ("process", "container"):
                 times[kind].append(first_packet(mgr, nf, kind == "container"))
@@ -67,8 +75,9 @@ def main():
         print("%-9s median %.3f s (min %.3f, max %.3f; paper %.3f s)" % (
             kind, result["median_s"][kind], min(times[kind]), max(times[kind]), PAPER[kind]))
     print("container / process: %.2f" % (result["median_s"]["container"] / result["median_s"]["process"]))
-    out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
-                       "startup-%s.json" % datetime.datetime.utcnow().strftime("%Y%m%dT%H%M%SZ"))
+    out = a.output or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "startup-%s.json"
+                                   % datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w") as f:
         json.dump(result, f, indent=1)
     print("wrote", out)

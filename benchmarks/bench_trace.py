@@ -26,6 +26,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+# --quick does not build main: the A/A comparison of this tree exercises the same code
+QUICK = {"base": ROOT, "rounds": 1, "window": 0.3, "quiet_wait": 0.0, "calls": 5}
 
 
 def build_base(ref, where):
@@ -44,7 +46,8 @@ def native_mpps(tree, args, out):
     env = dict(os.environ, PYTHONPATH=tree)
     subprocess.run([sys.executable, os.path.join(HERE, "bench_dataplane.py"), "--only", "native",
                     "--window", str(args.window), "--warmup", "1", "--quiet-wait", str(args.quiet_wait),
-                    "--output", out], env=env, check=True, capture_output=True, timeout=600)
+                    "--output", out] + (["--quick"] if args.quick else []),
+                   env=env, check=True, capture_output=True, timeout=600)
     with open(out) as f:
         r = json.load(f)["results"]["native"]
     return r["mpps"], r["cpu"]["other_pct_of_one_core"]
@@ -52,9 +55,10 @@ def native_mpps(tree, args, out):
 
 def trace_latency(calls):
     """Seconds per trace() through port 0 -> forward -> forward -> port 1."""
-    import onvm
     from scapy.layers.inet import IP, UDP
     from scapy.layers.l2 import Ether
+
+    import onvm
     pkt = Ether() / IP(dst="203.0.113.9") / UDP(dport=9)
     with onvm.Manager(name="bench-trace-%d" % os.getpid()) as mgr:
         for s in (1, 2):
@@ -82,7 +86,13 @@ def main(argv=None):
     ap.add_argument("--quiet-wait", type=float, default=5.0, help="wait for a quieter machine, s (default 5)")
     ap.add_argument("--calls", type=int, default=200, help="trace() calls timed (default 200)")
     ap.add_argument("--output", help="JSON path (default benchmarks/results/trace-<UTC>.json)")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run in seconds (this tree against itself, one round, 5 calls): "
+                         "checks it runs and prints its table, measures nothing")
     args = ap.parse_args(argv)
+    if args.quick:        # explicit options still win over the smoke-run defaults
+        ap.set_defaults(**QUICK)
+        args = ap.parse_args(argv)
 
     base = args.base or build_base(args.base_ref, os.path.join(tempfile.gettempdir(), "onvm-trace-base"))
     runs, other = {"base": [], "trace": []}, {"base": [], "trace": []}
@@ -117,7 +127,7 @@ def main(argv=None):
           % (res["trace_call_ms"]["median"], res["trace_call_ms"]["p90"], res["trace_span_us_median"]))
     out = args.output or os.path.join(HERE, "results", "trace-%s.json"
                                       % datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
-    os.makedirs(os.path.dirname(out), exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w") as f:
         json.dump(res, f, indent=1)
     print("wrote", out)

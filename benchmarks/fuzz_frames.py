@@ -22,10 +22,11 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+QUICK = {"frames": 2000, "round": 1000}
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))   # frames.py, also for the NF processes
 
-import onvm     # noqa: E402
-import frames   # noqa: E402
+import frames  # noqa: E402
+import onvm  # noqa: E402
 
 
 def main(argv=None):
@@ -36,7 +37,13 @@ def main(argv=None):
     ap.add_argument("--round", type=int, default=20000, help="frames per round of phases (default 20000)")
     ap.add_argument("--pace", type=int, default=2048, help="frames per inject before waiting (default 2048)")
     ap.add_argument("--no-json", action="store_true", help="do not write benchmarks/results/fuzz-*.json")
+    ap.add_argument("--output", help="JSON path (default benchmarks/results/fuzz-<UTC>.json)")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run in seconds (%d frames): checks it runs and prints its table" % QUICK["frames"])
     a = ap.parse_args(argv)
+    if a.quick:        # explicit options still win over the smoke-run defaults
+        ap.set_defaults(**QUICK)
+        a = ap.parse_args(argv)
     if a.frames < 1 or a.round < 20 or a.pace < 1:
         ap.error("--frames and --pace must be positive, --round at least 20")
 
@@ -77,9 +84,9 @@ def main(argv=None):
         print("--- %s log ---\n%s" % (name, text))
 
     if not a.no_json:
-        os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        path = os.path.join(HERE, "results", "fuzz-%s.json" % stamp)
+        path = a.output or os.path.join(HERE, "results", "fuzz-%s.json" % stamp)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         with open(path, "w") as f:
             json.dump({"args": vars(a), "result": r}, f, indent=1, default=str)
         print("wrote %s" % path)

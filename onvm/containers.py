@@ -222,8 +222,9 @@ def pickle_nf(spec):
     notebook cell travels by value (cloudpickle does that for __main__); so
     does one from a .py file of the user's, which the image does not have.
     Modules it uses (import numpy) travel by name: the image must have them."""
-    import cloudpickle
     import sysconfig
+
+    import cloudpickle
     mod = sys.modules.get(getattr(spec.fn, "__module__", None) or "")
     path = os.path.abspath(getattr(mod, "__file__", None) or "")
     installed = [os.path.abspath(sysconfig.get_paths()[k]) for k in ("stdlib", "purelib", "platlib")]

@@ -11,16 +11,13 @@ that stays is lost:
      rules, node names, and each service's instances;
   4. stop what was removed: each leaves (already out of service) and hands
      on what is still in its ring before it exits."""
-import os
 import signal
 import subprocess
-import time
 
 import networkx as nx
 
 from . import graph as G
 from ._core import lib
-from .errors import ChainError, OnvmError
 from .packet import ToPort, ToService
 
 
@@ -211,6 +208,7 @@ class Deployment:
         estimate, where a node's output splits), steer edges dashed.  The
         figure is sized to the graph; returns the axes."""
         import matplotlib.pyplot as plt
+
         from .dashboard import edge_rates, node_rates
         g = self.user_graph
         pos = layout(g, self.plan)
@@ -283,6 +281,7 @@ class Deployment:
 
     def _repr_png_(self):
         import io
+
         import matplotlib
         import matplotlib.pyplot as plt
         with matplotlib.rc_context({"backend": "agg"}):
@@ -312,7 +311,7 @@ def layout(g, plan):
     """Positions: the first ingress port on the left, NFs by their place on
     the paths, the other ports on the right, paths one above the other."""
     pos, col, row = {}, {}, {}
-    for r, (p, hops) in enumerate(sorted(plan.paths.items()) if plan else []):
+    for r, (_, hops) in enumerate(sorted(plan.paths.items()) if plan else []):
         for i, h in enumerate(hops[:-1]):
             col.setdefault(h, i + 1)
             row.setdefault(h, -r)

@@ -4,7 +4,6 @@ hugepage files, orphaned NF processes, old logs).
 
 Processes are only ever killed by pid, and only pids an onvm manager
 recorded whose command line mentions onvm; never by name pattern."""
-import fcntl
 import os
 import re
 import shutil
@@ -118,7 +117,7 @@ def check_core():
         fix = "%s -m pip install -e ." % sys.executable
     try:
         from . import _core
-        _core.lib.ONVM_MAX_NFS
+        _core.lib.ONVM_MAX_NFS  # noqa: B018 - the lookup is the check: it fails on a stale or broken build
     except (ImportError, OSError, AttributeError) as e:
         return [("FAIL", "onvm._core", "the compiled extension does not import: %s" % e, fix)]
     return [("ok", "onvm._core extension imports (%s)" % os.path.basename(_core.__file__), None, None)]
@@ -267,8 +266,8 @@ def dpdk_tools(name, port=0, count=100, path=None):
     returns: (env, {"dumpcap": argv, "proc-info": argv, "telemetry": argv},
         {onvm port: DPDK port id}); env holds only the variables to add
     raises: OnvmError if the manager is not running"""
-    from .stats import ControlFile
     from .mgrd import running_manager_pid
+    from .stats import ControlFile
     if not running_manager_pid(name):
         raise OnvmError("manager %r is not running" % name)
     cf = ControlFile(name)
@@ -377,9 +376,9 @@ def _stop_manager(name, pid):
 
 def _kill_nfs(name):
     """SIGKILL the NF processes a dead manager's control file lists.  returns: how many."""
+    from ._core import lib
     from .mgrd import pid_is_onvm
     from .stats import ControlFile
-    from ._core import lib
     try:
         cf = ControlFile(name)
     except (OnvmError, OSError, ValueError):
@@ -561,12 +560,12 @@ def cleanup(force=False, names=None):
         finally:
             lock.release()
     removed += _remove_orphan_hugepages(only)
-    from .containers import remove_containers      # NF containers: each exits once its manager is gone; sure
+    from .containers import remove_containers  # NF containers: each exits once its manager is gone; sure
     removed += remove_containers(uid=os.geteuid(), keep=lambda m: m in keep or (only is not None and m not in only),
                                  log=print)
     removed += _remove_old_logs(keep, only)
     if only is None:
-        from .netns import cleanup_namespaces          # made by onvm.Namespace in a process now gone
+        from .netns import cleanup_namespaces  # made by onvm.Namespace in a process now gone
         removed += cleanup_namespaces(force)
     print("cleanup: removed %d item(s)" % removed)
     sys.stdout.flush()

@@ -34,7 +34,7 @@ import re
 import networkx as nx
 
 from ._core import lib
-from .errors import ChainError, OnvmError
+from .errors import ChainError
 
 NODE_ATTRS = ("nf", "replicas", "container", "flow_miss")
 EDGE_ATTRS = ("steer", "path")

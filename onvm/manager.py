@@ -13,12 +13,11 @@ import time
 from . import paths, protocol
 from ._core import lib
 from .errors import ChainError, OnvmError, check_number
-from .packet import ToPort, ToService
 from .nfdoor import TICKET_ENV
+from .packet import ToPort, ToService
 from .ports import parse_port
 from .stats import ControlFile
 from .traffic import Filter, PortRings, Tap, dissect_all
-
 
 
 class NFSpec:

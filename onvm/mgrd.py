@@ -13,12 +13,12 @@ import sys
 import time
 
 from . import logsink, paths
-from .doctor import NO_PCI_DIR
-from .nfdoor import NFDoor
 from ._core import ffi, lib
 from .control import Bytes, ControlServer, Int, ListOf, Optional, Str, Tuple
+from .doctor import NO_PCI_DIR
 from .errors import OnvmError
 from .flows import NF_MAX_PRIORITY, FlowDirector
+from .nfdoor import NFDoor
 from .ports import NETNS_DIR, parse_port, tap_place
 from .stats import ControlFile, format_table, rates
 from .traffic import Doorbell, Ring, ring_path, traffic_path

@@ -18,8 +18,8 @@ import glob
 import grp
 import os
 import secrets
-import stat
 import signal
+import stat
 import struct
 import subprocess
 import tempfile

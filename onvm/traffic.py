@@ -291,6 +291,7 @@ class Filter:
 def dissect_all(raw, name):
     """A scapy PacketList of raw frames."""
     from scapy.plist import PacketList
+
     from .packet import dissect
     return PacketList([dissect(r) for r in raw], name=name)
 

@@ -127,7 +127,7 @@ class Template:
 
 def _templates():
     """Untagged frames: (bytes, IP version or None, L4 offset from L3 or None)."""
-    from scapy.layers.inet import IP, IPOption_NOP, IPOption_RR, IPOption_Router_Alert
+    from scapy.layers.inet import IP, IPOption_NOP, IPOption_Router_Alert, IPOption_RR
     from scapy.layers.l2 import ARP, LLC, Ether
     out = []
     for ip in ("ipv4", "ipv6"):
@@ -309,7 +309,7 @@ def reader(pkt):
     c = zlib.crc32(data)
     if c & 63 == 0:
         if not _scapy_loaded:   # so Ether() dissects down to L4
-            import scapy.layers.inet, scapy.layers.inet6, scapy.layers.sctp  # noqa: E401,F401
+            import scapy.layers.inet  # noqa: E401,F401
             _scapy_loaded = True
         p = pkt.scapy()
         p.summary()
@@ -409,7 +409,7 @@ def run_fuzz(mgr, n, seed=0, round_size=20000, pace=2048, settle_timeout=60.0, p
     acc = None
     crashed = []
     while injected < n and not crashed:
-        for name, chain, share, fate in PHASES:
+        for _, chain, share, fate in PHASES:
             k = min(n - injected, max(1, int(round_size * share)))
             if k <= 0:
                 break

@@ -10,8 +10,8 @@ import textwrap
 import pytest
 
 import onvm
-from onvm import containers, paths
 from conftest import udp, wait_for
+from onvm import containers, paths
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +118,7 @@ def test_container_nf_cannot_change_tables_or_manage(client, mgr):
         import ctypes
         import json
         import socket
+
         from onvm import protocol
         if state:
             return onvm.NEXT

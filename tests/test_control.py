@@ -12,12 +12,12 @@ import threading
 import time
 
 import pytest
-from hypothesis import HealthCheck, assume, example, given, settings, strategies as st
+from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import strategies as st
 
 import onvm
-from onvm import paths
 from conftest import udp, wait_for
-
+from onvm import paths
 
 # ---- helpers -------------------------------------------------------------------------
 
@@ -194,7 +194,7 @@ def test_wrong_types_for_every_field_of_every_op(healthy):
     goes in, the chain stays."""
     m = healthy
     injected = m.stats()["ports"][0]["injected"]
-    for op, field, req, words in bad_values():
+    for op, _, req, words in bad_values():
         reply = exchange(m.sock, req)
         assert_refused(reply, op, *words)
     assert m.stats()["ports"][0]["injected"] == injected

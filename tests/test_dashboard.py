@@ -325,6 +325,7 @@ def test_chain_picture_of_a_graph():
     kind="port" or as an object with an int .index (onvm.Port), NF nodes by
     instance or by service; edge rates exact where the flow is not split."""
     import networkx as nx
+
     from onvm.dashboard import chain_svg, edge_rates, node_rates
 
     class P:                                   # what onvm.Port looks like
@@ -413,6 +414,7 @@ def test_a_line_that_ended_keeps_its_last_point_not_nan():
     """bqplot puts a line's label at its last point; NaN there is an error in
     the browser at every update (tests/test_dashboard_browser.py sees them)."""
     import numpy as np
+
     from onvm.dashboard import _end_at_last_point
     nan = float("nan")
     x = np.array([-3.0, -2.0, -1.0, 0.0])

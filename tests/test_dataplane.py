@@ -60,7 +60,7 @@ def test_replicas_keep_both_directions_of_a_flow_together(mgr):
     replicas = mgr.launch(tag_instance, replicas=2)
     mgr.set_default_chain([1, onvm.ToPort(1)])
     pkts = []
-    for rnd in range(3):
+    for _ in range(3):
         for i in range(64):
             pkts.append(bytes(udp(sport=1000 + i, dport=53, src="198.51.100.1", dst="203.0.113.9")))
             pkts.append(bytes(udp(sport=53, dport=1000 + i, src="203.0.113.9", dst="198.51.100.1")))

@@ -8,8 +8,8 @@ import matplotlib
 import networkx as nx
 
 import onvm
-from onvm import Port
 from conftest import udp
+from onvm import Port
 
 matplotlib.use("agg")
 
@@ -68,7 +68,7 @@ def test_draw_labels_every_path_edge_with_its_rate_and_fills_the_frame(mgr):
     assert len(labels) == 5                             # the five default edges, not the steer edge
     rates = {}
     for text in labels:
-        v = text.get_text().rstrip(" pps").lstrip("~")
+        v = text.get_text().removesuffix(" pps").lstrip("~")
         rates[text.get_position()] = float(v[:-1]) * 1000 if v.endswith("k") else float(v)
     assert all(r > 0 for r in rates.values()), [t.get_text() for t in labels]
     # no label on top of another, or of a node

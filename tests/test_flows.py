@@ -7,9 +7,8 @@ import networkx as nx
 import pytest
 
 import onvm
-from onvm import Match, Port
-
 from conftest import udp, wait_for
+from onvm import Match, Port
 
 
 def marker(value):
@@ -301,9 +300,11 @@ def door_asker(requests, name="evil", deployed=False):
 
         def onvm_run(self, nf, error):
             import json
-            from onvm import context, protocol
-            from onvm._core import ffi, lib
             import time
+
+            from onvm._core import ffi, lib
+
+            from onvm import context, protocol
             replies = []
             deadline = time.monotonic() + 20
             while deployed and not context.control_file().service_names() and time.monotonic() < deadline:

@@ -11,8 +11,8 @@ import networkx as nx
 import pytest
 
 import onvm
-from onvm import Port
 from conftest import marker, udp, wait_for
+from onvm import Port
 
 
 @onvm.nf
@@ -203,7 +203,7 @@ def test_ten_code_swaps_under_traffic_lose_nothing(mgr):
             g.nodes["m"]["nf"] = marker(k)       # a student edits the cell and redeploys
             mgr.deploy(g)
             mark = len(t.out)
-            assert wait_for(lambda: len(t.out) > mark + 500, 10)
+            assert wait_for(lambda mark=mark: len(t.out) > mark + 500, 10)
             assert t.out[-1][-1] == k, "packets after the swap show the new code's mark"
     assert t.sent > 50000
     assert len(t.out) == t.sent, ("zero loss over ten swaps", drops(mgr))

@@ -14,10 +14,10 @@ import zipfile
 
 import pytest
 
+from conftest import wait_for
 from onvm import lab as onvm_lab
 from onvm.doctor import _alive
 from onvm.mgrd import running_manager_pid
-from conftest import wait_for
 
 ONVM = [sys.executable, "-m", "onvm"]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -189,6 +189,7 @@ def _terminal_run(base, token, command, end, timeout=60):
     """Open a JupyterLab terminal (REST, then its websocket), type command,
     read until end is printed.  returns: what the terminal printed."""
     import asyncio
+
     from tornado.websocket import websocket_connect
     req = urllib.request.Request(base + "/api/terminals?token=" + token, data=b"{}",
                                  headers={"Content-Type": "application/json"}, method="POST")

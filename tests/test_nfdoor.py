@@ -1,7 +1,6 @@
 """The NF socket (nf.sock) is reachable by every NF, so by code the
 manager does not trust: whatever arrives there, the manager carries on."""
 import json
-import os
 import socket
 import struct
 import time
@@ -200,8 +199,10 @@ def test_an_nf_registers_once_and_cannot_take_the_other_slots(mgr):
         def onvm_run(self, nf, error):
             import json
             import socket as so
-            from onvm import context, paths, protocol
+
             from onvm._core import ffi, lib
+
+            from onvm import context, paths, protocol
             with open("/proc/self/environ", "rb") as f:
                 env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
             used = env.get(b"ONVM_NF_TICKET", b"").decode()

@@ -9,9 +9,8 @@ import sys
 import pytest
 
 import onvm
-from onvm.sdn import Controller, ofwire
-
 from conftest import marker, udp, wait_for
+from onvm.sdn import Controller, ofwire
 
 POLICY = {"rules": [{"match": {"proto": "udp", "dport": 53}, "chain": ["svc:2", "port:1"], "idle_timeout": 30}],
           "default": None}
@@ -162,7 +161,9 @@ def test_bad_policies_are_refused(tmp_path):
 
 def test_switch_messages_parse_back_through_os_ken():
     """The switch side's encoders (os-ken has only the controller's half)."""
-    from os_ken.ofproto import ofproto_parser, ofproto_v1_3 as ofp, ofproto_v1_3_parser as p
+    from os_ken.ofproto import ofproto_parser
+    from os_ken.ofproto import ofproto_v1_3 as ofp
+    from os_ken.ofproto import ofproto_v1_3_parser as p
     logging.getLogger("os_ken").setLevel(logging.CRITICAL)
 
     def back(m):

@@ -20,8 +20,8 @@ import zipfile
 
 import pytest
 
-from onvm import paths
 from conftest import wait_for
+from onvm import paths
 
 NBVAL_TIMEOUT = 1800        # every notebook, as the user; a cell has 300 s
 CHECK_TIMEOUT = 600         # one onvm lab check (or one notebook run), with the user's set-up

@@ -5,8 +5,8 @@ import pytest
 
 import onvm
 from conftest import udp
-from test_graphs import ping, pong    # NFs that steer to each other
 from onvm.graph import Port
+from test_graphs import ping, pong  # NFs that steer to each other
 
 
 def test_a_three_nf_path_lists_the_nfs_in_order_then_the_exit(mgr):
@@ -109,7 +109,7 @@ def test_capture_after_a_graph_node_by_name_or_service_id(mgr):
     """capture(after=...) of a deployed graph: before the rewriting node the
     originals, after it the rewritten byte; by node name or service ID."""
     import threading
-    import time
+
     from conftest import marker
     g = nx.DiGraph()
     g.add_node("fw", nf=onvm.native("forward"))

@@ -5,8 +5,8 @@ import os
 import shutil
 import signal
 import struct
-import sys
 import subprocess
+import sys
 import threading
 import time
 

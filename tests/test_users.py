@@ -20,9 +20,9 @@ import time
 import pytest
 
 import onvm
+from conftest import udp, wait_for
 from onvm import paths
 from onvm.errors import OnvmError
-from conftest import udp, wait_for
 
 CLI_TIMEOUT = 120
 USER_PYTHON = "/usr/bin/python3.11"     # world-readable; the venv's python lives under /root (0700)
@@ -413,7 +413,7 @@ def test_two_users_cannot_reach_each_other():
             assert res and all(v == "denied" for v in res.values()), (users[me], res)
 
         # Both managers still work and stop cleanly, leaving nothing behind.
-        for i, p in enumerate(procs):
+        for p in procs:
             p.stdin.write("stop\n")
             p.stdin.flush()
         for i, p in enumerate(procs):
@@ -432,13 +432,13 @@ def test_two_users_cannot_reach_each_other():
         for u in made:
             uid = pwd.getpwnam(u).pw_uid
             # Its managers stop when their parent goes; wait for that, then kill by pid what is left.
-            wait_for(lambda: not _user_procs(uid), timeout=20, step=0.1)
+            wait_for(lambda uid=uid: not _user_procs(uid), timeout=20, step=0.1)
             for pid in _user_procs(uid):
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-            wait_for(lambda: not _user_procs(uid), timeout=10, step=0.1)
+            wait_for(lambda uid=uid: not _user_procs(uid), timeout=10, step=0.1)
             subprocess.run(["userdel", "--remove", u], timeout=60, capture_output=True)
             shutil.rmtree(os.path.join(paths.ONVM_HUGE_DIR, str(uid)), ignore_errors=True)
         shutil.rmtree(shared, ignore_errors=True)

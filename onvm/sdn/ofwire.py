@@ -11,10 +11,10 @@ way; each encoder's bytes parse back through os-ken's own parser
 import struct
 
 from os_ken.lib import addrconv
+from os_ken.lib.pack_utils import msg_pack_into
 from os_ken.ofproto import ofproto_parser, ofproto_protocol
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
-from os_ken.lib.pack_utils import msg_pack_into
 
 DP = ofproto_protocol.ProtocolDesc(ofp.OFP_VERSION)   # what os-ken's classes need to (de)serialise
 

@@ -434,7 +434,7 @@ class _Running:
     def on_flow_mod(self, msg, raw):
         cmd = msg.command
         if cmd in (ofp.OFPFC_DELETE, ofp.OFPFC_DELETE_STRICT):
-            for serial, (rid, fm) in list(self.rules.items()):
+            for _, (rid, fm) in list(self.rules.items()):
                 same = fm.match.to_jsondict() == msg.match.to_jsondict()
                 if msg.cookie_mask and (fm.cookie & msg.cookie_mask) != (msg.cookie & msg.cookie_mask):
                     continue

@@ -1,0 +1,60 @@
+"""Benchmarks cannot rot: each script in benchmarks/ runs in its --quick smoke
+mode (seconds, small counts, one trial) as its own process, exits 0, prints
+its table and writes its JSON to a temp dir, never into benchmarks/results/.
+Nothing here asserts a speed: the figures of a smoke run mean nothing."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BENCH = os.path.join(os.path.dirname(HERE), "benchmarks")
+RESULTS = os.path.join(BENCH, "results")
+
+# script -> (lines its table must print, keys its JSON must hold); a script not listed here still
+# runs below (every benchmarks/*.py does), checked for its exit status and its JSON
+SCRIPTS = {
+    "bench_capture.py": (["plain      trial 0:", "tap after  trial 0:", "best:"], ["packets", "runs", "ports"]),
+    "bench_dashboard.py": (["kernel CPU, dashboard closed:", "the dashboard costs:"],
+                           ["dashboard_cpu_pct", "history_rows"]),
+    "bench_dataplane.py": (["x DPDK hop", "0 DPDK ring hop", "2 native: gen->forward->sink", "3 Python NF, batch",
+                            "5 Python NF, per-packet, writes", "6 idle CPU", "7 wake-up [spin poll] 1st",
+                            "7 baseline [spin]", "8 latency @"], ["table", "results"]),
+    "bench_deploy.py": (["deploy of a 5-node graph:", "code swap", "lost"], ["deploy_5_nodes_s", "swap_s", "lost"]),
+    "bench_flows.py": (["1000 flows: default", "exact (cached hash)", "naive rehash"], ["results"]),
+    "bench_startup.py": (["process   median", "container median", "container / process:"], ["median_s", "all_s"]),
+    "bench_trace.py": (["round 1 base", "round 1 trace", "native chain: base", "trace(): median"],
+                       ["median_mpps", "trace_call_ms"]),
+    "fuzz_frames.py": (["unaccounted  0", "fate", "OK"], ["args", "result"]),
+}
+
+
+ALL = sorted(f for f in os.listdir(BENCH) if f.endswith(".py"))
+
+
+def test_the_listed_scripts_exist():
+    assert set(SCRIPTS) <= set(ALL), "listed here but gone from benchmarks/: %s" % sorted(set(SCRIPTS) - set(ALL))
+
+
+@pytest.mark.bench
+@pytest.mark.parametrize("script", ALL)
+def test_benchmark_quick_run(script, tmp_path):
+    before = set(os.listdir(RESULTS)) if os.path.isdir(RESULTS) else set()
+    out = tmp_path / "result.json"
+    try:
+        p = subprocess.run([sys.executable, os.path.join(BENCH, script), "--quick", "--output", str(out)],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=240)   # under pytest's 300 s
+    except subprocess.TimeoutExpired as e:
+        pytest.fail("%s --quick took over %ss; output so far:\n%s" % (script, e.timeout, e.stdout))
+    assert p.returncode == 0, "%s --quick exited %d:\n%s\n%s" % (script, p.returncode, p.stdout[-3000:],
+                                                                  p.stderr[-3000:])
+    lines, keys = SCRIPTS.get(script, ([], []))
+    for want in lines:
+        assert want in p.stdout, "%s --quick printed no %r:\n%s" % (script, want, p.stdout[-3000:])
+    assert str(out) in p.stdout, "it does not say where its JSON went"
+    doc = json.loads(out.read_text())
+    assert all(k in doc for k in keys), sorted(doc)
+    after = set(os.listdir(RESULTS)) if os.path.isdir(RESULTS) else set()
+    assert after == before, "a smoke run wrote into benchmarks/results/: %s" % sorted(after - before)
