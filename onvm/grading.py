@@ -54,7 +54,8 @@ GRADER_GROUP = "onvm"
 def lab_of(nb):
     """The lab folder named in a notebook's metadata (onvm.lab)."""
     from .lab import data_path
-    name = nb.get("metadata", {}).get("onvm", {}).get("lab")
+    meta = nb.get("metadata") if isinstance(nb, dict) else None
+    name = meta.get("onvm", {}).get("lab") if isinstance(meta, dict) and isinstance(meta.get("onvm"), dict) else None
     if not isinstance(name, str) or "/" in name or name.startswith("."):
         raise ValueError("the notebook names no onvm lab (metadata onvm.lab); is it a lab notebook?")
     d = os.path.join(data_path("labs"), name)
@@ -108,8 +109,10 @@ def run_notebook(path, nf_name, pickle_path, deadline, exports=(), values_path=N
         return "not a notebook: %s" % (str(e).splitlines() or [type(e).__name__])[0][:300], []
     if not any(c.cell_type == "code" for c in nb.cells):
         return "the notebook has no code cells", []
+    # the kernel is killed, not asked to stop, when done: its results are in; nothing of it must linger
     client = CappedClient(nb, timeout=max(1, int(deadline - time.monotonic())), kernel_name="python3",
-                          allow_errors=True, resources={"metadata": {"path": os.path.dirname(path)}})
+                          allow_errors=True, shutdown_kernel="immediate",
+                          resources={"metadata": {"path": os.path.dirname(path)}})
     visible = []
     export = nbformat.v4.new_code_cell(
         "import cloudpickle as _cp, onvm as _onvm\n_nf = %s\n"
@@ -234,6 +237,10 @@ def worker(notebook, spec_path, out_dir, seconds):
     outputs: data the grader reads with care).  The hidden tests are not
     here: spec_path holds only the NF's name and the probes' inputs."""
     import ast
+    # jsonschema (under nbformat) compiles an IRI grammar when rfc3987_syntax
+    # is installed: over a second of CPU per worker, for a format no
+    # notebook field has.  Without it, that one format goes unchecked.
+    sys.modules.setdefault("rfc3987_syntax", None)
     notebook, spec_path, out_dir = (os.path.abspath(p) for p in (notebook, spec_path, out_dir))
     deadline = time.monotonic() + seconds
     result = {"reason": None, "visible": [], "probes": {}}
@@ -258,10 +265,22 @@ def worker(notebook, spec_path, out_dir, seconds):
 
 # ---- the grader: hidden tests, the manager, the score -----------------------------------
 
-def _nf_manager(ports, jail):
+def grading_manager(tests, jail):
     """A manager of the grader's whose NFs are a submission's pickled code,
     started by jail (as the submission's uid, in a sandbox) or, with no
-    jail, as ourselves (a student checking their own notebook)."""
+    jail, as ourselves (a student checking their own notebook); its DPDK
+    files shared with the jail.  returns: the started Manager."""
+    mgr = _nf_manager(("ring",) * tests.PORTS, jail)
+    if jail is not None:
+        try:
+            jail.share_manager(mgr)
+        except BaseException:
+            mgr.stop()
+            raise
+    return mgr
+
+
+def _nf_manager(ports, jail):
     from . import paths
     from .manager import NF, Manager, _child_env
 
@@ -287,58 +306,74 @@ def _nf_manager(ports, jail):
                     pass
             return NF(self, name, service, p, log_path)
 
-    return GradingManager(ports=ports)
+    # small: a case is a few hundred packets, and one manager per submission runs at a time per job
+    return GradingManager(ports=ports, hugepage_mb=64, mbufs=4095, ring_mb=1, max_nfs=16)
 
 
-def run_cases(tests, nf_code, out_dir, deadline, jail=None):
+def run_cases(tests, nf_code, out_dir, deadline, jail=None, mgr=None, cases=None):
     """Each hidden case against a fresh NF made from nf_code (the
     submission's pickle, never loaded here), on a manager of ours; where
-    each packet came out is what the manager captured.
+    each packet came out is what the manager captured.  The NFs of all
+    cases start at once (their start-up, not the packets, is most of the
+    time), case k's as service 1 + k, which takes service 1's place in the
+    lab's chain while case k runs.  param mgr: one from grading_manager(tests,
+    jail), started already (it is stopped here); cases: tests.cases(), made already.
     returns: ([test result dicts], the pcap of mismatched packets or None)."""
     from scapy.utils import wrpcap
     from .packet import dissect
     results, mismatched = [], []
-    with _nf_manager(("ring",) * tests.PORTS, jail) as mgr:
-        if jail is not None:
-            jail.share_manager(mgr)
-        mgr.set_default_chain(tests.CHAIN)
-        for name, points, pkts in tests.cases(random.Random(SEED)):
+    cases = tests.cases(random.Random(SEED)) if cases is None else cases
+    with (mgr or grading_manager(tests, jail)) as mgr:
+        nfs, problem = [], None
+        try:
+            nfs = [mgr._spawn(nf_code, 1 + k, "%s-%d" % (tests.NF, k)) for k in range(len(cases))]
+            mgr.launched += nfs
+            mgr._wait_registered(nfs, max(5, min(60, deadline - time.monotonic())))
+        except Exception as e:
+            problem = "the NF did not start: %s" % e
+        for k, (name, points, pkts) in enumerate(cases):
             res = {"name": name, "points": points, "passed": False, "mismatches": []}
             results.append(res)
-            if time.monotonic() > deadline:
-                res["error"] = "not run: the time limit was reached"
+            if problem or time.monotonic() > deadline:
+                res["error"] = problem or "not run: the time limit was reached"
                 continue
+            nf = nfs[k]
             raw = [bytes(p) for p in pkts]
-            try:
-                nf = mgr._launch_named(nf_code, 1, [tests.NF], 60)[0]
-            except Exception as e:
-                res["error"] = "the NF did not start: %s" % e
-                continue
-            _wait_routable(mgr, nf)
-            before = mgr.stats()["ports"][0]
+            mgr.set_default_chain([_renumber(c, 1 + k) for c in tests.CHAIN])
+            before, t0 = mgr.stats()["ports"][0], time.monotonic()
             got = _send(mgr, nf, raw, range(1, tests.PORTS))
+            res["seconds"] = round(time.monotonic() - t0, 3)
             st, p0 = nf.stats(), mgr.stats()["ports"][0]
-            res["nf"] = "NF %s (service 1, instance %s): rx %d, %s, errors %d; port 0 took in %d, %d found no NF" % (
-                nf.name, nf.instance, st.get("rx", 0),
+            res["nf"] = "NF %s (instance %s): rx %d, %s, errors %d; port 0 took in %d, %d found no NF" % (
+                tests.NF, nf.instance, st.get("rx", 0),
                 ", ".join("%s %d" % kv for kv in st.get("actions", {}).items()), st.get("errors", 0),
                 p0["rx"] - before["rx"], p0["rx_refused"] - before["rx_refused"])
             nf.stop()
-            if st.get("errors") or not nf.alive and nf.process.returncode not in (0, -signal.SIGTERM):
+            if st.get("errors") or nf.process.returncode not in (0, -signal.SIGTERM):
                 res["nf_log"] = nf.log().strip()[-600:]
-            mgr.launched.remove(nf)
-            if jail is not None:
-                jail.kill_all()
             wrong, res["error"] = _compare(tests, pkts, raw, got)
             for r, expected, g in wrong:
                 res["mismatches"].append({"packet": dissect(r).summary(), "expected": expected, "got": g,
-                                          "handled_by": "%s (instance %s)" % (nf.name, nf.instance)})
+                                          "handled_by": "%s (instance %s)" % (tests.NF, nf.instance)})
                 mismatched.append(dissect(r))
             res["passed"] = not res["mismatches"] and not res["error"]
+    if jail is not None:
+        jail.kill_all()
     pcap = None
     if mismatched:
         pcap = os.path.join(out_dir, "mismatches.pcap")
         wrpcap(pcap, mismatched)
     return results, pcap
+
+
+def _renumber(hop, service):
+    """A hop of a lab's chain with service 1 (the NF under test) as service."""
+    from .packet import ToService
+    if isinstance(hop, int) and not isinstance(hop, bool) and hop == 1:
+        return service
+    if type(hop) is ToService and hop.dest == 1:
+        return ToService(service)
+    return hop
 
 
 def run_checks(checks, outputs):
@@ -432,8 +467,39 @@ def _probe_spec(tests):
     return repr({"nf": tests.NF, "probes": getattr(tests, "PROBES", {})})
 
 
-def max_score(tests):
-    return sum(p for _, p, _ in tests.cases(random.Random(SEED))) + sum(p for _, p, _ in getattr(tests, "CHECKS", []))
+def max_score(tests, cases=None):
+    cases = tests.cases(random.Random(SEED)) if cases is None else cases
+    return sum(p for _, p, _ in cases) + sum(p for _, p, _ in getattr(tests, "CHECKS", []))
+
+
+class _Early:
+    """make() run in a thread now; take() its result (or raises its error),
+    discard() stops what nobody took."""
+
+    def __init__(self, make):
+        import threading
+        self.value = self.error = None
+        self.taken = False
+
+        def run():
+            try:
+                self.value = make()
+            except BaseException as e:
+                self.error = e
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+
+    def take(self):
+        self.thread.join()
+        self.taken = True
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+    def discard(self):
+        self.thread.join()
+        if not self.taken and self.value is not None:
+            self.value.stop()
 
 
 # ---- sandboxes: where a submission's code runs ---------------------------------------
@@ -518,6 +584,7 @@ class Sandbox:
         self.base = None
         self.python = sys.executable
         self.used = set()
+        self.loaded = {}
         import threading
         self.lock = threading.Lock()
 
@@ -605,14 +672,16 @@ class Sandbox:
         result = {"notebook": notebook, "score": 0, "max_score": 0, "reason": None, "visible": [], "tests": [],
                   "pcap": None}
         try:
-            tests = load_tests(tests_path)
-            result["max_score"] = max_score(tests)
+            tests, cases = self._tests(tests_path)
+            result["max_score"] = max_score(tests, cases)
         except Exception as e:
             result["reason"] = "the hidden tests %s do not load: %s: %s" % (tests_path, type(e).__name__, e)
             return result
         deadline = time.monotonic() + seconds
         work = tempfile.mkdtemp(prefix="sub-", dir=self.base)
         uid = self._fresh_id() if self.root else None
+        jail = _NFJail(self, uid, tests_path, notebook) if self.root else None
+        early = _Early(lambda: grading_manager(tests, jail))   # its manager starts while the notebook runs
         try:
             sub = os.path.join(work, "submission.ipynb")
             try:
@@ -627,7 +696,9 @@ class Sandbox:
                 for p in (work, sub, os.path.join(work, "out")):
                     os.chown(p, uid, uid)
                 os.chmod(work, 0o700)
+            t0 = time.monotonic()
             data = self._run_worker(work, uid, seconds, notebook, tests_path)
+            result["timings"] = {"notebook": round(time.monotonic() - t0, 2)}
             if isinstance(data, str):
                 result["reason"] = data
                 return result
@@ -640,8 +711,9 @@ class Sandbox:
                 result["reason"] = "the notebook's NF %r could not be taken out of its kernel" % tests.NF
                 return result
             out = tempfile.mkdtemp(prefix="res-", dir=self.base)
-            jail = _NFJail(self, uid, tests_path, notebook) if self.root else None
-            result["tests"], pcap = run_cases(tests, nf_code, out, deadline, jail)
+            t0 = time.monotonic()
+            result["tests"], pcap = run_cases(tests, nf_code, out, deadline, jail, early.take(), cases)
+            result["timings"]["cases"] = round(time.monotonic() - t0, 2)
             result["tests"] += run_checks(getattr(tests, "CHECKS", []), wr["probes"])
             result["score"] = sum(t["points"] for t in result["tests"] if t["passed"])
             result["pcap"] = pcap
@@ -652,9 +724,19 @@ class Sandbox:
             result["score"] = 0
             return result
         finally:
+            early.discard()
             if uid is not None:
                 _kill_uid(uid)
             shutil.rmtree(work, ignore_errors=True)
+
+    def _tests(self, path):
+        """A lab's hidden tests and their cases, loaded once per grading run."""
+        key = os.path.realpath(path)
+        with self.lock:
+            if key not in self.loaded:
+                tests = load_tests(path)
+                self.loaded[key] = (tests, tests.cases(random.Random(SEED)))
+            return self.loaded[key]
 
     def _run_worker(self, work, uid, seconds, notebook, tests_path):
         """The notebook part, in the sandbox.  returns: (the worker's
@@ -753,10 +835,10 @@ def check(notebook, timeout=300, tests=None, out=None, box=None):
     """Grade one notebook.  param tests: a hidden_tests.py (default: the
     lab's named in the notebook).  param out: a folder for the feedback
     (the pcap of mismatches).  returns: the result dict."""
-    import nbformat
     if tests is None:
         try:
-            tests = os.path.join(lab_of(nbformat.read(notebook, as_version=4)), "hidden_tests.py")
+            with open(notebook, "rb") as f:           # only its metadata: no nbformat (slow to import) here
+                tests = os.path.join(lab_of(json.loads(f.read(64 << 20))), "hidden_tests.py")
         except Exception as e:
             return {"notebook": notebook, "score": 0, "max_score": 0, "visible": [], "tests": [], "pcap": None,
                     "reason": "not a lab notebook: %s" % str(e).splitlines()[0][:300] if str(e) else type(e).__name__}
