@@ -717,7 +717,6 @@ class Sandbox:
             result["tests"] += run_checks(getattr(tests, "CHECKS", []), wr["probes"])
             result["score"] = sum(t["points"] for t in result["tests"] if t["passed"])
             result["pcap"] = pcap
-            self.last_out = out
             return result
         except Exception as e:
             result["reason"] = result["reason"] or "grading failed: %s: %s" % (type(e).__name__, e)
@@ -753,9 +752,9 @@ class Sandbox:
             cmd, env, cwd = [sys.executable, "-m", "onvm.sandbox", spec], None, "/"
         else:
             from .lab import SESSION_VAR
-            self.session = secrets.token_hex(8)
+            session = secrets.token_hex(8)        # this submission's: other jobs run beside it
             env = {**os.environ, "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": self.pythonpath,
-                   SESSION_VAR: self.session}
+                   SESSION_VAR: session}
             cmd, cwd = [self.python, "-m", "onvm.grading"] + args, work
         with log:
             p = subprocess.Popen(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -772,7 +771,7 @@ class Sandbox:
             _kill_uid(uid)
         else:
             from .lab import stop_session
-            stop_session(self.session)
+            stop_session(session)
         if timed_out:
             return "it did not finish within the time limit (%g s)" % seconds
         wfd = os.open(work, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
