@@ -321,7 +321,7 @@ def run_cases(tests, nf_code, out_dir, deadline, jail=None, mgr=None, cases=None
     returns: ([test result dicts], the pcap of mismatched packets or None)."""
     from scapy.utils import wrpcap
     from .packet import dissect
-    results, mismatched = [], []
+    results, mismatched, cpu = _Results(), [], [0, 0]
     cases = tests.cases(random.Random(SEED)) if cases is None else cases
     with (mgr or grading_manager(tests, jail)) as mgr:
         nfs, problem = [], None
@@ -340,9 +340,12 @@ def run_cases(tests, nf_code, out_dir, deadline, jail=None, mgr=None, cases=None
             nf = nfs[k]
             raw = [bytes(p) for p in pkts]
             mgr.set_default_chain([_renumber(c, 1 + k) for c in tests.CHAIN])
-            before, t0 = mgr.stats()["ports"][0], time.monotonic()
+            before, t0, cpu0 = mgr.stats()["ports"][0], time.monotonic(), _cpu_ns(nf.pid)
             got = _send(mgr, nf, raw, range(1, tests.PORTS))
             res["seconds"] = round(time.monotonic() - t0, 3)
+            if cpu0 is not None and _cpu_ns(nf.pid) is not None:
+                cpu[0] += _cpu_ns(nf.pid) - cpu0
+                cpu[1] += len(raw)
             st, p0 = nf.stats(), mgr.stats()["ports"][0]
             res["nf"] = "NF %s (instance %s): rx %d, %s, errors %d; port 0 took in %d, %d found no NF" % (
                 tests.NF, nf.instance, st.get("rx", 0),
@@ -359,11 +362,34 @@ def run_cases(tests, nf_code, out_dir, deadline, jail=None, mgr=None, cases=None
             res["passed"] = not res["mismatches"] and not res["error"]
     if jail is not None:
         jail.kill_all()
+    from . import paths
+    shutil.rmtree(os.path.join(paths.logs_root(), mgr.name), ignore_errors=True)   # read above; one per submission
     pcap = None
     if mismatched:
         pcap = os.path.join(out_dir, "mismatches.pcap")
         wrpcap(pcap, mismatched)
+    if cpu[1]:
+        results.nf_cpu_per_packet = cpu[0] / 1e9 / cpu[1]
     return results, pcap
+
+
+class _Results(list):
+    """Test results, and what the grader measured of the NF on the way."""
+    nf_cpu_per_packet = None
+
+
+def _cpu_ns(pid):
+    """CPU time of every thread of process pid so far, in ns (from the
+    scheduler: the grader's measurement, not the process's own word), or
+    None if it is gone."""
+    total = 0
+    try:
+        for t in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/schedstat" % (pid, t)) as f:
+                total += int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return total
 
 
 def _renumber(hop, service):
@@ -380,7 +406,9 @@ def run_checks(checks, outputs):
     """A lab's checks of answers that are not packets (its CHECKS: [(name,
     points, fn(outputs) -> a problem or None)]).  outputs: what its PROBES
     gave in the sandbox, plain data ({key: {"value": ...} or {"error":
-    ...}}): no object of the submission's is ever called here.
+    ...}}): no object of the submission's is ever called here; and
+    "nf_cpu_per_packet", the CPU seconds per packet the grader saw the
+    NF's threads take over the hidden cases.
     returns: [test result dicts]."""
     results = []
     for name, points, fn in checks:
@@ -714,7 +742,12 @@ class Sandbox:
             t0 = time.monotonic()
             result["tests"], pcap = run_cases(tests, nf_code, out, deadline, jail, early.take(), cases)
             result["timings"]["cases"] = round(time.monotonic() - t0, 2)
-            result["tests"] += run_checks(getattr(tests, "CHECKS", []), wr["probes"])
+            outputs = dict(wr["probes"])
+            # measured here, from the scheduler, while the NF handled the hidden cases
+            cpu = getattr(result["tests"], "nf_cpu_per_packet", None)
+            outputs["nf_cpu_per_packet"] = {"value": cpu} if cpu else {"error": "the NF's CPU time was not measured"}
+            result["timings"]["nf_cpu_us_per_packet"] = cpu and round(cpu * 1e6, 2)
+            result["tests"] = list(result["tests"]) + run_checks(getattr(tests, "CHECKS", []), outputs)
             result["score"] = sum(t["points"] for t in result["tests"] if t["passed"])
             result["pcap"] = pcap
             return result

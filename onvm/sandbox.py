@@ -117,7 +117,7 @@ def setup(spec):
         if _is_dir(m):
             _tmpfs(m, 0o755, "16m")
     if spec.get("run"):
-        _tmpfs("/run", 0o755, "16m")
+        _tmpfs("/run", 0o755, "1g")       # the uid's runtime dir: a manager's ring-port files (32 MiB each) go here
         os.makedirs("/run/user/%d" % uid, 0o700)
         os.chown("/run/user/%d" % uid, uid, gid)
     if spec.get("hugetlbfs"):

@@ -4,9 +4,9 @@ fixed NF, dpi_fast, must decide like the given dpi_slow on every packet
 turn), find_bottleneck must name the slow NF in the rates of three chains
 (recorded on a real run, so its answer does not depend on this machine's
 load), and dpi_fast must need far less CPU per packet than that method:
-dpi_fast's measured in the submission's sandbox (a probe), the method's in
-the grader, each in the CPU time of its own thread (not wall-clock time:
-the grading machine may be busy)."""
+dpi_fast's as the grader sees its NF take over the hidden cases (CPU time
+from the scheduler), the method's timed in the grader (CPU time of its
+thread): not wall-clock time, the grading machine may be busy."""
 import ipaddress
 import re
 
@@ -122,8 +122,7 @@ def _timing_packets():
 TIMED = _timing_packets()
 # what the sandbox computes with the notebook's objects; the checks below
 # judge only these answers (plain data), in the grader
-PROBES = {"bottleneck": ("call", "find_bottleneck", [(r,) for _, r in SCENARIOS]),
-          "cpu": ("cpu_per_packet", "dpi_fast", TIMED)}
+PROBES = {"bottleneck": ("call", "find_bottleneck", [(r,) for _, r in SCENARIOS])}
 
 
 def _finds(outputs):
@@ -139,7 +138,7 @@ _slow = []
 
 
 def _faster(outputs):
-    fast = probe_value(outputs, "cpu")
+    fast = probe_value(outputs, "nf_cpu_per_packet")      # the grader's measure of the NF over the cases
     if isinstance(fast, bool) or not isinstance(fast, (int, float)) or not fast > 0:
         return "no CPU time measured for dpi_fast"
     if not _slow:        # the method dpi_slow uses, timed here: the grader's own code
