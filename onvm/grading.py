@@ -177,41 +177,7 @@ def _probe_call_in_processes(fn, calls, seeds=("1", "2")):
     return runs
 
 
-def cpu_per_packet(fn, raws, batch=False, rounds=3):
-    """CPU seconds per packet of fn over raws as an NF sees them (onvm
-    Packets over one buffer, as nfrun lays out the pool), the best of
-    rounds; this thread's CPU time, so other threads (other submissions
-    graded at once) do not count."""
-    import types
-    from .packet import Packet
-    offs, pool = [], bytearray()
-    for r in raws:
-        offs.append(len(pool))
-        pool += r
-    Packet._pool = memoryview(pool)
-    b = types.SimpleNamespace(off=offs, len=[len(r) for r in raws], port=[0] * len(raws), hash=[0] * len(raws))
-    pkts = [Packet(b, i) for i in range(len(raws))]
-    best = None
-    for _ in range(rounds):
-        t = time.thread_time()
-        if batch:
-            for i in range(0, len(pkts), 32):
-                fn(pkts[i:i + 32])
-        else:
-            for p in pkts:
-                fn(p)
-        dt = time.thread_time() - t
-        best = dt if best is None else min(best, dt)
-    return best / len(pkts)
-
-
-def _probe_cpu(spec, raws):
-    if not hasattr(spec, "fn"):
-        raise ValueError("it is not an NF (@onvm.nf)")
-    return cpu_per_packet(spec.fn, raws, spec.batch)
-
-
-PROBES = {"call": _probe_call, "call_in_processes": _probe_call_in_processes, "cpu_per_packet": _probe_cpu}
+PROBES = {"call": _probe_call, "call_in_processes": _probe_call_in_processes}
 
 
 def run_probes(probes, values):
