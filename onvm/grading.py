@@ -557,7 +557,9 @@ PY_ROOT = "/run/onvm-py"                      # where a sandbox sees the Python 
 HOME_IN = "/home/student"                     # where a sandbox sees its own work folder
 MASKED = ("/home", "/root", "/srv", "/mnt", "/media", "/dev/hugepages")
 SCRATCH = ("/tmp", "/var/tmp", "/dev/shm")
-NPROC = 1024                                  # processes and threads of one submission
+NPROC = 1024                                  # processes and threads of the uid (RLIMIT_NPROC)
+CG_TASKS = 512                                # ... of one submission (its cgroup), where cgroups can be made
+CG_CPUS = 1.0                                 # CPUs one submission may take at once
 FSIZE = 1 << 30                               # the largest file it may write
 
 
@@ -579,6 +581,7 @@ class Sandbox:
         self.python = sys.executable
         self.used = set()
         self.loaded = {}
+        self.limits = {}
         import threading
         self.lock = threading.Lock()
 
@@ -647,8 +650,10 @@ class Sandbox:
                 if m and m != "/" and not keep.startswith(m.rstrip("/") + "/")]
 
     def _spec(self, uid, **kw):
+        with self.lock:
+            limits = self.limits.get(uid)
         spec = dict(uid=uid, gid=uid, groups=[uid, self.onvm_gid], scratch=list(SCRATCH), nproc=NPROC,
-                    fsize=FSIZE)
+                    fsize=FSIZE, cgroups=limits.dirs if limits else [])
         spec.update(kw)
         return json.dumps(spec)
 
@@ -674,6 +679,10 @@ class Sandbox:
         deadline = time.monotonic() + seconds
         work = tempfile.mkdtemp(prefix="sub-", dir=self.base)
         uid = self._fresh_id() if self.root else None
+        if self.root:
+            from .sandbox import Limits
+            with self.lock:
+                self.limits[uid] = Limits(uid, CG_TASKS, CG_CPUS)
         jail = _NFJail(self, uid, tests_path, notebook) if self.root else None
         early = _Early(lambda: grading_manager(tests, jail))   # its manager starts while the notebook runs
         try:
@@ -725,6 +734,8 @@ class Sandbox:
             early.discard()
             if uid is not None:
                 _kill_uid(uid)
+                with self.lock:
+                    self.limits.pop(uid).remove()
             shutil.rmtree(work, ignore_errors=True)
 
     def _tests(self, path):

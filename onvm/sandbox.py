@@ -19,7 +19,8 @@ SPEC (JSON, argv[1]): uid, gid, groups, argv, env, cwd, pid_ns (bool),
 masks [dir], scratch [dir], run (bool: a root-owned /run with /run/user/UID
 for the uid), hugetlbfs (a mount point or null), binds [[src, dst, rw]],
 door (a unix socket path to connect to as root: the command gets the
-connected socket as --door-fd N), nproc (RLIMIT_NPROC), fsize (RLIMIT_FSIZE)."""
+connected socket as --door-fd N), nproc (RLIMIT_NPROC), fsize (RLIMIT_FSIZE),
+cgroups [dir] (made by Limits: this process joins them first)."""
 import ctypes
 import errno
 import fcntl
@@ -88,9 +89,67 @@ def _is_dir(p):
         return False
 
 
+class Limits:
+    """A submission's cgroups: at most nproc tasks and cpus CPUs for every
+    process of it (a fork bomb or a spinning loop takes its share of the
+    machine, not the machine).  cgroup v2 or v1's pids and cpu hierarchies;
+    none where they cannot be made (then only RLIMIT_NPROC holds).
+    Made and removed by the grader; a sandbox joins them (spec "cgroups")."""
+    ROOT = "/sys/fs/cgroup"
+
+    def __init__(self, name, nproc, cpus=1.0):
+        self.dirs = []
+        period = 100000
+        if os.path.exists(os.path.join(self.ROOT, "cgroup.controllers")):
+            want = [(self.ROOT, {"pids.max": nproc, "cpu.max": "%d %d" % (cpus * period, period)})]
+        else:
+            want = [(os.path.join(self.ROOT, "pids"), {"pids.max": nproc}),
+                    (os.path.join(self.ROOT, "cpu"), {"cpu.cfs_period_us": period,
+                                                      "cpu.cfs_quota_us": int(cpus * period)})]
+        for root, settings in want:
+            d = os.path.join(root, "onvm-grade-%s" % name)
+            try:
+                os.mkdir(d, 0o755)
+            except OSError:
+                continue
+            self.dirs.append(d)
+            for k, v in settings.items():
+                try:
+                    with open(os.path.join(d, k), "w") as f:
+                        f.write(str(v))
+                except OSError:
+                    pass
+
+    def remove(self, timeout=5.0):
+        """Remove the cgroups (once their last task is reaped)."""
+        import time
+        deadline = time.monotonic() + timeout
+        for d in self.dirs:
+            while True:
+                try:
+                    os.rmdir(d)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        break
+                    time.sleep(0.05)
+
+
+def _join(cgroups):
+    for d in cgroups:
+        try:
+            with open(os.path.join(d, "cgroup.procs"), "w") as f:
+                f.write(str(os.getpid()))
+        except OSError:
+            pass
+
+
 def setup(spec):
     """The namespaces and mounts of spec; run as root.  returns: the door
     socket's fd, or None."""
+    _join(spec.get("cgroups", []))
     door = None
     if spec.get("door"):
         # Connected as root, before anything is hidden: the manager's NF

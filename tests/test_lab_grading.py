@@ -102,11 +102,13 @@ def test_check_json_and_hostile_notebooks(tmp_path):
     assert res["flood"]["score"] == 0 and "output" in res["flood"]["reason"]
 
 
-FORK_BOMB = """import os
+FORK_BOMB = """import os, time
 uid = os.getuid()
 try:
-    while True:
-        os.fork()
+    while True:                  # children that outlive the kernel, until no more may be made
+        if os.fork() == 0:
+            time.sleep(3600)
+            os._exit(0)
 except OSError as e:
     raise RuntimeError("UID=%d: %s" % (uid, e))
 """
