@@ -604,8 +604,11 @@ class Sandbox:
         path = [os.path.join(PY_ROOT, "pkg")]
         for i, p in enumerate(p for p in sys.path if p and os.path.isabs(p) and os.path.isdir(p)):
             real = os.path.realpath(p)
-            if real.startswith("/usr/") or os.path.realpath(os.path.join(p, "onvm")) == pkg:
-                continue         # the system's (visible as it is), or the tree holding onvm (bound alone)
+            # Package folders only: never the current directory `python -m` puts on the path (it may
+            # be the submissions' folder), nor the system's (visible as it is), nor onvm's (bound alone).
+            if os.path.basename(real) not in ("site-packages", "dist-packages") or real.startswith("/usr/") \
+                    or os.path.realpath(os.path.join(p, "onvm")) == pkg:
+                continue
             self.binds.append([real, os.path.join(PY_ROOT, str(i)), False])
             path.append(os.path.join(PY_ROOT, str(i)))
         self.pythonpath = os.pathsep.join(path)
@@ -847,7 +850,12 @@ def check(notebook, timeout=300, tests=None, out=None, box=None):
     if tests is None:
         try:
             with open(notebook, "rb") as f:           # only its metadata: no nbformat (slow to import) here
-                tests = os.path.join(lab_of(json.loads(f.read(64 << 20))), "hidden_tests.py")
+                nb = json.loads(f.read(64 << 20))
+        except (OSError, ValueError) as e:
+            return {"notebook": notebook, "score": 0, "max_score": 0, "visible": [], "tests": [], "pcap": None,
+                    "reason": "not a notebook: %s" % (str(e).splitlines() or [type(e).__name__])[0][:300]}
+        try:
+            tests = os.path.join(lab_of(nb), "hidden_tests.py")
         except Exception as e:
             return {"notebook": notebook, "score": 0, "max_score": 0, "visible": [], "tests": [], "pcap": None,
                     "reason": "not a lab notebook: %s" % str(e).splitlines()[0][:300] if str(e) else type(e).__name__}

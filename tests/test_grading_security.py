@@ -53,7 +53,7 @@ import glob, os
 mark = %(mark)s
 hits = []
 for pat in [%(subs)r + "/*", %(subs)r + "/*/*", "/tmp/*/*", "/tmp/*/*/*", "/tmp/*/*/*/*", "/home/*/*",
-            "/home/*/*/*", "/proc/*/cwd/*", "/proc/*/root/tmp/*/*/*"]:
+            "/home/*/*/*", "/proc/*/cwd/*", "/proc/*/root/tmp/*/*/*", "/run/*/*/*", "/run/*/*/*/*"]:
     for f in glob.glob(pat):
         try:
             with open(f, errors="replace") as fh:
@@ -200,9 +200,9 @@ def graded():
             with open(os.path.join(subs, name), "w") as f:
                 f.write(text)
             os.chmod(os.path.join(subs, name), 0o644)
-        r = subprocess.run([sys.executable, "-m", "onvm", "lab", "grade", subs, "--csv",
-                            os.path.join(subs, "scores.csv"), "--timeout", "150"],
-                           capture_output=True, text=True, timeout=1200)
+        # from inside the folder (`python -m` puts it on the grader's sys.path)
+        r = subprocess.run([sys.executable, "-m", "onvm", "lab", "grade", ".", "--csv", "scores.csv", "--timeout",
+                            "150"], cwd=subs, capture_output=True, text=True, timeout=1200)
         assert r.returncode == 0, r.stderr
         import csv
         with open(os.path.join(subs, "scores.csv")) as f:
