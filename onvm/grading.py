@@ -283,28 +283,27 @@ def run_cases(tests, nf_code, out_dir, deadline, jail=None, mgr=None, cases=None
     cases start at once (their start-up, not the packets, is most of the
     time), case k's as service 1 + k, which takes service 1's place in the
     lab's chain while case k runs.  param mgr: one from grading_manager(tests,
-    jail), started already (it is stopped here); cases: tests.cases(), made already.
+    jail), started already (it is stopped here); cases: prepare_cases(tests), made already.
     returns: ([test result dicts], the pcap of mismatched packets or None)."""
     from scapy.utils import wrpcap
     from .packet import dissect
     results, mismatched, cpu = _Results(), [], [0, 0]
-    cases = tests.cases(random.Random(SEED)) if cases is None else cases
+    cases = prepare_cases(tests) if cases is None else cases
     with (mgr or grading_manager(tests, jail)) as mgr:
-        nfs, problem = [], None
+        nfs, problem, done = [], None, []
         try:
             nfs = [mgr._spawn(nf_code, 1 + k, "%s-%d" % (tests.NF, k)) for k in range(len(cases))]
             mgr.launched += nfs
             mgr._wait_registered(nfs, max(5, min(60, deadline - time.monotonic())))
         except Exception as e:
             problem = "the NF did not start: %s" % e
-        for k, (name, points, pkts) in enumerate(cases):
+        for k, (name, points, pkts, raw, want) in enumerate(cases):
             res = {"name": name, "points": points, "passed": False, "mismatches": []}
             results.append(res)
             if problem or time.monotonic() > deadline:
                 res["error"] = problem or "not run: the time limit was reached"
                 continue
             nf = nfs[k]
-            raw = [bytes(p) for p in pkts]
             mgr.set_default_chain([_renumber(c, 1 + k) for c in tests.CHAIN])
             before, t0, cpu0 = mgr.stats()["ports"][0], time.monotonic(), _cpu_ns(nf.pid)
             got = _send(mgr, nf, raw, range(1, tests.PORTS))
@@ -317,15 +316,20 @@ def run_cases(tests, nf_code, out_dir, deadline, jail=None, mgr=None, cases=None
                 tests.NF, nf.instance, st.get("rx", 0),
                 ", ".join("%s %d" % kv for kv in st.get("actions", {}).items()), st.get("errors", 0),
                 p0["rx"] - before["rx"], p0["rx_refused"] - before["rx_refused"])
+            if nf.alive:
+                nf.process.send_signal(signal.SIGTERM)    # waited for below, while the next case runs
+            done.append((res, nf, st))
+            wrong, res["error"] = _compare(tests, pkts, raw, got, want)
+            for r, expected, g in wrong:
+                d = dissect(r)
+                res["mismatches"].append({"packet": d.summary(), "expected": expected, "got": g,
+                                          "handled_by": "%s (instance %s)" % (tests.NF, nf.instance)})
+                mismatched.append(d)
+            res["passed"] = not res["mismatches"] and not res["error"]
+        for res, nf, st in done:
             nf.stop()
             if st.get("errors") or nf.process.returncode not in (0, -signal.SIGTERM):
                 res["nf_log"] = nf.log().strip()[-600:]
-            wrong, res["error"] = _compare(tests, pkts, raw, got)
-            for r, expected, g in wrong:
-                res["mismatches"].append({"packet": dissect(r).summary(), "expected": expected, "got": g,
-                                          "handled_by": "%s (instance %s)" % (tests.NF, nf.instance)})
-                mismatched.append(dissect(r))
-            res["passed"] = not res["mismatches"] and not res["error"]
     if jail is not None:
         jail.kill_all()
     from . import paths
@@ -397,7 +401,7 @@ def probe_value(outputs, key):
     return o["value"]
 
 
-def _compare(tests, pkts, raw, got):
+def _compare(tests, pkts, raw, got, want_ports=None):
     """What came out (got: {bytes: [port, ...]}) against what the lab wants.
     A lab gives either reference(pkts), the port (or None) of each packet,
     or judge(pkts, outs), for properties no single port states (the same
@@ -411,7 +415,7 @@ def _compare(tests, pkts, raw, got):
         wrong, problem = tests.judge(pkts, outs)
         return [(raw[i], expected, _where([outs[i]])) for i, expected in wrong], problem
     want = {}
-    for r, port in zip(raw, tests.reference(pkts)):
+    for r, port in zip(raw, tests.reference(pkts) if want_ports is None else want_ports):
         want.setdefault(r, []).append(port)
     wrong = []
     for r in want:
@@ -461,9 +465,20 @@ def _probe_spec(tests):
     return repr({"nf": tests.NF, "probes": getattr(tests, "PROBES", {})})
 
 
+def prepare_cases(tests):
+    """A lab's hidden cases, with what grading each needs that does not
+    depend on the submission, worked out once: [(name, points, packets,
+    their bytes, the reference's port per packet or None for a judge)]."""
+    out = []
+    for name, points, pkts in tests.cases(random.Random(SEED)):
+        out.append((name, points, pkts, [bytes(p) for p in pkts],
+                    None if hasattr(tests, "judge") else list(tests.reference(pkts))))
+    return out
+
+
 def max_score(tests, cases=None):
-    cases = tests.cases(random.Random(SEED)) if cases is None else cases
-    return sum(p for _, p, _ in cases) + sum(p for _, p, _ in getattr(tests, "CHECKS", []))
+    cases = prepare_cases(tests) if cases is None else cases
+    return sum(c[1] for c in cases) + sum(p for _, p, _ in getattr(tests, "CHECKS", []))
 
 
 class _Early:
@@ -492,7 +507,7 @@ class _Early:
 
     def discard(self):
         self.thread.join()
-        if not self.taken and self.value is not None:
+        if not self.taken and hasattr(self.value, "stop"):
             self.value.stop()
 
 
@@ -580,10 +595,9 @@ class Sandbox:
         self.base = None
         self.python = sys.executable
         self.used = set()
-        self.loaded = {}
-        self.limits = {}
+        self.loaded, self.prepared, self.limits = {}, {}, {}
         import threading
-        self.lock = threading.Lock()
+        self.lock, self.case_lock = threading.Lock(), threading.Lock()
 
     def __enter__(self):
         self.base = tempfile.mkdtemp(prefix="onvm-grade-")
@@ -674,8 +688,7 @@ class Sandbox:
         result = {"notebook": notebook, "score": 0, "max_score": 0, "reason": None, "visible": [], "tests": [],
                   "pcap": None}
         try:
-            tests, cases = self._tests(tests_path)
-            result["max_score"] = max_score(tests, cases)
+            tests = self._tests(tests_path)
         except Exception as e:
             result["reason"] = "the hidden tests %s do not load: %s: %s" % (tests_path, type(e).__name__, e)
             return result
@@ -687,7 +700,9 @@ class Sandbox:
             with self.lock:
                 self.limits[uid] = Limits(uid, CG_TASKS, CG_CPUS)
         jail = _NFJail(self, uid, tests_path, notebook) if self.root else None
-        early = _Early(lambda: grading_manager(tests, jail))   # its manager starts while the notebook runs
+        # while the notebook runs: the cases (once per run) and the manager they will run on
+        cases = _Early(lambda: self._cases(tests_path, tests))
+        early = _Early(lambda: grading_manager(tests, jail))
         try:
             sub = os.path.join(work, "submission.ipynb")
             try:
@@ -718,7 +733,7 @@ class Sandbox:
                 return result
             out = tempfile.mkdtemp(prefix="res-", dir=self.base)
             t0 = time.monotonic()
-            result["tests"], pcap = run_cases(tests, nf_code, out, deadline, jail, early.take(), cases)
+            result["tests"], pcap = run_cases(tests, nf_code, out, deadline, jail, early.take(), cases.take())
             result["timings"]["cases"] = round(time.monotonic() - t0, 2)
             outputs = dict(wr["probes"])
             # measured here, from the scheduler, while the NF handled the hidden cases
@@ -734,6 +749,11 @@ class Sandbox:
             result["score"] = 0
             return result
         finally:
+            try:
+                result["max_score"] = max_score(tests, cases.take())
+            except Exception as e:
+                result["score"], result["reason"] = 0, "the hidden tests %s do not load: %s: %s" % (
+                    tests_path, type(e).__name__, e)
             early.discard()
             if uid is not None:
                 _kill_uid(uid)
@@ -742,13 +762,20 @@ class Sandbox:
             shutil.rmtree(work, ignore_errors=True)
 
     def _tests(self, path):
-        """A lab's hidden tests and their cases, loaded once per grading run."""
+        """A lab's hidden tests, loaded once per grading run."""
         key = os.path.realpath(path)
         with self.lock:
             if key not in self.loaded:
-                tests = load_tests(path)
-                self.loaded[key] = (tests, tests.cases(random.Random(SEED)))
+                self.loaded[key] = load_tests(path)
             return self.loaded[key]
+
+    def _cases(self, path, tests):
+        """Its prepared cases, made once per grading run."""
+        key = os.path.realpath(path)
+        with self.case_lock:
+            if key not in self.prepared:
+                self.prepared[key] = prepare_cases(tests)
+            return self.prepared[key]
 
     def _run_worker(self, work, uid, seconds, notebook, tests_path):
         """The notebook part, in the sandbox.  returns: (the worker's
