@@ -26,7 +26,6 @@ reference says it should (or asks the lab's judge, for labs where several
 answers are right), and runs the lab's CHECKS on values the notebook
 exports."""
 import csv
-import errno
 import grp
 import json
 import os
