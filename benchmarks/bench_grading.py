@@ -6,7 +6,7 @@ run from a terminal; wall-clock times, with the machine's load average
 beside them (this is a shared 2-core VM: read the load before the seconds).
 Writes benchmarks/results/grading-<UTC timestamp>.json.
 
-    .venv/bin/python benchmarks/bench_grading.py               # 4 checks, then 100 submissions, --jobs 2
+    .venv/bin/python benchmarks/bench_grading.py               # 4 checks, then 100 submissions, --jobs 4
     .venv/bin/python benchmarks/bench_grading.py --count 20 --jobs 2 --labs 01-firewall
     .venv/bin/python benchmarks/bench_grading.py --quick       # smoke: one check, a grade of 4"""
 import argparse
@@ -94,7 +94,7 @@ def grade(count, jobs, labs):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--count", type=int, default=100, help="submissions in the grade run")
-    ap.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)))
+    ap.add_argument("--jobs", type=int, default=2 * len(os.sched_getaffinity(0)))
     ap.add_argument("--labs", default="01-firewall,02-load-balancer,03-syn-flood,04-performance")
     ap.add_argument("--quick", action="store_true", help="smoke: one check of lab 01, a grade of 4 of it")
     ap.add_argument("--output")

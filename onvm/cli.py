@@ -303,7 +303,7 @@ def main(argv=None):
     q.add_argument("--timeout", type=float, default=300, help="seconds per submission")
     q.add_argument("--tests", help="a hidden_tests.py of your own (default: each notebook's lab's)")
     q.add_argument("--jobs", type=int, default=None,
-                   help="submissions graded at once, each in its own sandbox (default: one per core)")
+                   help="submissions graded at once, each in its own sandbox (default: twice the cores)")
     q = lsub.add_parser("generate", help="make student.ipynb from solution.ipynb (instructors)")
     q.add_argument("labdirs", nargs="+")
     q.add_argument("--check", action="store_true", help="only check that student.ipynb is current")

@@ -934,11 +934,13 @@ def cli_check(notebook, as_json=False, timeout=300, out=None, tests=None):
 
 
 def default_jobs():
-    return max(1, len(os.sched_getaffinity(0)))
+    """Twice the cores: much of a submission's time is waiting (NF start-up,
+    its notebook's own sleeps), and each takes at most one CPU (its cgroup)."""
+    return 2 * max(1, len(os.sched_getaffinity(0)))
 
 
 def grade(folder, csv_path, timeout=300, tests=None, jobs=None):
-    """Grade every .ipynb in folder, jobs at a time (default: one per core),
+    """Grade every .ipynb in folder, jobs at a time (default: twice the cores),
     each in its own sandbox run.  returns: the list of results; writes the
     CSV (notebook, score, max_score, reason) and each one's feedback in
     FOLDER/feedback/NAME/."""
