@@ -198,7 +198,7 @@ def cmd_lab(a):
     if a.lab_cmd == "check":
         return grading.cli_check(a.notebook, as_json=a.json, timeout=a.timeout, out=a.out, tests=a.tests)
     if a.lab_cmd == "grade":
-        return grading.cli_grade(a.dir, a.csv, timeout=a.timeout, tests=a.tests)
+        return grading.cli_grade(a.dir, a.csv, timeout=a.timeout, tests=a.tests, jobs=a.jobs)
     return grading.cli_generate(a.labdirs, check=a.check)
 
 
@@ -310,6 +310,8 @@ def main(argv=None):
     q.add_argument("--csv", required=True, help="where the scores go")
     q.add_argument("--timeout", type=float, default=300, help="seconds per submission")
     q.add_argument("--tests", help="a hidden_tests.py of your own (default: each notebook's lab's)")
+    q.add_argument("--jobs", type=int, default=None,
+                   help="submissions graded at once, each in its own sandbox (default: twice the cores)")
     q = lsub.add_parser("generate", help="make student.ipynb from solution.ipynb (instructors)")
     q.add_argument("labdirs", nargs="+")
     q.add_argument("--check", action="store_true", help="only check that student.ipynb is current")

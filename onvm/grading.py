@@ -26,8 +26,6 @@ compares, for every distinct packet, where it came out with where the
 reference says it should (or asks the lab's judge, for labs where several
 answers are right), and runs the lab's CHECKS on values the notebook
 exports."""
-import csv
-import errno
 import grp
 import json
 import os
@@ -36,6 +34,7 @@ import random
 import secrets
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -43,6 +42,7 @@ import time
 
 from . import feedback
 from .errors import OnvmError
+from .sandbox import SPEC_ENV as SANDBOX_SPEC_ENV
 
 SEED = 2016                  # the hidden traffic is the same for every submission
 MAX_OUTPUT = 1 << 20         # bytes of cell output a submission may print
@@ -55,7 +55,8 @@ GRADER_GROUP = "onvm"
 def lab_of(nb):
     """The lab folder named in a notebook's metadata (onvm.lab)."""
     from .lab import data_path
-    name = nb.get("metadata", {}).get("onvm", {}).get("lab")
+    meta = nb.get("metadata") if isinstance(nb, dict) else None
+    name = meta.get("onvm", {}).get("lab") if isinstance(meta, dict) and isinstance(meta.get("onvm"), dict) else None
     if not isinstance(name, str) or "/" in name or name.startswith("."):
         raise ValueError("the notebook names no onvm lab (metadata onvm.lab); is it a lab notebook?")
     d = os.path.join(data_path("labs"), name)
@@ -72,16 +73,17 @@ def load_tests(path):
     return mod
 
 
-# ---- the worker: runs as the student -----------------------------------------------
+# ---- the worker: runs as the submission, inside its sandbox ----------------------
 
 def _cell_grading(cell):
     return cell.get("metadata", {}).get("nbgrader", {})
 
 
-def run_notebook(path, nf_name, pickle_path, deadline, exports=()):
-    """Execute a notebook, then pickle its NF (the global nf_name) and a
-    dict of those of the globals named in exports it defines to
-    pickle_path.  returns: (problem or None, [visible test results])."""
+def run_notebook(path, nf_name, pickle_path, deadline, exports=(), values_path=None):
+    """Execute a notebook, then pickle (in its kernel) its NF, the global
+    nf_name as an onvm.NFSpec, to pickle_path, and a dict of those of the
+    globals named in exports it defines to values_path.
+    returns: (problem or None, [visible test results])."""
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
@@ -106,12 +108,20 @@ def run_notebook(path, nf_name, pickle_path, deadline, exports=()):
         nbformat.validate(nb)
     except Exception as e:          # anything: the file is the student's
         return "not a notebook: %s" % (str(e).splitlines() or [type(e).__name__])[0][:300], []
+    if not any(c.cell_type == "code" for c in nb.cells):
+        return "the notebook has no code cells", []
+    # the kernel is killed, not asked to stop, when done: its results are in; nothing of it must linger
     client = CappedClient(nb, timeout=max(1, int(deadline - time.monotonic())), kernel_name="python3",
-                          allow_errors=True, resources={"metadata": {"path": os.path.dirname(path)}})
+                          allow_errors=True, shutdown_kernel="immediate",
+                          resources={"metadata": {"path": os.path.dirname(path)}})
     visible = []
     export = nbformat.v4.new_code_cell(
-        "import cloudpickle as _cp\n_v = {_n: globals()[_n] for _n in %r if _n in globals()}\n"
-        "with open(%r, 'wb') as _f:\n    _f.write(_cp.dumps((%s, _v)))" % (tuple(exports), pickle_path, nf_name))
+        "import cloudpickle as _cp, onvm as _onvm\n_nf = %s\n"
+        "_nf = _nf if isinstance(_nf, _onvm.NFSpec) else _onvm.NFSpec(_nf)\n"
+        "_v = {_n: globals()[_n] for _n in %r if _n in globals()}\n"
+        "with open(%r, 'wb') as _f:\n    _f.write(_cp.dumps(_nf))\n"
+        "with open(%r, 'wb') as _f:\n    _f.write(_cp.dumps(_v))"
+        % (nf_name, tuple(exports), pickle_path, values_path or os.devnull))
     nb.cells.append(export)
     try:
         with client.setup_kernel():
@@ -138,67 +148,265 @@ def run_notebook(path, nf_name, pickle_path, deadline, exports=()):
     return None, visible
 
 
-def run_cases(tests, nf_spec, out_dir, deadline):
-    """Each hidden case against a fresh NF.  returns: [test result dicts]."""
-    import onvm
+def _plain(v, depth=0):
+    """v as JSON data: what a probe hands the grader is data, never objects."""
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v if not isinstance(v, str) else v[:1000]
+    if isinstance(v, (list, tuple)) and depth < 4:
+        return [_plain(x, depth + 1) for x in v[:10000]]
+    return repr(v)[:300]
+
+
+def _probe_call(fn, calls):
+    return [_plain(fn(*args)) for args in calls]
+
+
+def _probe_call_in_processes(fn, calls, seeds=("1", "2")):
+    """fn on calls here and in two fresh Python processes with other
+    PYTHONHASHSEEDs (all inside the sandbox): [here, seed 1, seed 2]."""
+    import cloudpickle
+    runs = [_probe_call(fn, calls)]
+    code = ("import sys, json, cloudpickle\nfrom onvm.grading import _probe_call\n"
+            "fn, calls = cloudpickle.loads(sys.stdin.buffer.read())\nprint(json.dumps(_probe_call(fn, calls)))")
+    for seed in seeds:
+        r = subprocess.run([sys.executable, "-c", code], input=cloudpickle.dumps((fn, calls)), capture_output=True,
+                           timeout=120, env=dict(os.environ, PYTHONHASHSEED=seed))
+        if r.returncode:
+            raise RuntimeError("it failed in another Python process: %s" % (
+                r.stderr.decode(errors="replace").strip().splitlines() or ["exit status %d" % r.returncode])[-1][:300])
+        runs.append(json.loads(r.stdout))
+    return runs
+
+
+PROBES = {"call": _probe_call, "call_in_processes": _probe_call_in_processes}
+
+
+def run_probes(probes, values):
+    """A lab's PROBES ({key: (kind, global name, argument)}) on the values
+    the notebook defined, in the sandbox.  returns: {key: {"value": plain
+    data} or {"error": a problem}}, for the lab's CHECKS to judge."""
+    out = {}
+    for key, (kind, name, arg) in probes.items():
+        if name not in values:
+            out[key] = {"error": "the notebook defines no %s" % name}
+            continue
+        try:
+            out[key] = {"value": _plain(PROBES[kind](values[name], arg))}
+        except Exception as e:          # the values are the student's
+            out[key] = {"error": "%s: %s" % (type(e).__name__, str(e)[:300])}
+    return out
+
+
+def worker(notebook, spec_path, out_dir, seconds):
+    """The notebook part of grading one submission, as the submission:
+    writes out_dir/nf.pickle (its NF, for the grader to hand, unopened, to
+    the NF process) and out_dir/result.json (reason, visible tests, probe
+    outputs: data the grader reads with care).  The hidden tests are not
+    here: spec_path holds only the NF's name and the probes' inputs."""
+    import ast
+    # jsonschema (under nbformat) compiles an IRI grammar when rfc3987_syntax
+    # is installed: over a second of CPU per worker, for a format no
+    # notebook field has.  Without it, that one format goes unchecked.
+    sys.modules.setdefault("rfc3987_syntax", None)
+    notebook, spec_path, out_dir = (os.path.abspath(p) for p in (notebook, spec_path, out_dir))
+    deadline = time.monotonic() + seconds
+    result = {"reason": None, "visible": [], "probes": {}}
+    try:
+        with open(spec_path) as f:
+            spec = ast.literal_eval(f.read())
+        probes = spec.get("probes", {})
+        values_path = os.path.join(out_dir, "values.pickle")
+        problem, result["visible"] = run_notebook(notebook, spec["nf"], os.path.join(out_dir, "nf.pickle"),
+                                                  deadline, sorted({n for _, n, _ in probes.values()}), values_path)
+        result["reason"] = problem
+        if not problem and probes:
+            import pickle
+            with open(values_path, "rb") as f:
+                values = pickle.load(f)
+            result["probes"] = run_probes(probes, values)
+    except Exception as e:
+        result["reason"] = result["reason"] or "grading failed: %s: %s" % (type(e).__name__, e)
+    with open(os.path.join(out_dir, RESULT_NAME), "w") as f:
+        json.dump(result, f)
+
+
+# ---- the grader: hidden tests, the manager, the score -----------------------------------
+
+def grading_manager(tests, jail):
+    """A manager of the grader's whose NFs are a submission's pickled code,
+    started by jail (as the submission's uid, in a sandbox) or, with no
+    jail, as ourselves (a student checking their own notebook); its DPDK
+    files shared with the jail.  returns: the started Manager."""
+    mgr = _nf_manager(("ring",) * tests.PORTS, jail)
+    if jail is not None:
+        try:
+            jail.share_manager(mgr)
+        except BaseException:
+            mgr.stop()
+            raise
+    return mgr
+
+
+def _nf_manager(ports, jail):
+    from . import paths
+    from .manager import NF, Manager, _child_env
+    from .nfdoor import TICKET_ENV
+
+    class GradingManager(Manager):
+        def _spawn(self, spec, service, name, staged=False, limits=None, flow_miss=False):
+            log_path = os.path.join(paths.log_dir(self.name), "nf-%s.log" % name)
+            cmd = [sys.executable, "-m", "onvm.nfrun", "--manager", self.name, "--service", str(service),
+                   "--name", name, "--python"]
+            # the one registration this launch may make (onvm.nfdoor); never a flow-miss role
+            ticket = self._request({"op": "nf_ticket", "service": service, "name": name, "flow_miss": False})["ticket"]
+            env = dict(_child_env(), **{TICKET_ENV: ticket})
+            if jail is not None:
+                cmd, env = jail.nf_command(self, cmd, ticket)
+            with paths.open_log(log_path) as log:
+                p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.PIPE, env=env,
+                                     start_new_session=True)
+            try:
+                p.stdin.write(spec)      # the submission's pickle: only the NF process loads it
+            except BrokenPipeError:
+                pass
+            finally:
+                try:
+                    p.stdin.close()
+                except BrokenPipeError:
+                    pass
+            return NF(self, name, service, p, log_path)
+
+    # small: a case is a few hundred packets, and one manager per submission runs at a time per job
+    return GradingManager(ports=ports, hugepage_mb=64, mbufs=4095, ring_mb=1, max_nfs=16)
+
+
+def run_cases(tests, nf_code, out_dir, deadline, jail=None, mgr=None, cases=None):
+    """Each hidden case against a fresh NF made from nf_code (the
+    submission's pickle, never loaded here), on a manager of ours; where
+    each packet came out is what the manager captured.  The NFs of all
+    cases start at once (their start-up, not the packets, is most of the
+    time), case k's as service 1 + k, which takes service 1's place in the
+    lab's chain while case k runs.  param mgr: one from grading_manager(tests,
+    jail), started already (it is stopped here); cases: prepare_cases(tests), made already.
+    returns: ([test result dicts], the pcap of mismatched packets or None)."""
     from scapy.utils import wrpcap
+
     from .packet import dissect
-    results, mismatched = [], []
-    with onvm.Manager(ports=("ring",) * tests.PORTS) as mgr:
-        mgr.set_default_chain(tests.CHAIN)
-        for name, points, pkts in tests.cases(random.Random(SEED)):
+    results, mismatched, cpu = _Results(), [], [0, 0]
+    cases = prepare_cases(tests) if cases is None else cases
+    with (mgr or grading_manager(tests, jail)) as mgr:
+        nfs, problem, done = [], None, []
+        try:
+            nfs = [mgr._spawn(nf_code, 1 + k, "%s-%d" % (tests.NF, k)) for k in range(len(cases))]
+            mgr.launched += nfs
+            mgr._wait_registered(nfs, max(5, min(60, deadline - time.monotonic())))
+        except Exception as e:
+            problem = "the NF did not start: %s" % e
+        for k, (name, points, pkts, raw, want) in enumerate(cases):
             res = {"name": name, "points": points, "passed": False, "mismatches": []}
             results.append(res)
-            if time.monotonic() > deadline:
-                res["error"] = "not run: the time limit was reached"
+            if problem or time.monotonic() > deadline:
+                res["error"] = problem or "not run: the time limit was reached"
                 continue
-            raw = [bytes(p) for p in pkts]
-            try:
-                nf = mgr.launch(nf_spec, service=1, name=tests.NF)
-            except Exception as e:
-                res["error"] = "the NF did not start: %s" % e
-                continue
-            _wait_routable(mgr, nf)
-            before = mgr.stats()["ports"][0]
+            nf = nfs[k]
+            mgr.set_default_chain([_renumber(c, 1 + k) for c in tests.CHAIN])
+            before, t0, cpu0 = mgr.stats()["ports"][0], time.monotonic(), _cpu_ns(nf.pid)
             got = _send(mgr, nf, raw, range(1, tests.PORTS))
+            res["seconds"] = round(time.monotonic() - t0, 3)
+            if cpu0 is not None and _cpu_ns(nf.pid) is not None:
+                cpu[0] += _cpu_ns(nf.pid) - cpu0
+                cpu[1] += len(raw)
             st, p0 = nf.stats(), mgr.stats()["ports"][0]
-            res["nf"] = "NF %s (service 1, instance %s): rx %d, %s, errors %d; port 0 took in %d, %d found no NF" % (
-                nf.name, nf.instance, st.get("rx", 0),
+            res["nf"] = "NF %s (instance %s): rx %d, %s, errors %d; port 0 took in %d, %d found no NF" % (
+                tests.NF, nf.instance, st.get("rx", 0),
                 ", ".join("%s %d" % kv for kv in st.get("actions", {}).items()), st.get("errors", 0),
                 p0["rx"] - before["rx"], p0["rx_refused"] - before["rx_refused"])
-            if st.get("errors"):
-                res["nf_log"] = nf.log().strip()[-600:]
-            nf.stop()
-            wrong, res["error"] = _compare(tests, pkts, raw, got)
+            if nf.alive:
+                nf.process.send_signal(signal.SIGTERM)    # waited for below, while the next case runs
+            done.append((res, nf, st))
+            wrong, res["error"] = _compare(tests, pkts, raw, got, want)
             for r, expected, g in wrong:
-                res["mismatches"].append({"packet": dissect(r).summary(), "expected": expected, "got": g,
-                                          "handled_by": "%s (instance %s)" % (nf.name, nf.instance)})
-                mismatched.append(dissect(r))
+                d = dissect(r)
+                res["mismatches"].append({"packet": d.summary(), "expected": expected, "got": g,
+                                          "handled_by": "%s (instance %s)" % (tests.NF, nf.instance)})
+                mismatched.append(d)
             res["passed"] = not res["mismatches"] and not res["error"]
+        for res, nf, st in done:
+            nf.stop()
+            if st.get("errors") or nf.process.returncode not in (0, -signal.SIGTERM):
+                res["nf_log"] = nf.log().strip()[-600:]
+    if jail is not None:
+        jail.kill_all()
+    from . import paths
+    shutil.rmtree(os.path.join(paths.logs_root(), mgr.name), ignore_errors=True)   # read above; one per submission
     pcap = None
     if mismatched:
         pcap = os.path.join(out_dir, "mismatches.pcap")
         wrpcap(pcap, mismatched)
+    if cpu[1]:
+        results.nf_cpu_per_packet = cpu[0] / 1e9 / cpu[1]
     return results, pcap
 
 
-def run_checks(checks, values):
-    """A lab's checks of values the notebook defines (its CHECKS: [(name,
-    points, fn(values) -> a problem or None)], values: its EXPORTS the
-    notebook defined), for answers that are not packets.
+class _Results(list):
+    """Test results, and what the grader measured of the NF on the way."""
+    nf_cpu_per_packet = None
+
+
+def _cpu_ns(pid):
+    """CPU time of every thread of process pid so far, in ns (from the
+    scheduler: the grader's measurement, not the process's own word), or
+    None if it is gone."""
+    total = 0
+    try:
+        for t in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/schedstat" % (pid, t)) as f:
+                total += int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return total
+
+
+def _renumber(hop, service):
+    """A hop of a lab's chain with service 1 (the NF under test) as service."""
+    from .packet import ToService
+    if isinstance(hop, int) and not isinstance(hop, bool) and hop == 1:
+        return service
+    if type(hop) is ToService and hop.dest == 1:
+        return ToService(service)
+    return hop
+
+
+def run_checks(checks, outputs):
+    """A lab's checks of answers that are not packets (its CHECKS: [(name,
+    points, fn(outputs) -> a problem or None)]).  outputs: what its PROBES
+    gave in the sandbox, plain data ({key: {"value": ...} or {"error":
+    ...}}): no object of the submission's is ever called here; and
+    "nf_cpu_per_packet", the CPU seconds per packet the grader saw the
+    NF's threads take over the hidden cases.
     returns: [test result dicts]."""
     results = []
     for name, points, fn in checks:
         try:
-            problem = fn(values)
-        except Exception as e:          # the values are the student's
+            problem = fn(outputs)
+        except Exception as e:          # the data is the student's: a check that trips on it fails
             problem = "%s: %s" % (type(e).__name__, str(e)[:300])
         results.append({"name": name, "points": points, "passed": problem is None, "error": problem,
                         "mismatches": []})
     return results
 
 
-def _compare(tests, pkts, raw, got):
+def probe_value(outputs, key):
+    """A probe's output for a lab's check.  raises: ValueError with the
+    problem the sandbox met (the check then fails with it)."""
+    o = outputs.get(key) if isinstance(outputs, dict) else None
+    if not isinstance(o, dict) or "value" not in o:
+        raise ValueError(str(o.get("error"))[:300] if isinstance(o, dict) and o.get("error")
+                         else "no answer from the notebook")
+    return o["value"]
+
+
+def _compare(tests, pkts, raw, got, want_ports=None):
     """What came out (got: {bytes: [port, ...]}) against what the lab wants.
     A lab gives either reference(pkts), the port (or None) of each packet,
     or judge(pkts, outs), for properties no single port states (the same
@@ -212,7 +420,7 @@ def _compare(tests, pkts, raw, got):
         wrong, problem = tests.judge(pkts, outs)
         return [(raw[i], expected, _where([outs[i]])) for i, expected in wrong], problem
     want = {}
-    for r, port in zip(raw, tests.reference(pkts)):
+    for r, port in zip(raw, tests.reference(pkts) if want_ports is None else want_ports):
         want.setdefault(r, []).append(port)
     wrong = []
     for r in want:
@@ -239,205 +447,87 @@ def _send(mgr, nf, raw, ports, timeout=10.0):
     deadline = time.monotonic() + timeout
     while True:
         for port in ports:
-            for r in mgr.capture(port=port, raw=True):
+            for r in mgr.capture(port=port, raw=True, timeout=0):
                 got.setdefault(r, []).append(port)
                 n += 1
         st = nf.stats()
         acts = st.get("actions", {})
         decided = sum(acts.values())
         lost = st.get("refused", 0) + st.get("chain_end", 0) + st.get("tx_drop", 0)
-        if (decided >= sent and n + lost >= decided - acts.get("drop", 0)) or time.monotonic() > deadline:
+        if (decided >= sent and n + lost >= decided - acts.get("drop", 0)) or time.monotonic() > deadline \
+                or not nf.alive:
             return got
-        time.sleep(0.01)
+        time.sleep(0.005)
 
 
 def _where(ports):
     return ", ".join("dropped" if p is None else "port %d" % p for p in ports)
 
 
-def worker(notebook, tests_path, out_dir, seconds):
-    """The grading of one submission, as the student; writes result.json."""
-    deadline = time.monotonic() + seconds
-    tests = load_tests(tests_path)
-    result = {"notebook": notebook, "score": 0, "max_score": 0, "reason": None, "visible": [], "tests": [],
-              "pcap": None}
-    try:
-        checks = getattr(tests, "CHECKS", [])
-        result["max_score"] = sum(p for _, p, _ in tests.cases(random.Random(SEED))) + sum(p for _, p, _ in checks)
-        pickle_path = os.path.join(out_dir, "nf.pickle")
-        problem, result["visible"] = run_notebook(notebook, tests.NF, pickle_path, deadline,
-                                                  getattr(tests, "EXPORTS", ()))
-        if problem:
-            result["reason"] = problem
-        else:
-            import pickle
-            with open(pickle_path, "rb") as f:
-                spec, values = pickle.load(f)
-            result["tests"], result["pcap"] = run_cases(tests, spec, out_dir, deadline)
-            result["tests"] += run_checks(checks, values)
-            result["score"] = sum(t["points"] for t in result["tests"] if t["passed"])
-    except Exception as e:
-        result["reason"] = result["reason"] or "grading failed: %s: %s" % (type(e).__name__, e)
-        result["score"] = 0
-    with open(os.path.join(out_dir, RESULT_NAME), "w") as f:
-        json.dump(result, f)
+def _probe_spec(tests):
+    """What the sandbox needs of the hidden tests: the NF's name and the
+    probes (their inputs are the lab's, not secrets of its grading)."""
+    return repr({"nf": tests.NF, "probes": getattr(tests, "PROBES", {})})
 
 
-# ---- the grader: runs the worker with no more privilege than a student ---------------
-
-def _traversable(path):
-    """True if any user can reach path (every directory above it has o+x)."""
-    path = os.path.realpath(path)
-    while path != "/":
-        path = os.path.dirname(path)
-        if not os.stat(path).st_mode & 0o001:
-            return False
-    return True
-
-
-def _link_tree(src, dst):
-    """dst: a copy of src made of hard links (a copy where links cannot be made)."""
-    def link(a, b):
-        try:
-            os.link(a, b)
-        except OSError as e:
-            if e.errno not in (errno.EXDEV, errno.EPERM):
-                raise
-            shutil.copy2(a, b)
-    shutil.copytree(src, dst, copy_function=link, symlinks=True, dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("__pycache__"))
+def prepare_cases(tests):
+    """A lab's hidden cases, with what grading each needs that does not
+    depend on the submission, worked out once: [(name, points, packets,
+    their bytes, the reference's port per packet or None for a judge)]."""
+    out = []
+    for name, points, pkts in tests.cases(random.Random(SEED)):
+        out.append((name, points, pkts, [bytes(p) for p in pkts],
+                    None if hasattr(tests, "judge") else list(tests.reference(pkts))))
+    return out
 
 
-class Sandbox:
-    """Where submissions run: a throw-away user when we are root (the
-    Python packages linked into a tree that user can read), else ourselves.
+def max_score(tests, cases=None):
+    cases = prepare_cases(tests) if cases is None else cases
+    return sum(c[1] for c in cases) + sum(p for _, p, _ in getattr(tests, "CHECKS", []))
 
-    with Sandbox() as box: box.run(notebook, tests, seconds) -> result dict"""
 
-    def __init__(self):
-        self.root = os.geteuid() == 0
-        self.base = None
-        self.python = sys.executable
-        self.pythonpath = None
+class _Early:
+    """make() run in a thread now; take() its result (or raises its error),
+    discard() stops what nobody took."""
 
-    def __enter__(self):
-        self.base = tempfile.mkdtemp(prefix="onvm-grade-")
-        if not self.root:
-            return self
-        os.chmod(self.base, 0o755)
-        try:
-            self.onvm_gid = grp.getgrnam(GRADER_GROUP).gr_gid
-        except KeyError:
-            raise OnvmError("group %s is missing; run as root: bash scripts/setup.sh" % GRADER_GROUP) from None
-        if not _traversable(sys.executable):
-            self.python = "/usr/bin/python%d.%d" % sys.version_info[:2]
-            if not os.access(self.python, os.X_OK):
-                raise OnvmError("grading runs submissions as an unprivileged user, who cannot run %s; "
-                                "install %s (apt-get install python3)" % (sys.executable, self.python))
-        tree = self.pythonpath = os.path.join(self.base, "python")
-        import onvm
-        for site in [p for p in sys.path if p.endswith("site-packages") and os.path.isdir(p)]:
-            for entry in os.listdir(site):
-                if entry.startswith(("__editable__", "onvm", "__pycache__")) or entry.endswith(".pth"):
-                    continue
-                s, d = os.path.join(site, entry), os.path.join(tree, entry)
-                if os.path.isdir(s):
-                    _link_tree(s, d)
-                elif not os.path.exists(d):
-                    os.makedirs(tree, exist_ok=True)
-                    os.link(s, d) if os.stat(s).st_dev == os.stat(self.base).st_dev else shutil.copy2(s, d)
-        _link_tree(os.path.dirname(os.path.realpath(onvm.__file__)), os.path.join(tree, "onvm"))
-        for r, dirs, files in os.walk(tree):
-            os.chmod(r, 0o755)
-        return self
+    def __init__(self, make):
+        import threading
+        self.value = self.error = None
+        self.taken = False
 
-    def __exit__(self, *exc):
-        shutil.rmtree(self.base, ignore_errors=True)
-
-    def run(self, notebook, tests_path, seconds):
-        """Grade one notebook.  returns: the result dict (score 0 and a reason
-        if it could not be graded)."""
-        work = tempfile.mkdtemp(prefix="sub-", dir=self.base)
-        sub = os.path.join(work, "submission.ipynb")
-        try:
-            shutil.copyfile(notebook, sub)
-        except OSError as e:
-            return {"notebook": notebook, "score": 0, "max_score": 0, "reason": "cannot read: %s" % e.strerror,
-                    "visible": [], "tests": [], "pcap": None}
-        shutil.copyfile(tests_path, os.path.join(work, "hidden_tests.py"))
-        out = os.path.join(work, "out")
-        os.mkdir(out)
-        user = None
-        try:
-            env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": work, "PYTHONDONTWRITEBYTECODE": "1"}
-            kw = {}
-            if self.root:
-                user = "onvmg%s" % secrets.token_hex(4)
-                subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir", work, "--shell",
-                                "/usr/sbin/nologin", "--user-group", user], check=True, timeout=60,
-                               capture_output=True)
-                pw = pwd.getpwnam(user)
-                for r, dirs, files in os.walk(work):
-                    for p in [r] + [os.path.join(r, f) for f in files]:
-                        os.chown(p, pw.pw_uid, pw.pw_gid)
-                os.chmod(work, 0o700)
-                kw = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": [self.onvm_gid]}
-                env["PYTHONPATH"] = self.pythonpath
-            else:
-                from .lab import SESSION_VAR
-                env = {**os.environ, **env, "HOME": os.environ.get("HOME", work)}
-                env[SESSION_VAR] = self.session = secrets.token_hex(8)
-                env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
-            cmd = [self.python, "-m", "onvm.grading", "worker", sub, os.path.join(work, "hidden_tests.py"), out,
-                   str(seconds)]
-            p = subprocess.Popen(cmd, env=env, cwd=work, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                 stderr=open(os.path.join(self.base, "worker-%s.log" % os.path.basename(work)), "w"),
-                                 start_new_session=True, **kw)
+        def run():
             try:
-                p.wait(seconds + 30)
-                timed_out = False
-            except subprocess.TimeoutExpired:
-                timed_out = True
-            self._stop_all(p, user)
-            result = _read_result(os.path.join(out, RESULT_NAME))
-            if timed_out or result is None:
-                return {"notebook": notebook, "score": 0, "max_score": 0, "visible": [], "tests": [], "pcap": None,
-                        "reason": "it did not finish within the time limit (%g s)" % seconds if timed_out
-                        else "the grader's worker failed (exit status %s)" % p.returncode}
-            result["notebook"] = notebook
-            if result.get("pcap"):
-                result["pcap"] = os.path.join(out, "mismatches.pcap")
-            self.last_out = out
-            return result
-        finally:
-            if user:
-                subprocess.run(["userdel", user], timeout=60, capture_output=True)
+                self.value = make()
+            except BaseException as e:
+                self.error = e
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
 
-    def _stop_all(self, p, user):
-        """Every process of the submission: all of the throw-away user's, or
-        those carrying our session tag."""
-        from .doctor import _wait_gone
-        from .lab import stop_session
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
-        if user is None:
-            stop_session(self.session)
-            return
-        uid = pwd.getpwnam(user).pw_uid
-        for _ in range(5):
-            pids = [int(d) for d in os.listdir("/proc") if d.isdigit() and _uid_of(d) == uid]
-            if not pids:
-                break
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            _wait_gone(pids, 5)
-        from . import paths
-        for d in paths.user_huge_dirs(uid):
-            shutil.rmtree(d, ignore_errors=True)
+    def take(self):
+        self.thread.join()
+        self.taken = True
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+    def discard(self):
+        self.thread.join()
+        if not self.taken and hasattr(self.value, "stop"):
+            self.value.stop()
+
+
+# ---- sandboxes: where a submission's code runs ---------------------------------------
+
+def sandbox_env(spec):
+    """The environment of `python -m onvm.sandbox`: its spec goes there, not
+    in argv, since every user can read a process's command line and the spec
+    carries an NF's launch ticket; only root reads a root process's
+    environment, and the sandbox passes on only the spec's own env."""
+    return dict(os.environ, **{SANDBOX_SPEC_ENV: spec})
+
+
+def _pids_of(uid):
+    return [int(d) for d in os.listdir("/proc") if d.isdigit() and _uid_of(d) == uid]
 
 
 def _uid_of(pid):
@@ -447,41 +537,380 @@ def _uid_of(pid):
         return None
 
 
-def _read_result(path):
-    """The worker's result, read with care: it was written by the submission's user."""
+def _kill_uid(uid):
+    """SIGKILL every process of uid (a submission's fresh uid: nothing else has it)."""
+    from .doctor import _wait_gone
+    for _ in range(10):
+        pids = _pids_of(uid)
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        _wait_gone(pids, 2)
+
+
+def _read_out(dir_fd, name, limit):
+    """A file the submission wrote, read as data: no symlink, no fifo, at most limit bytes."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
     except OSError:
         return None
-    with os.fdopen(fd) as f:
-        try:
-            r = json.loads(f.read(1 << 22))
-        except ValueError:
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
-    return r if isinstance(r, dict) and isinstance(r.get("score"), (int, float)) else None
+        data = f.read(limit + 1)
+    return data if len(data) <= limit else None
+
+
+def _worker_result(data):
+    try:
+        r = json.loads(data)
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(r, dict):
+        return None
+    reason = r.get("reason")
+    visible = r.get("visible") if isinstance(r.get("visible"), list) else []
+    visible = [{"name": str(v.get("name"))[:100], "passed": v.get("passed") is True,
+                "error": None if v.get("error") is None else str(v.get("error"))[:1000]}
+               for v in visible[:100] if isinstance(v, dict)]
+    return {"reason": None if reason is None else str(reason)[:2000], "visible": visible,
+            "probes": r.get("probes") if isinstance(r.get("probes"), dict) else {}}
+
+
+PY_ROOT = "/run/onvm-py"                      # where a sandbox sees the Python packages
+HOME_IN = "/home/student"                     # where a sandbox sees its own work folder
+MASKED = ("/home", "/root", "/srv", "/mnt", "/media", "/dev/hugepages")
+SCRATCH = ("/tmp", "/var/tmp", "/dev/shm")
+NPROC = 1024                                  # processes and threads of the uid (RLIMIT_NPROC)
+CG_TASKS = 512                                # ... of one submission (its cgroup), where cgroups can be made
+CG_CPUS = 1.0                                 # CPUs one submission may take at once
+FSIZE = 1 << 30                               # the largest file it may write
+
+
+class Sandbox:
+    """Where submissions run.  As root: each in its own sandbox
+    (onvm.sandbox), as a fresh uid and group never used before in this
+    run, in private namespaces that show it nothing of the other
+    submissions, the grader's folders or the hidden tests, with no network;
+    its NFs later run the same way, from the grader's own manager.  As
+    anyone else: as ourselves (the student is checking their own work).
+
+    with Sandbox(hide=[submission folders]) as box:
+        box.run(notebook, tests, seconds) -> result dict"""
+
+    def __init__(self, hide=()):
+        self.root = os.geteuid() == 0
+        self.hide = [os.path.realpath(h) for h in hide]
+        self.base = None
+        self.python = sys.executable
+        self.used = set()
+        self.loaded, self.prepared, self.limits = {}, {}, {}
+        import threading
+        self.lock, self.case_lock = threading.Lock(), threading.Lock()
+
+    def __enter__(self):
+        self.base = tempfile.mkdtemp(prefix="onvm-grade-")
+        if not self.root:
+            self.pythonpath = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
+            return self
+        try:
+            self.onvm_gid = grp.getgrnam(GRADER_GROUP).gr_gid
+        except KeyError:
+            raise OnvmError("group %s is missing; run as root: bash scripts/setup.sh" % GRADER_GROUP) from None
+        self.python = "/usr/bin/python%d.%d" % sys.version_info[:2]
+        if not os.access(self.python, os.X_OK):
+            raise OnvmError("grading runs submissions in a sandbox with the system Python; install %s "
+                            "(apt-get install python3)" % self.python)
+        import onvm
+        pkg = os.path.dirname(os.path.realpath(onvm.__file__))
+        self.binds = [[pkg, os.path.join(PY_ROOT, "pkg", "onvm"), False]]
+        path = [os.path.join(PY_ROOT, "pkg")]
+        for i, p in enumerate(p for p in sys.path if p and os.path.isabs(p) and os.path.isdir(p)):
+            real = os.path.realpath(p)
+            # Package folders only: never the current directory `python -m` puts on the path (it may
+            # be the submissions' folder), nor the system's (visible as it is), nor onvm's (bound alone).
+            if os.path.basename(real) not in ("site-packages", "dist-packages") or real.startswith("/usr/") \
+                    or os.path.realpath(os.path.join(p, "onvm")) == pkg:
+                continue
+            self.binds.append([real, os.path.join(PY_ROOT, str(i)), False])
+            path.append(os.path.join(PY_ROOT, str(i)))
+        self.pythonpath = os.pathsep.join(path)
+        from .lab import data_path
+        try:
+            self.hide.append(os.path.realpath(data_path("labs")))
+        except OnvmError:
+            pass
+        return self
+
+    def __exit__(self, *exc):
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    # ---- as root --------------------------------------------------------------
+
+    def _fresh_id(self):
+        """A uid (and gid, the same number) no account, group, process or
+        earlier submission of this run has: far above any useradd range."""
+        with self.lock:
+            while True:
+                n = (1 << 30) + secrets.randbelow(1 << 29)
+                if n in self.used or os.path.exists(os.path.join("/dev/hugepages-onvm", str(n))):
+                    continue
+                try:
+                    pwd.getpwuid(n)
+                    continue
+                except KeyError:
+                    pass
+                try:
+                    grp.getgrgid(n)
+                    continue
+                except KeyError:
+                    pass
+                if _pids_of(n):
+                    continue
+                self.used.add(n)
+                return n
+
+    def _masks(self, extra):
+        keep = os.path.realpath(self.python)
+        return [m for m in list(MASKED) + self.hide + [self.base] + list(extra)
+                if m and m != "/" and not keep.startswith(m.rstrip("/") + "/")]
+
+    def _spec(self, uid, **kw):
+        with self.lock:
+            limits = self.limits.get(uid)
+        spec = dict(uid=uid, gid=uid, groups=[uid, self.onvm_gid], scratch=list(SCRATCH), nproc=NPROC,
+                    fsize=FSIZE, cgroups=limits.dirs if limits else [])
+        spec.update(kw)
+        return json.dumps(spec)
+
+    def _env(self, home, **kw):
+        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": home, "USER": "student", "LOGNAME": "student",
+               "PYTHONPATH": self.pythonpath, "PYTHONDONTWRITEBYTECODE": "1"}
+        env.update(kw)
+        return env
+
+    # ---- one submission ---------------------------------------------------------
+
+    def run(self, notebook, tests_path, seconds):
+        """Grade one notebook.  returns: the result dict (score 0 and a reason
+        if it could not be graded)."""
+        result = {"notebook": notebook, "score": 0, "max_score": 0, "reason": None, "visible": [], "tests": [],
+                  "pcap": None}
+        try:
+            tests = self._tests(tests_path)
+        except Exception as e:
+            result["reason"] = "the hidden tests %s do not load: %s: %s" % (tests_path, type(e).__name__, e)
+            return result
+        deadline = time.monotonic() + seconds
+        work = tempfile.mkdtemp(prefix="sub-", dir=self.base)
+        uid = self._fresh_id() if self.root else None
+        if self.root:
+            from .sandbox import Limits
+            with self.lock:
+                self.limits[uid] = Limits(uid, CG_TASKS, CG_CPUS)
+        jail = _NFJail(self, uid, tests_path, notebook) if self.root else None
+        # while the notebook runs: the cases (once per run) and the manager they will run on
+        cases = _Early(lambda: self._cases(tests_path, tests))
+        early = _Early(lambda: grading_manager(tests, jail))
+        try:
+            sub = os.path.join(work, "submission.ipynb")
+            try:
+                shutil.copyfile(notebook, sub)
+            except OSError as e:
+                result["reason"] = "cannot read: %s" % e.strerror
+                return result
+            with open(os.path.join(work, "spec.txt"), "w") as f:
+                f.write(_probe_spec(tests))
+            os.mkdir(os.path.join(work, "out"))
+            if self.root:
+                for p in (work, sub, os.path.join(work, "out")):
+                    os.chown(p, uid, uid)
+                os.chmod(work, 0o700)
+            t0 = time.monotonic()
+            data = self._run_worker(work, uid, seconds, notebook, tests_path)
+            result["timings"] = {"notebook": round(time.monotonic() - t0, 2)}
+            if isinstance(data, str):
+                result["reason"] = data
+                return result
+            wr, nf_code = data
+            result["visible"] = wr["visible"]
+            if wr["reason"]:
+                result["reason"] = wr["reason"]
+                return result
+            if not nf_code:
+                result["reason"] = "the notebook's NF %r could not be taken out of its kernel" % tests.NF
+                return result
+            out = tempfile.mkdtemp(prefix="res-", dir=self.base)
+            t0 = time.monotonic()
+            result["tests"], pcap = run_cases(tests, nf_code, out, deadline, jail, early.take(), cases.take())
+            result["timings"]["cases"] = round(time.monotonic() - t0, 2)
+            outputs = dict(wr["probes"])
+            # measured here, from the scheduler, while the NF handled the hidden cases
+            cpu = getattr(result["tests"], "nf_cpu_per_packet", None)
+            outputs["nf_cpu_per_packet"] = {"value": cpu} if cpu else {"error": "the NF's CPU time was not measured"}
+            result["timings"]["nf_cpu_us_per_packet"] = cpu and round(cpu * 1e6, 2)
+            result["tests"] = list(result["tests"]) + run_checks(getattr(tests, "CHECKS", []), outputs)
+            result["score"] = sum(t["points"] for t in result["tests"] if t["passed"])
+            result["pcap"] = pcap
+            return result
+        except Exception as e:
+            result["reason"] = result["reason"] or "grading failed: %s: %s" % (type(e).__name__, e)
+            result["score"] = 0
+            return result
+        finally:
+            try:
+                result["max_score"] = max_score(tests, cases.take())
+            except Exception as e:
+                result["score"], result["reason"] = 0, "the hidden tests %s do not load: %s: %s" % (
+                    tests_path, type(e).__name__, e)
+            early.discard()
+            if uid is not None:
+                _kill_uid(uid)
+                with self.lock:
+                    self.limits.pop(uid).remove()
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _tests(self, path):
+        """A lab's hidden tests, loaded once per grading run."""
+        key = os.path.realpath(path)
+        with self.lock:
+            if key not in self.loaded:
+                self.loaded[key] = load_tests(path)
+            return self.loaded[key]
+
+    def _cases(self, path, tests):
+        """Its prepared cases, made once per grading run."""
+        key = os.path.realpath(path)
+        with self.case_lock:
+            if key not in self.prepared:
+                self.prepared[key] = prepare_cases(tests)
+            return self.prepared[key]
+
+    def _run_worker(self, work, uid, seconds, notebook, tests_path):
+        """The notebook part, in the sandbox.  returns: (the worker's
+        result, its NF's pickle or None), or a reason for a 0."""
+        args = ["worker", "submission.ipynb", "spec.txt", "out", "%g" % seconds]
+        log = open(os.path.join(self.base, "worker-%s.log" % os.path.basename(work)), "w")
+        if self.root:
+            spec = self._spec(uid, pid_ns=True, run=True, hugetlbfs="/dev/hugepages-onvm",
+                              masks=self._masks([os.path.dirname(os.path.realpath(notebook)),
+                                                 os.path.dirname(os.path.realpath(tests_path))]),
+                              binds=[[work, HOME_IN, True]] + self.binds,
+                              argv=[self.python, "-m", "onvm.grading"] + args, env=self._env(HOME_IN),
+                              cwd=HOME_IN)
+            cmd, env, cwd = [sys.executable, "-m", "onvm.sandbox"], sandbox_env(spec), "/"
+        else:
+            from .lab import SESSION_VAR
+            session = secrets.token_hex(8)        # this submission's: other jobs run beside it
+            env = {**os.environ, "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": self.pythonpath,
+                   SESSION_VAR: session}
+            cmd, cwd = [self.python, "-m", "onvm.grading"] + args, work
+        with log:
+            p = subprocess.Popen(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                 stderr=log, start_new_session=True)
+        try:
+            p.wait(seconds + 30)
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+        if self.root:
+            _kill_uid(uid)
+        else:
+            from .lab import stop_session
+            stop_session(session)
+        if timed_out:
+            return "it did not finish within the time limit (%g s)" % seconds
+        wfd = os.open(work, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            try:
+                ofd = os.open("out", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=wfd)
+            except OSError:
+                return "the grader's worker left no results (exit status %s)" % p.returncode
+            try:
+                wr = _worker_result(_read_out(ofd, RESULT_NAME, 1 << 22))
+                nf_code = _read_out(ofd, "nf.pickle", 64 << 20)
+            finally:
+                os.close(ofd)
+        finally:
+            os.close(wfd)
+        if wr is None:
+            return "the grader's worker failed (exit status %s)" % p.returncode
+        return wr, nf_code
+
+
+class _NFJail:
+    """How the grader's manager starts a submission's NF: nfrun in a sandbox
+    as the submission's uid, seeing of the manager only the DPDK files a
+    secondary maps (made accessible to the submission's group alone, as a
+    container NF gets them mounted) and its NF door (connected as root)."""
+
+    def __init__(self, box, uid, tests_path, notebook):
+        self.box, self.uid = box, uid
+        self.masks = box._masks([os.path.dirname(os.path.realpath(tests_path)),
+                                 os.path.dirname(os.path.realpath(notebook))])
+        self.files = []
+
+    def share_manager(self, mgr):
+        from .containers import dpdk_files
+        self.files = dpdk_files(mgr.name)
+        for f in self.files:
+            os.chown(f, -1, self.uid)
+            os.chmod(f, 0o660)
+
+    def nf_command(self, mgr, cmd, ticket):
+        """nfrun's command line cmd, run in a sandbox as the submission's uid
+        with this launch's ticket.  returns: (argv, environment)."""
+        from . import paths
+        from .nfdoor import TICKET_ENV
+        rd = paths.run_dir(mgr.name)
+        inner = "/run/dpdk/" + os.path.basename(rd)     # where a non-root DPDK with XDG_RUNTIME_DIR=/run looks
+        binds = [[f, (os.path.join(inner, os.path.basename(f)) if f.startswith(rd + "/") else f), True]
+                 for f in self.files]
+        spec = self.box._spec(self.uid, run=False, masks=self.masks + ["/run"], binds=self.box.binds + binds,
+                              own_dirs=[["/run", True], ["/run/dpdk", True], [inner, True]],
+                              door=paths.nf_sock_path(mgr.name),
+                              argv=[self.box.python] + cmd[1:],
+                              env=self.box._env("/run", XDG_RUNTIME_DIR="/run",
+                                                ONVM_DPDK_LOG=os.environ.get("ONVM_DPDK_LOG", "error"),
+                                                **{TICKET_ENV: ticket}),
+                              cwd="/run")
+        return [sys.executable, "-m", "onvm.sandbox"], sandbox_env(spec)
+
+    def kill_all(self):
+        _kill_uid(self.uid)
 
 
 def check(notebook, timeout=300, tests=None, out=None, box=None):
     """Grade one notebook.  param tests: a hidden_tests.py (default: the
     lab's named in the notebook).  param out: a folder for the feedback
     (the pcap of mismatches).  returns: the result dict."""
-    import nbformat
     if tests is None:
         try:
-            tests = os.path.join(lab_of(nbformat.read(notebook, as_version=4)), "hidden_tests.py")
+            with open(notebook, "rb") as f:           # only its metadata: no nbformat (slow to import) here
+                nb = json.loads(f.read(64 << 20))
+        except (OSError, ValueError) as e:
+            return {"notebook": notebook, "score": 0, "max_score": 0, "visible": [], "tests": [], "pcap": None,
+                    "reason": "not a notebook: %s" % (str(e).splitlines() or [type(e).__name__])[0][:300]}
+        try:
+            tests = os.path.join(lab_of(nb), "hidden_tests.py")
         except Exception as e:
             return {"notebook": notebook, "score": 0, "max_score": 0, "visible": [], "tests": [], "pcap": None,
                     "reason": "not a lab notebook: %s" % str(e).splitlines()[0][:300] if str(e) else type(e).__name__}
     if box is None:
-        with Sandbox() as b:
+        with Sandbox(hide=[os.path.dirname(os.path.abspath(notebook))]) as b:
             return check(notebook, timeout, tests, out, b)
     result = box.run(notebook, tests, timeout)
     if result.get("pcap") and out:
         os.makedirs(out, exist_ok=True)
         dst = os.path.join(out, "mismatches.pcap")
-        fd = os.open(result["pcap"], os.O_RDONLY | os.O_NOFOLLOW)
-        with os.fdopen(fd, "rb") as f, open(dst, "wb") as g:
-            g.write(f.read(1 << 26))
+        shutil.copyfile(result["pcap"], dst)
         result["pcap"] = dst
     elif result.get("pcap"):
         result["pcap"] = None
@@ -508,31 +937,42 @@ def cli_check(notebook, as_json=False, timeout=300, out=None, tests=None):
     return status
 
 
-def grade(folder, csv_path, timeout=300, tests=None):
-    """Grade every .ipynb in folder (one at a time, each in its own sandbox
-    run).  returns: the list of results; writes the CSV (see
-    feedback.write_csv) and each one's feedback in FOLDER/feedback/NAME/."""
+def default_jobs():
+    """Twice the cores: much of a submission's time is waiting (NF start-up,
+    its notebook's own sleeps), and each takes at most one CPU (its cgroup)."""
+    return 2 * max(1, len(os.sched_getaffinity(0)))
+
+
+def grade(folder, csv_path, timeout=300, tests=None, jobs=None):
+    """Grade every .ipynb in folder, jobs at a time (default: twice the
+    cores), each in its own sandbox run.  returns: the list of results;
+    writes the CSV (see feedback.write_csv) and each one's feedback in
+    FOLDER/feedback/NAME/."""
     if not os.path.isdir(folder):
         raise ValueError("no such folder: %s" % folder)
+    jobs = default_jobs() if jobs is None else jobs
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or not 1 <= jobs <= 256:
+        raise ValueError("jobs must be 1..256, got %r" % (jobs,))
     feedback.check_timeout(timeout)
     feedback.check_tests_file(tests)
     feedback.check_csv_path(csv_path)
     feedback.usable_folder(os.path.join(folder, "feedback"), "the feedback folder")
     subs = sorted(f for f in os.listdir(folder) if f.endswith(".ipynb") and not f.startswith("."))
-    with Sandbox() as box:
+    from concurrent.futures import ThreadPoolExecutor
+    with Sandbox(hide=[folder]) as box, ThreadPoolExecutor(jobs) as pool:
         def one(f):
             out = feedback.fresh_folder(os.path.join(folder, "feedback", f[:-6]))
             r = check(os.path.join(folder, f), timeout, tests, out, box)
             feedback.write(r, out)
             print(format_result(r), flush=True)
             return r
-        results = [one(f) for f in subs]
+        results = list(pool.map(one, subs))
     feedback.write_csv(csv_path, subs, results)
     return results
 
 
-def cli_grade(folder, csv_path, timeout=300, tests=None):
-    results = grade(folder, csv_path, timeout, tests)
+def cli_grade(folder, csv_path, timeout=300, tests=None, jobs=None):
+    results = grade(folder, csv_path, timeout, tests, jobs)
     print("graded %d notebook(s); scores in %s, feedback in %s" % (len(results), csv_path,
                                                                   os.path.join(folder, "feedback", "NAME")))
     return 0
@@ -585,4 +1025,4 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["worker"] and len(sys.argv) == 6:
         worker(sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5]))
     else:
-        sys.exit("usage: python -m onvm.grading worker NOTEBOOK HIDDEN_TESTS OUT_DIR SECONDS")
+        sys.exit("usage: python -m onvm.grading worker NOTEBOOK SPEC OUT_DIR SECONDS")

@@ -252,21 +252,26 @@ def ticket(manager, nf_name, service, flow_miss=False, timeout=30.0):
 
 def register(manager, nf_name, kind, service, staged=False, timeout=30.0, door=None, ticket=None):
     """Connect to manager's NF socket (door: its path, if not the usual one,
-    as inside a container) and ask for a slot with this launch's ticket.
-    staged: in no service until a deployment puts it there.  returns:
-    (socket, slot, control file fd, stats file fd); the socket stays open
-    for the NF's life, the caller closes the fds once mapped."""
-    door = door or paths.nf_sock_path(manager)
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    try:
-        s.connect(door)
-    except FileNotFoundError:
-        s.close()
-        raise OnvmError("no manager named %r is running (no %s)" % (manager, door)) from None
-    except OSError as e:
-        s.close()
-        raise OnvmError("cannot reach manager %r: %s" % (manager, e)) from None
+    as inside a container, or a socket already connected to it) and ask for
+    a slot with this launch's ticket.  staged: in no service until a
+    deployment puts it there.  returns: (socket, slot, control file fd,
+    stats file fd); the socket stays open for the NF's life, the caller
+    closes the fds once mapped."""
+    if isinstance(door, socket.socket):
+        s = door                 # connected for us (onvm.sandbox: by root, before dropping to the NF's uid)
+        s.settimeout(timeout)
+    else:
+        door = door or paths.nf_sock_path(manager)
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        try:
+            s.connect(door)
+        except FileNotFoundError:
+            s.close()
+            raise OnvmError("no manager named %r is running (no %s)" % (manager, door)) from None
+        except OSError as e:
+            s.close()
+            raise OnvmError("cannot reach manager %r: %s" % (manager, e)) from None
     try:
         req = {"op": "register", "name": nf_name, "kind": kind, "service": service, "staged": staged}
         if ticket is not None:

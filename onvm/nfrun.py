@@ -20,7 +20,7 @@ def start(manager, service, name, kind, staged=False, door=None):
     (staged: in no service until a deployment puts it there).
     returns: (cffi handle, slot, socket)."""
     from . import nfdoor
-    if door is None:
+    if door is None or not isinstance(door, str):
         paths.use_dpdk_env()   # DPDK finds the manager's runtime dir through it (a container's env has it set)
     # This launch's ticket, from whoever launched us (not left for our children);
     # an NF started by hand (`onvm nf`) is its owner's: it asks for one itself.
@@ -220,6 +220,7 @@ def main(argv=None):
     ap.add_argument("--staged", action="store_true", help="in no service until a deployment puts it there")
     ap.add_argument("--batch", action="store_true", help="with --import: the function takes a list of packets")
     ap.add_argument("--door", help="the manager's nf.sock, where it is not at the usual path (in a container)")
+    ap.add_argument("--door-fd", type=int, help="a socket already connected to the manager's nf.sock (onvm.sandbox)")
     a = ap.parse_args(argv)
     spec = None
     if a.target:
@@ -243,7 +244,11 @@ def main(argv=None):
         if not all(hasattr(spec, k) for k in ("fn", "batch")):
             print("NF %s: stdin held %r, not an onvm.NFSpec" % (a.name, type(spec)), file=sys.stderr)
             return 2
-    return run(a.manager, a.service, a.name, a.native, a.args, spec, a.staged, a.door)
+    door = a.door
+    if a.door_fd is not None:
+        import socket
+        door = socket.socket(fileno=a.door_fd)
+    return run(a.manager, a.service, a.name, a.native, a.args, spec, a.staged, door)
 
 
 if __name__ == "__main__":

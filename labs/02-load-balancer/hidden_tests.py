@@ -5,16 +5,14 @@ other packets took, packets that are not IPv4 are dropped, and over many
 flows each backend gets its share of flows within TOLERANCE."""
 import collections
 import ipaddress
-import os
 import random
-import subprocess
-import sys
 
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import ARP, Ether
 
 from onvm import ToPort
+from onvm.grading import probe_value
 
 NF = "lb"
 PORTS = 5                      # 0 in; the backends are ports 1..4
@@ -23,7 +21,6 @@ CHAIN = [1, ToPort(1)]
 TOLERANCE = 0.4                # each backend's flows within 40% of a fair share...
 BALANCED_FROM = 200            # ...in a case of at least this many flows
 MAC = dict(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
-EXPORTS = ("pick",)
 
 
 def flow_of(p):
@@ -112,28 +109,26 @@ def cases(rng):
     return out
 
 
-def _stable(values):
+_KEYS = [bytes(_r.randrange(256) for _ in range(13)) for _r in [random.Random(11)] for _ in range(200)]
+# the sandbox calls pick on these keys in the notebook's process and in two
+# fresh ones with other PYTHONHASHSEEDs; the grader sees only the answers
+PROBES = {"pick": ("call_in_processes", "pick", [(k, len(BACKENDS)) for k in _KEYS])}
+
+
+def _stable(outputs):
     """pick gives the same backends in two other Python processes (other
-    PYTHONHASHSEEDs) as in this one: a restarted balancer keeps the flows."""
-    import cloudpickle
-    pick = values.get("pick")
-    if pick is None:
-        return "the notebook defines no pick"
-    rng = random.Random(11)
-    keys = [bytes(rng.randrange(256) for _ in range(13)) for _ in range(200)]
-    here = [pick(k, len(BACKENDS)) for k in keys]
-    code = ("import sys, cloudpickle\npick, keys, n = cloudpickle.loads(sys.stdin.buffer.read())\n"
-            "print([pick(k, n) for k in keys])")
-    for seed in ("1", "2"):
-        r = subprocess.run([sys.executable, "-c", code], input=cloudpickle.dumps((pick, keys, len(BACKENDS))),
-                           capture_output=True, timeout=120, env=dict(os.environ, PYTHONHASHSEED=seed))
-        if r.returncode:
-            return "pick failed in another process: %s" % (r.stderr.decode(errors="replace").strip().splitlines()
-                                                           or ["exit status %d" % r.returncode])[-1][:300]
-        if r.stdout.decode().strip() != str(here):
-            return ("pick gives other backends in another Python process (hash() is salted per process, "
-                    "PYTHONHASHSEED): a restarted balancer would move flows; use a hash with a fixed "
-                    "definition, such as zlib.crc32")
+    PYTHONHASHSEEDs) as in the notebook's: a restarted balancer keeps the flows."""
+    runs = probe_value(outputs, "pick")
+    if not isinstance(runs, list) or len(runs) != 3 or any(not isinstance(r, list) or len(r) != len(_KEYS)
+                                                           for r in runs):
+        return "pick gave no answer for every key"
+    if any(b not in range(len(BACKENDS)) for b in runs[0]):
+        return "pick returned %r for 4 backends; it must return 0..3" % next(
+            b for b in runs[0] if b not in range(len(BACKENDS)))
+    if runs[1] != runs[0] or runs[2] != runs[0]:
+        return ("pick gives other backends in another Python process (hash() is salted per process, "
+                "PYTHONHASHSEED): a restarted balancer would move flows; use a hash with a fixed "
+                "definition, such as zlib.crc32")
     return None
 
 
