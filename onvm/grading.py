@@ -280,6 +280,15 @@ def _nf_manager(ports, jail):
     return GradingManager(ports=ports, hugepage_mb=64, mbufs=4095, ring_mb=1, max_nfs=16)
 
 
+def _last_traceback(log, limit=1500):
+    """The end of an NF's log a student needs: from its last traceback on
+    (every case's NF raises the same one, so feedback shows it once), else
+    its last lines."""
+    i = log.rfind("Traceback (most recent call last)")
+    text = (log[i:] if i >= 0 else log).strip()
+    return text[-limit:] if i < 0 else text[:limit]
+
+
 def run_cases(tests, nf_code, out_dir, deadline, jail=None, mgr=None, cases=None):
     """Each hidden case against a fresh NF made from nf_code (the
     submission's pickle, never loaded here), on a manager of ours; where
@@ -334,7 +343,7 @@ def run_cases(tests, nf_code, out_dir, deadline, jail=None, mgr=None, cases=None
         for res, nf, st in done:
             nf.stop()
             if st.get("errors") or nf.process.returncode not in (0, -signal.SIGTERM):
-                res["nf_log"] = nf.log().strip()[-600:]
+                res["nf_log"] = _last_traceback(nf.log())
     if jail is not None:
         jail.kill_all()
     from . import paths
@@ -750,8 +759,13 @@ class Sandbox:
             result["timings"]["cases"] = round(time.monotonic() - t0, 2)
             outputs = dict(wr["probes"])
             # measured here, from the scheduler, while the NF handled the hidden cases
+            # (only for an NF that got every case right: one that raises or
+            # drops everything is cheap, and earns no speed points for it)
             cpu = getattr(result["tests"], "nf_cpu_per_packet", None)
-            outputs["nf_cpu_per_packet"] = {"value": cpu} if cpu else {"error": "the NF's CPU time was not measured"}
+            failed = sum(1 for t in result["tests"] if not t["passed"])
+            outputs["nf_cpu_per_packet"] = (
+                {"error": "not measured: the NF decided %d hidden case%s differently" % (failed, "s" * (failed > 1))}
+                if failed else {"value": cpu} if cpu else {"error": "the NF's CPU time was not measured"})
             result["timings"]["nf_cpu_us_per_packet"] = cpu and round(cpu * 1e6, 2)
             result["tests"] = list(result["tests"]) + run_checks(getattr(tests, "CHECKS", []), outputs)
             result["score"] = sum(t["points"] for t in result["tests"] if t["passed"])
