@@ -27,6 +27,7 @@ SCRIPTS = {
     "bench_startup.py": (["process   median", "container median", "container / process:"], ["median_s", "all_s"]),
     "bench_trace.py": (["round 1 base", "round 1 trace", "native chain: base", "trace(): median"],
                        ["median_mpps", "trace_call_ms"]),
+    "soak.py": (["redeploy 1", "lost             0", "manager RSS KiB"], ["sent", "lost", "rss_kib", "fds"]),
     "fuzz_frames.py": (["unaccounted  0", "fate", "OK"], ["args", "result"]),
 }
 
