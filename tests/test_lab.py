@@ -248,8 +248,11 @@ def test_the_labs_terminal_and_kernel_find_the_environments_onvm(tmp_path):
         kc.start_channels(hb=False)
         try:
             kc.wait_for_ready(timeout=60)
+            # One name per `command -v`: dash, the /bin/sh a `!` line runs
+            # under, prints only the first of several names.
             printed = []
-            reply = kc.execute_interactive("!command -v onvm python jupyter", timeout=60,
+            code = "!for c in onvm python jupyter; do command -v $c; done"
+            reply = kc.execute_interactive(code, timeout=60,
                                            output_hook=lambda m: printed.append(m["content"].get("text", "")))
             assert reply["content"]["status"] == "ok", reply["content"]
         finally:
