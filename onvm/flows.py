@@ -430,7 +430,9 @@ class FlowDirector:
         self.schema = {"match": _wire_match, "chain": ListOf(entry, lib.ONVM_MAX_CHAIN, 1),
                        "priority": Int(0, lib.ONVM_FLOW_MAX_PRIORITY),
                        "idle_timeout": Optional(Int(0, MAX_TIMEOUT_MS), 0),
-                       "hard_timeout": Optional(Int(0, MAX_TIMEOUT_MS), 0)}
+                       "hard_timeout": Optional(Int(0, MAX_TIMEOUT_MS), 0),
+                       # bit p: only packets entering port p (0: every port the rule may cover)
+                       "in_ports": Optional(Int(0, 2 ** lib.ONVM_MAX_PORTS - 1), 0)}
 
     def ops(self):
         """The notebook's flow ops."""
@@ -449,6 +451,8 @@ class FlowDirector:
         return {"flow_add": (self.schema, self.op_nf_add),
                 "flow_remove": ({"id": Int(0, lib.ONVM_FLOW_MAX_RULES - 1)}, self.op_nf_remove),
                 "flow_events": ({}, lambda conn, a: {"events": self.events.pop(conn.data.get("slot"), [])}),
+                "flow_counters": ({"ids": ListOf(Int(0, lib.ONVM_FLOW_MAX_RULES - 1), NF_QUOTA)},
+                                  self.op_nf_counters),
                 "flow_miss": ({"on": Bool()}, self.op_nf_miss)}
 
     def op_nf_remove(self, conn, a):
@@ -456,6 +460,12 @@ class FlowDirector:
         if r is None or r["slot"] != conn.data.get("slot"):
             raise ValueError("no flow rule %d of this NF" % a["id"])
         return {"counters": self.remove(a["id"], "delete")}
+
+    def op_nf_counters(self, conn, a):
+        """The counters of the NF's own rules (None for an ID that is not one)."""
+        slot = conn.data.get("slot")
+        return {"counters": [self.counters(rid) if rid in self.rules and self.rules[rid]["slot"] == slot else None
+                             for rid in a["ids"]]}
 
     def op_nf_miss(self, conn, a):
         """The NF's service gets flow-table misses (on), or no longer does
@@ -569,6 +579,10 @@ class FlowDirector:
                     self.refuse("chain", "NF %s: a rule's services must follow it on the default chain, in order "
                                 "(after it: %s); got %s" % (name, [d for k, d in after if k == lib.ONVM_TO_SERVICE]
                                                             or "none", wanted))
+        if a.get("in_ports"):             # the NF may narrow its rule to some of those ports
+            ports = [p for p in ports if a["in_ports"] >> p & 1]
+            if not ports:
+                self.refuse("unreached", "NF %s asked for a rule on ports it receives nothing from" % name)
         if len(prefix) + len(chain) > lib.ONVM_MAX_CHAIN:
             self.refuse("chain", "NF %s: its chain after the %d hops before it has at most %d entries"
                         % (name, len(prefix), lib.ONVM_MAX_CHAIN - len(prefix)))

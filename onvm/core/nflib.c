@@ -511,6 +511,54 @@ int onvm_nf_send_new(struct onvm_nf *nf, struct rte_mbuf **pkts, unsigned n)
 	return (int)hand_on(nf, pkts, n);
 }
 
+/* New packets holding a copy of `data`, one per verdict (the SDN NF's
+ * flood copies and packet-outs of controller data).  They look as if they
+ * had entered port in_port (its default path for NEXT), or, with no such
+ * port, as made by this NF (NEXT continues after its service). */
+int onvm_nf_send_bytes(struct onvm_nf *nf, const uint8_t *data, uint32_t len, uint16_t in_port,
+		       const uint32_t *verdicts, uint32_t n)
+{
+	if (len < 14 || len > RTE_MBUF_DEFAULT_DATAROOM || n > ONVM_BURST) {
+		onvm_set_error("a packet is 14..%d bytes and at most %d copies, got %u bytes x %u", RTE_MBUF_DEFAULT_DATAROOM,
+			       ONVM_BURST, len, n);
+		return -EINVAL;
+	}
+	struct rte_mbuf *pkts[ONVM_BURST];
+	if (n == 0)
+		return 0;
+	if (rte_pktmbuf_alloc_bulk(nf->pool, pkts, n) != 0) {
+		onvm_set_error("the packet pool is empty");
+		return -ENOMEM;
+	}
+	uint32_t hash = 0, v[ONVM_BURST];
+	for (uint32_t i = 0; i < n; i++) {
+		struct rte_mbuf *m = pkts[i];
+		memcpy(rte_pktmbuf_append(m, (uint16_t)len), data, len);
+		if (i == 0)
+			hash = onvm_flow_hash(m);
+		struct onvm_pkt_meta *meta = onvm_meta(m);
+		v[i] = verdicts[i];
+		meta->hash = hash;
+		meta->owner = (uint16_t)nf->index;
+		meta->hops = 0;
+		meta->reserved = 0;
+		if (in_port < onvm_dp.shm->nb_ports) {
+			meta->in_port = in_port;
+			meta->path = (uint8_t)in_port;
+			meta->chain_index = 0;
+		} else {
+			meta->in_port = 0xffff;
+			meta->path = 0xff;
+			meta->chain_index = ONVM_CHAIN_AFTER_DEST;
+			if (ONVM_VERDICT_ACTION(v[i]) == ONVM_NEXT) /* NEXT: after this NF's service */
+				v[i] = ONVM_VERDICT(ONVM_NEXT, nf->slot->service);
+		}
+		m->hash.rss = hash;
+	}
+	nf->stats->created += n;
+	return (int)onvm_nf_tx_burst(nf, pkts, v, n);
+}
+
 uint64_t *onvm_nf_app(struct onvm_nf *nf) { return nf->stats->app; }
 struct rte_mempool *onvm_nf_pool(struct onvm_nf *nf) { return nf->pool; }
 struct onvm_nf_stats *onvm_nf_stats(struct onvm_nf *nf) { return nf->stats; }

@@ -141,6 +141,11 @@ int onvm_nf_park(struct onvm_nf *nf, struct onvm_batch *b, uint32_t i);
 /* Hand parked packets on, each with its verdict (NEXT from the miss
  * handler asks the flow table again).  returns: packets handed on. */
 int onvm_nf_unpark(struct onvm_nf *nf, const uint32_t *handles, const uint32_t *verdicts, uint32_t n);
+/* New packets, each a copy of data, handed on with its verdict: as if
+ * they entered port in_port (NEXT: its default path), or, for in_port
+ * 0xffff, as made by this NF.  returns: packets handed on, or -errno. */
+int onvm_nf_send_bytes(struct onvm_nf *nf, const uint8_t *data, uint32_t len, uint16_t in_port,
+		       const uint32_t *verdicts, uint32_t n);
 /* The NF's own counters (stats "app"), for a Python NF to write. */
 uint64_t *onvm_nf_app(struct onvm_nf *nf);
 /* Make onvm_nf_rx return now (0 packets): from another thread, when the

@@ -7,15 +7,17 @@ It listens on 127.0.0.1 only.  On a packet-in it reads the flow's IPv4
 5-tuple, picks the policy's chain, installs an exact flow (idle timeout from
 the policy, flow-removed asked for) whose outputs are the chain's hops,
 then sends the buffered packet back through the table (packet-out to
-OFPP_TABLE).  Node names and "svc:N" are resolved through the switch's
+OFPP_TABLE).  It installs the table-miss entry (to the controller, buffered)
+when the switch connects.  Node names and "svc:N" are resolved through the switch's
 port descriptions (the SDN NF names each service's logical port).  A flow
-the policy has no chain for is sent on through the table unchanged: the
-switch's default path."""
+the policy has no chain for is sent back through the table unchanged: the
+table-miss entry would send it here again, so the SDN NF gives it the
+ingress port's default path instead."""
 import sys
 
 from os_ken.base import app_manager
 from os_ken.controller import ofp_event
-from os_ken.controller.handler import MAIN_DISPATCHER, set_ev_cls
+from os_ken.controller.handler import CONFIG_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
 from os_ken.lib.packet import ipv4, packet, sctp, tcp, udp
 from os_ken.ofproto import ofproto_v1_3
 
@@ -37,8 +39,15 @@ class PolicyController(app_manager.OSKenApp):
         self.policy = POLICY
         self.counts = {"packet_in": 0, "flows": 0, "unresolved": 0, "removed": 0}
 
-    @set_ev_cls(ofp_event.EventOFPSwitchFeatures, MAIN_DISPATCHER)
+    @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
     def on_features(self, ev):
+        """The table-miss entry: what no flow matches comes here, the
+        switch holding it (a buffer) and sending its first 128 bytes."""
+        dp = ev.msg.datapath
+        ofp, parser = dp.ofproto, dp.ofproto_parser
+        out = [parser.OFPActionOutput(ofp.OFPP_CONTROLLER, 128)]
+        dp.send_msg(parser.OFPFlowMod(dp, priority=0, match=parser.OFPMatch(),
+                                      instructions=[parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, out)]))
         log("switch %#x connected" % ev.msg.datapath_id)
 
     def port_of(self, dp, hop):
@@ -83,7 +92,8 @@ class PolicyController(app_manager.OSKenApp):
             else:
                 actions = [parser.OFPActionOutput(p) for p in ports]
                 inst = [parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, actions)]
-                dp.send_msg(parser.OFPFlowMod(dp, priority=prio, match=parser.OFPMatch(**fields), instructions=inst,
+                # one above the policy's: priority 0 is the table-miss entry's
+                dp.send_msg(parser.OFPFlowMod(dp, priority=prio + 1, match=parser.OFPMatch(**fields), instructions=inst,
                                               idle_timeout=idle, hard_timeout=hard, flags=ofp.OFPFF_SEND_FLOW_REM))
                 self.counts["flows"] += 1
         # the buffered packet (and those parked with it) through the table: the new flow takes them

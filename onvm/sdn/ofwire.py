@@ -80,6 +80,74 @@ class DescReply(parser.OFPDescStatsReply):
         self.buf += struct.pack(ofp.OFP_DESC_PACK_STR, d.mfr_desc, d.hw_desc, d.sw_desc, d.serial_num, d.dp_desc)
 
 
+def _multipart_reply(mp_type, body, xid, flags=0):
+    length = ofp.OFP_MULTIPART_REPLY_SIZE + len(body)
+    return struct.pack("!BBHI", ofp.OFP_VERSION, ofp.OFPT_MULTIPART_REPLY, length, xid) + \
+        struct.pack(ofp.OFP_MULTIPART_REPLY_PACK_STR, mp_type, flags) + body
+
+
+def hello(xid):
+    """Our hello: version 1.3, and a version bitmap saying only 1.3."""
+    elem = struct.pack("!HHI", ofp.OFPHET_VERSIONBITMAP, 8, 1 << ofp.OFP_VERSION)
+    return struct.pack("!BBHI", ofp.OFP_VERSION, ofp.OFPT_HELLO, 8 + len(elem), xid) + elem
+
+
+def hello_versions(buf):
+    """The versions a peer's hello offers: its bitmap if it has one, else
+    every version up to its header's."""
+    version, _, length, _ = header(buf)
+    off = ofp.OFP_HEADER_SIZE
+    while off + 4 <= min(length, len(buf)):
+        etype, elen = struct.unpack_from("!HH", buf, off)
+        if elen < 4:
+            break
+        if etype == ofp.OFPHET_VERSIONBITMAP:
+            bits = 0
+            for k in range((elen - 4) // 4):
+                bits |= struct.unpack_from("!I", buf, off + 4 + 4 * k)[0] << (32 * k)
+            return {v for v in range(bits.bit_length()) if bits >> v & 1}
+        off += (elen + 7) // 8 * 8
+    return set(range(1, version + 1))
+
+
+def flow_stats_reply(entries, xid):
+    """entries: (duration, priority, idle, hard, flags, cookie, packets,
+    bytes, OFPMatch, [OFPInstruction]) tuples."""
+    body = bytearray()
+    for dur, prio, idle, hard, flags, cookie, packets, nbytes, match, insts in entries:
+        m = bytearray()
+        match.serialize(m, 0)
+        ins = bytearray()
+        for i in insts:
+            i.serialize(ins, len(ins))
+        length = ofp.OFP_FLOW_STATS_0_SIZE + len(m) + len(ins)
+        body += struct.pack(ofp.OFP_FLOW_STATS_0_PACK_STR, length, 0, int(dur), int(dur % 1 * 1e9), prio, idle,
+                            hard, flags, cookie, packets, nbytes) + m + ins
+    return _multipart_reply(ofp.OFPMP_FLOW, bytes(body), xid)
+
+
+def aggregate_reply(packets, nbytes, flows, xid):
+    return _multipart_reply(ofp.OFPMP_AGGREGATE, struct.pack(ofp.OFP_AGGREGATE_STATS_REPLY_PACK_STR, packets,
+                                                             nbytes, flows), xid)
+
+
+UNKNOWN = 0xffffffffffffffff     # a counter this switch does not keep (OpenFlow: all ones)
+
+
+def port_stats_reply(ports, xid):
+    """ports: (port_no, rx, tx, rx_dropped, tx_dropped, duration) tuples."""
+    body = b"".join(struct.pack(ofp.OFP_PORT_STATS_PACK_STR, no, rx, tx, UNKNOWN, UNKNOWN, rx_drop, tx_drop,
+                                UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN, int(dur),
+                                int(dur % 1 * 1e9))
+                    for no, rx, tx, rx_drop, tx_drop, dur in ports)
+    return _multipart_reply(ofp.OFPMP_PORT_STATS, body, xid)
+
+
+def table_stats_reply(active, lookups, matched, xid):
+    return _multipart_reply(ofp.OFPMP_TABLE, struct.pack(ofp.OFP_TABLE_STATS_PACK_STR, 0, active, lookups,
+                                                         matched), xid)
+
+
 def encode(msg, xid=0):
     """The bytes of an os-ken message (xid: the request's, for a reply)."""
     msg.set_xid(xid)
@@ -125,7 +193,15 @@ def parse(buf):
             return Request(msg_type, xid, buffer_id=buffer_id, in_port=in_port, actions=actions, data=buf[off:])
         if msg_type == ofp.OFPT_MULTIPART_REQUEST:
             mp_type, flags = struct.unpack_from(ofp.OFP_MULTIPART_REQUEST_PACK_STR, buf, body)
-            return Request(msg_type, xid, mp_type=mp_type, flags=flags)
+            req = Request(msg_type, xid, mp_type=mp_type, flags=flags)
+            off = ofp.OFP_MULTIPART_REQUEST_SIZE
+            if mp_type in (ofp.OFPMP_FLOW, ofp.OFPMP_AGGREGATE):
+                (req.table_id, req.out_port, req.out_group, req.cookie,
+                 req.cookie_mask) = struct.unpack_from(ofp.OFP_FLOW_STATS_REQUEST_0_PACK_STR, buf, off)
+                req.match = parser.OFPMatch.parser(buf, off + ofp.OFP_FLOW_STATS_REQUEST_0_SIZE)
+            elif mp_type == ofp.OFPMP_PORT_STATS:
+                req.port_no = struct.unpack_from(ofp.OFP_PORT_STATS_REQUEST_PACK_STR, buf, off)[0]
+            return req
         if msg_type == ofp.OFPT_SET_CONFIG:
             flags, miss_send_len = struct.unpack_from(ofp.OFP_SWITCH_CONFIG_PACK_STR, buf, body)
             return Request(msg_type, xid, flags=flags, miss_send_len=miss_send_len)

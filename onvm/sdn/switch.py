@@ -1,19 +1,21 @@
-"""The SDN NF: an OpenFlow 1.3 switch whose flow table is onvm's flow director.
+"""The SDN NF: an OpenFlow 1.3 switch whose flow table is kept in the NF and
+cached in onvm's flow director.
 
-It is the manager's miss handler.  The first packet of a flow that no rule
-matches comes here; it is parked (held in the NF, see onvm_nf_park) and
-sent to the controller as a packet-in.  Packets of the same flow that come
-while the decision is pending are parked with it, up to `buffer` packets
-in all (past that they take the default path, counted as overflow).  A
-flow-mod becomes a flow-director rule (an exact 5-tuple rule when the match
-is one); a packet-out, or a flow-mod naming the buffer, hands the parked
-packets on.  With no controller, misses take the default path and the NF
-reconnects with backoff.
+It is the manager's miss handler: every packet no flow-director rule takes
+comes here and goes through the OpenFlow table (table.py, table 0).  The
+entry it matches decides: outputs to manager ports (FLOOD, ALL, IN_PORT:
+copies), a chain of services ending at a port, the default path, or the
+controller (a packet-in: held here, "buffered", or sent whole with
+OFPCML_NO_BUFFER).  No entry (no table-miss entry installed): the port's
+default path.  When an IPv4 packet's decision is one chain (services, then
+one port), the NF caches it as an exact flow-director rule for that
+5-tuple from that ingress port, so the flow's later packets skip the NF;
+a flow-mod that changes what a cached packet would get removes the rule.
 
-OpenFlow port numbers: manager port p is OpenFlow port p + 1 (named
-"port:p"); service s is the logical port SERVICE_BASE + s (named by its
-graph node, else "svc:s").  A flow's actions are outputs in order: the
-hops of its chain (services), ending at a port."""
+OpenFlow port numbers: manager port p is OpenFlow port p + 1 (named by the
+manager); service s is the logical port SERVICE_BASE + s (named by its
+graph node, else "svc:s"); SERVICE_BASE itself, "default", is the ingress
+port's default path.  docs/openflow.md has every message."""
 import collections
 import queue
 import socket
@@ -27,61 +29,15 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 from .. import context, flows, nfdoor
 from .._core import ffi, lib
 from ..errors import OnvmError
-from ..packet import DROP, NEXT, Packet, ToPort, ToService
+from ..packet import DROP, NEXT, Packet
 from . import ofwire
+from .table import DEFAULT_PATH, SERVICE_BASE, Decision, OFError, Table, normalize, outputs, packet_fields
 
-SERVICE_BASE = 0x1000           # OpenFlow port of service s: SERVICE_BASE + s
 BACKOFF = (0.1, 2.0)            # reconnect after 0.1 s, doubling up to 2 s
-DECIDED_FOR = 2.0               # seconds a decided flow's stragglers pass without asking again
+CACHE_IDLE = 10                 # seconds: a cached decision of an entry without idle timeout
 # app counters (NF stats "app"): packet-ins sent, packets parked, packets past
-# the buffer (default path), rules installed from flow-mods
+# the buffer (default path), flow-mods applied
 APP = ("packet_in", "buffered", "overflow", "flow_mod")
-
-
-def of_port(action, dest):
-    return dest + 1 if action == lib.ONVM_TO_PORT else SERVICE_BASE + dest
-
-
-def onvm_hop(port_no, nb_ports):
-    """An OpenFlow output port -> ToPort/ToService; ValueError if none."""
-    if 1 <= port_no <= nb_ports:
-        return ToPort(port_no - 1)
-    if SERVICE_BASE < port_no < SERVICE_BASE + lib.ONVM_MAX_SERVICES:
-        return ToService(port_no - SERVICE_BASE)
-    raise ValueError("OpenFlow port %d is neither a manager port (1..%d) nor a service (%d + ID)"
-                     % (port_no, nb_ports, SERVICE_BASE))
-
-
-def _prefix(v):
-    if isinstance(v, tuple):
-        addr, mask = v
-        bits = bin(int.from_bytes(socket.inet_aton(mask), "big"))
-        n = bits.count("1")
-        if "01" in bits[2:]:
-            raise ValueError("address mask %s is not a prefix" % mask)
-        return "%s/%d" % (addr, n)
-    return v
-
-
-def onvm_match(m):
-    """An OFPMatch -> onvm.Match; ValueError for fields the flow director
-    cannot match on (it sees IPv4 5-tuples from any port)."""
-    fields = dict(m.items())
-    if fields.pop("eth_type", 0x0800) != 0x0800:
-        raise ValueError("only IPv4 (eth_type 0x0800) flows can be matched")
-    kw = {}
-    for of, ours in (("ipv4_src", "src"), ("ipv4_dst", "dst"), ("ip_proto", "proto")):
-        if of in fields:
-            kw[ours] = _prefix(fields.pop(of)) if ours != "proto" else fields.pop(of)
-    for l4 in ("tcp", "udp", "sctp"):
-        if l4 + "_src" in fields:
-            kw["sport"] = fields.pop(l4 + "_src")
-        if l4 + "_dst" in fields:
-            kw["dport"] = fields.pop(l4 + "_dst")
-    if fields:
-        raise ValueError("cannot match on %s (the flow director matches IPv4 addresses, protocol and ports)"
-                         % ", ".join(sorted(fields)))
-    return flows.Match(**kw)
 
 
 class Switch:
@@ -208,6 +164,16 @@ class _Connection(threading.Thread):
         self.drop()
 
 
+
+
+def _code(action, dest=0):
+    return (action << 16) | dest
+
+
+NEXT_CODE, DROP_CODE = NEXT.code, DROP.code
+NO_PORT = 0xffff                # a packet-out's in_port that is no manager port
+
+
 class _Running:
     """One run of the SDN NF: its state between packets and messages."""
 
@@ -224,18 +190,23 @@ class _Running:
         self.conn = _Connection(sw.address, nf, self.events)
         self.ready = False          # the controller has our features (and ports): packet-ins go out
         self.ready_at = None
+        self.hello = False          # the controller's hello offered 1.3
         self.sock = None
-        self.miss_send_len = ofp.OFPCML_NO_BUFFER
-        self.pending = {}           # flow 5-tuple -> buffer ID
-        # flows just decided -> when: their packets that were on the way to us
-        # before the rule existed go on to the table without asking again
-        self.decided = collections.OrderedDict()
-        self.buffers = collections.OrderedDict()   # buffer ID -> [flow, handles, time]
+        self.miss_send_len = 128
+        self.table = Table()
+        self.pending = {}           # a held flow's key -> its buffer ID
+        self.buffers = collections.OrderedDict()   # buffer ID -> [key, [(handle, frame, port)], time]
         self.parked = 0
         self.next_buffer = 1
-        self.rules = {}             # serial -> (rule ID, OFPFlowMod) of rules from flow-mods
+        # decisions cached in the flow director: (5-tuple, ingress port) ->
+        # [rule ID, serial, entry, packet fields, decision]
+        self.cache = {}
+        self.serials = {}           # rule serial -> cache key
+        self.to_cache = []          # decisions to cache once the batch has gone on (order kept)
+        self.uncacheable = set()    # keys the manager refused (another port's rule has the 5-tuple...)
         self.ports = {}             # OpenFlow port number -> name, as last told to the controller
         self.last_heard = self.next_echo = self.next_poll = 0.0
+        self.started = time.monotonic()
         self.xid = 1
         self.max_priority = lib.ONVM_FLOW_MAX_PRIORITY
 
@@ -256,6 +227,7 @@ class _Running:
                 if n:
                     self.on_packets(b, n)
                     lib.onvm_nf_tx(self.nf, b)
+                    self.flush_cache()
                 self.on_events()
                 self.on_timers()
         finally:
@@ -268,58 +240,237 @@ class _Running:
         return 0
 
     def on_packets(self, b, n):
-        """Park misses until the controller decides; with no controller,
-        leave them NEXT: the table again, then the default path."""
-        if not self.ready:
-            return
         for i in range(n):
-            raw = bytes(Packet(b, i).data)
-            try:
-                m = flows.Match.of(raw)
-            except ValueError:
-                continue                        # not IPv4: no rule can match it; the default path
-            key = (m.src, m.dst, m.proto, m.sport, m.dport)
-            if key in self.decided:
-                continue                        # NEXT: the table has its answer
-            bid = self.pending.get(key)
-            if self.parked >= self.sw.buffer:
-                self.app[2] += 1                # overflow: the default path
-                continue
-            h = lib.onvm_nf_park(self.nf, b, i)
-            if h < 0:
-                self.app[2] += 1
-                continue
-            self.parked += 1
-            self.app[1] += 1
-            if bid is not None:
-                self.buffers[bid][1].append(h)
-                continue
-            bid = self.next_buffer
-            self.next_buffer = self.next_buffer % 0xfffffff0 + 1
-            self.pending[key] = bid
-            self.buffers[bid] = [key, [h], time.monotonic()]
-            data = raw if self.miss_send_len == ofp.OFPCML_NO_BUFFER else raw[:self.miss_send_len]
-            self.send(ofwire.PacketIn(ofwire.DP, buffer_id=bid, total_len=len(raw), reason=ofp.OFPR_NO_MATCH,
-                                      table_id=0, cookie=0xffffffffffffffff,
-                                      match=parser.OFPMatch(in_port=Packet(b, i).port + 1), data=data))
-            self.app[0] += 1
+            pkt = Packet(b, i)
+            raw = bytes(pkt.data)
+            codes = self.route(raw, pkt.port, park=(b, i))
+            if codes is None:
+                continue                        # held for the controller
+            b.verdict[i] = codes[0]
+            if len(codes) > 1:
+                self.copies(raw, pkt.port, codes[1:])
 
-    def release(self, bid, verdict=NEXT, decided=True):
-        """Hand a buffer's parked packets on (NEXT: the flow table again).
-        decided: the controller answered for the flow."""
-        key, handles, _ = self.buffers.pop(bid)
+    def copies(self, raw, port, codes):
+        vs = ffi.new("uint32_t[]", codes)
+        if lib.onvm_nf_send_bytes(self.nf, raw, len(raw), port, vs, len(codes)) < 0:
+            lib.onvm_nf_count_errors(self.nf, 1)
+
+    def route(self, raw, port, park=None, back=False):
+        """The verdicts for one frame from manager port `port` (NO_PORT: from
+        the controller): the first for the frame, the others for copies.
+        park=(batch, i): a frame of the batch, which may be held for the
+        controller (returns None).  back: the controller sent it back to the
+        table; an entry that would send it to the controller again gives the
+        default path instead (no loop)."""
+        pf = packet_fields(raw, port + 1 if port != NO_PORT else ofp.OFPP_CONTROLLER)
+        e = self.table.lookup(pf)
+        if e is None:
+            return [NEXT_CODE]                  # no table-miss entry: the port's default path
+        e.last = time.monotonic()
+        d = Decision(e.outs, port, self.nb_ports)
+        others = d.services or d.ports or d.default
+        if d.controller is not None:
+            if back or not self.ready:
+                if not others:
+                    return [NEXT_CODE]          # no controller to ask: the default path
+            elif not others and park is not None and d.controller != ofp.OFPCML_NO_BUFFER:
+                e.packets += 1
+                e.bytes += len(raw)
+                return self.hold(raw, port, pf, e, d.controller, *park)
+            else:
+                self.packet_in(raw, port, e, ofp.OFP_NO_BUFFER, ofp.OFPCML_NO_BUFFER)
+                if not others:
+                    e.packets += 1
+                    e.bytes += len(raw)
+                    return [DROP_CODE]          # the controller has it whole; it may packet-out it
+        count = True
+        if d.services:
+            if d.ports and self.cache_now(raw, port, pf, e, d):
+                codes, count = [NEXT_CODE], False   # the new rule takes it, and counts it
+            else:
+                codes = [_code(lib.ONVM_TO_SERVICE, d.services[0])]
+        else:
+            codes = ([NEXT_CODE] if d.default else []) + [_code(lib.ONVM_TO_PORT, q) for q in d.ports]
+            if len(codes) == 1 and d.ports and d.controller is None:
+                self.to_cache.append((raw, port, pf, e, d))
+        if count:
+            e.packets += 1
+            e.bytes += len(raw)
+        return codes or [DROP_CODE]
+
+    def hold(self, raw, port, pf, e, max_len, b, i):
+        """Park a frame for the controller: the first of its flow goes out
+        as a packet-in, the others wait with it.  Past the buffer: the
+        default path (counted as overflow)."""
+        key = (port, pf.get("eth_src"), pf.get("eth_dst"), pf.get("eth_type"), pf.get("ipv4_src"),
+               pf.get("ipv4_dst"), pf.get("ip_proto"), pf.get("tcp_src", pf.get("udp_src", pf.get("sctp_src"))),
+               pf.get("tcp_dst", pf.get("udp_dst", pf.get("sctp_dst"))))
+        if self.parked >= self.sw.buffer:
+            self.app[2] += 1
+            return [NEXT_CODE]
+        h = lib.onvm_nf_park(self.nf, b, i)
+        if h < 0:
+            self.app[2] += 1
+            return [NEXT_CODE]
+        self.parked += 1
+        self.app[1] += 1
+        bid = self.pending.get(key)
+        if bid is not None:
+            self.buffers[bid][1].append((h, raw, port))
+            return None
+        bid = self.next_buffer
+        self.next_buffer = self.next_buffer % 0xfffffff0 + 1
+        self.pending[key] = bid
+        self.buffers[bid] = [key, [(h, raw, port)], time.monotonic()]
+        self.packet_in(raw, port, e, bid, max_len)
+        return None
+
+    def packet_in(self, raw, port, e, bid, max_len):
+        data = raw if bid == ofp.OFP_NO_BUFFER or max_len == ofp.OFPCML_NO_BUFFER else raw[:max_len]
+        reason = ofp.OFPR_NO_MATCH if e is not None and e.table_miss else ofp.OFPR_ACTION
+        match = parser.OFPMatch(in_port=port + 1) if port != NO_PORT else parser.OFPMatch()
+        self.send(ofwire.PacketIn(ofwire.DP, buffer_id=bid, total_len=len(raw), reason=reason, table_id=0,
+                                  cookie=e.cookie if e is not None else 0xffffffffffffffff, match=match, data=data))
+        self.app[0] += 1
+
+    def release(self, bid, outs=None):
+        """Hand a buffer's parked frames on: through the table (outs None),
+        or to a packet-out's outputs."""
+        key, items, _ = self.buffers.pop(bid)
         self.pending.pop(key, None)
-        if decided:
-            self.decided[key] = time.monotonic()
-        n = len(handles)
-        hs = ffi.new("uint32_t[]", handles)
-        vs = ffi.new("uint32_t[]", [verdict.code] * n)
-        lib.onvm_nf_unpark(self.nf, hs, vs, n)
+        hs, vs = [], []
+        for h, raw, port in items:
+            codes = self.route(raw, port, back=True) if outs is None else self.out_codes(outs, raw, port)
+            hs.append(h)
+            vs.append(codes[0])
+            if len(codes) > 1:
+                self.copies(raw, port, codes[1:])
+        self.unpark(hs, vs)
+        self.flush_cache()
+
+    def unpark(self, hs, vs):
+        n = len(hs)
+        lib.onvm_nf_unpark(self.nf, ffi.new("uint32_t[]", hs), ffi.new("uint32_t[]", vs), n)
         self.parked -= n
 
     def release_all(self):
+        """No one will decide: every held frame takes the default path."""
         for bid in list(self.buffers):
-            self.release(bid, decided=False)
+            self.release_default(bid)
+
+    def release_default(self, bid):
+        key, items, _ = self.buffers.pop(bid)
+        self.pending.pop(key, None)
+        self.unpark([h for h, _, _ in items], [NEXT_CODE] * len(items))
+
+    # ---- decisions cached in the flow director ---------------------------------
+
+    def cache_now(self, raw, port, pf, e, d):
+        """An exact flow-director rule for this frame's 5-tuple from its
+        port, following decision d (services, then one port).  It assumes
+        what OpenFlow would match besides the 5-tuple and the port (the
+        Ethernet addresses) stays the same within a flow.  returns: whether
+        the rule is in place."""
+        if pf.get("eth_type") != 0x0800 or e not in self.table.entries or port == NO_PORT:
+            return False
+        try:
+            m = flows.Match.of(raw)
+        except ValueError:
+            return False
+        if not m.exact:
+            return False                        # a fragment: no ports to key it on
+        key = (m.src, m.dst, m.proto, m.sport, m.dport, port)
+        if key in self.cache:
+            return True
+        if key in self.uncacheable:
+            return False
+        now = time.monotonic()
+        hard = 0
+        if e.hard:
+            hard = int((e.t0 + e.hard - now) * 1000)
+            if hard <= 0:
+                return False
+        chain = [[lib.ONVM_TO_SERVICE, s] for s in d.services] + [[lib.ONVM_TO_PORT, d.ports[0]]]
+        req = {"op": "flow_add", "match": m.wire(), "chain": chain, "priority": min(e.priority, self.max_priority),
+               "idle_timeout": (e.idle or CACHE_IDLE) * 1000, "hard_timeout": hard, "in_ports": 1 << port}
+        try:
+            rule = nfdoor.call(self.door, req)["rule"]
+        except (OnvmError, ValueError) as err:
+            if len(self.uncacheable) > 4096:
+                self.uncacheable.clear()
+            self.uncacheable.add(key)
+            print("sdn: not cached (the NF handles this flow): %s" % err, flush=True)
+            return False
+        self.cache[key] = [rule["id"], rule["serial"], e, pf, d.key()]
+        self.serials[rule["serial"]] = key
+        e.cache.add(key)
+        return True
+
+    def flush_cache(self):
+        todo, self.to_cache = self.to_cache, []
+        for raw, port, pf, e, d in todo:
+            self.cache_now(raw, port, pf, e, d)
+
+    def uncache(self, key):
+        """Remove a cached rule; what it counted goes to its entry."""
+        rid, serial, e, _, _ = self.cache.pop(key)
+        self.serials.pop(serial, None)
+        e.cache.discard(key)
+        try:
+            c = nfdoor.call(self.door, {"op": "flow_remove", "id": rid})["counters"]
+            e.packets += c["packets"]
+            e.bytes += c["bytes"]
+        except (OnvmError, ValueError):
+            pass                                # expired meanwhile: its event brings the counters
+
+    def revalidate(self):
+        """After the table changed: remove each cached rule whose frame would
+        now get another entry or another decision."""
+        self.uncacheable.clear()
+        for key, (_, _, e, pf, dkey) in list(self.cache.items()):
+            now_e = self.table.lookup(pf, count=False)
+            if now_e is not e or Decision(e.outs, key[-1], self.nb_ports).key() != dkey:
+                self.uncache(key)
+
+    def flow_events(self):
+        """Cached rules that expired or were removed (by anyone)."""
+        now = time.monotonic()
+        for ev in nfdoor.call(self.door, {"op": "flow_events"})["events"]:
+            key = self.serials.pop(ev["serial"], None)
+            if key is None or key not in self.cache:
+                continue
+            _, _, e, _, _ = self.cache.pop(key)
+            e.cache.discard(key)
+            e.packets += ev["packets"]
+            e.bytes += ev["bytes"]
+            if ev["reason"] == "idle":          # its last packet was an idle timeout ago
+                e.last = max(e.last, now - (e.idle or CACHE_IDLE))
+
+    def live_counters(self, entries):
+        """{entry: (packets, bytes)}: the NF's own counts plus its rules' now."""
+        ids = [(e, self.cache[k][0]) for e in entries for k in e.cache]
+        out = {e: [e.packets, e.bytes] for e in entries}
+        for i in range(0, len(ids), flows.NF_QUOTA):
+            part = ids[i:i + flows.NF_QUOTA]
+            got = nfdoor.call(self.door, {"op": "flow_counters", "ids": [rid for _, rid in part]})["counters"]
+            for (e, _), c in zip(part, got):
+                if c is not None:
+                    out[e][0] += c["packets"]
+                    out[e][1] += c["bytes"]
+        return out
+
+    def retire(self, e, reason):
+        """Take an entry out (timeout or delete): its rules go, and the
+        controller hears of it if the flow-mod asked."""
+        self.table.remove(e)
+        for key in list(e.cache):
+            self.uncache(key)
+        if e.flags & ofp.OFPFF_SEND_FLOW_REM and self.sock is not None:
+            d = time.monotonic() - e.t0
+            self.send(ofwire.FlowRemoved(ofwire.DP, e.cookie, e.priority, reason, 0, int(d), int(d % 1 * 1e9), e.idle,
+                                         e.hard, e.packets, e.bytes, e.match))
+
+    # ---- events and timers ------------------------------------------------------
 
     def on_events(self):
         while True:
@@ -329,17 +480,20 @@ class _Running:
                 return
             if kind == "up":
                 self.sock = arg
-                self.ready = False
+                self.ready = self.hello = False
+                self.ready_at = None
                 self.last_heard = time.monotonic()
-                self.send(parser.OFPHello(ofwire.DP))
+                self.conn.send(ofwire.hello(self.next_xid()))
             elif kind == "down" and arg is self.sock:
                 self.sock = None
                 self.ready = False
-                self.release_all()      # no one will decide: the table, else the default path
+                self.release_all()      # no one will decide: the default path
             elif kind == "msg":
                 self.last_heard = time.monotonic()
                 try:
                     self.on_message(arg)
+                except OFError as e:
+                    self.send_error(e.type, e.code, arg, str(e))
                 except ValueError as e:
                     self.send_error(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_LEN, arg, str(e))
 
@@ -349,9 +503,7 @@ class _Running:
             bid, (_, _, t0) = next(iter(self.buffers.items()))
             if now - t0 < self.sw.decision_timeout:
                 break
-            self.release(bid, decided=False)
-        while self.decided and now - next(iter(self.decided.values())) > DECIDED_FOR:
-            self.decided.popitem(last=False)
+            self.release_default(bid)
         if self.sock is not None:
             if not self.ready and self.ready_at is not None and now >= self.ready_at:
                 self.ready = True
@@ -361,18 +513,31 @@ class _Running:
                 self.next_echo = now + self.sw.echo_interval
                 self.send(parser.OFPEchoRequest(ofwire.DP, data=b"onvm"))
         if now >= self.next_poll:
-            self.next_poll = now + 0.2
-            if self.rules:
+            self.next_poll = now + 0.1
+            if self.cache:
                 self.flow_events()
+            expired = False
+            for e in list(self.table.entries):
+                if e.hard and now - e.t0 >= e.hard:
+                    self.retire(e, ofp.OFPRR_HARD_TIMEOUT)
+                elif e.idle and not e.cache and now - e.last >= e.idle:
+                    self.retire(e, ofp.OFPRR_IDLE_TIMEOUT)
+                else:
+                    continue
+                expired = True
+            if expired:
+                self.revalidate()
             if self.ready:
                 self.port_changes()
 
     # ---- messages ---------------------------------------------------------------
 
+    def next_xid(self):
+        xid, self.xid = self.xid, self.xid % 0xffffffff + 1
+        return xid
+
     def send(self, msg, xid=None):
-        if xid is None:
-            xid, self.xid = self.xid, self.xid % 0xffffffff + 1
-        return self.conn.send(ofwire.encode(msg, xid))
+        return self.conn.send(ofwire.encode(msg, self.next_xid() if xid is None else xid))
 
     def send_error(self, type_, code, request, why=""):
         if why:
@@ -381,16 +546,28 @@ class _Running:
                   ofwire.header(request)[3])
 
     def on_message(self, raw):
-        msg = ofwire.parse(raw)
-        t, xid = msg.msg_type, msg.xid
+        version, t, _, xid = ofwire.header(raw)
         if t == ofp.OFPT_HELLO:
+            versions = ofwire.hello_versions(raw)
+            if ofp.OFP_VERSION not in versions:
+                self.send_error(ofp.OFPET_HELLO_FAILED, ofp.OFPHFC_INCOMPATIBLE, raw,
+                                "the controller offers OpenFlow versions %s; this switch speaks 1.3 (0x04)"
+                                % sorted(versions))
+                self.conn.drop()
+            self.hello = True
             return
+        if version != ofp.OFP_VERSION:
+            raise OFError(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_VERSION,
+                          "OpenFlow version %#x; the connection speaks 1.3 (0x04)" % version)
+        msg = ofwire.parse(raw)
         if t == ofp.OFPT_ECHO_REQUEST:
             self.send(parser.OFPEchoReply(ofwire.DP, data=msg.data), xid)
-        elif t == ofp.OFPT_ECHO_REPLY or t == ofp.OFPT_ERROR:
-            return
+        elif t in (ofp.OFPT_ECHO_REPLY, ofp.OFPT_ERROR):
+            if t == ofp.OFPT_ERROR:
+                print("sdn: the controller sent an error: type %d code %d" % (msg.type, msg.code), flush=True)
         elif t == ofp.OFPT_FEATURES_REQUEST:
-            self.send(ofwire.SwitchFeatures(ofwire.DP, self.dpid, self.sw.buffer, 1, 0, 0), xid)
+            caps = ofp.OFPC_FLOW_STATS | ofp.OFPC_TABLE_STATS | ofp.OFPC_PORT_STATS
+            self.send(ofwire.SwitchFeatures(ofwire.DP, self.dpid, self.sw.buffer, 1, 0, caps), xid)
             self.ready_at = time.monotonic() + 1.0     # or once it has our ports, whichever first
         elif t == ofp.OFPT_SET_CONFIG:
             self.miss_send_len = msg.miss_send_len
@@ -398,122 +575,144 @@ class _Running:
             self.send(ofwire.GetConfigReply(ofwire.DP, 0, self.miss_send_len), xid)
         elif t == ofp.OFPT_BARRIER_REQUEST:
             self.send(parser.OFPBarrierReply(ofwire.DP), xid)   # every message is done when read
-        elif t == ofp.OFPT_MULTIPART_REQUEST and msg.mp_type == ofp.OFPMP_PORT_DESC:
+        elif t == ofp.OFPT_MULTIPART_REQUEST:
+            self.on_multipart(msg, raw)
+        elif t == ofp.OFPT_FLOW_MOD:
+            self.on_flow_mod(msg, raw)
+        elif t == ofp.OFPT_PACKET_OUT:
+            self.on_packet_out(msg, raw)
+        elif t == ofp.OFPT_GROUP_MOD:
+            raise OFError(ofp.OFPET_GROUP_MOD_FAILED, ofp.OFPGMFC_OUT_OF_GROUPS, "this switch has no groups")
+        elif t == ofp.OFPT_METER_MOD:
+            raise OFError(ofp.OFPET_METER_MOD_FAILED, ofp.OFPMMFC_OUT_OF_METERS, "this switch has no meters")
+        else:
+            raise OFError(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_TYPE, "message type %d is not supported" % t)
+
+    def on_multipart(self, msg, raw):
+        xid, mp = msg.xid, msg.mp_type
+        if mp == ofp.OFPMP_PORT_DESC:
             reply = ofwire.PortDescReply(ofwire.DP)
             self.ports = self.port_list()
             reply.body = [ofwire.port(no, name, self.port_mac(no)) for no, name in sorted(self.ports.items())]
             self.send(reply, xid)
             self.ready = True
-        elif t == ofp.OFPT_MULTIPART_REQUEST and msg.mp_type == ofp.OFPMP_DESC:
+        elif mp == ofp.OFPMP_DESC:
             reply = ofwire.DescReply(ofwire.DP)
             reply.body = parser.OFPDescStats(b"onvm", b"OpenNetVM-style NF manager", b"onvm.sdn", b"",
                                              context.manager.encode()[:255])
             self.send(reply, xid)
-        elif t == ofp.OFPT_MULTIPART_REQUEST:
-            self.send_error(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_MULTIPART, raw)
-        elif t == ofp.OFPT_FLOW_MOD:
-            self.on_flow_mod(msg, raw)
-        elif t == ofp.OFPT_PACKET_OUT:
-            self.on_packet_out(msg, raw)
+        elif mp in (ofp.OFPMP_FLOW, ofp.OFPMP_AGGREGATE):
+            if msg.table_id not in (0, ofp.OFPTT_ALL):
+                raise OFError(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_TABLE_ID, "this switch has one table, 0")
+            sel = self.table.find(normalize(msg.match), out_port=msg.out_port, cookie=msg.cookie,
+                                  cookie_mask=msg.cookie_mask)
+            counts = self.live_counters(sel)
+            now = time.monotonic()
+            if mp == ofp.OFPMP_FLOW:
+                self.conn.send(ofwire.flow_stats_reply(
+                    [(now - e.t0, e.priority, e.idle, e.hard, e.flags, e.cookie, counts[e][0], counts[e][1],
+                      e.match, e.instructions) for e in sel], xid))
+            else:
+                self.conn.send(ofwire.aggregate_reply(sum(c[0] for c in counts.values()),
+                                                      sum(c[1] for c in counts.values()), len(sel), xid))
+        elif mp == ofp.OFPMP_PORT_STATS:
+            if msg.port_no == ofp.OFPP_ANY:
+                ports = range(self.nb_ports)
+            elif 1 <= msg.port_no <= self.nb_ports:
+                ports = [msg.port_no - 1]
+            else:
+                raise OFError(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_PORT,
+                              "port %d is no manager port (1..%d)" % (msg.port_no, self.nb_ports))
+            dur = time.monotonic() - self.started
+            rows = []
+            for p in ports:
+                s = self.cf.port_stats(p)
+                rows.append((p + 1, s["rx"], s["tx"], s["rx_drop"] + s["inject_drop"], s["tx_drop"], dur))
+            self.conn.send(ofwire.port_stats_reply(rows, xid))
+        elif mp == ofp.OFPMP_TABLE:
+            self.conn.send(ofwire.table_stats_reply(len(self.table.entries), self.table.lookups,
+                                                    self.table.matched, xid))
         else:
-            self.send_error(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_TYPE, raw)
+            raise OFError(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_MULTIPART,
+                          "multipart type %d is not supported" % mp)
 
-    def chain_of(self, instructions):
-        """A flow-mod's instructions -> its chain of hops; ValueError if
-        they are more than outputs to ports and services."""
-        chain = []
-        for ins in instructions:
-            if not isinstance(ins, parser.OFPInstructionActions) or ins.type == ofp.OFPIT_CLEAR_ACTIONS:
-                raise ValueError("only apply-actions and write-actions instructions are supported")
-            for a in ins.actions:
-                if not isinstance(a, parser.OFPActionOutput):
-                    raise ValueError("only output actions are supported (the hops of a chain)")
-                chain.append(a.port)
-        return chain
-
-    def on_flow_mod(self, msg, raw):
-        cmd = msg.command
-        if cmd in (ofp.OFPFC_DELETE, ofp.OFPFC_DELETE_STRICT):
-            for _, (rid, fm) in list(self.rules.items()):
-                same = fm.match.to_jsondict() == msg.match.to_jsondict()
-                if msg.cookie_mask and (fm.cookie & msg.cookie_mask) != (msg.cookie & msg.cookie_mask):
-                    continue
-                if (cmd == ofp.OFPFC_DELETE and (same or not list(msg.match.items()))) or \
-                        (same and fm.priority == msg.priority):
-                    try:
-                        nfdoor.call(self.door, {"op": "flow_remove", "id": rid})
-                    except OnvmError:
-                        pass                # expired meanwhile
+    def on_flow_mod(self, fm, raw):
+        cmd = fm.command
+        delete = cmd in (ofp.OFPFC_DELETE, ofp.OFPFC_DELETE_STRICT)
+        if cmd not in (ofp.OFPFC_ADD, ofp.OFPFC_MODIFY, ofp.OFPFC_MODIFY_STRICT) and not delete:
+            raise OFError(ofp.OFPET_FLOW_MOD_FAILED, ofp.OFPFMFC_BAD_COMMAND, "flow-mod command %d" % cmd)
+        if fm.table_id != 0 and not (delete and fm.table_id == ofp.OFPTT_ALL):
+            raise OFError(ofp.OFPET_FLOW_MOD_FAILED, ofp.OFPFMFC_BAD_TABLE_ID, "this switch has one table, 0")
+        req = normalize(fm.match)
+        now = time.monotonic()
+        if delete:
+            strict = cmd == ofp.OFPFC_DELETE_STRICT
+            for e in self.table.find(req, strict, fm.priority, fm.out_port, fm.cookie, fm.cookie_mask):
+                self.retire(e, ofp.OFPRR_DELETE)
+            self.revalidate()
             return
-        try:
-            ports = self.chain_of(msg.instructions)
-            if ofp.OFPP_CONTROLLER in ports:
-                if not list(msg.match.items()):
-                    return              # the table-miss entry: misses come here anyway
-                raise ValueError("only the table-miss entry may output to the controller")
-            match = onvm_match(msg.match)
-            chain = [onvm_hop(p, self.nb_ports) for p in ports]
-        except ValueError as e:
-            self.send_error(ofp.OFPET_BAD_ACTION if "action" in str(e) or "port" in str(e) else ofp.OFPET_BAD_MATCH,
-                            0, raw, str(e))
-            return
-        for serial, (rid, fm) in list(self.rules.items()):   # add/modify replaces the same match
-            if fm.match.to_jsondict() == msg.match.to_jsondict() and fm.priority == msg.priority:
-                del self.rules[serial]      # replaced: no flow-removed for it
-                try:
-                    nfdoor.call(self.door, {"op": "flow_remove", "id": rid})
-                except OnvmError:
-                    pass
-        try:
-            req = flows.request(match, chain, {}, self.nb_ports, min(msg.priority, self.max_priority),
-                                msg.idle_timeout, msg.hard_timeout)
-            rule = nfdoor.call(self.door, req)["rule"]
-        except (OnvmError, ValueError) as e:
-            self.send_error(ofp.OFPET_FLOW_MOD_FAILED, ofp.OFPFMFC_UNKNOWN, raw, str(e))
+        outs = outputs(fm.instructions, self.nb_ports)
+        if cmd == ofp.OFPFC_ADD:
+            e, old = self.table.add(fm, outs, now)
+            for o in old:                       # replaced: no flow-removed; its rules' counts carry over
+                for key in list(o.cache):
+                    self.uncache(key)
+                if not fm.flags & ofp.OFPFF_RESET_COUNTS:
+                    e.packets, e.bytes = o.packets, o.bytes
         else:
-            self.rules[rule["serial"]] = (rule["id"], msg)
-            self.app[3] += 1
-        if msg.buffer_id != ofp.OFP_NO_BUFFER and msg.buffer_id in self.buffers:
-            self.release(msg.buffer_id)     # the flow-mod applies to the buffered packet
+            for e in self.table.find(req, cmd == ofp.OFPFC_MODIFY_STRICT, fm.priority, cookie=fm.cookie,
+                                     cookie_mask=fm.cookie_mask):
+                e.instructions, e.outs = fm.instructions, outs
+                if fm.flags & ofp.OFPFF_RESET_COUNTS:
+                    e.packets = e.bytes = 0
+        self.app[3] += 1
+        self.revalidate()
+        if fm.buffer_id != ofp.OFP_NO_BUFFER:
+            if fm.buffer_id not in self.buffers:
+                raise OFError(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BUFFER_UNKNOWN,
+                              "no buffer %d (released, timed out, or never)" % fm.buffer_id)
+            self.release(fm.buffer_id)          # the flow-mod applies to the held packets: the table takes them
+
+    def out_codes(self, outs, raw, port):
+        """The verdicts of a packet-out's outputs for one frame."""
+        codes = []
+        rest = [(p, m) for p, m in outs if p != ofp.OFPP_TABLE]
+        d = Decision(rest, port, self.nb_ports)
+        if d.controller is not None:
+            self.packet_in(raw, port, None, ofp.OFP_NO_BUFFER, ofp.OFPCML_NO_BUFFER)
+        if d.services:
+            codes.append(_code(lib.ONVM_TO_SERVICE, d.services[0]))
+        if d.default:
+            codes.append(NEXT_CODE)
+        codes += [_code(lib.ONVM_TO_PORT, q) for q in d.ports]
+        if len(rest) < len(outs):
+            codes += self.route(raw, port, back=True)
+        return codes or [DROP_CODE]
 
     def on_packet_out(self, msg, raw):
-        if msg.buffer_id == ofp.OFP_NO_BUFFER:
-            self.send_error(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BUFFER_UNKNOWN, raw,
-                            "packet-out of new packet data is not supported; use the buffer of the packet-in")
+        outs = outputs(msg.actions, self.nb_ports, packet_out=True)
+        if msg.buffer_id != ofp.OFP_NO_BUFFER:
+            if msg.buffer_id not in self.buffers:
+                raise OFError(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BUFFER_UNKNOWN,
+                              "no buffer %d (released, timed out, or never)" % msg.buffer_id)
+            self.release(msg.buffer_id, outs)
             return
-        if msg.buffer_id not in self.buffers:
-            self.send_error(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BUFFER_UNKNOWN, raw)
-            return
-        outs = [a.port for a in msg.actions if isinstance(a, parser.OFPActionOutput)]
-        if not outs:
-            verdict = DROP
-        elif outs[0] == ofp.OFPP_TABLE:
-            verdict = NEXT              # the flow table decides (a rule just added takes it)
-        else:
-            try:
-                verdict = onvm_hop(outs[0], self.nb_ports)
-            except ValueError as e:
-                self.send_error(ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_OUT_PORT, raw, str(e))
-                return
-        self.release(msg.buffer_id, verdict)
-
-    def flow_events(self):
-        """Rules of ours that expired or were removed: flow-removed messages."""
-        reasons = {"idle": ofp.OFPRR_IDLE_TIMEOUT, "hard": ofp.OFPRR_HARD_TIMEOUT, "delete": ofp.OFPRR_DELETE}
-        for ev in nfdoor.call(self.door, {"op": "flow_events"})["events"]:
-            got = self.rules.pop(ev["serial"], None)
-            if got is None or not got[1].flags & ofp.OFPFF_SEND_FLOW_REM or self.sock is None:
-                continue
-            fm, d = got[1], ev["duration"]
-            self.send(ofwire.FlowRemoved(ofwire.DP, fm.cookie, fm.priority, reasons[ev["reason"]], 0, int(d),
-                                         int(d % 1 * 1e9), fm.idle_timeout, fm.hard_timeout, ev["packets"],
-                                         ev["bytes"], fm.match))
+        data = bytes(msg.data or b"")
+        if not 14 <= len(data) <= 2048:
+            raise OFError(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_PACKET,
+                          "a packet-out without a buffer carries a frame of 14..2048 bytes, got %d" % len(data))
+        port = msg.in_port - 1 if 1 <= msg.in_port <= self.nb_ports else NO_PORT
+        codes = self.out_codes(outs, data, port)
+        self.copies(data, port, codes)
+        self.flush_cache()
 
     # ---- ports ------------------------------------------------------------------
 
     def port_list(self):
-        """OpenFlow port number -> name: the manager's ports and live services."""
-        ports = {p + 1: "port:%d" % p for p in range(self.nb_ports)}
+        """OpenFlow port number -> name: the manager's ports, the default
+        path and the live services."""
+        ports = {p + 1: "port:%d" % p for p in range(self.nb_ports)}    # as onvm names them (onvm.Port)
+        ports[DEFAULT_PATH] = "default"
         names = self.cf.service_names()
         t = self.cf.tables()
         for s in range(1, lib.ONVM_MAX_SERVICES):
