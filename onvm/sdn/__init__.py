@@ -6,7 +6,8 @@ controller to ask.
 
 The NF (onvm/sdn/switch.py) is the manager's miss handler; the controller
 (onvm/sdn/controller.py) is an os-ken application on 127.0.0.1.  Any other
-OpenFlow 1.3 controller may be used instead."""
+OpenFlow 1.3 controller may be used instead (docs/openflow.md says what the
+switch does with each message)."""
 import atexit
 import json
 import os
@@ -22,20 +23,23 @@ from .policy import Policy
 SDN_SERVICE = 250          # the SDN NF's service ID unless given
 
 
-def nf(controller="127.0.0.1:6653", service=SDN_SERVICE, buffer=1024, decision_timeout=2.0, name="sdn"):
+def nf(controller="127.0.0.1:6653", service=SDN_SERVICE, buffer=1024, decision_timeout=2.0, name="sdn",
+       echo_interval=5.0):
     """The SDN NF, for Manager.launch().
 
     param controller: "HOST:PORT" of an OpenFlow 1.3 controller
     param buffer: packets held while decisions are pending, in all (past
         that, misses take the default path, counted as the NF's app[2])
     param decision_timeout: seconds before a held packet takes the default path
+    param echo_interval: seconds between the switch's echo requests (three
+        unanswered intervals: the connection is dropped and made again)
     returns: an NFSpec; its NF counts in stats "app": packet-ins,
         packets held, overflow, rules installed.  It asks for the miss
         handler's role: Manager.launch grants it (flow_miss=False does not)"""
     from ..manager import NFSpec
     require("os_ken", "sdn", "onvm.sdn.nf()")
     from .switch import Switch
-    spec = NFSpec(Switch(controller, buffer, decision_timeout), service, name=name)
+    spec = NFSpec(Switch(controller, buffer, decision_timeout, echo_interval=echo_interval), service, name=name)
     spec.flow_miss = True
     return spec
 

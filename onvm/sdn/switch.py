@@ -57,6 +57,9 @@ class Switch:
             raise ValueError("buffer is 0..%d packets, got %r" % (lib.ONVM_NF_PARK_MAX, buffer))
         if not isinstance(decision_timeout, (int, float)) or not 0 < decision_timeout <= 60:
             raise ValueError("decision_timeout is 0..60 seconds, got %r" % (decision_timeout,))
+        if isinstance(echo_interval, bool) or not isinstance(echo_interval, (int, float)) or \
+                not 0.1 <= echo_interval <= 3600:
+            raise ValueError("echo_interval is 0.1..3600 seconds, got %r" % (echo_interval,))
         self.address = (host, int(port))
         self.buffer = buffer
         self.decision_timeout = float(decision_timeout)
