@@ -626,10 +626,6 @@ class Manager:
         if isinstance(pkts, (str, os.PathLike)):
             from .traffic import read_pcap
             pkts = [p for p, _ in read_pcap(pkts)]
-        raw = self._raw(pkts)
-        self._check_ring_port(port)
-        _check_timeout(timeout)
-        due = None
         if rate is not None:
             if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate < float("inf"):
                 raise ValueError("rate must be a positive number of packets per second, got %r" % (rate,))
@@ -637,15 +633,28 @@ class Manager:
                 raise ValueError("rate must be at least %.6g packets per second (a paced gap is at most %d s), "
                                  "got %r" % (1e9 / lib.ONVM_PACE_MAX_GAP_NS, lib.ONVM_PACE_MAX_GAP_NS // 10 ** 9,
                                             rate))
+            if not isinstance(pkts, (bytes, bytearray)) and not hasattr(pkts, "build"):
+                # made into frames a chunk at a time, ahead of the pacing: the first leave at once
+                from .traffic import paced_chunks
+                self._check_ring_port(port)
+                _check_timeout(timeout)
+                chunks, total = paced_chunks(list(pkts), rate, self._raw)
+                return self._inject(port, chunks, None, timeout, total)
+        raw = self._raw(pkts)
+        self._check_ring_port(port)
+        _check_timeout(timeout)
+        due = None
+        if rate is not None:
             t0 = time.clock_gettime_ns(time.CLOCK_MONOTONIC) + 1000000
             due = [t0 + int(i * 1e9 / rate) for i in range(len(raw))]
         return self._inject(port, raw, due, timeout)
 
-    def _inject(self, port, raw, due, timeout):
+    def _inject(self, port, raw, due, timeout, total=None):
         sent = self.rings.inject(port, raw, due=due, timeout=timeout)
-        if sent < len(raw):
+        if sent < (len(raw) if total is None else total):
             # giving up: the manager counts these as the port's inject_drop
-            self._request({"op": "inject", "port": port, "pkts": [], "dropped": len(raw) - sent})
+            self._request({"op": "inject", "port": port, "pkts": [],
+                           "dropped": (len(raw) if total is None else total) - sent})
         return sent
 
     @staticmethod
@@ -778,14 +787,15 @@ class Manager:
         return self._inject(port, raw, due, timeout)
 
     def record(self, port=1, path="capture.pcap", after=None, filter=None):
-        """Record what leaves a ring port (or, with after=, what an NF
-        emits) into a pcap file, with the time each packet was taken, until
-        .stop().  returns: a Recorder (.stop() returns the packet count)."""
+        """Record what leaves a port (or, with after=, what an NF emits)
+        into a pcap file, with the time each packet was taken, until
+        .stop().  A tap: captures and other recordings of the port each get
+        every packet too.  returns: a Recorder (.stop() returns the packet
+        count; .dropped, what it lost by falling behind)."""
         from .traffic import Recorder
         if after is not None:
             return Recorder(self.tap(after=after, filter=filter).ring, path, self)
-        self._check_ring_port(port)
-        return Recorder(self.rings.ring(port, "out"), path, None, Filter(filter) if filter else None)
+        return Recorder(self.tap(port=port, filter=filter).ring, path, self)
 
     def trace(self, pkt, port=0, timeout=2.0):
         """The journey of one packet: inject it into a ring port marked for

@@ -6,6 +6,7 @@ sides call the same C functions; this process never starts DPDK."""
 import fcntl
 import mmap
 import os
+import re
 import struct
 import threading
 import time
@@ -181,6 +182,29 @@ class Doorbell:
         lib.onvm_traffic_ring_bell(self.t)
 
 
+PACED_CHUNK = 1024       # packets made into frames at a time by a paced inject
+
+
+def paced_chunks(pkts, rate, convert):
+    """(an iterator of (frames, due, None) chunks, how many packets) for
+    inject(rate=): each chunk is made into frames (convert: the manager's
+    check and conversion) only when the ring wants it, so the first packets
+    leave while later ones are still scapy objects.  A packet that turns out
+    bad raises ValueError naming it; those before it may have left."""
+    t0 = time.clock_gettime_ns(time.CLOCK_MONOTONIC) + 1000000
+    gap = 1e9 / rate
+
+    def chunks():
+        for i in range(0, len(pkts), PACED_CHUNK):
+            try:
+                frames = convert(pkts[i:i + PACED_CHUNK])
+            except ValueError as e:       # its index in the chunk -> in the whole list
+                m = re.match(r"packet (\d+)(.*)", str(e), re.S)
+                raise ValueError("packet %d%s" % (i + int(m.group(1)), m.group(2)) if m else str(e)) from None
+            yield frames, [t0 + int((i + j) * gap) for j in range(len(frames))], None
+    return chunks(), len(pkts)
+
+
 class PortRings:
     """The client side of a manager's ring ports: inject and capture rings,
     opened on first use."""
@@ -209,31 +233,47 @@ class PortRings:
         Interrupted (Ctrl-C, any exception), it withdraws what it wrote that
         still waits: the RX thread skips those and counts them as the port's
         inject_drop, so a cancelled paced inject leaves the port free.
+        raw: a list of frames, or an iterator of (frames, due, aux) chunks
+        (made as they are needed: the first ones go out while later ones are
+        still being made).
         returns: how many went in."""
+        if isinstance(raw, list):
+            step, whole = WRITE_CHUNK * 4, raw
+            raw = ((whole[i:i + step], None if due is None else due[i:i + step],
+                    None if aux is None else aux[i:i + step]) for i in range(0, len(whole), step))
         r = self.ring(port, "in")
         bell = self.bell()
         sent = 0
         last = time.monotonic()
+        last_due = None
         r.lock()
         done = False
         try:
             lib.onvm_ring_begin(r.hdr)     # also withdraws what a writer killed mid-inject left
-            while sent < len(raw):
-                n = r.write(raw[sent:sent + WRITE_CHUNK * 4],
-                            None if due is None else due[sent:sent + WRITE_CHUNK * 4],
-                            None if aux is None else aux[sent:sent + WRITE_CHUNK * 4])
-                bell.ring()
-                sent += n
-                now = time.monotonic()
-                if n:
-                    last = now
-                elif now - last > timeout:
+            stalled = False
+            for frames, dues, tags in raw:
+                k = 0
+                while k < len(frames):
+                    n = r.write(frames[k:], None if dues is None else dues[k:], None if tags is None else tags[k:])
+                    bell.ring()
+                    sent += n
+                    k += n
+                    now = time.monotonic()
+                    if n:
+                        last = now
+                    elif now - last > timeout:
+                        stalled = True
+                        break
+                    else:
+                        time.sleep(0.0005)     # full: the RX thread is catching up
+                if dues:
+                    last_due = dues[-1]
+                if stalled:
                     break
-                else:
-                    time.sleep(0.0005)     # full: the RX thread is catching up
             if wait:
                 # Paced packets leave when due: wait for the last one, then for the RX thread.
-                extra = 0.0 if due is None or not due else max(0.0, (due[-1] - time.clock_gettime_ns(time.CLOCK_MONOTONIC)) / 1e9)
+                extra = 0.0 if last_due is None else \
+                    max(0.0, (last_due - time.clock_gettime_ns(time.CLOCK_MONOTONIC)) / 1e9)
                 deadline = time.monotonic() + timeout + extra
                 while r.pending and time.monotonic() < deadline:
                     bell.ring()
@@ -248,11 +288,17 @@ class PortRings:
 
     def capture(self, port, count=None, timeout=1.0, with_meta=False):
         """Packets out of port's capture ring, each once: up to count,
-        waiting up to timeout for them (count=None: what is there now)."""
+        waiting up to timeout for them (count=None: what is there now).
+        The ring has one reader: a second capture() of the port while one
+        runs (in any thread or process) is refused, since the two would
+        split the packets; other readers are taps (Manager.tap, record)."""
         r = self.ring(port, "out")
         got = []
         deadline = time.monotonic() + timeout
-        r.lock()
+        if not r.lock(block=False):
+            raise ValueError("port %d's output is being read by another capture() (in this process or another): "
+                             "two would split its packets. A second reader of the port needs a tap of its own: "
+                             "mgr.tap(port=%d) or mgr.record(port=%d)" % (port, port, port))
         try:
             while True:
                 got += r.read(None if count is None else count - len(got), with_meta)
@@ -339,11 +385,13 @@ class Tap(_StopOnExit):
         return got if raw else dissect_all(got, self.label)
 
     def stop(self):
-        """Disarm.  returns: copies lost because the tap's ring was full."""
+        """Disarm.  returns: copies lost because the tap's ring was full
+        (a reader that did not keep up loses its own copies, nobody else's)."""
         if self.dropped is None:
             self.dropped = 0
             if self.mgr.running:
                 self.dropped = self.mgr._request({"op": "tap_disarm", "tap": self.slot})["dropped"]
+            self.dropped += self.ring.hdr.dropped
             self.ring.close()
             if self in self.mgr._taps:
                 self.mgr._taps.remove(self)
@@ -410,6 +458,7 @@ class Recorder(_StopOnExit):
         self.ring, self.path, self.match = ring, os.fspath(path), match
         self._tap_mgr = mgr          # set when the ring belongs to a tap we armed
         self.count = 0
+        self.dropped = 0
         self._f = open(self.path, "wb")
         self._f.write(struct.pack("<IHHiIII", 0xa1b2c3d4, 2, 4, 0, 0, 65535, 1))
         # CLOCK_MONOTONIC (the rings' clock) to the wall clock
@@ -442,7 +491,8 @@ class Recorder(_StopOnExit):
                 self._stop.wait(0.002)
 
     def stop(self):
-        """Write what is left and close the file.  returns: packets written."""
+        """Write what is left and close the file.  returns: packets written
+        (.dropped: copies the tap lost because this recording fell behind)."""
         if not self._stop.is_set():
             self._stop.set()
             self._thread.join()
@@ -451,7 +501,7 @@ class Recorder(_StopOnExit):
             if self._tap_mgr is not None:
                 for t in list(self._tap_mgr._taps):
                     if t.ring is self.ring:
-                        t.stop()
+                        self.dropped = t.stop()
         return self.count
 
     def __repr__(self):
