@@ -275,6 +275,18 @@ def test_openflow_1_3_message_by_message(mgr):
                          ofp.OFPT_MULTIPART_REPLY)
         assert [e.cookie for e in left.body] == [0]
         assert c.none_of(ofp.OFPT_FLOW_REMOVED) == []                  # it did not ask for one
+        # DELETE by match (not strict): the entries at least as narrow as the match
+        for sport in (6001, 6002):
+            c.flow_mod(priority=7, match=udp_match(sport), outs=[out(2)], cookie=0x60,
+                       flags=ofp.OFPFF_SEND_FLOW_REM)
+        c.flow_mod(command=ofp.OFPFC_DELETE, match=udp_match(6001), out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY)
+        assert c.expect(ofp.OFPT_FLOW_REMOVED).match["udp_src"] == 6001
+        left = c.request(p.OFPFlowStatsRequest(DP, 0, 0, ofp.OFPP_ANY, ofp.OFPG_ANY, 0, 0, p.OFPMatch()),
+                         ofp.OFPT_MULTIPART_REPLY)
+        assert sorted((e.cookie, e.match.get("udp_src")) for e in left.body) == [(0, None), (0x60, 6002)]
+        c.flow_mod(command=ofp.OFPFC_DELETE, match=p.OFPMatch(eth_type=0x0800), out_port=2,
+                   out_group=ofp.OFPG_ANY)              # out_port: only entries that output there
+        assert c.expect(ofp.OFPT_FLOW_REMOVED).match["udp_src"] == 6002
 
         # timeouts: flow-removed with the reason
         c.flow_mod(priority=20, match=udp_match(4444), outs=[out(2)], idle_timeout=1, cookie=0x44,

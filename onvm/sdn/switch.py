@@ -426,14 +426,19 @@ class _Running:
         except (OnvmError, ValueError):
             pass                                # expired meanwhile: its event brings the counters
 
-    def revalidate(self):
+    def revalidate(self, added=None, modified=()):
         """After the table changed: remove each cached rule whose frame would
-        now get another entry or another decision."""
+        now get another entry (one just added above its own) or another
+        decision (its entry modified).  A deleted entry's rules went with it."""
         self.uncacheable.clear()
-        for key, (_, _, e, pf, dkey) in list(self.cache.items()):
-            now_e = self.table.lookup(pf, count=False)
-            if now_e is not e or Decision(e.outs, key[-1], self.nb_ports).key() != dkey:
-                self.uncache(key)
+        if added is not None:
+            for key, (_, _, e, pf, _) in list(self.cache.items()):
+                if e.priority < added.priority and added.matches(pf):
+                    self.uncache(key)
+        for e in modified:
+            for key in list(e.cache):
+                if Decision(e.outs, key[-1], self.nb_ports).key() != self.cache[key][4]:
+                    self.uncache(key)
 
     def flow_events(self):
         """Cached rules that expired or were removed (by anyone)."""
@@ -519,17 +524,11 @@ class _Running:
             self.next_poll = now + 0.1
             if self.cache:
                 self.flow_events()
-            expired = False
-            for e in list(self.table.entries):
+            for e in [e for e in self.table.entries if e.hard or e.idle]:
                 if e.hard and now - e.t0 >= e.hard:
                     self.retire(e, ofp.OFPRR_HARD_TIMEOUT)
                 elif e.idle and not e.cache and now - e.last >= e.idle:
                     self.retire(e, ofp.OFPRR_IDLE_TIMEOUT)
-                else:
-                    continue
-                expired = True
-            if expired:
-                self.revalidate()
             if self.ready:
                 self.port_changes()
 
@@ -652,7 +651,7 @@ class _Running:
             strict = cmd == ofp.OFPFC_DELETE_STRICT
             for e in self.table.find(req, strict, fm.priority, fm.out_port, fm.cookie, fm.cookie_mask):
                 self.retire(e, ofp.OFPRR_DELETE)
-            self.revalidate()
+            self.uncacheable.clear()
             return
         outs = outputs(fm.instructions, self.nb_ports)
         if cmd == ofp.OFPFC_ADD:
@@ -662,14 +661,16 @@ class _Running:
                     self.uncache(key)
                 if not fm.flags & ofp.OFPFF_RESET_COUNTS:
                     e.packets, e.bytes = o.packets, o.bytes
+            self.revalidate(added=e)
         else:
-            for e in self.table.find(req, cmd == ofp.OFPFC_MODIFY_STRICT, fm.priority, cookie=fm.cookie,
-                                     cookie_mask=fm.cookie_mask):
+            chosen = self.table.find(req, cmd == ofp.OFPFC_MODIFY_STRICT, fm.priority, cookie=fm.cookie,
+                                     cookie_mask=fm.cookie_mask)
+            for e in chosen:
                 e.instructions, e.outs = fm.instructions, outs
                 if fm.flags & ofp.OFPFF_RESET_COUNTS:
                     e.packets = e.bytes = 0
+            self.revalidate(modified=chosen)
         self.app[3] += 1
-        self.revalidate()
         if fm.buffer_id != ofp.OFP_NO_BUFFER:
             if fm.buffer_id not in self.buffers:
                 raise OFError(ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BUFFER_UNKNOWN,
