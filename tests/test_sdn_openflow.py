@@ -310,3 +310,27 @@ def test_openflow_1_3_message_by_message(mgr):
         assert (e.type, e.code) == (ofp.OFPET_HELLO_FAILED, ofp.OFPHFC_INCOMPATIBLE)
     finally:
         c.close()
+
+
+def test_what_the_sdn_nf_may_ask_of_the_flow_director_gives_an_nf_no_more_power(mgr):
+    """The two requests the SDN NF's cache added to nf.sock: in_ports only
+    narrows a rule to ports the NF already covers, and flow_counters reads
+    only the NF's own rules (not the operator's: None)."""
+    from onvm.flows import Match
+    from test_flows import door_asker, replies_of
+    lib = onvm._core.lib
+    op_rule = mgr.flows.add(Match(src="198.51.100.9", dst="203.0.113.9", proto="udp", sport=9, dport=9),
+                            [onvm.Port(1)])
+    m = Match(src="198.51.100.1", dst="203.0.113.9", proto="udp", sport=4242, dport=53).wire()
+    add = {"op": "flow_add", "match": m, "chain": [[lib.ONVM_TO_PORT, 0]], "priority": 0}
+    mgr.set_default_chain([2, onvm.ToPort(1)])          # its NF is on both ports' paths
+    nf = mgr.launch(door_asker([dict(add, in_ports=1 << 7), dict(add, in_ports=1 << 0),
+                                {"op": "flow_counters", "ids": [op_rule.id]}]), service=2)
+    wide, narrow, counters = replies_of(nf)
+    assert not wide["ok"] and "receives nothing" in wide["error"]
+    assert narrow["ok"], narrow
+    assert counters == {"ok": True, "counters": [None]}
+    f = bytes(udp(4242))
+    assert mgr.inject(f, port=0) == 1 and mgr.capture(0, count=1, timeout=5, raw=True) == [f]   # its rule
+    assert mgr.inject(f, port=1) == 1 and mgr.capture(1, count=1, timeout=5, raw=True) == [f]   # not from port 1
+    assert mgr.capture(0, timeout=0.2, raw=True) == []
