@@ -235,6 +235,9 @@ def test_openflow_1_3_message_by_message(mgr):
             (p.OFPFlowMod(DP, priority=9, match=p.OFPMatch(vlan_vid=0x1005)),
              (ofp.OFPET_BAD_MATCH, ofp.OFPBMC_BAD_FIELD)),
             (p.OFPFlowMod(DP, table_id=3, priority=9), (ofp.OFPET_FLOW_MOD_FAILED, ofp.OFPFMFC_BAD_TABLE_ID)),
+            (p.OFPFlowMod(DP, priority=10, match=udp_match(1111), flags=ofp.OFPFF_CHECK_OVERLAP, instructions=[
+                p.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, [out(1)])]),
+             (ofp.OFPET_FLOW_MOD_FAILED, ofp.OFPFMFC_OVERLAP)),
             (p.OFPGroupDescStatsRequest(DP, 0), (ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_MULTIPART)),
             (p.OFPPacketOut(DP, 0x4242, 1, [out(2)], None), (ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BUFFER_UNKNOWN)),
             (p.OFPPacketOut(DP, ofp.OFP_NO_BUFFER, 1, [out(2)], b""), (ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_PACKET)),
