@@ -533,7 +533,13 @@ int onvm_nf_send_bytes(struct onvm_nf *nf, const uint8_t *data, uint32_t len, ui
 	uint32_t hash = 0, v[ONVM_BURST];
 	for (uint32_t i = 0; i < n; i++) {
 		struct rte_mbuf *m = pkts[i];
-		memcpy(rte_pktmbuf_append(m, (uint16_t)len), data, len);
+		char *d = rte_pktmbuf_append(m, (uint16_t)len);
+		if (unlikely(d == NULL)) { /* no room: a pool of smaller mbufs than the data room says */
+			rte_pktmbuf_free_bulk(pkts, n);
+			onvm_set_error("a packet of %u bytes does not fit an mbuf", len);
+			return -EINVAL;
+		}
+		memcpy(d, data, len);
 		if (i == 0)
 			hash = onvm_flow_hash(m);
 		struct onvm_pkt_meta *meta = onvm_meta(m);

@@ -254,9 +254,12 @@ class _Running:
                 self.copies(raw, pkt.port, codes[1:])
 
     def copies(self, raw, port, codes):
-        vs = ffi.new("uint32_t[]", codes)
-        if lib.onvm_nf_send_bytes(self.nf, raw, len(raw), port, vs, len(codes)) < 0:
-            lib.onvm_nf_count_errors(self.nf, 1)
+        """New packets with raw's bytes, one per verdict (a pool too empty
+        for them counts as the NF's errors)."""
+        for i in range(0, len(codes), 32):          # a burst at a time
+            part = codes[i:i + 32]
+            if lib.onvm_nf_send_bytes(self.nf, raw, len(raw), port, ffi.new("uint32_t[]", part), len(part)) < 0:
+                lib.onvm_nf_count_errors(self.nf, len(part))
 
     def route(self, raw, port, park=None, back=False):
         """The verdicts for one frame from manager port `port` (NO_PORT: from
