@@ -44,13 +44,15 @@ def test_readers_of_one_port_each_get_every_packet(direct, tmp_path, readers):
         seen = read_until(dumpcap, r"Packets captured", 60)
         assert "Packets captured" in seen, seen
     try:
-        assert mgr.inject(pkts) == N
+        # with dumpcap: paced, since its own ring (2048 packets) overflows when a busy machine
+        # leaves it behind a burst, and then it loses its own copies (as a tap should)
+        assert mgr.inject(pkts, rate=10000 if dumpcap else None) == N
         assert mgr.capture(1, count=N, timeout=20, raw=True) == pkts
         if tap is not None:
             assert tap.capture(count=N, timeout=20, raw=True) == pkts
             assert tap.stop() == 0
         if dumpcap is not None:
-            dumpcap.wait(60)
+            dumpcap.wait(120)
             assert dumpcap.returncode == 0
             from scapy.utils import rdpcap
             assert [bytes(p) for p in rdpcap(str(tmp_path / "d.pcapng"))] == pkts
