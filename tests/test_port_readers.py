@@ -44,7 +44,7 @@ def test_readers_of_one_port_each_get_every_packet(direct, tmp_path, readers):
         seen = read_until(dumpcap, r"Packets captured", 60)
         assert "Packets captured" in seen, seen
     try:
-        # with dumpcap: paced, since its own ring (2048 packets) overflows when a busy machine
+        # with dumpcap: paced, since its own ring (a few thousand packets) overflows when a busy machine
         # leaves it behind a burst, and then it loses its own copies (as a tap should)
         assert mgr.inject(pkts, rate=10000 if dumpcap else None) == N
         assert mgr.capture(1, count=N, timeout=20, raw=True) == pkts
