@@ -17,8 +17,8 @@ import subprocess
 import networkx as nx
 
 from . import graph as G
-from ._core import lib
-from .packet import ToPort, ToService
+from .common.abi import lib
+from .common.packet import ToPort, ToService
 
 
 class Node:

@@ -10,106 +10,15 @@ import subprocess
 import sys
 import time
 
-from . import paths, protocol
-from ._core import lib
-from .errors import ChainError, OnvmError, check_number
-from .nfdoor import TICKET_ENV
-from .packet import ToPort, ToService
-from .ports import parse_port
-from .stats import ControlFile
+from .common import paths, protocol
+from .common.abi import lib
+from .common.errors import ChainError, OnvmError, check_number
+from .common.packet import ToPort, ToService
+from .common.ports import parse_port
+from .common.shm import ControlFile
+from .common.spec import NativeNF, NFSpec, _check_service, native
+from .nflib.door import TICKET_ENV
 from .traffic import Filter, PortRings, Tap, dissect_all
-
-
-class NFSpec:
-    """A Python NF: a callback and where it sits.  Made by @onvm.nf."""
-
-    def __init__(self, fn, service=None, batch=False, name=None):
-        if not callable(fn):
-            raise ValueError("an NF needs a callable, got %r" % (fn,))
-        if service is not None:
-            _check_service(service)
-        self.fn = fn
-        self.service = service
-        self.batch = bool(batch)
-        self.name = name or getattr(fn, "__name__", "nf").strip("<>")
-
-    def __call__(self, *args, **kwargs):
-        return self.fn(*args, **kwargs)
-
-    def __repr__(self):
-        return "<NFSpec %s svc=%s%s>" % (self.name, self.service, " batch" if self.batch else "")
-
-
-class NativeNF:
-    """A C NF shipped with onvm: forward, drop, count, sink, generate."""
-    NAMES = ("forward", "drop", "count", "sink", "generate")
-
-    def __init__(self, name, service=None, **args):
-        if name not in self.NAMES:
-            raise ValueError("no native NF called %r (%s)" % (name, ", ".join(self.NAMES)))
-        if args and name != "generate":
-            raise ValueError("native NF %r takes no arguments" % name)
-        for k, v in args.items():
-            if k not in ("rate", "size", "count", "flows", "dest", "port") or isinstance(v, bool) \
-                    or not isinstance(v, int) or not 0 <= v < 2 ** 63:
-                raise ValueError("generate: %s=%r; arguments are rate, size, count, flows, dest, port "
-                                 "(ints in 0..2**63-1)" % (k, v))
-        self.name = name
-        self.service = service
-        self.args = args
-
-    def __repr__(self):
-        return "<NativeNF %s%s>" % (self.name, "".join(" %s=%s" % kv for kv in self.args.items()))
-
-
-def nf(service=None, batch=False, name=None):
-    """Decorator: turn a function into a Python NF, as @onvm.nf or
-    @onvm.nf(service=1, batch=True).
-
-    param service: the service ID it provides (1..255); a graph deployment
-        assigns one itself
-    param batch: the function gets a list of packets and returns one action
-        or a list of actions
-    returns: an NFSpec to pass to Manager.launch() or put in a graph"""
-    if callable(service) and not isinstance(service, (int, NFSpec)):
-        return NFSpec(service)            # bare @onvm.nf
-    def wrap(fn):
-        return NFSpec(fn, service, batch, name)
-    return wrap
-
-
-def load_nf(target, batch=False):
-    """An NF from a file or module: "FILE.py:FUNCTION" or "MODULE:FUNCTION".
-    returns: an NFSpec that remembers where it came from (so a graph using
-    it can be saved); raises ValueError naming what is wrong."""
-    import importlib
-    import importlib.util
-    mod_name, _, fn_name = target.rpartition(":")
-    if not mod_name or not fn_name:
-        raise ValueError("NF %r: give FILE.py:FUNCTION or MODULE:FUNCTION" % (target,))
-    try:
-        if mod_name.endswith(".py"):
-            spec = importlib.util.spec_from_file_location("onvm_user_nf_%s" % fn_name, mod_name)
-            mod = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(mod)
-        else:
-            mod = importlib.import_module(mod_name)
-        fn = getattr(mod, fn_name)
-    except Exception as e:      # the module's own code failed as it was imported: say so, one line
-        raise ValueError("cannot load %s: %s: %s" % (target, type(e).__name__, e)) from None
-    if isinstance(fn, NFSpec):
-        batch, fn = batch or fn.batch, fn.fn
-    if not callable(fn):
-        raise ValueError("%s is not a function" % target)
-    loaded = NFSpec(fn, batch=batch, name=fn_name)
-    loaded.source = target
-    return loaded
-
-
-def native(name, service=None, **args):
-    """A native C NF by name; generate takes rate, size, count, flows, dest."""
-    return NativeNF(name, service, **args)
-
 
 # The longest any call here waits or runs: a day.  Beyond it a wait is a
 # mistake (count=10**30, timeout=1e12) that would hang the notebook.
@@ -118,11 +27,6 @@ LONGEST_S = 86400
 
 def _check_timeout(timeout, name="timeout"):
     return check_number(name, timeout, 0, LONGEST_S, what="a number of seconds")
-
-
-def _check_service(service):
-    if isinstance(service, bool) or not isinstance(service, int) or not 1 <= service < lib.ONVM_MAX_SERVICES:
-        raise ValueError("service ID must be an int in 1..%d, got %r" % (lib.ONVM_MAX_SERVICES - 1, service))
 
 
 class NF:
@@ -184,7 +88,7 @@ class Manager:
         mgr.inject(pkts, port=0); out = mgr.capture(port=1, count=len(pkts))
 
     param name: the manager's name (its DPDK file prefix is onvm-NAME)
-    param ports: port specs (see onvm.ports): "ring", "pcap:rx=in.pcap", ...
+    param ports: port specs (see onvm.common.ports): "ring", "pcap:rx=in.pcap", ...
     param hugepage_mb: MB of hugepages it takes at start and never goes
         beyond (DPDK's -m and --socket-limit): the packet pool (about 2.4
         KB a packet) and the tables must fit; refused if mbufs do not
@@ -213,7 +117,7 @@ class Manager:
             raise ValueError("a manager has 1..%d ports, got %d" % (lib.ONVM_MAX_PORTS, len(self.port_specs)))
         check_number("hugepage_mb", hugepage_mb, 64, 1 << 20, integer=True, what="an int of MB")
         check_number("mbufs", mbufs, 1023, 1 << 20, integer=True, what="an int")
-        from .mgrd import check_hugepage_budget
+        from .common.runtime import check_hugepage_budget
         check_hugepage_budget(hugepage_mb, mbufs)
         self.hugepage_mb = hugepage_mb
         self.mbufs = mbufs
@@ -271,14 +175,14 @@ class Manager:
         # and hand the lock to the manager process, which holds it for life.
         lock = paths.NameLock(self.name)
         if not lock.acquire():
-            from .mgrd import running_manager_pid
+            from .common.runtime import running_manager_pid
             pid = running_manager_pid(self.name)
             raise OnvmError("a manager named %r is %s; stop it, attach to it with onvm.Manager.attach(%r), "
                             "or choose another name" % (self.name, "already running (pid %d)" % pid if pid
                                                         else "starting or running", self.name))
         try:
             self.log_path = os.path.join(paths.log_dir(self.name), "manager.log")
-            cmd = [sys.executable, "-m", "onvm.mgrd", "--name", self.name, "--parent", str(os.getpid()),
+            cmd = [sys.executable, "-m", "onvm.mgr.daemon", "--name", self.name, "--parent", str(os.getpid()),
                    "--hugepage-mb", str(self.hugepage_mb), "--mbufs", str(self.mbufs), "--lock-fd", str(lock.fd)]
             for p in self.port_specs:
                 cmd += ["--port", p]
@@ -292,7 +196,7 @@ class Manager:
                                                 env=_child_env(), start_new_session=True, pass_fds=(lock.fd,))
         finally:
             if self.process is None:
-                from .mgrd import remove_leftovers
+                from .common.runtime import remove_leftovers
                 remove_leftovers(self.name, lock)
             lock.release()       # the manager's copy of the fd keeps it locked
         atexit.register(self.stop)
@@ -301,7 +205,7 @@ class Manager:
             if self.process.poll() is not None:
                 msg = "exit status %s: %s" % (self.process.returncode, _tail(self.log_path))
                 self.process = None
-                from .mgrd import remove_leftovers
+                from .common.runtime import remove_leftovers
                 remove_leftovers(self.name)
                 raise OnvmError("the manager did not start: %s" % msg)
             if os.path.exists(paths.sock_path(self.name)):
@@ -347,7 +251,7 @@ class Manager:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-            from .mgrd import remove_leftovers
+            from .common.runtime import remove_leftovers
             remove_leftovers(self.name)      # a no-op if it cleaned up itself, or a process still holds the name
             self.process = None
         if any(n.process.__class__.__name__ == "ContainerProcess" for n in self.launched):
@@ -498,12 +402,12 @@ class Manager:
 
     def _spawn(self, spec, service, name, staged=False, limits=None, flow_miss=False):
         logdir = paths.log_dir(self.name)
-        # This launch's one registration (onvm.nfdoor): the NF presents it on nf.sock.
+        # This launch's one registration (onvm.mgr.nfdoor): the NF presents it on nf.sock.
         ticket = self._request({"op": "nf_ticket", "service": service, "name": name, "flow_miss": flow_miss})["ticket"]
         if limits is not None:
             return self._spawn_container(spec, service, name, limits, os.path.join(logdir, "nf-%s.log" % name),
                                          staged, ticket)
-        cmd = [sys.executable, "-m", "onvm.nfrun", "--manager", self.name, "--service", str(service),
+        cmd = [sys.executable, "-m", "onvm.nflib.run", "--manager", self.name, "--service", str(service),
                "--name", name] + (["--staged"] if staged else [])
         code = None
         if isinstance(spec, NativeNF):
@@ -652,7 +556,7 @@ class Manager:
     def _raw(pkts):
         if isinstance(pkts, (bytes, bytearray)) or hasattr(pkts, "build"):
             pkts = [pkts]
-        from .packet import frame
+        from .common.packet import frame
         raw = [frame(p) for p in pkts]
         for i, r in enumerate(raw):
             if not 14 <= len(r) <= 2048:
@@ -980,7 +884,7 @@ class Manager:
         param interval: seconds between updates
         param graph: a networkx DiGraph to draw (default: the deployed graph,
             following redeploys, or else the default chain)"""
-        from .errors import require
+        from .common.errors import require
         for module in ("ipywidgets", "bqplot", "pandas"):
             require(module, "lab", "mgr.dashboard()")
         from .dashboard import Dashboard

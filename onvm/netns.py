@@ -16,9 +16,9 @@ import os
 import re
 import subprocess
 
-from . import paths
-from .errors import OnvmError
-from .ports import NETNS_DIR, check_netns_name
+from .common import paths
+from .common.errors import OnvmError
+from .common.ports import NETNS_DIR, check_netns_name
 
 __all__ = ["Namespace", "cleanup_namespaces", "recorded"]
 

@@ -38,6 +38,18 @@ _LONGEST_ENTRY = len("mp_socket_4194304_") + 16
 _SUN_PATH_MAX = 107
 
 
+def data_path(what):
+    """notebooks, labs or kernels: in an installed wheel they are package data
+    (onvm/_data/WHAT, put there by setup.py), in a checkout beside the package.
+    raises: OnvmError if neither exists."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # the onvm package
+    for d in (os.path.join(here, "_data", what), os.path.join(os.path.dirname(here), what)):
+        if os.path.isdir(d):
+            return d
+    raise OnvmError("onvm's %s are missing from %s (a broken install? reinstall onvm)" % (what, here))
+
+
+
 # ---- private directories ------------------------------------------------------
 
 def private_dir(path, what="directory"):

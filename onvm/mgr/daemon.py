@@ -5,23 +5,29 @@ ring ports.  Started by onvm.Manager or `onvm mgr`; never inside a kernel."""
 import base64
 import mmap
 import os
-import re
-import shutil
 import signal
 import subprocess
 import sys
 import time
 
-from . import logsink, paths
-from ._core import ffi, lib
+from ..common import logsink, paths
+from ..common.abi import ffi, lib
+from ..common.errors import OnvmError
+from ..common.match import NF_MAX_PRIORITY
+from ..common.ports import NETNS_DIR, parse_port, tap_place
+from ..common.rings import Doorbell, Ring, ring_path, traffic_path
+from ..common.runtime import (
+    NO_PCI_DIR,
+    check_hugepage_budget,
+    hugepage_problem,
+    remove_leftovers,
+    socket_limit,
+    take_name,
+)
+from ..common.shm import ControlFile
 from .control import Bytes, ControlServer, Int, ListOf, Optional, Str, Tuple
-from .doctor import NO_PCI_DIR
-from .errors import OnvmError
-from .flows import NF_MAX_PRIORITY, FlowDirector
+from .flowdir import FlowDirector
 from .nfdoor import NFDoor
-from .ports import NETNS_DIR, parse_port, tap_place
-from .stats import ControlFile, format_table, rates
-from .traffic import Doorbell, Ring, ring_path, traffic_path
 
 NF_RING_SIZE = 4096      # packets an NF's receive ring holds
 RING_MB = 32             # each ring port's inject ring and capture ring, default size
@@ -36,153 +42,13 @@ OWNER_CONNS = 128        # open connections on onvm.sock (beyond: a silent one g
 OWNER_PER_PROCESS = 100  # of them one process may hold
 
 
-# What a manager's hugepages hold: the packet pool (a packet takes about
-# 2.4 KB with its mbuf header and headroom) and the rest (NF rings, flow
-# tables, ethdevs, memzones: under 16 MB).  Measured with --socket-limit:
-# 20000 packets fit in 64 MB, 24000 do not (DPDK then panics at start).
-MBUF_BYTES = 2432
-BASE_MB = 16
-
-
-def hugepage_need_mb(mbufs):
-    """MB of hugepages a manager with a pool of mbufs packets needs."""
-    return -(-mbufs * MBUF_BYTES // (1 << 20)) + BASE_MB
-
-
-def check_hugepage_budget(hugepage_mb, mbufs):
-    """raises: ValueError if mbufs packets do not fit in hugepage_mb, a cap."""
-    need = hugepage_need_mb(mbufs)
-    if need > hugepage_mb:
-        raise ValueError("hugepage_mb=%d is too small for mbufs=%d: the pool needs about %d MB (hugepage_mb is "
-                         "the most the manager may take); raise hugepage_mb to %d or use fewer mbufs"
-                         % (hugepage_mb, mbufs, need, need))
-
-
-def socket_limit(mb, page_bytes):
-    """DPDK's --socket-limit: mb (rounded up to whole hugepages) on every
-    NUMA node, so hugepage_mb is a cap and not only what is taken at start
-    (-m; DPDK grows past it on demand: a pool of 2**20 packets took 2.4 GB
-    with hugepage_mb=64)."""
-    page_mb = max(1, page_bytes >> 20)
-    mb = -(-mb // page_mb) * page_mb
-    node_dir = "/sys/devices/system/node"
-    nodes = [int(d[4:]) for d in os.listdir(node_dir) if re.fullmatch(r"node\d+", d)] \
-        if os.path.isdir(node_dir) else []
-    return ",".join([str(mb)] * (max(nodes + [0]) + 1))
-
-
-def hugepage_problem(mb):
-    """None if mb megabytes of hugepages are free and this user has a
-    hugetlbfs directory to put them in, else what to do."""
-    from .doctor import hugepage_fix
-    try:
-        paths.huge_dir()
-    except OnvmError as e:
-        return str(e)
-    info = {}
-    with open("/proc/meminfo") as f:
-        for line in f:
-            k, _, v = line.partition(":")
-            info[k] = v.split()
-    free = int(info["HugePages_Free"][0]) * int(info["Hugepagesize"][0]) // 1024
-    if free < mb:
-        return ("not enough free hugepages: this manager needs %d MB, %d MB are free; "
-                "run: %s (or pass a smaller hugepage_mb)" % (mb, free, hugepage_fix(mb - free)))
-    return None
-
-
-def pid_is_onvm(pid):
-    """True if pid's command line mentions onvm: a guard before killing a
-    pid read from a control file, which may have been reused since."""
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as f:
-            return b"onvm" in f.read()
-    except OSError:
-        return False
-
-
-def running_manager_pid(name):
-    """pid of the live manager called name (one that holds its name and has
-    written its control file), or None."""
-    if not paths.name_in_use(name):
-        return None
-    try:
-        cf = ControlFile(name)
-    except (OnvmError, OSError):
-        return None
-    pid = cf.shm.mgr_pid
-    cf.close()
-    return pid if pid > 0 else None
-
-
-def remove_leftovers(name, lock=None, keep_lock=False):
-    """Delete a manager's runtime dir and hugepage files, only while holding
-    its name lock: lock is ours (held); without one it is taken here and
-    released after.  keep_lock: leave the lock file (its holder lives on).
-    returns: True if removed, False if a live manager owns the name."""
-    own = lock is None
-    if own:
-        lock = paths.NameLock(name)
-        if not os.path.exists(paths.run_dir(name)) and not paths.hugepage_files(name):
-            return True          # nothing to remove; do not create the dir to lock it
-        if not lock.acquire():
-            return False
-    try:
-        rd = paths.run_dir(name)
-        if paths._posix_lock_held(os.path.join(rd, "config")):
-            return False         # a DPDK primary that does not take our lock still runs here
-        for f in paths.hugepage_files(name):
-            try:
-                os.unlink(f)
-            except OSError:
-                pass
-        try:
-            entries = os.listdir(rd)
-        except FileNotFoundError:
-            entries = []
-        for e in entries:
-            p = os.path.join(rd, e)
-            if e == paths.LOCK_FILE:
-                continue
-            if os.path.isdir(p) and not os.path.islink(p):
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                try:
-                    os.unlink(p)
-                except FileNotFoundError:
-                    pass
-        if not keep_lock:
-            # The lock file goes last, while we still hold it: anyone who
-            # opened it meanwhile finds it unlinked and locks a new one.
-            for undo in (lambda: os.unlink(os.path.join(rd, paths.LOCK_FILE)), lambda: os.rmdir(rd)):
-                try:
-                    undo()
-                except OSError:
-                    pass
-        return True
-    finally:
-        if own:
-            lock.release()
-
-
-def take_name(name, lock_fd=None):
-    """The name lock of name: taken here, or adopted from lock_fd (passed
-    down by Manager.start).  raises: OnvmError if a live manager owns name."""
-    lock = paths.NameLock(name)
-    if not (lock.adopt(lock_fd) if lock_fd is not None else lock.acquire()):
-        pid = running_manager_pid(name)
-        raise OnvmError("a manager named %r is already running%s; stop it or choose another name"
-                        % (name, " (pid %d)" % pid if pid else " or starting"))
-    return lock
-
-
 class ManagerDaemon:
-    def __init__(self, name, ports, mbufs, hugepage_mb, cpus, parent_pid=None, show_stats=False,
+    def __init__(self, name, ports, mbufs, hugepage_mb, cpus, parent_pid=None, show_stats=None,
                  busy_poll=False, rx_threads=1, tx_threads=1, max_nfs=128, lock=None, ring_mb=RING_MB,
                  flow_lookup="cached", nf_max_priority=NF_MAX_PRIORITY):
         self.name = name
         self.parent_pid = parent_pid
-        self.show_stats = show_stats
+        self.show_stats = show_stats     # None, or (before, after) -> the table to print each second
         self.stop_requested = False
         self.rings = {}
         self.taps = {}           # tap slot -> (Ring, drops when armed, connection that armed it)
@@ -358,7 +224,7 @@ class ManagerDaemon:
                 break
             if cf and time.monotonic() >= next_stats:
                 snap = cf.snapshot()
-                table = format_table(snap, rates(prev, snap))
+                table = self.show_stats(prev, snap)
                 prev = snap
                 next_stats += 1
                 if sys.stdout.isatty():
@@ -545,7 +411,7 @@ class ManagerDaemon:
 
 
 def run(name, ports=("ring", "ring"), mbufs=16383, hugepage_mb=256, cpus=None, parent_pid=None,
-        show_stats=False, busy_poll=False, rx_threads=1, tx_threads=1, max_nfs=128, lock_fd=None,
+        show_stats=None, busy_poll=False, rx_threads=1, tx_threads=1, max_nfs=128, lock_fd=None,
         ring_mb=RING_MB, flow_lookup="cached", nf_max_priority=NF_MAX_PRIORITY):
     """Run a manager in this process until SIGTERM/SIGINT or a shutdown request."""
     # A full log file system must not stop the data plane: lines are dropped and counted.
@@ -579,14 +445,13 @@ def run(name, ports=("ring", "ring"), mbufs=16383, hugepage_mb=256, cpus=None, p
 
 def main(argv=None):
     import argparse
-    ap = argparse.ArgumentParser(prog="python -m onvm.mgrd")
+    ap = argparse.ArgumentParser(prog="python -m onvm.mgr.daemon")
     ap.add_argument("--name", required=True)
     ap.add_argument("--port", action="append", dest="ports")
     ap.add_argument("--mbufs", type=int, default=16383)
     ap.add_argument("--hugepage-mb", type=int, default=256)
     ap.add_argument("--cpus")
     ap.add_argument("--parent", type=int)
-    ap.add_argument("--stats", action="store_true")
     ap.add_argument("--busy-poll", action="store_true")
     ap.add_argument("--rx-threads", type=int, default=1)
     ap.add_argument("--tx-threads", type=int, default=1)
@@ -597,7 +462,7 @@ def main(argv=None):
                     help="the highest priority of a flow rule an NF asks for")
     ap.add_argument("--lock-fd", type=int, help="an fd holding the name lock (from Manager.start)")
     a = ap.parse_args(argv)
-    return run(a.name, a.ports or ["ring", "ring"], a.mbufs, a.hugepage_mb, a.cpus, a.parent, a.stats,
+    return run(a.name, a.ports or ["ring", "ring"], a.mbufs, a.hugepage_mb, a.cpus, a.parent, None,
                a.busy_poll, a.rx_threads, a.tx_threads, a.max_nfs, a.lock_fd, a.ring_mb, a.flow_lookup,
                a.nf_max_priority)
 

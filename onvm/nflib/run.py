@@ -6,10 +6,11 @@ import pickle
 import sys
 import traceback
 
-from . import context, logsink, paths
-from ._core import ffi, lib
-from .errors import OnvmError
-from .packet import DROP, Action, Packet
+from ..common import logsink, paths
+from ..common.abi import ffi, lib
+from ..common.errors import OnvmError
+from ..common.packet import DROP, Action, Packet
+from . import context
 
 MAX_TRACEBACKS = 5
 
@@ -19,7 +20,7 @@ def start(manager, service, name, kind, staged=False, door=None):
     container), join its DPDK instance as a secondary and go into service
     (staged: in no service until a deployment puts it there).
     returns: (cffi handle, slot, socket)."""
-    from . import nfdoor
+    from . import door as nfdoor
     if door is None or not isinstance(door, str):
         paths.use_dpdk_env()   # DPDK finds the manager's runtime dir through it (a container's env has it set)
     # This launch's ticket, from whoever launched us (not left for our children);
@@ -39,7 +40,7 @@ def start(manager, service, name, kind, staged=False, door=None):
     nf = lib.onvm_nf_start(shm_fd, stats_fd, slot, sock.fileno(), cpus.encode(), len(argv), c_argv)
     # The control file as the manager sent it: a container NF has no path to it
     # (onvm.flows.add and ToService("node") read the node names there).
-    from .stats import ControlFile
+    from ..common.shm import ControlFile
     try:
         context._names["control"] = ControlFile.from_fd(shm_fd, manager)
     except OnvmError:
@@ -62,7 +63,7 @@ def start(manager, service, name, kind, staged=False, door=None):
 def leave(nf, sock):
     """Out of service: the manager answers once no packet can come our way
     any more.  returns: True if the ring may now be emptied."""
-    from . import nfdoor
+    from . import door as nfdoor
     try:
         sock.settimeout(5)
         return nfdoor.call(sock, {"op": "leave"}).get("out_of_service", False)
@@ -206,7 +207,7 @@ def run(manager, service, name, native=None, args="", spec=None, staged=False, d
 
 def main(argv=None):
     import argparse
-    ap = argparse.ArgumentParser(prog="python -m onvm.nfrun")
+    ap = argparse.ArgumentParser(prog="python -m onvm.nflib.run")
     ap.add_argument("--manager", required=True)
     ap.add_argument("--service", type=int, required=True)
     ap.add_argument("--name", required=True)
@@ -220,12 +221,16 @@ def main(argv=None):
     ap.add_argument("--staged", action="store_true", help="in no service until a deployment puts it there")
     ap.add_argument("--batch", action="store_true", help="with --import: the function takes a list of packets")
     ap.add_argument("--door", help="the manager's nf.sock, where it is not at the usual path (in a container)")
-    ap.add_argument("--door-fd", type=int, help="a socket already connected to the manager's nf.sock (onvm.sandbox)")
+    ap.add_argument("--door-fd", type=int, help="a socket already connected to the manager's nf.sock (onvm.face.sandbox)")
     a = ap.parse_args(argv)
     spec = None
     if a.target:
-        from .cli import _load_python_nf
-        spec = _load_python_nf(a.target, a.batch)
+        from ..common.spec import load_nf
+        try:
+            spec = load_nf(a.target, a.batch)
+        except ValueError as e:   # said in one line, as `onvm nf` says it
+            print("NF %s: %s" % (a.name, e), file=sys.stderr)
+            return 2
     if a.python:
         # Only our parent holds the other end of this pipe: unlike a file,
         # no other user can put code here for us to run.
