@@ -411,26 +411,17 @@ def spawn(manager, spec, service, nf_name, limits, log_path, code=None, staged=F
     """Start one container NF for manager (see Manager.launch).
     returns: a ContainerProcess.  raises: OnvmError/ValueError naming the
     fix; nothing is left behind."""
-    from .common.spec import NativeNF
+    from .launch import nf_argv
     client = engine()
     ref = spec.ref if isinstance(spec, ImageNF) else nf_image()
     labels = image_labels(client, ref)
-    command = ["--manager", manager, "--service", str(service), "--name", nf_name, "--door", DOOR]
-    if staged:
-        command.append("--staged")
-    if isinstance(spec, NativeNF):
-        command += ["--native", spec.name, "--args", ",".join("%s=%d" % kv for kv in spec.args.items())]
-    elif isinstance(spec, ImageNF):
+    target = None
+    if isinstance(spec, ImageNF):
         target = spec.target or labels.get(LABEL_TARGET)
         if not target:
             raise ValueError("image %s names no NF (label %s); pass onvm.image(%r, nf='MODULE:FUNCTION')"
                              % (spec.ref, LABEL_TARGET, spec.ref))
-        if ":" in target:
-            command += ["--import", target] + (["--batch"] if spec.batch else [])
-        else:
-            command += ["--native", target, "--args", ""]
-    else:
-        command += ["--python"]
+    command = nf_argv(manager, spec, service, nf_name, staged, DOOR, target, getattr(spec, "batch", False))
     return ContainerProcess(client, manager, nf_name, ref, command, limits, log_path, code, ticket)
 
 

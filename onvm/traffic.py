@@ -9,7 +9,7 @@ import threading
 import time
 
 from .common.abi import ffi, lib
-from .common.errors import check_number
+from .common.errors import check_number, check_timeout
 from .common.rings import WRITE_CHUNK, Doorbell, Ring, ring_path, traffic_path
 
 
@@ -498,3 +498,158 @@ def latency_between(before, after):
         lo = max(lo, lat_bucket_low(first))
         hi = min(hi, lat_bucket_low(last + 1) - 1)
     return Latency(hist, lo or 0, hi, total)
+
+
+# ---- a manager's ring ports: what Manager.inject/capture/tap/replay/record do ---------
+
+def inject(mgr, pkts, port=0, timeout=5.0, rate=None):
+    """Send packets (scapy packets or bytes, a PacketList, or a pcap
+    file's path) into a ring port, as if they arrived from the wire.  Any
+    number of packets: they go through the port's inject ring (shared
+    memory, in bulk); while it is full this waits until nothing moved
+    for timeout seconds.
+
+    param rate: packets per second (the RX thread releases each when
+        due), at least 1/60 (a paced gap is at most 60 s); None: as
+        fast as the chain takes them
+    returns: how many were accepted.  Interrupted (Ctrl-C), what is not
+    yet sent is withdrawn (counted as the port's inject_drop) and the
+    port is free at once."""
+    if isinstance(pkts, (str, os.PathLike)):
+        pkts = [p for p, _ in read_pcap(pkts)]
+    raw = raw_frames(pkts)
+    mgr._check_ring_port(port)
+    check_timeout(timeout)
+    due = None
+    if rate is not None:
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate < float("inf"):
+            raise ValueError("rate must be a positive number of packets per second, got %r" % (rate,))
+        if 1e9 / rate > lib.ONVM_PACE_MAX_GAP_NS:
+            raise ValueError("rate must be at least %.6g packets per second (a paced gap is at most %d s), "
+                             "got %r" % (1e9 / lib.ONVM_PACE_MAX_GAP_NS, lib.ONVM_PACE_MAX_GAP_NS // 10 ** 9,
+                                        rate))
+        t0 = time.clock_gettime_ns(time.CLOCK_MONOTONIC) + 1000000
+        due = [t0 + int(i * 1e9 / rate) for i in range(len(raw))]
+    return inject_raw(mgr, port, raw, due, timeout)
+
+
+def inject_raw(mgr, port, raw, due, timeout):
+    sent = mgr.rings.inject(port, raw, due=due, timeout=timeout)
+    if sent < len(raw):
+        # giving up: the manager counts these as the port's inject_drop
+        mgr._request({"op": "inject", "port": port, "pkts": [], "dropped": len(raw) - sent})
+    return sent
+
+
+def raw_frames(pkts):
+    """pkts (one packet or many: scapy packets or bytes) as frames of 14..2048 bytes."""
+    if isinstance(pkts, (bytes, bytearray)) or hasattr(pkts, "build"):
+        pkts = [pkts]
+    from .common.packet import frame
+    raw = [frame(p) for p in pkts]
+    for i, r in enumerate(raw):
+        if not 14 <= len(r) <= 2048:
+            raise ValueError("packet %d is %d bytes; a packet is 14..2048 bytes" % (i, len(r)))
+    return raw
+
+
+def capture(mgr, port=1, count=None, timeout=1.0, raw=False, after=None, filter=None):
+    """Packets that came out of a ring port, oldest first, each returned
+    once.  Waits up to timeout seconds for count packets (count=None:
+    whatever is there now).
+
+    param after: instead of a port, what an NF emitted (its name or
+        service ID): read from a tap armed with mgr.tap(after=...), or
+        else mirrored for the duration of this call only
+    param filter: a libpcap filter ("tcp port 80"): only packets that
+        match are returned (the rest of the port's output is consumed)
+    returns: a scapy PacketList, or a list of bytes with raw=True
+    raises: ValueError for an unknown port or NF, or a bad filter"""
+    check_timeout(timeout)
+    if count is not None:
+        check_number("count", count, 0, 2 ** 63 - 1, integer=True, what="an int")
+    if after is not None:
+        service = mgr._service_of(after)
+        for t in mgr._taps:
+            if t.key == (lib.ONVM_TAP_AFTER_SERVICE, service, filter or ""):
+                return t.capture(count, timeout, raw)
+        with mgr.tap(after=after, filter=filter) as t:
+            return t.capture(count, timeout, raw)
+    mgr._check_ring_port(port)
+    match = Filter(filter) if filter is not None else None
+    if match is None:
+        got = mgr.rings.capture(port, count, timeout)
+    else:
+        got = []
+        deadline = time.monotonic() + timeout
+        while True:
+            left = None if count is None else count - len(got)
+            got += [p for p in mgr.rings.capture(port, left, 0) if match(p)]
+            if count is None or len(got) >= count or time.monotonic() >= deadline:
+                break
+            time.sleep(0.001)
+    return got if raw else dissect_all(got, "port%d" % port)
+
+
+def tap(mgr, after=None, port=None, direction="out", filter=None, ring_mb=8):
+    """Start capturing at a hop, by mirroring: a copy of each packet goes
+    to the tap, the original goes on.  Either after=NF name or service
+    ID (what its instances emit), or port=P with direction "out" (what
+    the port sends) or "in" (what it receives).
+
+    returns: a Tap (a context manager; .capture(count, timeout), .stop())
+    raises: ValueError for an unknown NF or port, a filter that does not
+        compile, or when all 8 taps are in use; nothing is armed then"""
+    if (after is None) == (port is None):
+        raise ValueError("tap(): give either after=NF or port=P")
+    if after is not None:
+        where, target, label = lib.ONVM_TAP_AFTER_SERVICE, mgr._service_of(after), "after %s" % (after,)
+    else:
+        mgr._check_port(port)
+        if direction not in ("in", "out"):
+            raise ValueError("direction must be 'in' or 'out', got %r" % (direction,))
+        where = lib.ONVM_TAP_PORT_OUT if direction == "out" else lib.ONVM_TAP_PORT_IN
+        target, label = port, "port%d %s" % (port, direction)
+    if filter is not None:
+        Filter(filter)      # a clear error before anything is armed
+    t = Tap(mgr, where, target, label, filter, ring_mb)
+    t.key = (where, target, filter or "")
+    return t
+
+
+def replay(mgr, path=0, port=0, speed=1.0, loop=1, timeout=5.0):
+    """Replay a pcap file into a ring port with its original timing:
+    each packet is due at its offset in the file divided by speed
+    (speed=0: as fast as possible), the file loop times over.  Blocks
+    until the last packet went in; Ctrl-C withdraws what is not yet
+    sent.  A gap between packets, divided by speed, may be 60 s at most
+    (a file with longer pauses needs a higher speed).  returns: packets
+    sent.
+
+    replay(port) (an int): start the file of a "pcap:rx=FILE" port
+    instead; such a port waits for this, so the chain and NFs can be
+    set up first."""
+    if isinstance(path, int) and not isinstance(path, bool):
+        return mgr._replay_port(path)
+    if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not 0 <= speed < float("inf"):
+        raise ValueError("speed must be a finite number >= 0 (0: as fast as possible), got %r" % (speed,))
+    if isinstance(loop, bool) or not isinstance(loop, int) or loop < 1:
+        raise ValueError("loop must be a positive int, got %r" % (loop,))
+    check_timeout(timeout)
+    recs = read_pcap(path)
+    mgr._check_ring_port(port)
+    if len(recs) * loop > 10 ** 8:
+        raise ValueError("loop=%d: %d packets in all; at most 10**8 in one replay" % (loop, len(recs) * loop))
+    raw = raw_frames([p for p, _ in recs]) * loop
+    due = replay_schedule([t for _, t in recs], speed, loop)
+    return inject_raw(mgr, port, raw, due, timeout)
+
+
+def record(mgr, port=1, path="capture.pcap", after=None, filter=None):
+    """Record what leaves a ring port (or, with after=, what an NF
+    emits) into a pcap file, with the time each packet was taken, until
+    .stop().  returns: a Recorder (.stop() returns the packet count)."""
+    if after is not None:
+        return Recorder(mgr.tap(after=after, filter=filter).ring, path, mgr)
+    mgr._check_ring_port(port)
+    return Recorder(mgr.rings.ring(port, "out"), path, None, Filter(filter) if filter else None)

@@ -18,10 +18,8 @@ import glob
 import grp
 import os
 import secrets
-import signal
 import stat
 import struct
-import subprocess
 import tempfile
 import time
 
@@ -534,15 +532,3 @@ def new_name(prefix="nb-"):
         if not name_in_use(name) and not os.path.exists(run_dir(name)):
             return name
     raise OnvmError("no free manager name found in %s" % runtime_root())
-
-
-def stop_process(p, timeout=5.0):
-    """SIGTERM a child we started (a Popen, so by PID), SIGKILL it after
-    timeout.  returns: its exit code."""
-    if p.poll() is None:
-        p.send_signal(signal.SIGTERM)
-        try:
-            return p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            p.kill()
-    return p.wait()

@@ -4,11 +4,47 @@ behind, whether its hugepages fit, is a process alive."""
 import os
 import re
 import shutil
+import signal
+import subprocess
 import time
 
 from . import paths
 from .errors import OnvmError
 from .shm import ControlFile
+
+# ---- children we started -------------------------------------------------------
+
+def stop_processes(procs, timeout=5.0):
+    """SIGTERM children we started (Popen, or anything with its poll,
+    send_signal, wait and kill: a ContainerProcess), all at once; SIGKILL
+    those still running after timeout.  returns: their exit codes."""
+    procs = list(procs)
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for p in procs:
+        try:
+            p.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+    return [p.wait() for p in procs]
+
+
+def stop_process(p, timeout=5.0):
+    """stop_processes for one child.  returns: its exit code."""
+    return stop_processes([p], timeout)[0]
+
+
+def tail(path, lines=15):
+    """The last lines of a child's log, for an error message."""
+    try:
+        with open(path, errors="replace") as f:
+            text = f.read().strip().splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join(text[-lines:]) or "(no output)"
+
 
 NO_PCI_DIR = "no-pci"    # an empty dir in a manager's runtime dir: the PCI bus DPDK's tools see
 

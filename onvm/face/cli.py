@@ -32,9 +32,9 @@ def pick_manager(name):
 
 def cmd_mgr(a):
     """Run a manager in the foreground, with live stats."""
+    from ..common.config import ManagerConfig
     from ..mgr import daemon as mgrd
-    return mgrd.run(a.name, a.port or ["ring", "ring"], a.mbufs, a.hugepage_mb, show_stats=None if a.quiet else _stats_table,
-                    busy_poll=a.busy_poll, rx_threads=a.rx_threads, tx_threads=a.tx_threads)
+    return mgrd.run(ManagerConfig.from_args(a).validate(), show_stats=None if a.quiet else _stats_table)
 
 
 def _stats_table(before, after):
@@ -230,15 +230,9 @@ def main(argv=None):
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     p = sub.add_parser("mgr", help="run a manager in the foreground with live stats")
-    p.add_argument("--name", default="main", help="manager name (DPDK file prefix onvm-NAME)")
-    p.add_argument("--port", action="append", help="port spec: ring, null, pcap:rx=F,tx=F, tap:IF, pci:ADDR "
-                   "(repeat; default two ring ports)")
-    p.add_argument("--mbufs", type=int, default=16383)
-    p.add_argument("--hugepage-mb", type=int, default=256)
+    from ..common.config import ManagerConfig
+    ManagerConfig.add_arguments(p)     # the options onvm.Manager takes, declared once
     p.add_argument("--quiet", action="store_true", help="no live stats")
-    p.add_argument("--busy-poll", action="store_true", help="never sleep: a core per thread and NF")
-    p.add_argument("--rx-threads", type=int, default=1, help="RX threads (1..3)")
-    p.add_argument("--tx-threads", type=int, default=1, help="TX threads (1..3)")
     p.set_defaults(func=cmd_mgr)
 
     p = sub.add_parser("nf", help="run an NF against a running manager")

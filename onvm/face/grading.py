@@ -249,17 +249,17 @@ def grading_manager(tests, jail):
 
 def _nf_manager(ports, jail):
     from ..common import paths
-    from ..manager import NF, Manager, _child_env
+    from ..launch import RUNNER, child_env, nf_argv
+    from ..manager import NF, Manager
     from ..nflib.door import TICKET_ENV
 
     class GradingManager(Manager):
         def _spawn(self, spec, service, name, staged=False, limits=None, flow_miss=False):
             log_path = os.path.join(paths.log_dir(self.name), "nf-%s.log" % name)
-            cmd = [sys.executable, "-m", "onvm.nflib.run", "--manager", self.name, "--service", str(service),
-                   "--name", name, "--python"]
+            cmd = RUNNER + nf_argv(self.name, spec, service, name)     # spec: the submission's pickle (--python)
             # the one registration this launch may make (onvm.mgr.nfdoor); never a flow-miss role
             ticket = self._request({"op": "nf_ticket", "service": service, "name": name, "flow_miss": False})["ticket"]
-            env = dict(_child_env(), **{TICKET_ENV: ticket})
+            env = dict(child_env(), **{TICKET_ENV: ticket})
             if jail is not None:
                 cmd, env = jail.nf_command(self, cmd, ticket)
             with paths.open_log(log_path) as log:

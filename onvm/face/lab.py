@@ -17,6 +17,7 @@ import urllib.request
 from ..common import paths
 from ..common.errors import OnvmError
 from ..common.paths import data_path
+from ..common.runtime import stop_process
 
 SESSION_VAR = "ONVM_SESSION"
 BIN_VAR = "ONVM_LAB_BIN"               # the environment's bin dir, put first on PATH in terminals
@@ -177,10 +178,10 @@ class Lab:
             api = "http://127.0.0.1:%d/api/status?token=%s" % (self.port, self.token)
             while not _ready(api, 5):
                 if self.process.poll() is not None or time.monotonic() > deadline:
-                    from ..manager import _tail
+                    from ..common.runtime import tail
                     self.stop()
                     raise OnvmError("JupyterLab did not start; its log (%s):\n%s"
-                                    % (self.log_path, _tail(self.log_path)))
+                                    % (self.log_path, tail(self.log_path)))
                 time.sleep(0.2)
         finally:
             os.unlink(token_file)                # read at start; our URL is the only copy left
@@ -190,7 +191,7 @@ class Lab:
         """Stop JupyterLab (its kernels shut down, and managers follow their
         kernel), then whatever of this session is still running."""
         if self.process is not None:
-            paths.stop_process(self.process, STOP_TIMEOUT)
+            stop_process(self.process, STOP_TIMEOUT)
             self.process = None
         stop_session(self.session)
 

@@ -12,8 +12,8 @@ import time
 
 from ..common import logsink, paths
 from ..common.abi import ffi, lib
+from ..common.config import ManagerConfig
 from ..common.errors import OnvmError
-from ..common.match import NF_MAX_PRIORITY
 from ..common.ports import NETNS_DIR, parse_port, tap_place
 from ..common.rings import Doorbell, Ring, ring_path, traffic_path
 from ..common.runtime import (
@@ -30,7 +30,6 @@ from .flowdir import FlowDirector
 from .nfdoor import NFDoor
 
 NF_RING_SIZE = 4096      # packets an NF's receive ring holds
-RING_MB = 32             # each ring port's inject ring and capture ring, default size
 BUSY_TICK = 0.002        # control tick while packets are moving
 IDLE_TICK = 0.02         # and when nothing moved for IDLE_AFTER seconds
 IDLE_AFTER = 0.5
@@ -43,9 +42,10 @@ OWNER_PER_PROCESS = 100  # of them one process may hold
 
 
 class ManagerDaemon:
-    def __init__(self, name, ports, mbufs, hugepage_mb, cpus, parent_pid=None, show_stats=None,
-                 busy_poll=False, rx_threads=1, tx_threads=1, max_nfs=128, lock=None, ring_mb=RING_MB,
-                 flow_lookup="cached", nf_max_priority=NF_MAX_PRIORITY):
+    def __init__(self, config, cpus, parent_pid=None, show_stats=None, lock=None):
+        config.validate()
+        name, ports, mbufs, hugepage_mb = config.name, config.ports, config.mbufs, config.hugepage_mb
+        rx_threads, tx_threads, max_nfs = config.rx_threads, config.tx_threads, config.max_nfs
         self.name = name
         self.parent_pid = parent_pid
         self.show_stats = show_stats     # None, or (before, after) -> the table to print each second
@@ -99,11 +99,11 @@ class ManagerDaemon:
         os.mkdir(os.path.join(paths.run_dir(name), NO_PCI_DIR), 0o700)
         for spec, (kind, devargs) in zip(ports, specs):
             self.add_port(spec, kind, devargs)
-        self.open_rings(specs, ring_mb)
-        lib.onvm_mgr_set_busy_poll(1 if busy_poll else 0)
+        self.open_rings(specs, config.ring_mb)
+        lib.onvm_mgr_set_busy_poll(1 if config.busy_poll else 0)
         self.check(lib.onvm_mgr_set_threads(rx_threads, tx_threads))
         self.check(lib.onvm_mgr_start())
-        if flow_lookup == "naive":
+        if config.flow_lookup == "naive":
             self.check(lib.onvm_mgr_flow_config(1, 0))
         fd = os.open(paths.shm_path(name), os.O_RDWR)
         self._map = mmap.mmap(fd, ffi.sizeof("struct onvm_shm"))
@@ -111,7 +111,7 @@ class ManagerDaemon:
         self.shm = ffi.from_buffer("struct onvm_shm *", self._map)
         self.ring_ports = [p for p in range(len(specs)) if specs[p][0] == lib.ONVM_PORT_RING]
         self.sock_path = paths.sock_path(name)
-        self.flows = FlowDirector(self.check, self.shm.nb_ports, lambda: self.shm, nf_max_priority)
+        self.flows = FlowDirector(self.check, self.shm.nb_ports, lambda: self.shm, config.nf_max_priority)
         self.server = ControlServer(log=lambda msg: print("onvm manager: %s" % msg, file=sys.stderr, flush=True))
         self.door = NFDoor(name, self.server, self.flows.nf_ops())
         # The owner's socket last (Manager.start waits for it), served first.
@@ -133,9 +133,6 @@ class ManagerDaemon:
     def open_rings(self, specs, ring_mb):
         """Each ring port's inject and capture rings, and the RX threads'
         doorbell: files in the runtime dir that notebooks map (traffic.py)."""
-        if isinstance(ring_mb, bool) or not isinstance(ring_mb, int) or not 1 <= ring_mb <= 1024 \
-                or ring_mb & (ring_mb - 1):
-            raise ValueError("ring_mb must be a power of two in 1..1024, got %r" % (ring_mb,))
         self.bell = Doorbell(traffic_path(self.name), create=True)
         lib.onvm_mgr_set_traffic(self.bell.t)
         for p, (kind, _) in enumerate(specs):
@@ -410,22 +407,20 @@ class ManagerDaemon:
         remove_leftovers(self.name, self.lock)
 
 
-def run(name, ports=("ring", "ring"), mbufs=16383, hugepage_mb=256, cpus=None, parent_pid=None,
-        show_stats=None, busy_poll=False, rx_threads=1, tx_threads=1, max_nfs=128, lock_fd=None,
-        ring_mb=RING_MB, flow_lookup="cached", nf_max_priority=NF_MAX_PRIORITY):
+def run(config, cpus=None, parent_pid=None, show_stats=None, lock_fd=None):
     """Run a manager in this process until SIGTERM/SIGINT or a shutdown request."""
     # A full log file system must not stop the data plane: lines are dropped and counted.
     sink = logsink.install()
     if cpus is None:
         cpus = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
     try:
-        lock = take_name(paths.check_name(name), lock_fd)
+        name = config.validate().name
+        lock = take_name(name, lock_fd)
     except (OnvmError, ValueError) as e:
         print("onvm manager: %s" % e, file=sys.stderr, flush=True)
         return 2
     try:
-        d = ManagerDaemon(name, ports, mbufs, hugepage_mb, cpus, parent_pid, show_stats, busy_poll,
-                          rx_threads, tx_threads, max_nfs, lock, ring_mb, flow_lookup, nf_max_priority)
+        d = ManagerDaemon(config, cpus, parent_pid, show_stats, lock)
     except (OnvmError, ValueError) as e:
         remove_leftovers(name, lock)      # we own the name: leave nothing of it behind
         print("onvm manager: %s" % e, file=sys.stderr, flush=True)
@@ -446,25 +441,17 @@ def run(name, ports=("ring", "ring"), mbufs=16383, hugepage_mb=256, cpus=None, p
 def main(argv=None):
     import argparse
     ap = argparse.ArgumentParser(prog="python -m onvm.mgr.daemon")
-    ap.add_argument("--name", required=True)
-    ap.add_argument("--port", action="append", dest="ports")
-    ap.add_argument("--mbufs", type=int, default=16383)
-    ap.add_argument("--hugepage-mb", type=int, default=256)
+    ManagerConfig.add_arguments(ap, name_required=True)
     ap.add_argument("--cpus")
     ap.add_argument("--parent", type=int)
-    ap.add_argument("--busy-poll", action="store_true")
-    ap.add_argument("--rx-threads", type=int, default=1)
-    ap.add_argument("--tx-threads", type=int, default=1)
-    ap.add_argument("--max-nfs", type=int, default=128)
-    ap.add_argument("--ring-mb", type=int, default=RING_MB, help="each ring port's inject and capture ring")
-    ap.add_argument("--flow-lookup", choices=("cached", "naive"), default="cached")
-    ap.add_argument("--nf-max-priority", type=int, default=NF_MAX_PRIORITY,
-                    help="the highest priority of a flow rule an NF asks for")
     ap.add_argument("--lock-fd", type=int, help="an fd holding the name lock (from Manager.start)")
     a = ap.parse_args(argv)
-    return run(a.name, a.ports or ["ring", "ring"], a.mbufs, a.hugepage_mb, a.cpus, a.parent, None,
-               a.busy_poll, a.rx_threads, a.tx_threads, a.max_nfs, a.lock_fd, a.ring_mb, a.flow_lookup,
-               a.nf_max_priority)
+    try:
+        config = ManagerConfig.from_args(a)
+    except ValueError as e:
+        print("onvm manager: %s" % e, file=sys.stderr, flush=True)
+        return 2
+    return run(config, a.cpus, a.parent, lock_fd=a.lock_fd)
 
 
 if __name__ == "__main__":

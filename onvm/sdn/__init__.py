@@ -17,6 +17,7 @@ import time
 
 from ..common import paths
 from ..common.errors import require
+from ..common.runtime import stop_process
 from .policy import Policy
 
 SDN_SERVICE = 250          # the SDN NF's service ID unless given
@@ -109,7 +110,7 @@ class Controller:
         p = self.process
         if p is None or p.poll() is not None:
             return None if p is None else p.returncode
-        return paths.stop_process(p, timeout)
+        return stop_process(p, timeout)
 
     def kill(self):
         """SIGKILL, as a crash would (tests of the switch's reconnecting)."""
