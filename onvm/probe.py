@@ -7,7 +7,16 @@ import time
 from .common.abi import lib
 from .common.errors import LONGEST_S, check_number, check_timeout
 from .common.spec import native
-from .traffic import GenerateResult, Trace, latency_between, raw_frames, sink_state, trace_hops
+from .traffic import (
+    GenerateResult,
+    Trace,
+    check_port,
+    check_ring_port,
+    latency_between,
+    raw_frames,
+    sink_state,
+    trace_hops,
+)
 
 
 def trace(mgr, pkt, port=0, timeout=2.0):
@@ -28,7 +37,7 @@ def trace(mgr, pkt, port=0, timeout=2.0):
     if not (isinstance(pkt, (bytes, bytearray)) or hasattr(pkt, "build")):
         raise ValueError("trace() takes one packet (a scapy packet or bytes), got %s" % type(pkt).__name__)
     (raw,) = raw_frames(pkt)
-    mgr._check_ring_port(port)
+    check_ring_port(mgr, port)
     tid = mgr._request({"op": "trace_start"})["id"]
     ends = (lib.ONVM_TRACE_PORT_OUT, lib.ONVM_TRACE_DROP)
     try:
@@ -76,7 +85,7 @@ def generate(mgr, port=0, rate=1e6, size=64, flows=1024, seconds=None, count=Non
         seconds = 5 if seconds is None else seconds
         check_number("seconds", seconds, 1e-3, LONGEST_S, what="a positive number of seconds")
     check_timeout(timeout)
-    mgr._check_port(port)
+    check_port(mgr, port)
     used = {d for p in range(len(mgr.port_specs)) for a, d in mgr.control.path(p) if a == lib.ONVM_TO_SERVICE}
     used |= {s.service for _, s in mgr.control.nf_slots((lib.ONVM_NF_CLAIMED, lib.ONVM_NF_RUNNING))}
     service = max(set(range(1, lib.ONVM_MAX_SERVICES)) - used)

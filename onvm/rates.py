@@ -198,3 +198,51 @@ class Recorder:
 def is_gone(state):
     """True for the states of an NF that is no longer there."""
     return state.split(" ")[0] in ("stopped", "gone", "killed", "exited")
+
+
+# ---- a manager's recorder: what Manager.rates, history and dashboard read ---------
+
+
+def recorder_of(mgr):
+    """mgr's rates.Recorder, made on first use and kept (the dashboard and rates() share it)."""
+    rec = getattr(mgr, "_rates", None)
+    if rec is None or rec.control is not mgr.control:
+        rec = mgr._rates = Recorder(mgr.control, lambda pid: exit_state(mgr, pid))
+    return rec
+
+
+def exit_state(mgr, pid):
+    """How the NF with this pid ended: "gone" if it was not launched
+    here, None while its process is not reaped (see rates.Recorder)."""
+    for n in mgr.launched:
+        if n.pid == pid:
+            rc = n.process.poll()
+            if rc is None:
+                return None
+            return "stopped" if rc == 0 else "killed by signal %d" % -rc if rc < 0 else "exited %d" % rc
+    return "gone"
+
+
+def rates_of(mgr, interval=1.0):
+    """Packets per second over the last `interval` seconds of the
+    manager's clock (waits if less has been recorded).
+
+    returns: {"time", "interval", "nfs": {instance: {name, service, pid,
+        state, rx, tx, drop, load, ...}}, "ports": {p: {name, rx, tx,
+        drop}}, "pool": {size, in_use, use}}; rates are floats
+    raises: ValueError for a bad interval, OnvmError if the manager is stopped"""
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0 < interval <= 600:
+        raise ValueError("interval must be a number of seconds in (0, 600], got %r" % (interval,))
+    if not mgr.running:
+        raise OnvmError("manager %r is not running" % mgr.name)
+    return recorder_of(mgr).rates(interval)
+
+
+def history_of(mgr):
+    """The rates recorded so far (by the dashboard and rates()) as a
+    pandas DataFrame: time, kind, id, name, service, generation, state,
+    rx, tx, drop, queued; .to_csv() for analysis.  Kept after stop()."""
+    rec = getattr(mgr, "_rates", None)
+    if rec is None:
+        rec = Recorder(None)
+    return rec.history()

@@ -11,6 +11,7 @@ import time
 from .common.abi import ffi, lib
 from .common.errors import check_number, check_timeout
 from .common.rings import WRITE_CHUNK, Doorbell, Ring, ring_path, traffic_path
+from .common.spec import _check_service
 
 
 class PortRings:
@@ -518,7 +519,7 @@ def inject(mgr, pkts, port=0, timeout=5.0, rate=None):
     if isinstance(pkts, (str, os.PathLike)):
         pkts = [p for p, _ in read_pcap(pkts)]
     raw = raw_frames(pkts)
-    mgr._check_ring_port(port)
+    check_ring_port(mgr, port)
     check_timeout(timeout)
     due = None
     if rate is not None:
@@ -569,13 +570,13 @@ def capture(mgr, port=1, count=None, timeout=1.0, raw=False, after=None, filter=
     if count is not None:
         check_number("count", count, 0, 2 ** 63 - 1, integer=True, what="an int")
     if after is not None:
-        service = mgr._service_of(after)
+        service = service_of(mgr, after)
         for t in mgr._taps:
             if t.key == (lib.ONVM_TAP_AFTER_SERVICE, service, filter or ""):
                 return t.capture(count, timeout, raw)
         with mgr.tap(after=after, filter=filter) as t:
             return t.capture(count, timeout, raw)
-    mgr._check_ring_port(port)
+    check_ring_port(mgr, port)
     match = Filter(filter) if filter is not None else None
     if match is None:
         got = mgr.rings.capture(port, count, timeout)
@@ -603,9 +604,9 @@ def tap(mgr, after=None, port=None, direction="out", filter=None, ring_mb=8):
     if (after is None) == (port is None):
         raise ValueError("tap(): give either after=NF or port=P")
     if after is not None:
-        where, target, label = lib.ONVM_TAP_AFTER_SERVICE, mgr._service_of(after), "after %s" % (after,)
+        where, target, label = lib.ONVM_TAP_AFTER_SERVICE, service_of(mgr, after), "after %s" % (after,)
     else:
-        mgr._check_port(port)
+        check_port(mgr, port)
         if direction not in ("in", "out"):
             raise ValueError("direction must be 'in' or 'out', got %r" % (direction,))
         where = lib.ONVM_TAP_PORT_OUT if direction == "out" else lib.ONVM_TAP_PORT_IN
@@ -630,14 +631,14 @@ def replay(mgr, path=0, port=0, speed=1.0, loop=1, timeout=5.0):
     instead; such a port waits for this, so the chain and NFs can be
     set up first."""
     if isinstance(path, int) and not isinstance(path, bool):
-        return mgr._replay_port(path)
+        return replay_port(mgr, path)
     if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not 0 <= speed < float("inf"):
         raise ValueError("speed must be a finite number >= 0 (0: as fast as possible), got %r" % (speed,))
     if isinstance(loop, bool) or not isinstance(loop, int) or loop < 1:
         raise ValueError("loop must be a positive int, got %r" % (loop,))
     check_timeout(timeout)
     recs = read_pcap(path)
-    mgr._check_ring_port(port)
+    check_ring_port(mgr, port)
     if len(recs) * loop > 10 ** 8:
         raise ValueError("loop=%d: %d packets in all; at most 10**8 in one replay" % (loop, len(recs) * loop))
     raw = raw_frames([p for p, _ in recs]) * loop
@@ -651,5 +652,47 @@ def record(mgr, port=1, path="capture.pcap", after=None, filter=None):
     .stop().  returns: a Recorder (.stop() returns the packet count)."""
     if after is not None:
         return Recorder(mgr.tap(after=after, filter=filter).ring, path, mgr)
-    mgr._check_ring_port(port)
+    check_ring_port(mgr, port)
     return Recorder(mgr.rings.ring(port, "out"), path, None, Filter(filter) if filter else None)
+
+
+def service_of(mgr, node):
+    """The service ID of an NF given by name (as launched, or as it
+    registered) or by service ID."""
+    if isinstance(node, int) and not isinstance(node, bool):
+        _check_service(node)
+        return node
+    if not isinstance(node, str):
+        raise ValueError("a node is an NF name or a service ID, got %r" % (node,))
+    for n in mgr.launched:
+        if n.alive and (n.name == node or n.name.rpartition(".")[0] == node):
+            return n.service
+    for s, nm in mgr.control.service_names().items():    # a deployed graph's node
+        if nm == node:
+            return s
+    for i, s in mgr.control.nf_slots():
+        nm = mgr.control.nf_stats(i)["name"]
+        if nm == node or nm.rpartition(".")[0] == node:
+            return s.service
+    names = sorted({mgr.control.nf_stats(i)["name"] for i, _ in mgr.control.nf_slots()})
+    raise ValueError("no NF named %r is running (NFs: %s)" % (node, ", ".join(names) or "none"))
+
+def check_ring_port(mgr, port):
+    """raises: ValueError unless port is one of mgr's ring ports (inject and capture need one)."""
+    check_port(mgr, port)
+    if not mgr.port_specs[port].startswith("ring"):
+        ring = [p for p, s in enumerate(mgr.port_specs) if s.startswith("ring")]
+        raise ValueError("port %d is a %s port; inject and capture work on ring ports %s"
+                         % (port, mgr.port_specs[port].partition(":")[0], ring))
+
+def replay_port(mgr, port):
+    """Start the file of mgr's "pcap:rx=FILE" port (it waits for this)."""
+    check_port(mgr, port)
+    if not mgr.port_specs[port].startswith("pcap:") or "rx=" not in mgr.port_specs[port]:
+        raise ValueError("port %d (%s) has no pcap file to replay" % (port, mgr.port_specs[port]))
+    mgr._request({"op": "replay", "port": port})
+
+def check_port(mgr, port):
+    """raises: ValueError unless mgr has port."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < len(mgr.port_specs):
+        raise ValueError("port %r does not exist (ports 0..%d)" % (port, len(mgr.port_specs) - 1))

@@ -249,9 +249,10 @@ def grading_manager(tests, jail):
 
 def _nf_manager(ports, jail):
     from ..common import paths
-    from ..launch import RUNNER, child_env, nf_argv
-    from ..manager import NF, Manager
+    from ..launch import NF, RUNNER, child_env
+    from ..manager import Manager
     from ..nflib.door import TICKET_ENV
+    from ..nflib.run import nf_argv
 
     class GradingManager(Manager):
         def _spawn(self, spec, service, name, staged=False, limits=None, flow_miss=False):

@@ -10,6 +10,7 @@ from ..common import logsink, paths
 from ..common.abi import ffi, lib
 from ..common.errors import OnvmError
 from ..common.packet import DROP, Action, Packet
+from ..common.spec import NativeNF
 from . import context
 
 MAX_TRACEBACKS = 5
@@ -203,6 +204,29 @@ def run(manager, service, name, native=None, args="", spec=None, staged=False, d
         sink.on_drop = None          # the stats file is unmapped next
         finish(nf, sock)
     return 0
+
+
+def nf_argv(manager, spec, service, name, staged=False, door=None, target=None, batch=False):
+    """The options of this runner (main() below) for one NF, as a process
+    NF, a container NF or a graded NF is started with: a native NF by name, an importable
+    one (target "MODULE:FUNCTION", an image's), or a Python NF whose
+    pickled NFSpec comes on stdin (--python)."""
+    argv = ["--manager", manager, "--service", str(service), "--name", name]
+    if door is not None:
+        argv += ["--door", door]
+    if staged:
+        argv.append("--staged")
+    if isinstance(spec, NativeNF):
+        target, args = spec.name, ",".join("%s=%d" % kv for kv in spec.args.items())
+    else:
+        args = ""
+    if target is None:
+        argv.append("--python")
+    elif ":" in target:
+        argv += ["--import", target] + (["--batch"] if batch else [])
+    else:
+        argv += ["--native", target, "--args", args]
+    return argv
 
 
 def main(argv=None):
