@@ -8,7 +8,7 @@ import struct
 import threading
 import time
 
-from .common.abi import ffi, lib
+from .common.abi import check, ffi, lib
 from .common.errors import check_number, check_timeout
 from .common.rings import WRITE_CHUNK, Doorbell, Ring, ring_path, traffic_path
 from .common.spec import _check_service
@@ -111,8 +111,7 @@ class Filter:
             raise ValueError("a filter is a libpcap expression string, got %r" % (text,))
         self.text = text
         self._prog = ffi.new("struct onvm_tap *")
-        if lib.onvm_filter_compile(text.encode(), self._prog) < 0:
-            raise ValueError(ffi.string(lib.onvm_last_error()).decode())
+        check(lib.onvm_filter_compile(text.encode(), self._prog), error=ValueError)
 
     def __call__(self, pkt, wirelen=None):
         return bool(lib.onvm_filter_match(self._prog, pkt, wirelen or len(pkt), len(pkt)))

@@ -1,6 +1,8 @@
 """The compiled core (onvm._core, built by cffi from onvm/core) and its one
 Python owner: every other module takes ffi and lib from here, so the ABI has
 one importer, and a C call's -errno turns into an exception in one place."""
+import os
+
 from .. import _core
 from .errors import OnvmError
 
@@ -15,13 +17,11 @@ def last_error():
     return ffi.string(msg).decode(errors="replace") if msg != ffi.NULL else ""
 
 
-def check(ret, what):
+def check(ret, what=None, error=OnvmError):
     """ret from a C call that returns -errno on failure: ret itself when it
-    is >= 0, else OnvmError naming what failed, the C core's message and the
-    errno (ValueError for -EINVAL: the input was wrong)."""
+    is >= 0, else `error` (OnvmError; ValueError where the caller knows the
+    input was at fault) with the C core's message, after "what: " if given."""
     if ret >= 0:
         return ret
-    import os
     detail = last_error() or os.strerror(-ret)
-    exc = ValueError if ret == -22 else OnvmError
-    raise exc("%s: %s" % (what, detail))
+    raise error("%s: %s" % (what, detail) if what else detail)

@@ -7,7 +7,7 @@ import os
 import threading
 
 from . import paths
-from .abi import ffi, lib
+from .abi import check, ffi, lib
 from .errors import OnvmError
 
 READ_BUF = 8 << 20        # bytes copied out of a ring per call
@@ -66,11 +66,7 @@ class Ring:
         self._buf = None
         self._thread_lock = threading.Lock()   # flock does not keep our own threads apart
 
-    @staticmethod
-    def _check(ret):
-        if ret < 0:
-            raise OnvmError(ffi.string(lib.onvm_last_error()).decode())
-        return ret
+    _check = staticmethod(check)     # -errno -> OnvmError with the C core's message
 
     def lock(self, block=True):
         """Take the notebook side's lock.  returns: False if not block and

@@ -11,7 +11,7 @@ import sys
 import time
 
 from ..common import logsink, paths
-from ..common.abi import ffi, lib
+from ..common.abi import check, ffi, lib
 from ..common.config import ManagerConfig
 from ..common.errors import OnvmError
 from ..common.ports import NETNS_DIR, parse_port, tap_place
@@ -194,11 +194,7 @@ class ManagerDaemon:
             **self.flows.ops(),
         }
 
-    @staticmethod
-    def check(ret):
-        if ret < 0:
-            raise OnvmError(ffi.string(lib.onvm_last_error()).decode())
-        return ret
+    check = staticmethod(check)     # -errno -> OnvmError with the C core's message
 
     # ---- the control loop ---------------------------------------------------
 
@@ -362,9 +358,7 @@ class ManagerDaemon:
         action, dest] each; end=1 also ends the trace."""
         hops = ffi.new("struct onvm_trace_hop[]", lib.ONVM_TRACE_HOPS)
         try:
-            n = lib.onvm_mgr_trace_read(a["id"], hops, lib.ONVM_TRACE_HOPS)
-            if n < 0:
-                raise ValueError(ffi.string(lib.onvm_last_error()).decode())
+            n = check(lib.onvm_mgr_trace_read(a["id"], hops, lib.ONVM_TRACE_HOPS), error=ValueError)
             return {"hops": [[h.ts_ns, h.kind, h.why, h.where, h.service, h.action, h.dest] for h in hops[0:n]]}
         finally:
             if a["end"]:

@@ -29,7 +29,7 @@ import sys
 import time
 
 from ..common import paths
-from ..common.abi import ffi, lib
+from ..common.abi import check, lib
 from ..common.errors import OnvmError
 from .control import DEFER, Bool, Int, Optional
 
@@ -115,9 +115,7 @@ class NFDoor:
         if (ticket["service"], ticket["name"]) != (args["service"], args["name"]):
             raise OnvmError("this launch ticket is for NF %s of service %d, not %s of service %d"
                             % (ticket["name"], ticket["service"], args["name"], args["service"]))
-        slot = lib.onvm_mgr_nf_claim(args["name"].encode(), args["kind"].encode(), args["service"], conn.pid)
-        if slot < 0:
-            raise OnvmError(ffi.string(lib.onvm_last_error()).decode())
+        slot = check(lib.onvm_mgr_nf_claim(args["name"].encode(), args["kind"].encode(), args["service"], conn.pid))
         del self.tickets[args["ticket"]]      # used: one registration per launch
         conn.idle_deadline = None
         conn.data["slot"] = slot
@@ -146,8 +144,7 @@ class NFDoor:
         if "slot" not in conn.data:
             raise ValueError("ready before register")
         # staged: running, but in no service until a deployment puts it there
-        if lib.onvm_mgr_nf_ready(conn.data["slot"], 0 if conn.data["staged"] else 1) < 0:
-            raise OnvmError(ffi.string(lib.onvm_last_error()).decode())
+        check(lib.onvm_mgr_nf_ready(conn.data["slot"], 0 if conn.data["staged"] else 1))
         return {}
 
     def op_leave(self, conn, args):

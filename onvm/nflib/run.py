@@ -7,7 +7,7 @@ import sys
 import traceback
 
 from ..common import logsink, paths
-from ..common.abi import ffi, lib
+from ..common.abi import ffi, last_error, lib
 from ..common.errors import OnvmError
 from ..common.packet import DROP, Action, Packet
 from ..common.spec import NativeNF
@@ -49,7 +49,7 @@ def start(manager, service, name, kind, staged=False, door=None):
     os.close(shm_fd)
     os.close(stats_fd)
     if nf == ffi.NULL:
-        err = ffi.string(lib.onvm_last_error()).decode()
+        err = last_error()
         sock.close()
         raise OnvmError("NF %r: %s" % (name, err))
     try:
@@ -193,7 +193,7 @@ def run(manager, service, name, native=None, args="", spec=None, staged=False, d
 
     try:
         if loop() < 0:
-            print("NF %s: %s" % (name, ffi.string(lib.onvm_last_error()).decode()), file=sys.stderr)
+            print("NF %s: %s" % (name, last_error()), file=sys.stderr)
             return 2
         # Asked to stop: leave the service, then hand on what is still in
         # our ring, so a clean stop loses nothing.
