@@ -150,6 +150,14 @@ def test_the_walk_sees_the_package():
     assert "onvm.nflib.run" in EDGES["onvm.face.cli"]
 
 
+def test_the_old_flat_paths_are_gone():
+    # moved modules keep no alias at their old path: one module owns each
+    # concern, and a stale import fails at once instead of half-working
+    old = ("mgrd", "nfrun", "nfdoor", "control", "context", "errors", "paths", "protocol", "logsink", "ports",
+           "packet", "cli", "lab", "grading", "feedback", "sandbox", "kernel", "doctor", "demo")
+    assert [m for m in old if "onvm." + m in MODULES] == []
+
+
 def test_no_import_cycles():
     assert cycles(EDGES) == []
 
