@@ -1,5 +1,8 @@
-"""Statistics read straight from a manager's control file: plain memory, no
-DPDK, cheap enough to poll many times a second from a notebook."""
+"""A manager's control file (struct onvm_shm), read-only: its tables, NF
+slots, service names and counters, and the samples each control tick takes
+(read_sample, under their seqlock).  Plain memory, no DPDK, cheap enough to
+poll many times a second; shared by the notebook side, onvm doctor, NFs
+(node names) and the daemon (`onvm mgr`'s table)."""
 import collections
 import mmap
 import os
