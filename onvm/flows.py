@@ -29,14 +29,16 @@ bigger table is checked in turns, so its expiry is coarser): idle (no
 packet for that long) and hard (that long after it was added)."""
 from .common.abi import lib
 from .common.match import BULK, MAX_TIMEOUT_MS, Match  # noqa: F401  (onvm.flows.Match, as before)
+from .common.packet import ToPort, ToService
+from .graph import Port
+from .nflib import context
+from .nflib import door as nfdoor
 
 # ---- chains --------------------------------------------------------------------------
 
 def resolve_chain(chain, names, nb_ports):
     """A rule's chain -> [[action, dest], ...].  names: {node name: service
     ID} of the deployed graph.  raises ValueError naming the entry."""
-    from .common.packet import ToPort, ToService
-    from .graph import Port
     if isinstance(chain, (str, int, Port, ToPort, ToService)) or not hasattr(chain, "__iter__"):
         chain = [chain]
     out = []
@@ -199,7 +201,6 @@ class FlowTable:
             if sid is None:
                 raise ValueError("unknown node %r" % service)
         else:
-            from .common.packet import ToService
             sid = ToService(service).dest
         self.mgr._request({"op": "flow_config", "miss_service": sid})
 
@@ -221,8 +222,6 @@ def add(match, chain, priority=0, idle_timeout=0, hard_timeout=0):
     """Inside an NF: ask the manager for a rule (for the packet in hand:
     Match.of(pkt)).  returns: the rule's ID; raises OnvmError if the manager
     refuses (over quota, a bad chain), ValueError for a bad argument."""
-    from .nflib import context
-    from .nflib import door as nfdoor
     if context.door is None:
         raise ValueError("onvm.flows.add() works inside an NF; from a notebook use mgr.flows.add()")
     cf = context.control_file()       # sent over nf.sock: a container NF has no path to it

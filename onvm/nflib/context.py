@@ -1,5 +1,6 @@
 """Who the running NF is, for callbacks that want to know."""
 from ..common import packet
+from ..common.shm import ControlFile
 
 
 class NFContext:
@@ -27,7 +28,6 @@ def control_file():
     """The manager's control file, read-only: the one it sent the NF over
     nf.sock (nfrun keeps it), else opened by the manager's name."""
     if _names["control"] is None:
-        from ..common.shm import ControlFile
         _names["control"] = ControlFile(manager)
     return _names["control"]
 

@@ -10,8 +10,10 @@ from ..common import logsink, paths
 from ..common.abi import ffi, last_error, lib
 from ..common.errors import OnvmError
 from ..common.packet import DROP, Action, Packet
-from ..common.spec import NativeNF
+from ..common.shm import ControlFile
+from ..common.spec import NativeNF, load_nf
 from . import context
+from . import door as nfdoor
 
 MAX_TRACEBACKS = 5
 
@@ -21,7 +23,6 @@ def start(manager, service, name, kind, staged=False, door=None):
     container), join its DPDK instance as a secondary and go into service
     (staged: in no service until a deployment puts it there).
     returns: (cffi handle, slot, socket)."""
-    from . import door as nfdoor
     if door is None or not isinstance(door, str):
         paths.use_dpdk_env()   # DPDK finds the manager's runtime dir through it (a container's env has it set)
     # This launch's ticket, from whoever launched us (not left for our children);
@@ -41,7 +42,6 @@ def start(manager, service, name, kind, staged=False, door=None):
     nf = lib.onvm_nf_start(shm_fd, stats_fd, slot, sock.fileno(), cpus.encode(), len(argv), c_argv)
     # The control file as the manager sent it: a container NF has no path to it
     # (onvm.flows.add and ToService("node") read the node names there).
-    from ..common.shm import ControlFile
     try:
         context._names["control"] = ControlFile.from_fd(shm_fd, manager)
     except OnvmError:
@@ -64,7 +64,6 @@ def start(manager, service, name, kind, staged=False, door=None):
 def leave(nf, sock):
     """Out of service: the manager answers once no packet can come our way
     any more.  returns: True if the ring may now be emptied."""
-    from . import door as nfdoor
     try:
         sock.settimeout(5)
         return nfdoor.call(sock, {"op": "leave"}).get("out_of_service", False)
@@ -249,7 +248,6 @@ def main(argv=None):
     a = ap.parse_args(argv)
     spec = None
     if a.target:
-        from ..common.spec import load_nf
         try:
             spec = load_nf(a.target, a.batch)
         except ValueError as e:   # said in one line, as `onvm nf` says it
