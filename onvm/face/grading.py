@@ -302,6 +302,7 @@ def run_cases(tests, nf_code, out_dir, deadline, jail=None, mgr=None, cases=None
     from scapy.utils import wrpcap
 
     from ..common.packet import dissect
+    from ..launch import wait_registered
     results, mismatched, cpu = _Results(), [], [0, 0]
     cases = prepare_cases(tests) if cases is None else cases
     with (mgr or grading_manager(tests, jail)) as mgr:
@@ -309,7 +310,7 @@ def run_cases(tests, nf_code, out_dir, deadline, jail=None, mgr=None, cases=None
         try:
             nfs = [mgr._spawn(nf_code, 1 + k, "%s-%d" % (tests.NF, k)) for k in range(len(cases))]
             mgr.launched += nfs
-            mgr._wait_registered(nfs, max(5, min(60, deadline - time.monotonic())))
+            wait_registered(mgr, nfs, max(5, min(60, deadline - time.monotonic())))
         except Exception as e:
             problem = "the NF did not start: %s" % e
         for k, (name, points, pkts, raw, want) in enumerate(cases):
