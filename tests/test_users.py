@@ -249,7 +249,7 @@ def test_cli_python_nf_runs_in_the_cli_process(mgr, tmp_path):
 USER_SCRIPT = r'''
 import json, os, sys
 import onvm
-from onvm import paths
+from onvm.common import paths
 name = sys.argv[1]
 with onvm.Manager(name=name) as m:
     nf = m.launch(onvm.native("forward"), service=1)
