@@ -278,7 +278,34 @@ def check_managers():
     return out
 
 
-CHECKS = (check_dpdk, check_core, check_hugepages, check_permissions, check_docker, check_managers)
+def check_kernel():
+    """The "onvm" kernelspec Jupyter would start must run this onvm's kernel
+    module: a spec installed by an older onvm names a module path that has
+    since moved, and its kernel dies at start in every notebook."""
+    from . import kernel
+    try:
+        spec_file = kernel.installed()
+    except OnvmError:            # no jupyter_client: the lab extra is not installed
+        return []
+    if spec_file is None:
+        return [("warn", "kernel", 'no "OpenNetVM (Python 3)" kernel is installed (only needed for notebooks)',
+                 "onvm kernel install --sys-prefix")]
+    import json
+    try:
+        with open(spec_file) as f:
+            argv = json.load(f)["argv"]
+        with open(os.path.join(kernel.spec_dir(), "kernel.json")) as f:
+            want = json.load(f)["argv"]
+    except (OSError, ValueError, KeyError) as e:
+        return [("warn", "kernel", "cannot read %s: %s" % (spec_file, e), "onvm kernel install --sys-prefix")]
+    if argv[1:] != want[1:] or not os.access(argv[0], os.X_OK):
+        return [("warn", "kernel", "%s starts %r, not this onvm's kernel (%s)" % (
+                 spec_file, " ".join(argv[:3]), " ".join([sys.executable] + want[1:3])),
+                 "onvm kernel install --%s" % ("user" if spec_file.startswith(os.path.expanduser("~")) else "sys-prefix"))]
+    return [("ok", "kernel %s" % spec_file, None, None)]
+
+
+CHECKS = (check_dpdk, check_core, check_hugepages, check_permissions, check_docker, check_kernel, check_managers)
 
 
 def run_checks():
