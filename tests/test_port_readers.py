@@ -12,7 +12,7 @@ import pytest
 
 import onvm
 from conftest import udp
-from onvm.doctor import dpdk_tools
+from onvm.face.doctor import dpdk_tools
 from onvm.traffic import read_pcap
 
 N = 3000

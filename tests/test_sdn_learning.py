@@ -13,7 +13,7 @@ import time
 import pytest
 
 import onvm
-from onvm import paths
+from onvm.common.runtime import stop_process
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 A, B, PROBE = "02:00:00:00:0a:01", "02:00:00:00:0b:02", "02:00:00:00:0c:03"
@@ -48,7 +48,7 @@ def osken(tmp_path):
                 time.sleep(0.1)
         yield p
     finally:
-        paths.stop_process(p, 5)
+        stop_process(p, 5)
 
 
 def frame(src, dst, n, sport):

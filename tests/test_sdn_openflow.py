@@ -319,9 +319,9 @@ def test_what_the_sdn_nf_may_ask_of_the_flow_director_gives_an_nf_no_more_power(
     """The two requests the SDN NF's cache added to nf.sock: in_ports only
     narrows a rule to ports the NF already covers, and flow_counters reads
     only the NF's own rules (not the operator's: None)."""
+    from onvm.common.abi import lib
     from onvm.flows import Match
     from test_flows import door_asker, replies_of
-    lib = onvm._core.lib
     op_rule = mgr.flows.add(Match(src="198.51.100.9", dst="203.0.113.9", proto="udp", sport=9, dport=9),
                             [onvm.Port(1)])
     m = Match(src="198.51.100.1", dst="203.0.113.9", proto="udp", sport=4242, dport=53).wire()

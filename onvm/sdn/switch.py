@@ -26,10 +26,12 @@ import zlib
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from .. import context, flows, nfdoor
-from .._core import ffi, lib
-from ..errors import OnvmError
-from ..packet import DROP, NEXT, Packet
+from ..common.abi import ffi, lib
+from ..common.errors import OnvmError
+from ..common.match import NF_QUOTA, Match
+from ..common.packet import DROP, NEXT, Packet
+from ..nflib import context
+from ..nflib import door as nfdoor
 from . import ofwire
 from .table import DEFAULT_PATH, SERVICE_BASE, Decision, OFError, Table, normalize, outputs, packet_fields
 
@@ -380,7 +382,7 @@ class _Running:
         if pf.get("eth_type") != 0x0800 or e not in self.table.entries or port == NO_PORT:
             return False
         try:
-            m = flows.Match.of(raw)
+            m = Match.of(raw)
         except ValueError:
             return False
         if not m.exact:
@@ -461,8 +463,8 @@ class _Running:
         """{entry: (packets, bytes)}: the NF's own counts plus its rules' now."""
         ids = [(e, self.cache[k][0]) for e in entries for k in e.cache]
         out = {e: [e.packets, e.bytes] for e in entries}
-        for i in range(0, len(ids), flows.NF_QUOTA):
-            part = ids[i:i + flows.NF_QUOTA]
+        for i in range(0, len(ids), NF_QUOTA):
+            part = ids[i:i + NF_QUOTA]
             got = nfdoor.call(self.door, {"op": "flow_counters", "ids": [rid for _, rid in part]})["counters"]
             for (e, _), c in zip(part, got):
                 if c is not None:
