@@ -219,8 +219,13 @@ def cmd_kernel(a):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:          # its own parser: onvm bench [NAME...] [--json] [--quick]
+        from .face import bench
+        return bench.main(argv[1:])
     ap = argparse.ArgumentParser(prog="onvm", description="OpenNetVM-style NFV: manager, NFs, chains.")
     sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("bench", help="the paper's evaluation on this machine: onvm bench [NAME...] [--json] [--quick]")
 
     p = sub.add_parser("mgr", help="run a manager in the foreground with live stats")
     p.add_argument("--name", default="main", help="manager name (DPDK file prefix onvm-NAME)")

@@ -1,0 +1,1 @@
+"""What users run: the CLI's commands and the tools behind them."""
