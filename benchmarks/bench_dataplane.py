@@ -298,7 +298,9 @@ def run_chain(args, middle, gen_args=None, sample_every=None):
         sink = mgr.launch(onvm.native("sink"), service=SINK)
         mids = []
         for spec, svc, *replicas in middle:      # (spec, service) or (spec, service, replicas)
-            got = mgr.launch(spec, service=svc, replicas=replicas[0] if replicas else 1)
+            # the same NF more than once (a chain of forwards): one name per service
+            name = "%s-%d" % (spec.name, svc) if sum(m[0] is spec for m in middle) > 1 else None
+            got = mgr.launch(spec, service=svc, replicas=replicas[0] if replicas else 1, name=name)
             mids += got if isinstance(got, list) else [got]
         gen = mgr.launch(onvm.native("generate", **gen_args), service=GEN)
         time.sleep(args.warmup)

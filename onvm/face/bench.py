@@ -227,11 +227,13 @@ class Run:
                                      manager_options=manager_options, idle_settle=0.2 if self.quick else 3.0,
                                      idle_seconds=0.5 if self.quick else 10.0, quick=self.quick)
 
-    def chain_mpps(self, middle, **manager_options):
+    def chain_mpps(self, middle, warmup=None, **manager_options):
         """generate -> middle -> sink through onvm (bench_dataplane.run_chain):
         the median Mpps over the trials, and the median trial's result."""
         dp = script("bench_dataplane")
-        runs = sorted((dp.run_chain(self.dp_args(**manager_options), middle) for _ in range(self.trials)),
+        args = self.dp_args(**manager_options)
+        args.warmup = max(args.warmup, warmup or 0)
+        runs = sorted((dp.run_chain(args, middle) for _ in range(self.trials)),
                       key=lambda r: r["mpps"])
         mid = runs[len(runs) // 2]
         return mid["mpps"], mid
@@ -302,7 +304,7 @@ def g_python(run):
              ("python.native", onvm.native("count"), None, None))
     for name, spec, goal, paper in cases:
         run.log(name)
-        value, _ = run.chain_mpps([(spec, FIRST)])
+        value, _ = run.chain_mpps([(spec, FIRST)], warmup=2.0 if spec is py_scapy else None)  # scapy imports slowly
         note = ("native count: reads the IP protocol of each packet, as the others read it and the port"
                 if name == "python.native" else "reads the IP protocol and TCP port of every packet")
         yield row(name, value, "Mpps", ceiling, goal, paper, note + "; ceiling: chain_ceiling.c, 1 NF")
@@ -312,38 +314,54 @@ def _wakeups(mgr):
     return sum(mgr.control.nf_counters(i).wakeups for i, _ in mgr.control.nf_slots())
 
 
+class _env:
+    """os.environ[key] = value for a with-block (inherited by the manager and NFs started in it)."""
+
+    def __init__(self, key, value):
+        self.key, self.value = key, value
+
+    def __enter__(self):
+        self.old = os.environ.get(self.key)
+        if self.value is not None:
+            os.environ[self.key] = self.value
+
+    def __exit__(self, *exc):
+        if self.old is None:
+            os.environ.pop(self.key, None)
+        else:
+            os.environ[self.key] = self.old
+
+
 def g_latency(run):
     """Per-packet latency (the sink's histogram of generate's send stamps):
-    1 and 5 forward NFs, 5 kpps and 100 kpps, sleeping and busy polling."""
+    1 and 5 forward NFs, 5 kpps and 100 kpps; sleeping (the default, adaptive
+    spin), busy polling, and the fixed 50 us spin of before (ONVM_SPIN=fixed)."""
     seconds = 0.5 if run.quick else 5.0
-    for busy in (False, True):
-        # busy polling spins every thread: with 5 NFs and the manager's threads on 2 cores that is
-        # only a measure of the scheduler, so busy mode runs 1 NF
-        sizes = (1,) if busy else (1, 5)
-        with onvm.Manager(name="bench-lat-%d" % os.getpid(), busy_poll=busy) as mgr:
+    # busy polling spins every thread: with 5 NFs and the manager's threads on 2 cores that measures
+    # only the scheduler, so busy mode (and the fixed-spin comparison) run 1 NF
+    for mode, sizes in (("", (1, 5)), ("busy_poll.", (1,)), ("fixed_spin.", (1,))):
+        with _env("ONVM_SPIN", "fixed" if mode == "fixed_spin." else None), \
+                onvm.Manager(name="bench-lat-%d" % os.getpid(), busy_poll=mode == "busy_poll.") as mgr:
             mgr.launch(onvm.native("sink"), service=SINK)
             for k in range(max(sizes)):
-                mgr.launch(onvm.native("forward"), service=FIRST + k)
+                mgr.launch(onvm.native("forward"), service=FIRST + k, name="forward-%d" % k)
             for n in sizes:
                 mgr.set_default_chain([FIRST + k for k in range(n)] + [SINK])
                 for pps in (5000, 100000):
-                    run.log("latency: %s, %d NF, %d pps" % ("busy_poll" if busy else "sleeping", n, pps))
+                    run.log("latency: %s%d NF, %d pps" % (mode or "sleeping, ", n, pps))
                     w0 = _wakeups(mgr)
                     r = mgr.generate(port=0, rate=pps, seconds=seconds, flows=64)
                     woke = _wakeups(mgr) - w0
                     lat = r.latency
-                    base = "latency.%snfs=%d.pps=%d" % ("busy_poll." if busy else "", n, pps)
+                    base = "latency.%snfs=%d.pps=%d" % (mode, n, pps)
                     for q, v in (("p50", lat.p50), ("p99", lat.p99), ("p99.9", lat.p999)):
-                        goal = None
-                        if n == 1 and not busy and pps == 100000:
-                            goal = Goal(at_most=15 if q == "p50" else 100 if q == "p99" else None, unit="us")
-                        elif n == 1 and not busy and q == "p50":
-                            goal = Goal(at_most=25, unit="us")
-                        elif n == 1 and busy and q == "p50":
-                            goal = Goal(at_most=8, unit="us")
-                        if goal and goal.at_most is None:
-                            goal = None
-                        yield row("%s.%s" % (base, q), v / 1e3 if v is not None else None, "us", None, goal,
+                        at_most = None
+                        if n == 1 and mode == "":
+                            at_most = {"p50": 15 if pps == 100000 else 25, "p99": 100 if pps == 100000 else None}.get(q)
+                        elif n == 1 and mode == "busy_poll." and q == "p50":
+                            at_most = 8
+                        yield row("%s.%s" % (base, q), v / 1e3 if v is not None else None, "us", None,
+                                  Goal(at_most=at_most, unit="us") if at_most else None,
                                   "4.4 us mean, 1 NF, dedicated cores" if n == 1 else None,
                                   "%d samples (one per burst) of %d received" % (lat.samples, r.received),
                                   **({} if v is not None else {"error": "no latency samples"}))
@@ -446,7 +464,7 @@ def g_tcp(run):
         ports = ["tap:obt%sa@%s=%s/24" % (tag, a.name, A), "tap:obt%sb@%s=%s/24" % (tag, b.name, B)]
         with onvm.Manager(name="bench-tcp-%d" % os.getpid(), ports=ports) as mgr:
             for k in range(3):
-                mgr.launch(onvm.native("forward"), service=FIRST + k)
+                mgr.launch(onvm.native("forward"), service=FIRST + k, name="forward-%d" % k)
             macs = {}
             for ns, dev in ((a, "obt%sa" % tag), (b, "obt%sb" % tag)):
                 macs[ns.name] = re.search(r"link/ether ([0-9a-f:]{17})", ns.cmd("ip", "link", "show", dev)).group(1)
@@ -505,7 +523,7 @@ def g_scale(run):
         t0 = time.monotonic()
         nfs = []
         for s in range(services):
-            nfs += mgr.launch(onvm.native("forward"), service=FIRST + s, replicas=replicas)
+            nfs += mgr.launch(onvm.native("forward"), service=FIRST + s, replicas=replicas, name="forward-%d" % s)
         took = time.monotonic() - t0
         yield row("scale.nfs=%d.launch" % total, took, "s", None, None, None,
                   "%d services x %d replicas of forward, launched one service at a time" % (services, replicas))
