@@ -62,6 +62,7 @@ def test_benchmark_quick_run(script, tmp_path):
 
 
 @pytest.mark.bench
+@pytest.mark.timeout(1000)     # the NF image is rebuilt first when onvm's source changed (startup group)
 def test_onvm_bench_quick_json_rows_are_well_formed(tmp_path):
     """`onvm bench --quick --json`, as CI runs it: every group, one JSON object per
     line, each a well-formed row (onvm.face.bench.check_row); none failed."""

@@ -207,13 +207,15 @@ class Run:
             cpus = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
             prefix = "onvm-bench-%d" % os.getpid()
             argv = [exe, str(self.window), str(nfs), "--no-pci", "--in-memory", "--lcores",
-                    "(0-%d)@(%s)" % (nfs + 1, cpus), "--file-prefix", prefix, "--log-level=error", "--no-telemetry"]
+                    "(0-%d)@(%s)" % (nfs + 1, cpus), "--file-prefix", prefix, "--log-level=error", "--no-telemetry",
+                    "--huge-dir", paths.huge_dir(create=True)]      # where this user may take hugepages
             if os.geteuid() != 0:
                 argv += ["--iova-mode", "va"]
             got = []
             try:
                 for _ in range(self.trials):
-                    p = subprocess.run(argv, capture_output=True, text=True, timeout=60 + 2 * self.window)
+                    p = subprocess.run(argv, capture_output=True, text=True, timeout=60 + 2 * self.window,
+                                       env=paths.dpdk_env())
                     if p.returncode:
                         raise onvm.OnvmError("chain_ceiling failed: %s" % (p.stderr.strip() or p.returncode))
                     got.append(json.loads(p.stdout.strip().splitlines()[-1])["mpps"])
@@ -221,6 +223,16 @@ class Run:
                 shutil.rmtree(os.path.join(paths.runtime_root(), prefix), ignore_errors=True)
             self.ceilings[nfs] = statistics.median(got)
         return self.ceilings[nfs]
+
+    def wake_floor(self):
+        """This machine's floor for a sleeping hop: the median time for a process
+        asleep in read() on a pipe to run after a write (bench_dataplane's pipe
+        baseline, the other process yielding), in us."""
+        if "wake" not in self.ceilings:
+            args = types.SimpleNamespace(wakeup_repeats=1, baseline_quiet_seconds=0.01,
+                                         hot_repeats=20 if self.quick else 200)
+            self.ceilings["wake"] = script("bench_dataplane").pipe_wake_baseline(args, "yield")["hot"]["median"]
+        return self.ceilings["wake"]
 
     def dp_args(self, **manager_options):
         return types.SimpleNamespace(gen_rate=0, warmup=self.warmup, window=self.window,
@@ -360,10 +372,11 @@ def g_latency(run):
                             at_most = {"p50": 15 if pps == 100000 else 25, "p99": 100 if pps == 100000 else None}.get(q)
                         elif n == 1 and mode == "busy_poll." and q == "p50":
                             at_most = 8
-                        yield row("%s.%s" % (base, q), v / 1e3 if v is not None else None, "us", None,
+                        yield row("%s.%s" % (base, q), v / 1e3 if v is not None else None, "us", run.wake_floor(),
                                   Goal(at_most=at_most, unit="us") if at_most else None,
                                   "4.4 us mean, 1 NF, dedicated cores" if n == 1 else None,
-                                  "%d samples (one per burst) of %d received" % (lat.samples, r.received),
+                                  "%d samples (one per burst) of %d received; ceiling: a pipe wake-up here"
+                                  % (lat.samples, r.received),
                                   **({} if v is not None else {"error": "no latency samples"}))
                     yield row(base + ".wakeups_per_packet", woke / max(r.received, 1), "wakeups", None, None,
                               None, "NF doorbell wake-ups per packet received")
