@@ -573,7 +573,12 @@ def environment():
         pass
     with open("/proc/loadavg") as f:
         load = f.read().split()[:3]
-    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    try:   # the share of time some runnable task waited for a CPU: how shared the machine was
+        with open("/proc/pressure/cpu") as f:
+            pressure = float(re.search(r"avg60=([\d.]+)", f.readline()).group(1))
+    except (OSError, AttributeError):
+        pressure = None
+    return {"cpu_pressure_some_avg60": pressure, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "cpus": os.cpu_count(), "cpu_model": model, "kernel": platform.release(),
             "dpdk": sh("pkg-config", "--modversion", "libdpdk"), "python": platform.python_version(),
             "commit": sh("git", "rev-parse", "--short", "HEAD"),
@@ -623,16 +628,16 @@ def main(argv=None):
         ap.error("no benchmark %s; choose from %s" % (", ".join(map(repr, bad)), ", ".join(GROUPS)))
     env = environment()
     say = (lambda m: print("# " + m, file=sys.stderr, flush=True)) if a.json else (lambda m: print("# " + m, flush=True))
-    say("onvm bench%s: %s, %s CPUs (%s), kernel %s, DPDK %s, commit %s%s, load %s" % (
+    say("onvm bench%s: %s, %s CPUs (%s), kernel %s, DPDK %s, commit %s%s, load %s, CPU pressure %s %%" % (
         " --quick" if a.quick else "", env["date"], env["cpus"], env["cpu_model"], env["kernel"], env["dpdk"],
-        env["commit"], " (+changes)" if env["dirty"] else "", " ".join(env["loadavg"])))
+        env["commit"], " (+changes)" if env["dirty"] else "", " ".join(env["loadavg"]), env["cpu_pressure_some_avg60"]))
     rows = []
     for r in run(a.names, a.quick, say):
         rows.append(r)
         print(json.dumps(r) if a.json else format_row(r), flush=True)
     if a.output:
         with open(a.output, "w") as f:
-            json.dump({"environment": env, "quick": a.quick, "rows": rows}, f, indent=1)
+            json.dump({"environment": env, "at_end": environment(), "quick": a.quick, "rows": rows}, f, indent=1)
         say("wrote %s" % a.output)
     return 1 if any(r.get("error") for r in rows) else 0
 
