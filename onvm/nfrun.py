@@ -190,7 +190,7 @@ def run(manager, service, name, native=None, args="", spec=None, staged=False, d
             return own_loop(nf, error)
         if spec.batch == "numpy":
             from .nflib.burst import run_numpy
-            run_numpy(nf, spec.fn, error, bursts(nf, batch), lib.onvm_nf_tx, batch, Packet._pool)
+            run_numpy(nf, spec.fn, error, batch, Packet._pool)
         else:
             (run_batch if spec.batch else run_per_packet)(nf, spec.fn, error)
         return 0

@@ -406,6 +406,18 @@ int onvm_nf_rx(struct onvm_nf *nf, struct onvm_batch *b, uint32_t timeout_ms)
 	return n;
 }
 
+int onvm_nf_rx_headers(struct onvm_nf *nf, struct onvm_batch *b, uint32_t timeout_ms, uint8_t *hdr, uint32_t width)
+{
+	int n = onvm_nf_rx(nf, b, timeout_ms);
+	for (int i = 0; i < n; i++) {
+		uint8_t *row = hdr + (size_t)i * width;
+		uint32_t k = RTE_MIN((uint32_t)b->len[i], width);
+		memcpy(row, (const uint8_t *)(nf->pool_base + b->off[i]), k);
+		memset(row + k, 0, width - k);
+	}
+	return n;
+}
+
 /* Route packets whose meta holds their action; count what happened. */
 static unsigned hand_on(struct onvm_nf *nf, struct rte_mbuf **pkts, unsigned n)
 {
