@@ -518,12 +518,22 @@ def g_startup(run):
         out = os.path.join(tmp, "startup.json")
         argv = [sys.executable, os.path.join(bench_dir(), "bench_startup.py"), "--output", out]
         argv += ["--quick"] if run.quick else ["--trials", "5"]
+        from onvm import containers
+        try:
+            containers.engine()
+            no_docker = None
+        except onvm.OnvmError as e:      # a student outside group docker: processes only
+            no_docker = str(e).split(";")[0]
+            argv.append("--no-container")
         p = subprocess.run(argv, capture_output=True, text=True, timeout=600)
         if p.returncode:
             raise onvm.OnvmError("bench_startup.py exited %d: %s" % (p.returncode, _last_line(p.stderr)))
         with open(out) as f:
             doc = json.load(f)
     for kind, goal in (("process", 0.1), ("container", 0.2)):
+        if kind not in doc["median_s"]:
+            yield row("startup." + kind, None, "s", skipped=no_docker or "not measured")
+            continue
         yield row("startup." + kind, doc["median_s"][kind], "s", None, Goal(at_most=goal, unit="s"),
                   "%.3f s" % doc["paper_s"][kind], "median of %d, native forward" % doc["trials"])
 
