@@ -1,1 +1,2 @@
-"""What users run: the CLI's commands and the tools behind them."""
+"""What users run: the onvm CLI, JupyterLab sessions, grading, the kernel, onvm doctor,
+the demo.  Nothing outside onvm.face imports it."""

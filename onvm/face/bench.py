@@ -33,7 +33,7 @@ import time
 import types
 
 import onvm
-from onvm import paths
+from onvm.common import paths
 
 GROUPS = ("chain", "flowdir", "replicas", "python", "latency", "tcp", "startup", "idle", "scale")
 GEN, SINK, FIRST = 10, 3, 20     # service IDs: generate, sink, the first NF under test

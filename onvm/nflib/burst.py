@@ -1,7 +1,7 @@
 """numpy NFs, @onvm.nf(batch="numpy"): the NF's function gets each burst as
 numpy arrays and answers with one verdict array, so a header-field filter is
 a few vectorised expressions per burst instead of Python code per packet.
-Runs in the NF process (onvm.nfrun calls run_numpy).
+Runs in the NF process (onvm.nflib.run calls run_numpy).
 
     @onvm.nf(service=1, batch="numpy")
     def no_telnet(burst):
@@ -25,8 +25,8 @@ What it returns: one action for the whole burst (onvm.NEXT ...), a bool array
 with n entries.  Anything else drops the burst and counts an error in the NF's stats."""
 import numpy as np
 
-from .._core import ffi, lib
-from ..packet import DROP, NEXT, Action
+from ..common.abi import ffi, lib
+from ..common.packet import DROP, NEXT, Action
 
 HDR = 64
 
