@@ -294,18 +294,23 @@ def run_chain(args, middle, gen_args=None, sample_every=None):
             gen_args["rate"] = args.gen_rate
     with new_manager(args) as mgr:
         # The chain first: generate's first packets then already have a path.
-        mgr.set_default_chain([GEN] + [svc for _, svc in middle] + [SINK])
+        mgr.set_default_chain([GEN] + [m[1] for m in middle] + [SINK])
         sink = mgr.launch(onvm.native("sink"), service=SINK)
-        mids = [mgr.launch(spec, service=svc) for spec, svc in middle]
+        mids = []
+        for spec, svc, *replicas in middle:      # (spec, service) or (spec, service, replicas)
+            # the same NF more than once (a chain of forwards): one name per service
+            name = "%s-%d" % (spec.name, svc) if sum(m[0] is spec for m in middle) > 1 else None
+            got = mgr.launch(spec, service=svc, replicas=replicas[0] if replicas else 1, name=name)
+            mids += got if isinstance(got, list) else [got]
         gen = mgr.launch(onvm.native("generate", **gen_args), service=GEN)
         time.sleep(args.warmup)
         res = measure(mgr, sink, [gen] + mids + [sink], args.window, sample_every)
         for n in [gen] + mids + [sink]:
             if not n.alive:
                 raise RuntimeError("NF %s exited during the run:\n%s" % (n.name, n.log()[-2000:]))
-        res["chain"] = [GEN] + [svc for _, svc in middle] + [SINK]
+        res["chain"] = [GEN] + [m[1] for m in middle] + [SINK]
         res["generate_args"] = gen_args
-        res["middle"] = [getattr(spec, "name", str(spec)) for spec, _ in middle]
+        res["middle"] = [getattr(m[0], "name", str(m[0])) for m in middle]
         for n in mids:
             if n.name in res["nfs"]:
                 res["middle_rx_drop"] = res["nfs"][n.name]["rx_drop"]

@@ -47,6 +47,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--trials", type=int, default=5)
     ap.add_argument("--python", action="store_true", help="a Python NF instead of native forward")
+    ap.add_argument("--no-container", dest="container", action="store_false",
+                    help="processes only (no Docker engine for this user)")
     ap.add_argument("--output", help="JSON path (default benchmarks/results/startup-<UTC>.json)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run in seconds (one trial of each kind, no warm-up): checks it runs and prints its table, measures nothing")
@@ -58,23 +60,26 @@ def main():
         nf = onvm.nf(name="fwd")(lambda pkt: onvm.NEXT)
     else:
         nf = onvm.native("forward")
-    containers.build_images()
-    times = {"process": [], "container": []}
+    kinds = ("process", "container") if a.container else ("process",)
+    if a.container:
+        containers.build_images()
+    times = {k: [] for k in kinds}
     with onvm.Manager(name="bench-startup-%d" % os.getpid()) as mgr:
         mgr.set_default_chain([1, onvm.ToPort(1)])
         if not a.quick:
-            first_packet(mgr, nf, False)                 # warm the page cache and imports
-            first_packet(mgr, nf, True)
+            for kind in kinds:                            # warm the page cache and imports
+                first_packet(mgr, nf, kind == "container")
         for _ in range(a.trials):
-            for kind in ("process", "container"):
+            for kind in kinds:
                 times[kind].append(first_packet(mgr, nf, kind == "container"))
     result = {"nf": "python" if a.python else "native forward", "trials": a.trials, "paper_s": PAPER,
               "median_s": {k: statistics.median(v) for k, v in times.items()}, "all_s": times,
               "cpus": os.cpu_count()}
-    for kind in ("process", "container"):
+    for kind in kinds:
         print("%-9s median %.3f s (min %.3f, max %.3f; paper %.3f s)" % (
             kind, result["median_s"][kind], min(times[kind]), max(times[kind]), PAPER[kind]))
-    print("container / process: %.2f" % (result["median_s"]["container"] / result["median_s"]["process"]))
+    if a.container:
+        print("container / process: %.2f" % (result["median_s"]["container"] / result["median_s"]["process"]))
     out = a.output or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "startup-%s.json"
                                    % datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)

@@ -59,3 +59,50 @@ def test_benchmark_quick_run(script, tmp_path):
     assert all(k in doc for k in keys), sorted(doc)
     after = set(os.listdir(RESULTS)) if os.path.isdir(RESULTS) else set()
     assert after == before, "a smoke run wrote into benchmarks/results/: %s" % sorted(after - before)
+
+
+@pytest.mark.bench
+@pytest.mark.timeout(1000)     # the NF image is rebuilt first when onvm's source changed (startup group)
+def test_onvm_bench_quick_json_rows_are_well_formed(tmp_path):
+    """`onvm bench --quick --json`, as CI runs it: every group, one JSON object per
+    line, each a well-formed row (onvm.face.bench.check_row); none failed."""
+    from onvm.face.bench import GROUPS, check_row
+    onvm_cli = os.path.join(os.path.dirname(sys.executable), "onvm")
+    before = set(os.listdir(RESULTS)) if os.path.isdir(RESULTS) else set()
+    try:
+        p = subprocess.run([onvm_cli, "bench", "--quick", "--json"], cwd=tmp_path, capture_output=True, text=True,
+                           timeout=900)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail("onvm bench --quick took over %ss; output so far:\n%s" % (e.timeout, e.stdout))
+    rows = [json.loads(line) for line in p.stdout.splitlines()]
+    for r in rows:
+        check_row(r)
+    errors = [r for r in rows if r.get("error")]
+    assert not errors and p.returncode == 0, "exit %d, failed groups: %s\n%s" % (p.returncode, errors, p.stderr[-3000:])
+    names = {r["name"] for r in rows}
+    assert {g for g in GROUPS} <= {n.split(".")[0] for n in names}, names
+    for want in ("chain.nfs=5", "latency.nfs=1.pps=100000.p50", "latency.nfs=1.pps=100000.p99", "python.numpy",
+                 "python.batch", "python.packet", "startup.container", "startup.process", "idle"):
+        assert want in names, "no row %s in %s" % (want, sorted(names))
+    if os.geteuid() == 0:
+        assert "tcp.nfs=1" in names
+    after = set(os.listdir(RESULTS)) if os.path.isdir(RESULTS) else set()
+    assert after == before, "a smoke run wrote into benchmarks/results/: %s" % sorted(after - before)
+
+
+def test_onvm_bench_refuses_an_unknown_group():
+    onvm_cli = os.path.join(os.path.dirname(sys.executable), "onvm")
+    p = subprocess.run([onvm_cli, "bench", "nosuch"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "no benchmark 'nosuch'" in p.stderr
+
+
+def test_a_bench_row_is_checked():
+    from onvm.face.bench import Goal, check_row, row
+    good = row("chain.nfs=1", 2.0, "Mpps", 4.0, Goal(ratio=0.6))
+    check_row(good)
+    assert good["ratio"] == 0.5 and good["met"] is False and good["goal"] == ">= 0.6 x ceiling"
+    check_row(row("tcp", None, "Gbit/s", skipped="network namespaces need root"))
+    for bad in (dict(good, value="fast"), dict(good, ratio=None), {k: v for k, v in good.items() if k != "unit"},
+                row("x", None, "s")):
+        with pytest.raises(ValueError):
+            check_row(bad)

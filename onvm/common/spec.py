@@ -14,7 +14,9 @@ class NFSpec:
             _check_service(service)
         self.fn = fn
         self.service = service
-        self.batch = bool(batch)
+        if batch not in (False, True, None, "numpy"):
+            raise ValueError('batch is True, False or "numpy", got %r' % (batch,))
+        self.batch = "numpy" if batch == "numpy" else bool(batch)   # "numpy": onvm/nflib/burst.py
         self.name = name or getattr(fn, "__name__", "nf").strip("<>")
 
     def __call__(self, *args, **kwargs):
@@ -53,7 +55,8 @@ def nf(service=None, batch=False, name=None):
     param service: the service ID it provides (1..255); a graph deployment
         assigns one itself
     param batch: the function gets a list of packets and returns one action
-        or a list of actions
+        or a list of actions; "numpy": it gets a burst as numpy arrays and
+        returns a verdict array (see onvm/nflib/burst.py)
     returns: an NFSpec to pass to Manager.launch() or put in a graph"""
     if callable(service) and not isinstance(service, (int, NFSpec)):
         return NFSpec(service)            # bare @onvm.nf

@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -49,6 +50,7 @@ struct onvm_nf {
 	bool draining;                  /* out of service: only empty the ring */
 	uint64_t drain_deadline_ns;
 	uint32_t wakeup;                /* onvm_nf_wake: rx returns at once */
+	struct onvm_spin spin;          /* how long rx polls an empty ring (onvm_core.h) */
 	/* Packets the NF holds back (onvm_nf_park): still owner-marked with
 	 * its slot, so if it dies the manager's recovery frees them. */
 	struct rte_mbuf *parked[ONVM_NF_PARK_MAX];
@@ -59,6 +61,14 @@ struct onvm_nf {
 	int watchdog_stop[2];           /* a pipe: onvm_nf_finish writes, the watchdog wakes */
 	bool watching;
 };
+
+int onvm_spin_fixed;
+
+static void __attribute__((constructor)) spin_mode_from_env(void)
+{
+	const char *e = getenv("ONVM_SPIN");
+	onvm_spin_fixed = e != NULL && strcmp(e, "fixed") == 0;
+}
 
 #define DRAIN_NS 5000000000ull       /* the most a leaving NF spends on its ring */
 
@@ -244,6 +254,7 @@ struct onvm_nf *onvm_nf_start(int shm_fd, int stats_fd, uint16_t slot, int mgr_f
 		return NULL;
 	}
 	nf->mgr_fd = mgr_fd;
+	nf->spin.gap = ONVM_SPIN_COLD;
 	for (uint32_t h = 0; h < ONVM_NF_PARK_MAX; h++)
 		nf->park_free[h] = ONVM_NF_PARK_MAX - 1 - h;
 	nf->nb_park_free = ONVM_NF_PARK_MAX;
@@ -336,13 +347,16 @@ static unsigned rx_burst(struct onvm_nf *nf, struct rte_mbuf **pkts, uint32_t ti
 			return 0; /* the caller has other work (onvm_nf_wake) */
 		}
 		unsigned n = rte_ring_sc_dequeue_burst(nf->rx, (void **)pkts, ONVM_BURST, NULL);
-		if (likely(n))
+		if (likely(n)) {
+			onvm_spin_work(&nf->spin);
 			return n;
+		}
 		uint64_t now = onvm_now_ns();
 		if (start == 0)
 			start = now;
-		uint64_t idle = now - start;
-		if (idle < ONVM_SPIN_NS || (busy && idle < timeout_ns)) {
+		uint64_t waited = now - start; /* in this call: timeout_ms bounds it */
+		uint64_t idle = onvm_spin_idle(&nf->spin, now);
+		if ((idle < onvm_spin_budget(&nf->spin) && waited < timeout_ns) || (busy && waited < timeout_ns)) {
 			onvm_idle_turn(busy);
 			continue;
 		}
@@ -350,9 +364,9 @@ static unsigned rx_burst(struct onvm_nf *nf, struct rte_mbuf **pkts, uint32_t ti
 			*stop = 1;
 			return 0;
 		}
-		if (idle >= timeout_ns)
+		if (waited >= timeout_ns)
 			return 0;
-		uint64_t left = timeout_ns - idle;
+		uint64_t left = timeout_ns - waited;
 		nf->stats->wakeups++;
 		onvm_bell_sleep(nf->bell, nf_has_work, nf, RTE_MIN(left, MAX_SLEEP_NS));
 		if (rte_ring_count(nf->rx) == 0)
@@ -388,6 +402,18 @@ int onvm_nf_rx(struct onvm_nf *nf, struct onvm_batch *b, uint32_t timeout_ms)
 		b->port[i] = meta->in_port;
 		b->hash[i] = meta->hash;
 		b->verdict[i] = ONVM_VERDICT(ONVM_NEXT, 0);
+	}
+	return n;
+}
+
+int onvm_nf_rx_headers(struct onvm_nf *nf, struct onvm_batch *b, uint32_t timeout_ms, uint8_t *hdr, uint32_t width)
+{
+	int n = onvm_nf_rx(nf, b, timeout_ms);
+	for (int i = 0; i < n; i++) {
+		uint8_t *row = hdr + (size_t)i * width;
+		uint32_t k = RTE_MIN((uint32_t)b->len[i], width);
+		memcpy(row, (const uint8_t *)(nf->pool_base + b->off[i]), k);
+		memset(row + k, 0, width - k);
 	}
 	return n;
 }

@@ -121,6 +121,10 @@ struct onvm_nf *onvm_nf_start(int shm_fd, int stats_fd, uint16_t slot, int mgr_f
  * Returns the count (0 on timeout), or -1 when asked to stop or the manager
  * is gone. */
 int onvm_nf_rx(struct onvm_nf *nf, struct onvm_batch *b, uint32_t timeout_ms);
+/* onvm_nf_rx, and the first `width` bytes of each packet copied into row i
+ * of hdr (count x width bytes; zeros past a packet's end): numpy NFs get a
+ * burst's headers as one array without a Python call per packet. */
+int onvm_nf_rx_headers(struct onvm_nf *nf, struct onvm_batch *b, uint32_t timeout_ms, uint8_t *hdr, uint32_t width);
 /* Hand back the batch with its verdicts.  Returns packets handed on. */
 int onvm_nf_tx(struct onvm_nf *nf, struct onvm_batch *b);
 /* The address range holding every packet of the pool (zero-copy views). */

@@ -66,18 +66,68 @@ static inline void onvm_idle_turn(bool busy_poll)
 		sched_yield();
 }
 
+/* Adaptive spinning.  A consumer that found its ring empty polls for a
+ * while before it sleeps on its doorbell.  How long follows the flow: the
+ * smoothed time it waited for each burst (gap).  While bursts come less
+ * than ONVM_SPIN_MAX_NS / 2 apart it polls for twice the gap, so a steady
+ * flow (5 kpps: a burst every 200 us) finds its threads awake and pays no
+ * futex wake-up per packet; after a sleep that ended with nothing to do the
+ * gap is forgotten (ONVM_SPIN_COLD), so an idle system polls only
+ * ONVM_SPIN_NS per 100 ms timeout and otherwise sleeps. */
+#define ONVM_SPIN_MAX_NS 1000000ull
+#define ONVM_SPIN_COLD UINT64_MAX
+
+/* ONVM_SPIN=fixed in the environment (read once per process, nflib.c):
+ * never learn a gap, i.e. poll ONVM_SPIN_NS and sleep, as before adaptive
+ * spinning; onvm bench compares the two in one run. */
+extern int onvm_spin_fixed;
+
+struct onvm_spin {
+	uint64_t idle_since; /* when the ring went empty; 0 while there is work */
+	uint64_t gap;        /* smoothed wait for a burst, ns, or ONVM_SPIN_COLD */
+};
+
+static inline uint64_t onvm_spin_budget(const struct onvm_spin *s)
+{
+	if (s->gap == ONVM_SPIN_COLD || s->gap > ONVM_SPIN_MAX_NS / 2)
+		return ONVM_SPIN_NS;
+	return RTE_MAX(ONVM_SPIN_NS, 2 * s->gap);
+}
+
+/* Work came: learn how long it took since the ring went empty. */
+static inline void onvm_spin_work(struct onvm_spin *s)
+{
+	if (s->idle_since == 0 || unlikely(onvm_spin_fixed)) {
+		s->idle_since = 0;
+		return;
+	}
+	uint64_t g = onvm_now_ns() - s->idle_since;
+	s->gap = s->gap == ONVM_SPIN_COLD ? g : (3 * RTE_MIN(s->gap, 60000000000ull) + g) / 4;
+	s->idle_since = 0;
+}
+
+/* Nothing came: returns how long the ring has been empty, and forgets the
+ * gap once that is past anything a flow would make us wait. */
+static inline uint64_t onvm_spin_idle(struct onvm_spin *s, uint64_t now)
+{
+	if (s->idle_since == 0)
+		s->idle_since = now;
+	uint64_t idle = now - s->idle_since;
+	if (idle > ONVM_SPIN_MAX_NS)
+		s->gap = ONVM_SPIN_COLD;
+	return idle;
+}
+
 /* Called once per loop by a polling thread with the work that loop did;
- * true once it has found nothing to do for ONVM_SPIN_NS and should sleep. */
-static inline bool onvm_idle_check(uint64_t *idle_since, unsigned work, bool busy_poll)
+ * true once it should sleep: it has found nothing to do for its spin budget. */
+static inline bool onvm_idle_check(struct onvm_spin *s, unsigned work, bool busy_poll)
 {
 	if (work) {
-		*idle_since = 0;
+		onvm_spin_work(s);
 		return false;
 	}
-	uint64_t now = onvm_now_ns();
-	if (*idle_since == 0)
-		*idle_since = now;
-	if (now - *idle_since < ONVM_SPIN_NS || busy_poll) {
+	uint64_t idle = onvm_spin_idle(s, onvm_now_ns());
+	if (idle < onvm_spin_budget(s) || busy_poll) {
 		onvm_idle_turn(busy_poll);
 		return false;
 	}

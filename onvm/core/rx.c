@@ -69,7 +69,7 @@ int rx_thread_main(void *arg)
 	struct onvm_thread_stats *ts = &shm->rx_threads[me];
 	unsigned nb = shm->nb_rx_threads;
 	struct rte_mbuf *pkts[ONVM_BURST];
-	uint64_t idle_since = 0;
+	struct onvm_spin spin = {0, ONVM_SPIN_COLD};
 	ts->tsc_hz = rte_get_tsc_hz();
 
 	while (!onvm_mgr.force_quit) {
@@ -103,7 +103,7 @@ int rx_thread_main(void *arg)
 		}
 		ts->loops++;
 
-		if (!onvm_idle_check(&idle_since, work, shm->busy_poll))
+		if (!onvm_idle_check(&spin, work, shm->busy_poll))
 			continue;
 		ts->sleeps++;
 		if (onvm_mgr.external_rx) {
@@ -111,7 +111,6 @@ int rx_thread_main(void *arg)
 			nanosleep(&nap, NULL);
 		} else {
 			onvm_bell_sleep(ports_rx_bell(), rx_has_work, arg, rx_sleep_ns(me, nb));
-			idle_since = 0;
 		}
 	}
 	return 0;

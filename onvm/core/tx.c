@@ -26,7 +26,7 @@ int tx_thread_main(void *arg)
 	struct onvm_thread_stats *ts = &shm->tx_threads[me];
 	unsigned nb = shm->nb_tx_threads;
 	struct rte_mbuf *pkts[ONVM_BURST];
-	uint64_t idle_since = 0;
+	struct onvm_spin spin = {0, ONVM_SPIN_COLD};
 
 	while (!onvm_mgr.force_quit) {
 		unsigned work = 0;
@@ -52,11 +52,10 @@ int tx_thread_main(void *arg)
 			work += capture_drain(); /* copies from taps into their file rings */
 		ts->loops++;
 
-		if (!onvm_idle_check(&idle_since, work, shm->busy_poll))
+		if (!onvm_idle_check(&spin, work, shm->busy_poll))
 			continue;
 		ts->sleeps++;
 		onvm_bell_sleep(&onvm_mgr.xchg->tx_bell, tx_has_work, arg, 100000000ull);
-		idle_since = 0;
 	}
 	return 0;
 }

@@ -226,8 +226,13 @@ def cmd_kernel(a):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:          # its own parser: onvm bench [NAME...] [--json] [--quick]
+        from . import bench
+        return bench.main(argv[1:])
     ap = argparse.ArgumentParser(prog="onvm", description="OpenNetVM-style NFV: manager, NFs, chains.")
     sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("bench", help="the paper's evaluation on this machine: onvm bench [NAME...] [--json] [--quick]")
 
     p = sub.add_parser("mgr", help="run a manager in the foreground with live stats")
     from ..common.config import ManagerConfig

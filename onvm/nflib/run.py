@@ -162,7 +162,8 @@ def run(manager, service, name, native=None, args="", spec=None, staged=False, d
     native (with args), or spec, an NFSpec.  door: the manager's nf.sock
     where it is not at the usual path (in a container).  returns: the exit
     status."""
-    kind = "native:" + native if native else ("python:batch" if spec.batch else "python")
+    kind = "native:" + native if native else ("python:numpy" if spec.batch == "numpy" else
+                                               "python:batch" if spec.batch else "python")
     # A full log file system must not stop the NF: lines are dropped and counted.
     sink = logsink.install()
     try:
@@ -180,6 +181,7 @@ def run(manager, service, name, native=None, args="", spec=None, staged=False, d
     lib.onvm_nf_pool_span(nf, base, length)
     Packet._pool = memoryview(ffi.buffer(ffi.cast("uint8_t *", base[0]), length[0]))
     error = CallbackErrors(nf, name)
+    batch = ffi.new("struct onvm_batch *")
 
     def loop():
         if native:
@@ -187,7 +189,11 @@ def run(manager, service, name, native=None, args="", spec=None, staged=False, d
         own_loop = getattr(spec.fn, "onvm_run", None)   # an NF with more to serve than packets (onvm.sdn)
         if own_loop is not None:
             return own_loop(nf, error)
-        (run_batch if spec.batch else run_per_packet)(nf, spec.fn, error)
+        if spec.batch == "numpy":
+            from .burst import run_numpy
+            run_numpy(nf, spec.fn, error, batch, Packet._pool)
+        else:
+            (run_batch if spec.batch else run_per_packet)(nf, spec.fn, error)
         return 0
 
     try:
