@@ -31,7 +31,8 @@ import ipaddress
 import struct
 import time
 
-from ._core import ffi, lib
+from .common import limits
+from .common.hop import Hop, wire_chain
 from .control import Bool, Int, ListOf, Optional, Tuple, validate
 from .errors import OnvmError
 
@@ -178,36 +179,13 @@ class Match:
 # ---- chains --------------------------------------------------------------------------
 
 def resolve_chain(chain, names, nb_ports):
-    """A rule's chain -> [[action, dest], ...].  names: {node name: service
-    ID} of the deployed graph.  raises ValueError naming the entry."""
-    from .graph import Port
-    from .packet import ToPort, ToService
-    if isinstance(chain, (str, int, Port, ToPort, ToService)) or not hasattr(chain, "__iter__"):
-        chain = [chain]
-    out = []
-    for i, e in enumerate(chain):
-        if isinstance(e, Port):
-            e = ToPort(e.index)
-        if isinstance(e, str):
-            if e not in names:
-                raise ValueError("chain entry %d: unknown node %r (deployed nodes: %s)"
-                                 % (i, e, ", ".join(sorted(names)) or "none"))
-            e = ToService(names[e])
-        elif isinstance(e, int) and not isinstance(e, bool):
-            e = ToService(e)
-        elif isinstance(e, ToService) and hasattr(e, "name"):     # ToService("node")
-            if e.name not in names:
-                raise ValueError("chain entry %d: unknown node %r" % (i, e.name))
-            e = ToService(names[e.name])
-        if not isinstance(e, (ToService, ToPort)):
-            raise ValueError("chain entry %d: %r is not a node name, service ID or port" % (i, e))
-        if isinstance(e, ToPort) and e.dest >= nb_ports:
-            raise ValueError("chain entry %d: port %d does not exist (ports 0..%d)" % (i, e.dest, nb_ports - 1))
-        out.append([e.kind, e.dest])
-    if not out or out[-1][0] != lib.ONVM_TO_PORT:
-        raise ValueError("a rule's chain ends at a port, e.g. [..., onvm.Port(1)]; got %r" % (list(chain),))
-    if len(out) > lib.ONVM_MAX_CHAIN:
-        raise ValueError("a rule's chain has at most %d entries" % lib.ONVM_MAX_CHAIN)
+    """A rule's chain -> [[action, dest], ...]: hops in any spelling
+    (onvm.Hop.parse), ending at a port.  names: {node name: service ID} of
+    the deployed graph.  raises ValueError naming the entry."""
+    out = wire_chain(chain, names, nb_ports, what="a rule's chain")
+    if not out or out[-1][0] != limits.ONVM_TO_PORT:
+        raise ValueError("a rule's chain ends at a port, e.g. [..., onvm.Port(1)]; got [%s]"
+                         % ", ".join(str(Hop.from_wire(h)) for h in out))
     return out
 
 
@@ -224,8 +202,8 @@ def request(match, chain, names, nb_ports, priority=0, idle_timeout=0, hard_time
     if not isinstance(match, Match):
         raise ValueError("a rule needs an onvm.Match, got %r" % (match,))
     if isinstance(priority, bool) or not isinstance(priority, int) or \
-            not 0 <= priority <= lib.ONVM_FLOW_MAX_PRIORITY:
-        raise ValueError("priority is an int in 0..%d, got %r" % (lib.ONVM_FLOW_MAX_PRIORITY, priority))
+            not 0 <= priority <= limits.ONVM_FLOW_MAX_PRIORITY:
+        raise ValueError("priority is an int in 0..%d, got %r" % (limits.ONVM_FLOW_MAX_PRIORITY, priority))
     return {"op": "flow_add", "match": match.wire(), "chain": resolve_chain(chain, names, nb_ports),
             "priority": priority, "idle_timeout": _timeout_ms(idle_timeout, "idle_timeout"),
             "hard_timeout": _timeout_ms(hard_timeout, "hard_timeout")}
@@ -242,7 +220,7 @@ class Rule:
     def __init__(self, d):
         self.id = d["id"]
         self.match = Match.from_wire(d["match"])
-        self.chain = [("port:%d" if a == lib.ONVM_TO_PORT else "svc:%d") % dest for a, dest in d["chain"]]
+        self.chain = [str(Hop.from_wire(h)) for h in d["chain"]]
         self.priority = d["priority"]
         self.idle_timeout = d["idle_timeout"] / 1000
         self.hard_timeout = d["hard_timeout"] / 1000
@@ -407,6 +385,8 @@ class FlowDirector:
     onvm.sock (the notebook) and nf.sock (NFs, with a quota), and expiry."""
 
     def __init__(self, check, nb_ports, shm=None, nf_max_priority=NF_MAX_PRIORITY):
+        from ._core import ffi, lib     # the manager process's: Match and the client side import without it
+        self.ffi, self.lib = ffi, lib
         self.check = check
         self.nb_ports = nb_ports
         self.nf_max_priority = nf_max_priority
@@ -425,10 +405,10 @@ class FlowDirector:
         self.nf_rules = set()     # ids of rules NFs hold, and of the operator's wildcard rules:
         self.op_wild = set()      # checked against each other so that the operator's always win
         self.nb_exact = 0
-        self.probe = ffi.new("struct onvm_flow_counters *")
-        entry = Tuple(Int(lib.ONVM_TO_SERVICE, lib.ONVM_TO_PORT), Int(0, 0xffff))
-        self.schema = {"match": _wire_match, "chain": ListOf(entry, lib.ONVM_MAX_CHAIN, 1),
-                       "priority": Int(0, lib.ONVM_FLOW_MAX_PRIORITY),
+        self.probe = self.ffi.new("struct onvm_flow_counters *")
+        entry = Tuple(Int(limits.ONVM_TO_SERVICE, limits.ONVM_TO_PORT), Int(0, 0xffff))
+        self.schema = {"match": _wire_match, "chain": ListOf(entry, limits.ONVM_MAX_CHAIN, 1),
+                       "priority": Int(0, limits.ONVM_FLOW_MAX_PRIORITY),
                        "idle_timeout": Optional(Int(0, MAX_TIMEOUT_MS), 0),
                        "hard_timeout": Optional(Int(0, MAX_TIMEOUT_MS), 0)}
 
@@ -436,10 +416,10 @@ class FlowDirector:
         """The notebook's flow ops."""
         return {"flow_add": (self.schema, lambda conn, a: self.add(a, "notebook")),
                 "flow_add_many": ({"rules": ListOf(self.check_rule, BULK, 1)}, self.op_add_many),
-                "flow_remove": ({"id": Int(0, lib.ONVM_FLOW_MAX_RULES - 1)}, self.op_remove),
-                "flow_list": ({"after": Optional(Int(-1, lib.ONVM_FLOW_MAX_RULES), -1),
+                "flow_remove": ({"id": Int(0, limits.ONVM_FLOW_MAX_RULES - 1)}, self.op_remove),
+                "flow_list": ({"after": Optional(Int(-1, limits.ONVM_FLOW_MAX_RULES), -1),
                                "max": Optional(Int(0, LIST_PAGE), LIST_PAGE)}, self.op_list),
-                "flow_config": ({"miss_service": Int(0, lib.ONVM_MAX_SERVICES - 1)}, self.op_config)}
+                "flow_config": ({"miss_service": Int(0, limits.ONVM_MAX_SERVICES - 1)}, self.op_config)}
 
     def nf_ops(self):
         """An NF's flow ops: rules for traffic that reaches it (at most
@@ -447,7 +427,7 @@ class FlowDirector:
         its rules (expired or removed by anyone) since it last asked, and
         taking the miss-handler role if the operator granted it."""
         return {"flow_add": (self.schema, self.op_nf_add),
-                "flow_remove": ({"id": Int(0, lib.ONVM_FLOW_MAX_RULES - 1)}, self.op_nf_remove),
+                "flow_remove": ({"id": Int(0, limits.ONVM_FLOW_MAX_RULES - 1)}, self.op_nf_remove),
                 "flow_events": ({}, lambda conn, a: {"events": self.events.pop(conn.data.get("slot"), [])}),
                 "flow_miss": ({"on": Bool()}, self.op_nf_miss)}
 
@@ -475,9 +455,9 @@ class FlowDirector:
                             "(mgr.launch(..., flow_miss=True), a graph node's flow_miss=True, or "
                             "mgr.flows.set_miss_handler)" % conn.data.get("name"))
             if current != service:
-                self.check(lib.onvm_mgr_flow_config(-1, service))
+                self.check(self.lib.onvm_mgr_flow_config(-1, service))
         elif current == service:
-            self.check(lib.onvm_mgr_flow_config(-1, 0))
+            self.check(self.lib.onvm_mgr_flow_config(-1, 0))
         return {"service": service, "max_priority": self.nf_max_priority}
 
     def check_rule(self, v, field):
@@ -550,7 +530,7 @@ class FlowDirector:
             ports, prefixes, after = [], set(), None
             for p in range(self.nb_ports):
                 path = _hops(t.paths[p])
-                at = [i for i, h in enumerate(path) if h == (lib.ONVM_TO_SERVICE, service)]
+                at = [i for i, h in enumerate(path) if h == (limits.ONVM_TO_SERVICE, service)]
                 if at:
                     ports.append(p)
                     prefixes.add(tuple(path[:at[0]]))
@@ -563,15 +543,15 @@ class FlowDirector:
                             "rule has one chain, so it would skip some of them" % (name, service, ports))
             prefix = [list(h) for h in prefixes.pop()]
             if t.steer[service].any:
-                later = iter(d for k, d in after if k == lib.ONVM_TO_SERVICE)
-                wanted = [d for k, d in chain if k == lib.ONVM_TO_SERVICE]
+                later = iter(d for k, d in after if k == limits.ONVM_TO_SERVICE)
+                wanted = [d for k, d in chain if k == limits.ONVM_TO_SERVICE]
                 if not all(d in later for d in wanted):
                     self.refuse("chain", "NF %s: a rule's services must follow it on the default chain, in order "
-                                "(after it: %s); got %s" % (name, [d for k, d in after if k == lib.ONVM_TO_SERVICE]
+                                "(after it: %s); got %s" % (name, [d for k, d in after if k == limits.ONVM_TO_SERVICE]
                                                             or "none", wanted))
-        if len(prefix) + len(chain) > lib.ONVM_MAX_CHAIN:
+        if len(prefix) + len(chain) > limits.ONVM_MAX_CHAIN:
             self.refuse("chain", "NF %s: its chain after the %d hops before it has at most %d entries"
-                        % (name, len(prefix), lib.ONVM_MAX_CHAIN - len(prefix)))
+                        % (name, len(prefix), limits.ONVM_MAX_CHAIN - len(prefix)))
         exact = Match.from_wire(a["match"]).exact
         for rid in self.op_wild:
             r = self.rules[rid]
@@ -598,11 +578,11 @@ class FlowDirector:
                 self.remove(rid, "delete")
                 self.counts["removed"] += 1
 
-    def add(self, a, installer, slot=lib.ONVM_OWNER_MGR):
-        if slot == lib.ONVM_OWNER_MGR:
+    def add(self, a, installer, slot=limits.ONVM_OWNER_MGR):
+        if slot == limits.ONVM_OWNER_MGR:
             self.yield_to(a)
         m = a["match"]
-        spec = ffi.new("struct onvm_flow_spec *")
+        spec = self.ffi.new("struct onvm_flow_spec *")
         spec.src, spec.src_len = m["src"]
         spec.dst, spec.dst_len = m["dst"]
         spec.proto_any = 1 if m["proto"] < 0 else 0
@@ -617,7 +597,7 @@ class FlowDirector:
         for i, (action, dest) in enumerate(a["chain"]):
             spec.chain.entries[i].action = action
             spec.chain.entries[i].destination = dest
-        rid = self.check(lib.onvm_mgr_flow_add(spec))
+        rid = self.check(self.lib.onvm_mgr_flow_add(spec))
         now = time.monotonic()
         self.serial += 1
         exact = Match.from_wire(m).exact
@@ -626,7 +606,7 @@ class FlowDirector:
         self.nb_exact += exact
         if a["idle_timeout"] or a["hard_timeout"]:
             self.timed[rid] = None
-        if slot != lib.ONVM_OWNER_MGR:
+        if slot != limits.ONVM_OWNER_MGR:
             self.held[slot] = self.held.get(slot, 0) + 1
             self.nf_rules.add(rid)
         elif not exact:
@@ -636,7 +616,7 @@ class FlowDirector:
 
     def counters(self, rid):
         c = self.probe
-        self.check(lib.onvm_mgr_flow_counters(rid, c))
+        self.check(self.lib.onvm_mgr_flow_counters(rid, c))
         return {"packets": c.packets, "bytes": c.bytes}
 
     def describe(self, rid, now):
@@ -649,13 +629,13 @@ class FlowDirector:
     def remove(self, rid, reason):
         """Remove a rule; an NF's rule leaves a notice for it (flow_events)."""
         counters = self.counters(rid)
-        self.check(lib.onvm_mgr_flow_remove(rid))
+        self.check(self.lib.onvm_mgr_flow_remove(rid))
         r = self.rules.pop(rid)
         self.nb_exact -= r["exact"]
         self.timed.pop(rid, None)
         self.nf_rules.discard(rid)
         self.op_wild.discard(rid)
-        if r["slot"] != lib.ONVM_OWNER_MGR:
+        if r["slot"] != limits.ONVM_OWNER_MGR:
             self.held[r["slot"]] -= 1
             ev = self.events.setdefault(r["slot"], [])
             if len(ev) < NF_EVENTS:
@@ -680,7 +660,7 @@ class FlowDirector:
         return {"rules": rules, "more": len(ids) > a["max"], "stats": stats}
 
     def op_config(self, conn, a):
-        self.check(lib.onvm_mgr_flow_config(-1, a["miss_service"]))
+        self.check(self.lib.onvm_mgr_flow_config(-1, a["miss_service"]))
         return {}
 
     def tick(self):

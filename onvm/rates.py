@@ -13,11 +13,10 @@ import os
 import threading
 import time
 
-from ._core import ffi, lib
+from .common import limits
 from .errors import OnvmError
-from .stats import ACTION_NAMES, NF_STATES
 
-_DROP = ACTION_NAMES.index("drop")
+_DROP = limits.ONVM_DROP          # the DROP verdicts' counter in an NF's act[]
 
 # drop: lost at the NF's full ring (the manager's sample); verdicts_drop: packets
 # the NF returned DROP for (its own stats file, read right after the sample)
@@ -43,6 +42,8 @@ def read_sample(cf, timeout=1.0):
     """The newest sample of a ControlFile, read consistently: the manager
     writes samples under a seqlock (sample_seq odd while writing), so this
     retries until it read one whole."""
+    from ._core import ffi          # cf's structs are cdata: the core is loaded where a ControlFile is
+    from .stats import NF_STATES
     string = ffi.string
     shm = cf.shm
     deadline = time.monotonic() + timeout
@@ -56,7 +57,7 @@ def read_sample(cf, timeout=1.0):
                 st = s.state
                 # A slot given out since the last tick still holds the old
                 # NF's sample: skip it until the manager samples it.
-                if st == lib.ONVM_NF_FREE or s.sample.generation != s.generation:
+                if st == limits.ONVM_NF_FREE or s.sample.generation != s.generation:
                     continue
                 c = s.sample
                 nfs[i] = NFSample(c.generation, c.rx, c.tx, c.drop, c.queued, string(s.name).decode(),
@@ -210,7 +211,7 @@ class Recorder:
                 row.update(rx=0.0, tx=0.0, drop=0.0, verdicts_drop=0.0, queued=0, load=0.0)
                 # None: its process is not reaped yet; asked again next time
                 row["state"] = self.exit_state(row["pid"]) or "leaving"
-        extra = len(self.nfs) - 4 * lib.ONVM_MAX_NFS      # forget the oldest gone ones
+        extra = len(self.nfs) - 4 * limits.ONVM_MAX_NFS      # forget the oldest gone ones
         if extra > 0:
             for key in [k for k, r in self.nfs.items() if is_gone(r["state"])][:extra]:
                 del self.nfs[key]

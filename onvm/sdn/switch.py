@@ -26,6 +26,7 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from .. import context, flows, nfdoor
 from .._core import ffi, lib
+from ..common.hop import Hop
 from ..errors import OnvmError
 from ..packet import DROP, NEXT, Packet, ToPort, ToService
 from . import ofwire
@@ -513,12 +514,12 @@ class _Running:
 
     def port_list(self):
         """OpenFlow port number -> name: the manager's ports and live services."""
-        ports = {p + 1: "port:%d" % p for p in range(self.nb_ports)}
+        ports = {p + 1: str(Hop.port(p)) for p in range(self.nb_ports)}
         names = self.cf.service_names()
         t = self.cf.tables()
         for s in range(1, lib.ONVM_MAX_SERVICES):
             if s != self.service and t.services[s].count:
-                ports[SERVICE_BASE + s] = names.get(s) or "svc:%d" % s
+                ports[SERVICE_BASE + s] = names.get(s) or str(Hop.service(s))
         return ports
 
     def port_mac(self, no):
