@@ -385,7 +385,7 @@ class FlowDirector:
     onvm.sock (the notebook) and nf.sock (NFs, with a quota), and expiry."""
 
     def __init__(self, check, nb_ports, shm=None, nf_max_priority=NF_MAX_PRIORITY):
-        from ._core import ffi, lib     # the manager process's: Match and the client side import without it
+        from ._core import ffi, lib  # the manager process's: Match and the client side import without it
         self.ffi, self.lib = ffi, lib
         self.check = check
         self.nb_ports = nb_ports

@@ -33,7 +33,7 @@ import re
 
 import networkx as nx
 
-from .common import limits     # the constants only: graphs are checked without the compiled core
+from .common import limits  # the constants only: graphs are checked without the compiled core
 from .common.hop import Hop
 from .errors import ChainError
 

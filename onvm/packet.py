@@ -1,5 +1,5 @@
 """Actions an NF returns, and the zero-copy packet view a Python NF gets."""
-from .common import limits     # the constants only: no compiled core needed
+from .common import limits  # the constants only: no compiled core needed
 from .common.hop import Hop
 
 __all__ = ["Action", "NEXT", "DROP", "ToService", "ToPort", "Packet"]

@@ -42,7 +42,7 @@ def read_sample(cf, timeout=1.0):
     """The newest sample of a ControlFile, read consistently: the manager
     writes samples under a seqlock (sample_seq odd while writing), so this
     retries until it read one whole."""
-    from ._core import ffi          # cf's structs are cdata: the core is loaded where a ControlFile is
+    from ._core import ffi  # cf's structs are cdata: the core is loaded where a ControlFile is
     from .stats import NF_STATES
     string = ffi.string
     shm = cf.shm

@@ -13,6 +13,8 @@ import onvm
 from conftest import udp, wait_for
 from onvm import containers, paths
 
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
 
 @pytest.fixture(scope="module")
 def client():

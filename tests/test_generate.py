@@ -84,6 +84,7 @@ def test_pacing_never_goes_backwards(pace):
 RATE = 20000
 
 
+@pytest.mark.timing
 def test_generate_keeps_its_rate(mgr):
     mgr.set_default_chain([10, 3])
     sink = mgr.launch(onvm.native("sink"), service=3)

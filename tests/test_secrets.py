@@ -24,6 +24,8 @@ from onvm import lab as onvm_lab
 from onvm import paths
 from test_users import USER_PYTHON, _readline, _shared_python, _user_procs
 
+pytestmark = pytest.mark.privileged
+
 ONVM = [sys.executable, "-m", "onvm"]
 
 
