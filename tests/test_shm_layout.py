@@ -5,8 +5,9 @@ import hashlib
 import os
 import re
 
-from onvm import _headers
 from onvm._core import ffi, lib
+
+from onvm import _headers
 
 HEADER = os.path.join(_headers.CORE, "onvm_shm.h")
 
