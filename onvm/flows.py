@@ -474,7 +474,7 @@ class FlowDirector:
         try:
             for r in a["rules"]:
                 ids.append(self.add(r, "notebook")["rule"]["id"])
-        except OnvmError:
+        except (OnvmError, ValueError):
             for rid in ids:
                 self.remove(rid, "delete")
             self.counts["added"] -= len(ids)
@@ -496,7 +496,7 @@ class FlowDirector:
         a = self.authorize(name, slot, a)
         try:
             return self.add(a, name, slot)
-        except OnvmError as e:
+        except (OnvmError, ValueError) as e:
             self.refuse("invalid", "NF %s: %s" % (name, e))
 
     def authorize(self, name, slot, a):
@@ -689,5 +689,5 @@ class FlowDirector:
                 try:
                     self.remove(rid, "idle" if idle else "hard")
                     self.counts["expired"] += 1
-                except OnvmError:
+                except (OnvmError, ValueError):
                     pass         # the tables are busy: next check

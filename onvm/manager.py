@@ -398,8 +398,9 @@ class Manager:
             reply = protocol.request(paths.sock_path(self.name), req, timeout)
         except FileNotFoundError:
             raise OnvmError("manager %r is not running" % self.name) from None
-        if not reply.get("ok"):
-            raise ValueError(reply.get("error", "the manager refused the request"))
+        if not reply.get("ok"):      # the refusal's kind (onvm.control) picks the exception
+            raise (OnvmError if reply.get("kind") == "system" else ValueError)(
+                reply.get("error", "the manager refused the request"))
         return reply
 
     # ---- NFs ------------------------------------------------------------------
