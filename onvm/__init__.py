@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Manager": "manager", "NF": "manager", "NFSpec": "manager", "NativeNF": "manager",
-    "nf": "manager", "native": "manager", "load_nf": "manager", "Port": "graph",
+    "nf": "manager", "native": "manager", "load_nf": "manager", "Port": "graph", "Hop": "common.hop",
     "Action": "packet", "NEXT": "packet", "DROP": "packet", "ToService": "packet",
     "ToPort": "packet", "Packet": "packet",
     "Match": "flows",
