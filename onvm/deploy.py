@@ -17,8 +17,8 @@ import subprocess
 import networkx as nx
 
 from . import graph as G
-from .common.limits import ONVM_MAX_SERVICES
 from .common.hop import Hop
+from .common.limits import ONVM_MAX_SERVICES
 
 
 class Node:
