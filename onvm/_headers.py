@@ -112,8 +112,12 @@ def write_limits(path=LIMITS):
                 return False
     except FileNotFoundError:
         pass
-    with open(path, "w") as f:
-        f.write(text)
+    try:
+        with open(path, "w") as f:
+            f.write(text)
+    except OSError as e:
+        raise SystemExit("%s is out of step with onvm/core's headers and cannot be rewritten (%s): run "
+                         "`python -m onvm._headers` as the checkout's owner" % (path, e.strerror)) from None
     return True
 
 
