@@ -398,9 +398,8 @@ class Manager:
             reply = protocol.request(paths.sock_path(self.name), req, timeout)
         except FileNotFoundError:
             raise OnvmError("manager %r is not running" % self.name) from None
-        if not reply.get("ok"):      # the refusal's kind (onvm.control) picks the exception
-            raise (OnvmError if reply.get("kind") == "system" else ValueError)(
-                reply.get("error", "the manager refused the request"))
+        if not reply.get("ok"):
+            raise protocol.refusal(reply)
         return reply
 
     # ---- NFs ------------------------------------------------------------------
