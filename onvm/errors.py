@@ -17,9 +17,9 @@ class ChainError(ValueError):
     """A chain or graph names something that does not exist or fit."""
 
 
-def from_errno(ret, message):
-    """The exception for a C call's -errno: ValueError for bad input, else OnvmError."""
-    return (ValueError if -ret in INPUT_ERRNOS else OnvmError)(message)
+def errno_error(ret):
+    """The exception class for a C call's -errno: ValueError for bad input, else OnvmError."""
+    return ValueError if -ret in INPUT_ERRNOS else OnvmError
 
 
 def check_number(name, value, lo, hi, integer=False, what="a number", why=""):

@@ -16,7 +16,7 @@ from . import logsink, paths
 from ._core import ffi, lib
 from .control import Bytes, ControlServer, Int, ListOf, Optional, Str, Tuple
 from .doctor import NO_PCI_DIR
-from .errors import OnvmError, from_errno
+from .errors import OnvmError, errno_error
 from .flows import NF_MAX_PRIORITY, FlowDirector
 from .nfdoor import NFDoor
 from .ports import NETNS_DIR, parse_port, tap_place
@@ -334,7 +334,7 @@ class ManagerDaemon:
     @staticmethod
     def check(ret):
         if ret < 0:
-            raise from_errno(ret, ffi.string(lib.onvm_last_error()).decode())
+            raise errno_error(ret)(ffi.string(lib.onvm_last_error()).decode())
         return ret
 
     # ---- the control loop ---------------------------------------------------
