@@ -76,7 +76,7 @@ def default_chain_graph(control):
     g = nx.DiGraph()
     shm = control.shm
     chain = control.default_chain()
-    from ._core import ffi  # the control file's structs are cdata: the core is loaded with it
+    from .common.abi import ffi  # the control file's structs are cdata: the core is loaded with it
     names = {i: s for i, s in control.nf_slots()}
     outs = {d for a, d in chain if a == limits.ONVM_TO_PORT}
     layer = []

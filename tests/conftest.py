@@ -39,7 +39,7 @@ def need_hugepages(mb=256):
     """Fail a system test (not the session: the unit tier runs anywhere)
     when the machine cannot start a manager."""
     if not _hugepages:
-        from onvm.mgrd import hugepage_problem
+        from onvm.common.runtime import hugepage_problem
         _hugepages.append(hugepage_problem(mb))
     if _hugepages[0]:
         pytest.fail("onvm system tests need hugepages: %s (or run scripts/setup.sh); the unit tier "

@@ -14,7 +14,7 @@ import nbformat
 import pytest
 from scapy.all import IP, rdpcap
 
-from onvm import grading
+from onvm.face import grading
 
 pytestmark = pytest.mark.slow
 

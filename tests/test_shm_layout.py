@@ -5,9 +5,8 @@ import hashlib
 import os
 import re
 
-from onvm._core import ffi, lib
-
 from onvm import _headers
+from onvm.common.abi import ffi, lib
 
 HEADER = os.path.join(_headers.CORE, "onvm_shm.h")
 

@@ -1,7 +1,31 @@
-"""What measurements hand back, as plain Python: the sink's latency
-histogram (onvm_lat_bucket's log2-linear buckets, onvm_shm.h) read into
-percentiles.  Pure: no compiled core, so it is checked in the unit tier."""
+"""What measurements hand back, as plain Python: the control tick's samples
+(read from the control file by onvm.common.shm, rated by onvm.rates) and
+the sink's latency histogram (onvm_lat_bucket's log2-linear buckets,
+onvm_shm.h) read into percentiles.  Pure: no compiled core, so it is
+checked in the unit tier."""
+import collections
+
 from .limits import ONVM_LAT_BUCKETS
+
+# drop: lost at the NF's full ring (the manager's sample); verdicts_drop: packets
+# the NF returned DROP for (its own stats file, read right after the sample)
+NFSample = collections.namedtuple(
+    "NFSample", "generation rx tx drop queued name kind service pid state errors verdicts_drop", defaults=(0,))
+PortSample = collections.namedtuple("PortSample", "rx tx drop queued name")
+
+
+class Sample:
+    """One control tick's counters.  time: seconds of the manager's
+    CLOCK_MONOTONIC; nfs: {instance: NFSample}; ports: {p: PortSample};
+    pool: (in_use, size); ring_size: an NF's receive ring."""
+    __slots__ = ("time", "nfs", "ports", "pool", "ring_size")
+
+    def __init__(self, time, nfs, ports, pool, ring_size):
+        self.time, self.nfs, self.ports, self.pool, self.ring_size = time, nfs, ports, pool, ring_size
+
+    def __repr__(self):
+        return "<Sample t=%.3f nfs=%d ports=%d>" % (self.time, len(self.nfs), len(self.ports))
+
 
 
 def lat_bucket(ns):

@@ -14,7 +14,7 @@ import ipaddress
 import json
 
 from ..common.hop import Hop
-from ..flows import Match
+from ..common.match import Match
 
 RULE_KEYS = {"match", "chain", "priority", "idle_timeout", "hard_timeout"}
 

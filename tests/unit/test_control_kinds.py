@@ -6,8 +6,9 @@ import threading
 
 import pytest
 
-from onvm import control, protocol
-from onvm.errors import OnvmError
+from onvm.common import protocol
+from onvm.common.errors import OnvmError
+from onvm.mgr import control
 
 
 def bad_input(conn, args):

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from onvm.errors import ChainError, OnvmError, check_number, require
+from onvm.common.errors import ChainError, OnvmError, check_number, require
 
 
 @pytest.mark.parametrize("v", [0, 5, 10, 2.5])

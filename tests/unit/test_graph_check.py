@@ -8,7 +8,7 @@ import pytest
 import onvm
 from onvm import graph
 from onvm.common import limits
-from onvm.errors import ChainError
+from onvm.common.errors import ChainError
 from onvm.graph import Port
 
 FWD = onvm.native("forward")

@@ -6,8 +6,8 @@ import pytest
 
 from onvm.common import limits
 from onvm.common.hop import Hop, wire_chain
+from onvm.common.packet import ToPort, ToService
 from onvm.graph import Port
-from onvm.packet import ToPort, ToService
 
 
 @pytest.mark.parametrize("spelling, hop", [

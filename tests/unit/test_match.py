@@ -4,11 +4,12 @@ import ipaddress
 
 import pytest
 
-from onvm import flows
 from onvm.common import limits
-from onvm.flows import Match, Rule, overlap, request, resolve_chain
+from onvm.common import match as flows
+from onvm.common.match import overlap
+from onvm.common.packet import ToPort, ToService
+from onvm.flows import Match, Rule, request, resolve_chain
 from onvm.graph import Port
-from onvm.packet import ToPort, ToService
 
 S, P = limits.ONVM_TO_SERVICE, limits.ONVM_TO_PORT
 

@@ -4,7 +4,7 @@ import os
 import pytest
 
 from onvm.common import limits
-from onvm.ports import check_netns_name, parse_port, tap_place
+from onvm.common.ports import check_netns_name, parse_port, tap_place
 
 
 def test_ring_null_and_pci():

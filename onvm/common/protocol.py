@@ -2,7 +2,7 @@
 length and a JSON object.  Requests carry "op"; replies carry "ok" and
 either the result or "error" with its "kind": "input" (the request was
 wrong) or "system" (the manager could not do it).  The server is
-onvm.control."""
+onvm.mgr.control."""
 import json
 import socket
 import struct

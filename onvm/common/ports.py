@@ -11,7 +11,7 @@ import ipaddress
 import os
 import re
 
-from .common import limits
+from . import limits
 
 KINDS = {"ring": limits.ONVM_PORT_RING, "null": limits.ONVM_PORT_NULL, "pcap": limits.ONVM_PORT_PCAP,
          "tap": limits.ONVM_PORT_TAP, "pci": limits.ONVM_PORT_PCI}
