@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 # mgr/ the manager process, nflib/ an NF process, the top level the notebook side)
 _EXPORTS = {
     "Manager": "manager", "NF": "launch", "NFSpec": "common.spec", "NativeNF": "common.spec",
-    "nf": "common.spec", "native": "common.spec", "load_nf": "common.spec", "Port": "graph",
+    "nf": "common.spec", "native": "common.spec", "load_nf": "common.spec", "Port": "graph", "Hop": "common.hop",
     "Action": "common.packet", "NEXT": "common.packet", "DROP": "common.packet", "ToService": "common.packet",
     "ToPort": "common.packet", "Packet": "common.packet",
     "Match": "common.match",

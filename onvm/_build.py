@@ -1,7 +1,7 @@
 """cffi (API mode) builder for onvm._core: the C manager, NF library and
 native NFs, compiled against the system DPDK found by pkg-config."""
+import importlib.util
 import os
-import re
 import shlex
 import subprocess
 
@@ -9,6 +9,21 @@ from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CORE = os.path.join(HERE, "core")
+
+
+def _load_headers():
+    """onvm/_headers.py, the header reader (loaded by path: setuptools runs
+    this file outside the onvm package, and onvm's own __init__ must not run)."""
+    spec = importlib.util.spec_from_file_location("_onvm_headers", os.path.join(HERE, "_headers.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+_headers = _load_headers()
+cdef_from_headers = _headers.cdef_from_headers
+# the pure-Python constants (onvm/common/limits.py) follow the headers at every build
+_headers.write_limits()
 SOURCES = ["manager.c", "ports.c", "rx.c", "tx.c", "router.c", "nf_registry.c", "services.c",
            "stats.c", "nflib.c", "native_nfs.c", "capring.c", "capture.c", "flow_dir.c", "trace.c"]
 
@@ -22,30 +37,6 @@ def pkg_config(*args):
             "onvm needs DPDK 22.11 found by pkg-config (libdpdk.pc): "
             "apt-get install libdpdk-dev pkg-config") from e
     return shlex.split(out)
-
-
-def cdef_from_headers(names=("onvm_shm.h", "onvm_api.h")):
-    """The cdef, read from the headers themselves so there is no second copy
-    to keep in step: integer #defines become `...` (cffi takes the values
-    from the compiler), named array lengths `[...]`, and every struct ends
-    in `...;` so cffi takes its real layout (alignment attributes included)."""
-    out = []
-    for name in names:
-        with open(os.path.join(CORE, name)) as f:
-            text = f.read()
-        text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
-        text = re.sub(r"//[^\n]*", "", text)
-        for line in text.splitlines():
-            m = re.match(r"\s*#\s*define\s+(\w+)\s+(.+)$", line)
-            if m and re.fullmatch(r"[0-9xXa-fA-F]+[uUlL]*", m.group(2).strip()):
-                out.append("#define %s ..." % m.group(1))
-            elif not line.lstrip().startswith("#"):
-                out.append(line)
-    text = "\n".join(out)
-    text = re.sub(r"__attribute__\s*\(\(.*?\)\)|\bONVM_ALIGNED\b", "", text)
-    text = re.sub(r"\[\s*[A-Z_][^\]]*\]", "[...]", text)
-    text = re.sub(r"(struct \w+ \{[^{}]*?)\n\};", r"\1\n...;\n};", text)
-    return text
 
 
 CDEF = cdef_from_headers()

@@ -54,8 +54,8 @@ LAB_PACKAGES = ["jupyterlab", "ipywidgets", "nbval"]   # what onvm/lab adds (doc
 
 # The code an NF runs: an image must carry the same, or its NFs would speak
 # another protocol or see another shared layout.
-RUNTIME_FILES = ("core/*.c", "core/*.h", "_build.py", "__init__.py", "common/*.py", "nflib/*.py", "flows.py",
-                 "sdn/*.py")
+RUNTIME_FILES = ("core/*.c", "core/*.h", "_build.py", "_headers.py", "__init__.py", "common/*.py", "nflib/*.py",
+                 "flows.py", "sdn/*.py")
 
 
 def source_id():

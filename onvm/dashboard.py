@@ -19,7 +19,7 @@ import time
 import ipywidgets as W
 import networkx as nx
 
-from .common.abi import ffi, lib
+from .common import limits
 from .rates import is_gone
 
 # d3's category10: one hue per service, instances in lighter shades of it
@@ -76,15 +76,16 @@ def default_chain_graph(control):
     g = nx.DiGraph()
     shm = control.shm
     chain = control.default_chain()
+    from .common.abi import ffi  # the control file's structs are cdata: the core is loaded with it
     names = {i: s for i, s in control.nf_slots()}
-    outs = {d for a, d in chain if a == lib.ONVM_TO_PORT}
+    outs = {d for a, d in chain if a == limits.ONVM_TO_PORT}
     layer = []
     for p in range(shm.nb_ports):
         if p not in outs or not outs:
             g.add_node("port %d" % p, kind="port", port=p)
             layer.append("port %d" % p)
     for action, dest in chain:
-        if action == lib.ONVM_TO_PORT:
+        if action == limits.ONVM_TO_PORT:
             nodes = ["port %d" % dest]
             g.add_node(nodes[0], kind="port", port=dest)
         else:
@@ -98,7 +99,7 @@ def default_chain_graph(control):
                 g.add_node(nodes[0], kind="nf", service=dest)
         g.add_edges_from((u, v) for u in layer for v in nodes)
         layer = nodes
-        if action == lib.ONVM_TO_PORT:
+        if action == limits.ONVM_TO_PORT:
             break
     return g
 

@@ -15,8 +15,8 @@ that stays is lost:
 import networkx as nx
 
 from . import graph as G
-from .common.abi import lib
-from .common.packet import ToPort, ToService
+from .common.hop import Hop
+from .common.limits import ONVM_MAX_SERVICES
 from .common.runtime import stop_processes
 
 
@@ -55,7 +55,7 @@ class Deployment:
             if name in old:
                 services[name] = old[name].service
             else:
-                services[name] = next(s for s in range(1, lib.ONVM_MAX_SERVICES) if s not in used)
+                services[name] = next(s for s in range(1, ONVM_MAX_SERVICES) if s not in used)
                 used.add(services[name])
 
         started, keep, stop = [], {}, []
@@ -138,8 +138,8 @@ class Deployment:
 
     @staticmethod
     def _verdict(hop, services):
-        a = ToPort(hop.index) if isinstance(hop, G.Port) else ToService(services[hop])
-        return [a.kind, a.dest]
+        """[action, dest] of a plan's hop: a Port, or a node by its service."""
+        return Hop.parse(hop).wire(services)
 
     def stop(self):
         """Stop every NF of the deployment and forget the graph."""

@@ -27,44 +27,20 @@ hop must be allowed by the graph's edges.  Timeouts are checked by the
 manager every 100 ms, at most 4096 rules with a timeout per check (a
 bigger table is checked in turns, so its expiry is coarser): idle (no
 packet for that long) and hard (that long after it was added)."""
-from .common.abi import lib
+from .common import limits
+from .common.hop import Hop, wire_chain
 from .common.match import BULK, MAX_TIMEOUT_MS, Match  # noqa: F401  (onvm.flows.Match, as before)
-from .common.packet import ToPort, ToService
-from .graph import Port
-from .nflib import context
-from .nflib import door as nfdoor
 
 # ---- chains --------------------------------------------------------------------------
 
 def resolve_chain(chain, names, nb_ports):
-    """A rule's chain -> [[action, dest], ...].  names: {node name: service
-    ID} of the deployed graph.  raises ValueError naming the entry."""
-    if isinstance(chain, (str, int, Port, ToPort, ToService)) or not hasattr(chain, "__iter__"):
-        chain = [chain]
-    out = []
-    for i, e in enumerate(chain):
-        if isinstance(e, Port):
-            e = ToPort(e.index)
-        if isinstance(e, str):
-            if e not in names:
-                raise ValueError("chain entry %d: unknown node %r (deployed nodes: %s)"
-                                 % (i, e, ", ".join(sorted(names)) or "none"))
-            e = ToService(names[e])
-        elif isinstance(e, int) and not isinstance(e, bool):
-            e = ToService(e)
-        elif isinstance(e, ToService) and hasattr(e, "name"):     # ToService("node")
-            if e.name not in names:
-                raise ValueError("chain entry %d: unknown node %r" % (i, e.name))
-            e = ToService(names[e.name])
-        if not isinstance(e, (ToService, ToPort)):
-            raise ValueError("chain entry %d: %r is not a node name, service ID or port" % (i, e))
-        if isinstance(e, ToPort) and e.dest >= nb_ports:
-            raise ValueError("chain entry %d: port %d does not exist (ports 0..%d)" % (i, e.dest, nb_ports - 1))
-        out.append([e.kind, e.dest])
-    if not out or out[-1][0] != lib.ONVM_TO_PORT:
-        raise ValueError("a rule's chain ends at a port, e.g. [..., onvm.Port(1)]; got %r" % (list(chain),))
-    if len(out) > lib.ONVM_MAX_CHAIN:
-        raise ValueError("a rule's chain has at most %d entries" % lib.ONVM_MAX_CHAIN)
+    """A rule's chain -> [[action, dest], ...]: hops in any spelling
+    (onvm.Hop.parse), ending at a port.  names: {node name: service ID} of
+    the deployed graph.  raises ValueError naming the entry."""
+    out = wire_chain(chain, names, nb_ports, what="a rule's chain")
+    if not out or out[-1][0] != limits.ONVM_TO_PORT:
+        raise ValueError("a rule's chain ends at a port, e.g. [..., onvm.Port(1)]; got [%s]"
+                         % ", ".join(str(Hop.from_wire(h)) for h in out))
     return out
 
 
@@ -81,8 +57,8 @@ def request(match, chain, names, nb_ports, priority=0, idle_timeout=0, hard_time
     if not isinstance(match, Match):
         raise ValueError("a rule needs an onvm.Match, got %r" % (match,))
     if isinstance(priority, bool) or not isinstance(priority, int) or \
-            not 0 <= priority <= lib.ONVM_FLOW_MAX_PRIORITY:
-        raise ValueError("priority is an int in 0..%d, got %r" % (lib.ONVM_FLOW_MAX_PRIORITY, priority))
+            not 0 <= priority <= limits.ONVM_FLOW_MAX_PRIORITY:
+        raise ValueError("priority is an int in 0..%d, got %r" % (limits.ONVM_FLOW_MAX_PRIORITY, priority))
     return {"op": "flow_add", "match": match.wire(), "chain": resolve_chain(chain, names, nb_ports),
             "priority": priority, "idle_timeout": _timeout_ms(idle_timeout, "idle_timeout"),
             "hard_timeout": _timeout_ms(hard_timeout, "hard_timeout")}
@@ -99,7 +75,7 @@ class Rule:
     def __init__(self, d):
         self.id = d["id"]
         self.match = Match.from_wire(d["match"])
-        self.chain = [("port:%d" if a == lib.ONVM_TO_PORT else "svc:%d") % dest for a, dest in d["chain"]]
+        self.chain = [str(Hop.from_wire(h)) for h in d["chain"]]
         self.priority = d["priority"]
         self.idle_timeout = d["idle_timeout"] / 1000
         self.hard_timeout = d["hard_timeout"] / 1000
@@ -201,7 +177,7 @@ class FlowTable:
             if sid is None:
                 raise ValueError("unknown node %r" % service)
         else:
-            sid = ToService(service).dest
+            sid = Hop.service(service).dest
         self.mgr._request({"op": "flow_config", "miss_service": sid})
 
     def clear(self):
@@ -222,6 +198,10 @@ def add(match, chain, priority=0, idle_timeout=0, hard_timeout=0):
     """Inside an NF: ask the manager for a rule (for the packet in hand:
     Match.of(pkt)).  returns: the rule's ID; raises OnvmError if the manager
     refuses (over quota, a bad chain), ValueError for a bad argument."""
+    # the NF side, imported here: it maps the control file (the compiled core), and the
+    # notebook side and the unit tier import this module without it
+    from .nflib import context
+    from .nflib import door as nfdoor
     if context.door is None:
         raise ValueError("onvm.flows.add() works inside an NF; from a notebook use mgr.flows.add()")
     cf = context.control_file()       # sent over nf.sock: a container NF has no path to it

@@ -33,8 +33,9 @@ import re
 
 import networkx as nx
 
-from .common.abi import lib
+from .common import limits  # the constants only: graphs are checked without the compiled core
 from .common.errors import ChainError
+from .common.hop import Hop
 from .common.spec import NativeNF, NFSpec, load_nf, native
 
 NODE_ATTRS = ("nf", "replicas", "container", "flow_miss")
@@ -45,13 +46,17 @@ NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,24}")
 
 
 class Port:
-    """A manager port as a graph node: onvm.Port(1)."""
+    """A manager port as a graph node: onvm.Port(1), the graph-node view of
+    onvm.Hop.port(1) (a Port equals only Ports: networkx nodes must not
+    merge with other objects)."""
     __slots__ = ("index",)
 
     def __init__(self, index):
-        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < lib.ONVM_MAX_PORTS:
-            raise ValueError("port must be an int in 0..%d, got %r" % (lib.ONVM_MAX_PORTS - 1, index))
-        object.__setattr__(self, "index", index)
+        object.__setattr__(self, "index", Hop.port(index).dest)
+
+    @property
+    def hop(self):
+        return Hop("port", self.index)
 
     def __setattr__(self, name, value):
         raise AttributeError("ports are immutable")
@@ -129,16 +134,16 @@ def check(g, nb_ports):
             if node.index >= nb_ports:
                 raise ChainError("%r: the manager has no port %d (ports 0..%d)" % (node, node.index, nb_ports - 1))
             continue
-        if not isinstance(node, str) or not NAME_RE.fullmatch(node):
-            raise ChainError("node %r: an NF node is named by 1..24 letters, digits, - or _ "
-                             "(ports are onvm.Port(n))" % (node,))
+        if not isinstance(node, str) or not NAME_RE.fullmatch(node) or node.isdigit():
+            raise ChainError("node %r: an NF node is named by 1..24 letters, digits, - or _, not digits alone "
+                             "(ports are onvm.Port(n); a number is a service ID)" % (node,))
         _check_attrs("node %r" % node, attrs, NODE_ATTRS)
         nf = as_nf(node, attrs.get("nf"))
         replicas = attrs.get("replicas", 1)
         if isinstance(replicas, bool) or not isinstance(replicas, int) or \
-                not 1 <= replicas <= lib.ONVM_MAX_INSTANCES:
+                not 1 <= replicas <= limits.ONVM_MAX_INSTANCES:
             raise ChainError("node %r: replicas must be an int in 1..%d, got %r"
-                             % (node, lib.ONVM_MAX_INSTANCES, replicas))
+                             % (node, limits.ONVM_MAX_INSTANCES, replicas))
         container = attrs.get("container", False)
         if not isinstance(container, bool):
             raise ChainError("node %r: container must be True or False, got %r" % (node, container))
@@ -200,8 +205,8 @@ def check(g, nb_ports):
                                  "edges path=N, or make one steer=True)"
                                  % (cur, port, ", ".join(_where(v) for v in nxt)))
             cur = nxt[0]
-        if len(path) + 1 > lib.ONVM_MAX_CHAIN:
-            raise ChainError("the path from %r has %d hops; at most %d" % (port, len(path) + 1, lib.ONVM_MAX_CHAIN))
+        if len(path) + 1 > limits.ONVM_MAX_CHAIN:
+            raise ChainError("the path from %r has %d hops; at most %d" % (port, len(path) + 1, limits.ONVM_MAX_CHAIN))
         paths[port.index] = path + [cur]
     if not paths:
         raise ChainError("no path: add an edge from an onvm.Port(n) to the first NF")
@@ -218,7 +223,7 @@ def to_json(g):
     your own stay in Python, so every saved file loads back."""
     h = nx.DiGraph()
     for node, attrs in g.nodes(data=True):
-        key = "port:%d" % node.index if isinstance(node, Port) else node
+        key = str(node.hop) if isinstance(node, Port) else node
         out = {k: v for k, v in attrs.items() if k in NODE_ATTRS}
         if "nf" in out:
             nf = as_nf(node, out["nf"])
@@ -232,8 +237,7 @@ def to_json(g):
                                  "onvm.load_nf(\"FILE.py:FUNCTION\"))" % (node,))
         h.add_node(key, **out)
     for u, v, attrs in g.edges(data=True):
-        h.add_edge("port:%d" % u.index if isinstance(u, Port) else u,
-                   "port:%d" % v.index if isinstance(v, Port) else v,
+        h.add_edge(str(u.hop) if isinstance(u, Port) else u, str(v.hop) if isinstance(v, Port) else v,
                    **{k: a for k, a in attrs.items() if k in EDGE_ATTRS})
     return json.dumps(nx.node_link_data(h, edges="links"), indent=1, sort_keys=True)
 
@@ -319,12 +323,16 @@ def from_json(text, base_dir="."):
     g = nx.DiGraph()
 
     def node_of(key):
-        if isinstance(key, str) and key.startswith("port:"):
-            try:
-                return Port(int(key[5:]))
-            except ValueError as e:
-                raise ChainError("node %r: %s" % (key, e)) from None
-        return key
+        """A file's node id, read as a hop: "port:N" is a port; a name an NF
+        node (graph.check holds it to NAME_RE)."""
+        try:
+            hop = Hop.parse(key)
+        except ValueError as e:
+            raise ChainError("node %r: %s" % (key, e)) from None
+        if hop.is_service:
+            raise ChainError("node %r: a graph names its NF nodes (a service ID is given when deployed); "
+                             "ports are \"port:N\"" % (key,))
+        return Port(hop.dest) if hop.is_port else key
     for key, attrs in h.nodes(data=True):
         attrs = dict(attrs)
         nf = attrs.get("nf")

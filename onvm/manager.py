@@ -12,6 +12,7 @@ from .common import paths, protocol
 from .common.abi import lib
 from .common.config import ManagerConfig
 from .common.errors import ChainError, OnvmError, check_timeout
+from .common.hop import wire_chain
 from .common.packet import ToPort, ToService
 from .common.runtime import stop_processes
 from .common.shm import ControlFile
@@ -147,7 +148,7 @@ class Manager:
         except FileNotFoundError:
             raise OnvmError("manager %r is not running" % self.name) from None
         if not reply.get("ok"):
-            raise ValueError(reply.get("error", "the manager refused the request"))
+            raise protocol.refusal(reply)
         return reply
 
     # ---- NFs ------------------------------------------------------------------
@@ -224,23 +225,14 @@ class Manager:
     # ---- chains, packets, stats ------------------------------------------------
 
     def set_default_chain(self, chain):
-        """The path every packet from a port follows: a list of service IDs
-        (or ToService) and ToPort, e.g. [1, 2, onvm.ToPort(1)]."""
-        entries = []
-        for i, e in enumerate(chain):
-            if isinstance(e, int) and not isinstance(e, bool):
-                try:
-                    e = ToService(e)
-                except ValueError as err:
-                    raise ChainError("chain entry %d: %s" % (i, err)) from None
-            if not isinstance(e, (ToService, ToPort)):
-                raise ChainError("chain entry %d: %r is not a service ID, ToService or ToPort" % (i, e))
-            if isinstance(e, ToPort) and e.dest >= len(self.port_specs):
-                raise ChainError("chain entry %d: port %d does not exist (ports 0..%d)"
-                                 % (i, e.dest, len(self.port_specs) - 1))
-            entries.append([e.kind, e.dest])
-        if len(entries) > lib.ONVM_MAX_CHAIN:
-            raise ChainError("a chain has at most %d entries" % lib.ONVM_MAX_CHAIN)
+        """The path every packet from a port follows: hops as onvm.Hop.parse
+        reads them (service IDs, ToService, ToPort, "svc:N", "port:N"),
+        e.g. [1, 2, onvm.ToPort(1)]."""
+        try:
+            entries = wire_chain(chain, lambda: {n: s for s, n in self.control.service_names().items()},
+                                 len(self.port_specs))
+        except ValueError as e:
+            raise ChainError(str(e)) from None
         self._request({"op": "set_chain", "chain": entries})
 
     @property

@@ -13,9 +13,9 @@ import os
 import threading
 import time
 
-from .common.abi import lib
+from .common import limits
 from .common.errors import OnvmError
-from .common.shm import NFSample, PortSample, Sample, read_sample  # noqa: F401  (onvm.rates.Sample, as before)
+from .common.results import NFSample, PortSample, Sample  # noqa: F401  (onvm.rates.Sample, as before)
 
 
 def process_started(pid):
@@ -121,7 +121,7 @@ class Recorder:
         cf = self.control
         if cf is None or cf.shm is None:
             raise OnvmError("the manager has stopped")
-        return self.add(read_sample(cf))
+        return self.add(cf.sample())
 
     def add(self, s):
         """Record sample s unless it is less than MIN_STEP newer than the
@@ -150,7 +150,7 @@ class Recorder:
                 row.update(rx=0.0, tx=0.0, drop=0.0, verdicts_drop=0.0, queued=0, load=0.0)
                 # None: its process is not reaped yet; asked again next time
                 row["state"] = self.exit_state(row["pid"]) or "leaving"
-        extra = len(self.nfs) - 4 * lib.ONVM_MAX_NFS      # forget the oldest gone ones
+        extra = len(self.nfs) - 4 * limits.ONVM_MAX_NFS      # forget the oldest gone ones
         if extra > 0:
             for key in [k for k, r in self.nfs.items() if is_gone(r["state"])][:extra]:
                 del self.nfs[key]

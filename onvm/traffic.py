@@ -11,6 +11,7 @@ import time
 
 from .common.abi import check, ffi, lib
 from .common.errors import check_number, check_timeout
+from .common.results import Latency, lat_bucket_low
 from .common.rings import WRITE_CHUNK, Doorbell, Ring, ring_path, traffic_path
 from .common.spec import _check_service
 
@@ -463,45 +464,6 @@ def trace_hops(raw, control):
 
 
 # ---- load: mgr.generate(...) --------------------------------------------------
-
-def lat_bucket_low(b):
-    """The smallest latency (ns) in the sink's histogram bucket b (the
-    inverse of onvm_lat_bucket)."""
-    return b if b < 8 else (8 + b % 8) << (b // 8 - 1)
-
-
-class Latency:
-    """A latency distribution from a sink's histogram (8 buckets per power of
-    two: a percentile is within 12.5%, and within [min, max]).  Numbers in
-    ns: samples, min, max, mean, p50, p90, p99, p999; percentile(q)."""
-
-    def __init__(self, hist, lo, hi, total_ns):
-        self.hist = hist
-        self.samples = sum(hist)
-        self.min, self.max = lo, hi
-        self.mean = total_ns / self.samples if self.samples else None
-        self.p50, self.p90, self.p99, self.p999 = (self.percentile(q) for q in (50, 90, 99, 99.9))
-
-    def percentile(self, q):
-        """The q-th percentile (0 < q <= 100) in ns: the middle of its
-        bucket, clamped to [min, max]; None with no samples."""
-        if not self.samples:
-            return None
-        rank, seen = q / 100 * self.samples, 0
-        for b, n in enumerate(self.hist):
-            seen += n
-            if n and seen >= rank:
-                mid = (lat_bucket_low(b) + lat_bucket_low(b + 1) - 1) // 2
-                return min(max(mid, self.min), self.max)
-        return self.max
-
-    def __repr__(self):
-        if not self.samples:
-            return "<Latency no samples>"
-        us = lambda v: "%.1f" % (v / 1000)
-        return "<Latency us: p50 %s p90 %s p99 %s p99.9 %s max %s mean %s (%d samples)>" % (
-            us(self.p50), us(self.p90), us(self.p99), us(self.p999), us(self.max), us(self.mean), self.samples)
-
 
 class GenerateResult:
     """What mgr.generate did: sent (packets made), seconds, rate (pps),

@@ -1,22 +1,55 @@
-"""Shared set-up: tests run the real manager, so they need hugepages and the
-built extension; a missing prerequisite fails with the command that fixes it."""
+"""Shared set-up, and the test tiers (markers in pyproject.toml).
+
+tests/unit/ is the unit tier: pure logic, no manager, no compiled core, no
+hugepages, no root.  Every other test is `system`: it runs the real manager
+(hugepages and the built extension; the mgr fixture fails with the command
+that fixes a missing prerequisite).  Tests that need more say so with
+privileged, docker, browser, timing or slow, in their file (pytestmark) or
+here by the fixtures they use."""
 import os
 
 import pytest
 
 import onvm
-from onvm.common.runtime import hugepage_problem
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+UNIT_DIR = os.path.join(HERE, "unit") + os.sep
+# tiers a fixture brings: a test that uses it needs what it needs
+TIER_OF_FIXTURE = {"page": "browser", "lab": "browser", "client": "docker", "student": "privileged",
+                   "users": "privileged"}
 
 
-def pytest_sessionstart(session):
-    problem = hugepage_problem(256)
-    if problem:
-        raise pytest.UsageError("onvm tests need hugepages: %s (or run scripts/setup.sh)" % problem)
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if str(item.fspath).startswith(UNIT_DIR):
+            item.add_marker(pytest.mark.unit)
+            continue
+        item.add_marker(pytest.mark.system)       # notebooks and labs (nbval) too: they start managers
+        if not str(item.fspath).startswith(HERE + os.sep):
+            item.add_marker(pytest.mark.slow)
+        for fixture in getattr(item, "fixturenames", ()):
+            if fixture in TIER_OF_FIXTURE:
+                item.add_marker(getattr(pytest.mark, TIER_OF_FIXTURE[fixture]))
+
+
+_hugepages = []     # the check's answer, asked once a session
+
+
+def need_hugepages(mb=256):
+    """Fail a system test (not the session: the unit tier runs anywhere)
+    when the machine cannot start a manager."""
+    if not _hugepages:
+        from onvm.common.runtime import hugepage_problem
+        _hugepages.append(hugepage_problem(mb))
+    if _hugepages[0]:
+        pytest.fail("onvm system tests need hugepages: %s (or run scripts/setup.sh); the unit tier "
+                    "(pytest tests/unit) needs none" % _hugepages[0], pytrace=False)
 
 
 @pytest.fixture
 def mgr():
     """A manager with two ring ports, stopped (with all its NFs) afterwards."""
+    need_hugepages()
     with onvm.Manager(name="t%d" % os.getpid()) as m:
         yield m
 

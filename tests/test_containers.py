@@ -14,6 +14,8 @@ from conftest import udp, wait_for
 from onvm import containers
 from onvm.common import paths
 
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
 
 @pytest.fixture(scope="module")
 def client():

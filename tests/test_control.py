@@ -243,6 +243,7 @@ def test_a_stalled_client_delays_nobody(mgr):
     assert mgr._request({"op": "ping"})["ok"]
 
 
+@pytest.mark.slow
 def test_a_client_that_does_not_read_its_reply_delays_nobody(mgr):
     """A big capture reply nobody reads: the manager does not wait on it."""
     mgr.launch(onvm.native("forward"), service=1)

@@ -232,6 +232,7 @@ def test_sigterm_under_load_leaves_cleanly_and_leaks_nothing(mgr):
     assert mgr.wait_idle(), "every packet is back in the pool"
 
 
+@pytest.mark.slow
 def test_limits_one_past_each_is_a_clear_error():
     name = "lim%d" % os.getpid()
     with onvm.Manager(name=name, ports=["ring"] * 32) as m:
@@ -264,6 +265,7 @@ def test_limits_one_past_each_is_a_clear_error():
         assert len(m.nfs) == 2
 
 
+@pytest.mark.slow
 def test_port_counters_mean_what_they_say(mgr):
     # an empty chain: the packets end at once, counted as chain ends, not drops
     mgr.inject([udp(sport=i) for i in range(20)], port=0)

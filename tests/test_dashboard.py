@@ -146,6 +146,7 @@ class Pacer(threading.Thread):
         return at(b) - at(a)
 
 
+@pytest.mark.timing
 def test_rates_match_paced_injection_at_20kpps(clean):
     mgr = clean
     mgr.launch(onvm.native("forward"), service=1, name="fw")
@@ -170,6 +171,7 @@ def test_rates_match_paced_injection_at_20kpps(clean):
         assert got == pytest.approx(truth, rel=0.10)
 
 
+@pytest.mark.timing
 def test_rates_match_the_native_generator_at_20kpps(clean):
     mgr = clean
     gen = mgr.launch(onvm.native("generate", rate=RATE, flows=16), service=1, name="gen")
@@ -221,6 +223,7 @@ def _counts():
             sum(isinstance(w, bqplot.Figure) for w in list(_instances.values())), len(_instances))
 
 
+@pytest.mark.slow
 def test_ten_reruns_leave_no_threads_or_figures(clean):
     mgr = clean
     mgr.launch(onvm.native("generate", rate=RATE, flows=16), service=1, name="gen")

@@ -239,6 +239,7 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+@pytest.mark.timing
 def test_idle_nfs_sleep(mgr):
     f = mgr.launch(onvm.native("forward"), service=1)
     time.sleep(0.3)

@@ -164,3 +164,39 @@ def test_stop_while_a_stats_view_is_held():
     # the view still reads what it read (the mapping lives while a view
     # does): no crash, no garbage
     assert held.tx == 10
+
+
+def test_refusals_keep_their_kind_across_the_control_socket(mgr):
+    """errors.py's promise through a real manager: bad input raises
+    ValueError, the system failing raises OnvmError (not a ValueError);
+    the reply says which ("kind"), and a refusal changes nothing."""
+    from onvm.common import paths, protocol
+    from onvm.flows import Match
+    from onvm.graph import Port
+
+    def raw(req):
+        return protocol.request(paths.sock_path(mgr.name), req, 10)
+    # bad input, refused by the op's schema and by the C core (-EEXIST): "input", ValueError
+    assert raw({"op": "set_chain", "chain": [[9, 1]]})["kind"] == "input"
+    with pytest.raises(ValueError, match="set_chain: field 'chain'"):
+        mgr._request({"op": "set_chain", "chain": [[9, 1]]})
+    exact = Match("198.51.100.7", "203.0.113.5", "udp", 1, 2)
+    mgr.flows.add(exact, [Port(1)])
+    with pytest.raises(ValueError, match="exists already"):
+        mgr.flows.add(exact, [Port(1)])
+    # the system failing: the flow director holds ONVM_FLOW_MAX_PATHS distinct chains (-ENOSPC)
+    added, failure = 1, None
+    for s in range(1, 255):
+        try:
+            mgr.flows.add(Match(proto="udp", dport=s), [s, Port(1)])
+            added += 1
+        except Exception as e:      # which kind it is, is what this test checks
+            failure = e
+            break
+    assert isinstance(failure, onvm.OnvmError) and not isinstance(failure, ValueError), repr(failure)
+    assert "different chains already" in str(failure) and added == 192
+    reply = raw({"op": "flow_add", "match": Match(proto="udp", dport=999).wire(), "chain": [[2, 254], [3, 1]],
+                 "priority": 0})
+    assert reply["ok"] is False and reply["kind"] == "system"
+    # nothing changed, and the manager serves on
+    assert len(mgr.flows.list()) == added and raw({"op": "ping"})["ok"]

@@ -9,6 +9,7 @@ import pytest
 import onvm
 from conftest import udp, wait_for
 from onvm import Match, Port
+from onvm.common import limits
 
 
 def marker(value):
@@ -330,7 +331,7 @@ def replies_of(nf):
 
 
 MATCH_ALL = Match().wire()
-TO_PORT1 = [[onvm._core.lib.ONVM_TO_PORT, 1]]
+TO_PORT1 = [[limits.ONVM_TO_PORT, 1]]
 ATTACK = [{"op": "flow_add", "match": MATCH_ALL, "chain": TO_PORT1, "priority": 65534},
           {"op": "flow_add", "match": MATCH_ALL, "chain": TO_PORT1, "priority": 0},
           {"op": "flow_miss", "on": True}]
@@ -388,7 +389,7 @@ def test_rules_from_nfs_stay_within_the_graph_and_below_the_operator():
     """The graph: port 0 -> a -> b -> port 1, a may steer to port 1; port 1
     -> b -> port 0.  Every request is refused with its reason, except the
     ones the graph allows, which keep the operator's hops and ports."""
-    lib = onvm._core.lib
+    lib = limits
     svc, port = lib.ONVM_TO_SERVICE, lib.ONVM_TO_PORT
     with onvm.Manager(name="t%dp" % os.getpid(), nf_max_priority=5) as mgr:
         g = nx.DiGraph()
@@ -457,7 +458,7 @@ def test_the_miss_handler_is_a_role_the_operator_grants(mgr):
 
 
 def test_a_graph_names_its_miss_handler(mgr):
-    lib = onvm._core.lib
+    lib = limits
     udp9 = Match(proto="udp", dport=9).wire()
     g = nx.DiGraph()
     g.add_node("fw", nf=firewall())

@@ -194,6 +194,7 @@ def test_redeploys_under_traffic_lose_nothing_and_keep_flows_in_place(mgr):
     assert mgr.wait_idle()
 
 
+@pytest.mark.slow
 def test_ten_code_swaps_under_traffic_lose_nothing(mgr):
     g = linear([("m", marker(0), 2)])
     mgr.deploy(g)

@@ -16,6 +16,8 @@ from scapy.all import IP, rdpcap
 
 from onvm.face import grading
 
+pytestmark = pytest.mark.slow
+
 ONVM = [sys.executable, "-m", "onvm"]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LABS = sorted(os.path.join(ROOT, "labs", d) for d in os.listdir(os.path.join(ROOT, "labs"))

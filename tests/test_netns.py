@@ -14,6 +14,8 @@ from onvm.common import paths
 from onvm.face.doctor import check_managers
 from onvm.netns import cleanup_namespaces
 
+pytestmark = pytest.mark.privileged
+
 PID = os.getpid()
 NS = "onvmt%d" % PID
 TAP = "ont%d" % (PID % 1000000)

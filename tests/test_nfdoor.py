@@ -5,6 +5,8 @@ import socket
 import struct
 import time
 
+import pytest
+
 import onvm
 from conftest import udp, wait_for
 
@@ -104,6 +106,7 @@ def test_a_registration_without_ready_is_reclaimed_when_its_process_exits(mgr):
     assert still_works(mgr)
 
 
+@pytest.mark.slow
 def test_a_stalled_nf_connection_does_not_stall_the_manager(mgr):
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.connect(onvm.common.paths.nf_sock_path(mgr.name))

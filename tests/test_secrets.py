@@ -24,6 +24,8 @@ from onvm.common import paths
 from onvm.face import lab as onvm_lab
 from test_users import USER_PYTHON, _readline, _shared_python, _user_procs
 
+pytestmark = pytest.mark.privileged
+
 ONVM = [sys.executable, "-m", "onvm"]
 
 

@@ -26,7 +26,8 @@ from onvm.common import paths
 NBVAL_TIMEOUT = 1800        # every notebook, as the user; a cell has 300 s
 CHECK_TIMEOUT = 600         # one onvm lab check (or one notebook run), with the user's set-up
 
-pytestmark = [pytest.mark.student, pytest.mark.timeout(CHECK_TIMEOUT + 300)]
+pytestmark = [pytest.mark.privileged, pytest.mark.slow, pytest.mark.student,
+              pytest.mark.timeout(CHECK_TIMEOUT + 300)]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTHON = os.path.join(os.path.dirname(sys.executable), "python")    # the shared venv's, not resolved

@@ -5,8 +5,12 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 import onvm
 from conftest import udp
+
+pytestmark = pytest.mark.privileged
 
 
 @onvm.nf(service=1)

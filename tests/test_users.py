@@ -24,6 +24,8 @@ from conftest import udp, wait_for
 from onvm.common import paths
 from onvm.common.errors import OnvmError
 
+pytestmark = [pytest.mark.privileged, pytest.mark.slow]
+
 CLI_TIMEOUT = 120
 USER_PYTHON = "/usr/bin/python3.11"     # world-readable; the venv's python lives under /root (0700)
 

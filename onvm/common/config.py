@@ -40,15 +40,15 @@ class ManagerConfig:
 
     def validate(self):
         """returns: self; raises: ValueError naming the first bad parameter."""
-        from .abi import lib
+        from . import limits
         from .paths import check_name
         from .ports import parse_port
         from .runtime import check_hugepage_budget
         check_name(self.name)
         if isinstance(self.ports, str) or not isinstance(self.ports, (tuple, list)):
             raise ValueError("ports is a list of port specs, got %r" % (self.ports,))
-        if not 1 <= len(self.ports) <= lib.ONVM_MAX_PORTS:
-            raise ValueError("a manager has 1..%d ports, got %d" % (lib.ONVM_MAX_PORTS, len(self.ports)))
+        if not 1 <= len(self.ports) <= limits.ONVM_MAX_PORTS:
+            raise ValueError("a manager has 1..%d ports, got %d" % (limits.ONVM_MAX_PORTS, len(self.ports)))
         for p in self.ports:
             parse_port(p)
         check_number("hugepage_mb", self.hugepage_mb, 64, 1 << 20, integer=True, what="an int of MB")
@@ -57,14 +57,14 @@ class ManagerConfig:
         if not isinstance(self.busy_poll, bool):
             raise ValueError("busy_poll is True or False, got %r" % (self.busy_poll,))
         for what in ("rx_threads", "tx_threads"):
-            _int_in(what, getattr(self, what), 1, lib.ONVM_MAX_THREADS)
-        _int_in("max_nfs", self.max_nfs, 1, lib.ONVM_MAX_NFS)
+            _int_in(what, getattr(self, what), 1, limits.ONVM_MAX_THREADS)
+        _int_in("max_nfs", self.max_nfs, 1, limits.ONVM_MAX_NFS)
         if _int_in("ring_mb", self.ring_mb, 1, 1024, "%s must be a power of two in %d..%d, got %r") & (self.ring_mb - 1):
             raise ValueError("ring_mb must be a power of two in 1..1024, got %r" % (self.ring_mb,))
         if self.flow_lookup not in FLOW_LOOKUPS:
             raise ValueError("flow_lookup is \"cached\" (the RX hash) or \"naive\" (rehash per lookup), got %r"
                              % (self.flow_lookup,))
-        _int_in("nf_max_priority", self.nf_max_priority, 0, lib.ONVM_FLOW_MAX_PRIORITY, "%s must be an int in %d..%d, got %r")
+        _int_in("nf_max_priority", self.nf_max_priority, 0, limits.ONVM_FLOW_MAX_PRIORITY, "%s must be an int in %d..%d, got %r")
         return self
 
     def to_argv(self):

@@ -1,5 +1,12 @@
 """onvm's exceptions: bad input is a ValueError; the system failing is an
-OnvmError that says what to do."""
+OnvmError that says what to do.  Across the control socket a refusal keeps
+its kind (onvm.control: "kind": "input" or "system")."""
+import errno
+
+# -errno from the C core (onvm_api.h) that say the request was wrong: no such
+# port or rule, a bad value, a duplicate, a hop the graph forbids.  Any
+# other (no memory, a full table, busy) is the system failing.
+INPUT_ERRNOS = frozenset((errno.EINVAL, errno.EEXIST, errno.ENOENT, errno.ENODEV, errno.EPERM))
 
 
 class OnvmError(RuntimeError):
@@ -8,6 +15,11 @@ class OnvmError(RuntimeError):
 
 class ChainError(ValueError):
     """A chain or graph names something that does not exist or fit."""
+
+
+def errno_error(ret):
+    """The exception class for a C call's -errno: ValueError for bad input, else OnvmError."""
+    return ValueError if -ret in INPUT_ERRNOS else OnvmError
 
 
 def check_number(name, value, lo, hi, integer=False, what="a number", why=""):

@@ -142,3 +142,15 @@ class Match:
             if v:
                 parts.append("%s=%s" % (k, v[0] if v[0] == v[1] else "(%d, %d)" % v))
         return "Match(%s)" % ", ".join(parts)
+
+
+def overlap(a, b):
+    """Could one packet match both wire matches a and b?"""
+    for f in ("src", "dst"):
+        (x, lx), (y, ly) = a[f], b[f]
+        n = min(lx, ly)
+        if n and (x ^ y) >> (32 - n):
+            return False
+    if a["proto"] >= 0 and b["proto"] >= 0 and a["proto"] != b["proto"]:
+        return False
+    return all(a[f][0] <= b[f][1] and b[f][0] <= a[f][1] for f in ("sport", "dport"))

@@ -1,5 +1,6 @@
 """Actions an NF returns, and the zero-copy packet view a Python NF gets."""
-from .abi import lib
+from . import limits  # the constants only: no compiled core needed
+from .hop import Hop
 
 __all__ = ["Action", "NEXT", "DROP", "ToService", "ToPort", "Packet"]
 
@@ -28,11 +29,11 @@ class Action:
         return self.code
 
     def __repr__(self):
-        return {lib.ONVM_NEXT: "NEXT", lib.ONVM_DROP: "DROP"}.get(self.kind, "Action(%d, %d)" % (self.kind, self.dest))
+        return {limits.ONVM_NEXT: "NEXT", limits.ONVM_DROP: "DROP"}.get(self.kind, "Action(%d, %d)" % (self.kind, self.dest))
 
 
-NEXT = Action(lib.ONVM_NEXT)
-DROP = Action(lib.ONVM_DROP)
+NEXT = Action(limits.ONVM_NEXT)
+DROP = Action(limits.ONVM_DROP)
 
 
 class ToService(Action):
@@ -46,9 +47,12 @@ class ToService(Action):
         return object.__new__(cls)
 
     def __init__(self, service):
-        if isinstance(service, bool) or not isinstance(service, int) or not 1 <= service < lib.ONVM_MAX_SERVICES:
-            raise ValueError("service ID must be an int in 1..%d, got %r" % (lib.ONVM_MAX_SERVICES - 1, service))
-        super().__init__(lib.ONVM_TO_SERVICE, service)
+        super().__init__(limits.ONVM_TO_SERVICE, Hop.service(service).dest)
+
+    @property
+    def hop(self):
+        """This action's onvm.Hop (the one vocabulary of chains and rules)."""
+        return Hop("svc", self.dest)
 
     def __reduce__(self):
         return (ToService, (self.dest,))
@@ -69,10 +73,12 @@ class _ToNode(ToService):
     __slots__ = ("name",)
 
     def __init__(self, name):
-        if not name or len(name) > 31:
-            raise ValueError("a node name is 1..31 characters, got %r" % (name,))
-        object.__setattr__(self, "name", name)
-        object.__setattr__(self, "kind", lib.ONVM_TO_SERVICE)
+        object.__setattr__(self, "name", Hop.node(name).name)
+        object.__setattr__(self, "kind", limits.ONVM_TO_SERVICE)
+
+    @property
+    def hop(self):
+        return Hop("node", 0, self.name)
 
     @property
     def dest(self):
@@ -82,7 +88,7 @@ class _ToNode(ToService):
 
     @property
     def code(self):
-        return (lib.ONVM_TO_SERVICE << 16) | self.dest
+        return (limits.ONVM_TO_SERVICE << 16) | self.dest
 
     def __reduce__(self):
         return (ToService, (self.name,))
@@ -102,9 +108,12 @@ class ToPort(Action):
     __slots__ = ()
 
     def __init__(self, port):
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < lib.ONVM_MAX_PORTS:
-            raise ValueError("port must be an int in 0..%d, got %r" % (lib.ONVM_MAX_PORTS - 1, port))
-        super().__init__(lib.ONVM_TO_PORT, port)
+        super().__init__(limits.ONVM_TO_PORT, Hop.port(port).dest)
+
+    @property
+    def hop(self):
+        """This action's onvm.Hop (the one vocabulary of chains and rules)."""
+        return Hop("port", self.dest)
 
     def __reduce__(self):
         return (ToPort, (self.dest,))

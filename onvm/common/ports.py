@@ -11,10 +11,10 @@ import ipaddress
 import os
 import re
 
-from .abi import lib
+from . import limits
 
-KINDS = {"ring": lib.ONVM_PORT_RING, "null": lib.ONVM_PORT_NULL, "pcap": lib.ONVM_PORT_PCAP,
-         "tap": lib.ONVM_PORT_TAP, "pci": lib.ONVM_PORT_PCI}
+KINDS = {"ring": limits.ONVM_PORT_RING, "null": limits.ONVM_PORT_NULL, "pcap": limits.ONVM_PORT_PCAP,
+         "tap": limits.ONVM_PORT_TAP, "pci": limits.ONVM_PORT_PCI}
 
 
 def parse_port(spec):

@@ -1,9 +1,13 @@
 """The control socket's wire format: each message is a 4-byte big-endian
 length and a JSON object.  Requests carry "op"; replies carry "ok" and
-either the result or "error".  The server is onvm.mgr.control."""
+either the result or "error" with its "kind": "input" (the request was
+wrong) or "system" (the manager could not do it).  The server is
+onvm.mgr.control."""
 import json
 import socket
 import struct
+
+from .errors import OnvmError
 
 MAX_REQUEST = 2 << 20    # the manager refuses longer requests; Manager.inject splits to fit
 MAX_REPLY = 4 << 20      # the manager's replies stay below this; Manager.capture loops
@@ -35,6 +39,13 @@ def recv(sock, limit=MAX_REPLY, prefix=b""):
     if n > limit:
         raise ConnectionError("message of %d bytes is too large (at most %d)" % (n, limit))
     return json.loads(_recv_exact(sock, n))
+
+
+def refusal(reply, default="the manager refused the request"):
+    """The exception a refused reply stands for: OnvmError for a system
+    failure, ValueError for bad input (and for a reply of a manager that
+    predates "kind")."""
+    return (OnvmError if reply.get("kind") == "system" else ValueError)(reply.get("error") or default)
 
 
 def request(path, obj, timeout=30.0):

@@ -10,7 +10,6 @@ import time
 
 from . import paths
 from .errors import OnvmError
-from .shm import ControlFile
 
 # ---- children we started -------------------------------------------------------
 
@@ -169,6 +168,7 @@ def running_manager_pid(name):
     written its control file), or None."""
     if not paths.name_in_use(name):
         return None
+    from .shm import ControlFile  # here, not at the top: config.validate imports this module without the core
     try:
         cf = ControlFile(name)
     except (OnvmError, OSError):

@@ -3,7 +3,6 @@ slots, service names and counters, and the samples each control tick takes
 (read_sample, under their seqlock).  Plain memory, no DPDK, cheap enough to
 poll many times a second; shared by the notebook side, onvm doctor, NFs
 (node names) and the daemon (`onvm mgr`'s table)."""
-import collections
 import mmap
 import os
 import time
@@ -11,6 +10,7 @@ import time
 from . import paths
 from .abi import ffi, lib
 from .errors import OnvmError
+from .results import NFSample, PortSample, Sample
 
 ACTION_NAMES = ("next", "drop", "to_service", "to_port")
 PORT_KINDS = {lib.ONVM_PORT_RING: "ring", lib.ONVM_PORT_NULL: "null", lib.ONVM_PORT_PCAP: "pcap",
@@ -113,6 +113,10 @@ class ControlFile:
             "captured": s.ctl.captured, "capture_drop": s.ctl.capture_drop,
         }
 
+    def sample(self, timeout=1.0):
+        """The newest control-tick sample (onvm.common.results.Sample), read whole."""
+        return read_sample(self, timeout)
+
     def snapshot(self):
         """Every counter as plain ints: {"nfs": {instance: {...}},
         "ports": {index: {...}}, "pool": {"size", "in_use"}, "recovered":
@@ -167,26 +171,6 @@ def _rx_cost(ts):
 
 
 _DROP = ACTION_NAMES.index("drop")
-
-# drop: lost at the NF's full ring (the manager's sample); verdicts_drop: packets
-# the NF returned DROP for (its own stats file, read right after the sample)
-NFSample = collections.namedtuple(
-    "NFSample", "generation rx tx drop queued name kind service pid state errors verdicts_drop", defaults=(0,))
-PortSample = collections.namedtuple("PortSample", "rx tx drop queued name")
-
-
-class Sample:
-    """One control tick's counters.  time: seconds of the manager's
-    CLOCK_MONOTONIC; nfs: {instance: NFSample}; ports: {p: PortSample};
-    pool: (in_use, size); ring_size: an NF's receive ring."""
-    __slots__ = ("time", "nfs", "ports", "pool", "ring_size")
-
-    def __init__(self, time, nfs, ports, pool, ring_size):
-        self.time, self.nfs, self.ports, self.pool, self.ring_size = time, nfs, ports, pool, ring_size
-
-    def __repr__(self):
-        return "<Sample t=%.3f nfs=%d ports=%d>" % (self.time, len(self.nfs), len(self.ports))
-
 
 def read_sample(cf, timeout=1.0):
     """The newest sample of a ControlFile, read consistently: the manager

@@ -1,7 +1,7 @@
 """What an NF is before it runs: a Python NF (NFSpec, made by @onvm.nf or load_nf) or a
 native C NF (NativeNF).  Every Python NF process unpickles its NFSpec from here,
 so this module stays a leaf: an NF process never loads the notebook-side client."""
-from .abi import lib
+from .hop import Hop
 
 
 class NFSpec:
@@ -99,5 +99,4 @@ def native(name, service=None, **args):
 
 
 def _check_service(service):
-    if isinstance(service, bool) or not isinstance(service, int) or not 1 <= service < lib.ONVM_MAX_SERVICES:
-        raise ValueError("service ID must be an int in 1..%d, got %r" % (lib.ONVM_MAX_SERVICES - 1, service))
+    Hop.service(service)        # ValueError "service ID must be an int in 1..255, got ..."

@@ -22,6 +22,12 @@
 
 #define ONVM_SHM_MAGIC 0x6f6e766d
 #define ONVM_SHM_VERSION 3
+/* Each version's layout, as a digest of every struct below (size, alignment,
+ * each field's offset and type, as the compiler lays them out; x86-64).
+ * tests/test_shm_layout.py fails unless a change of layout bumps
+ * ONVM_SHM_VERSION and adds the new version's line here (the test prints it):
+ *   layout 3 682e91033e78e55c
+ */
 
 #define ONVM_MAX_NFS 128       /* NF slots; slot index == instance ID */
 #define ONVM_MAX_SERVICES 256  /* service IDs 1..255; 0 is "none" */

@@ -88,15 +88,16 @@ def cmd_stats(a):
 
 
 def cmd_chain(a):
-    """Set the default chain of a running manager: onvm chain 1 2 port:1."""
-    from ..common.packet import ToPort
+    """Set the default chain of a running manager: onvm chain 1 2 port:1
+    (hops as onvm.Hop.parse reads them)."""
+    from ..common.hop import Hop
     from ..manager import Manager
     entries = []
     for e in a.entries:
         try:
-            entries.append(ToPort(int(e[5:])) if e.startswith("port:") else int(e))
+            entries.append(Hop.parse(e))
         except ValueError as err:
-            die("chain entry %r: %s (service IDs, or port:N)" % (e, err))
+            die("chain entry %r: %s" % (e, err))
     mgr = Manager.attach(pick_manager(a.manager))
     try:
         mgr.set_default_chain(entries)
@@ -138,8 +139,8 @@ def cmd_deploy(a):
 
 def cmd_flows(a):
     """The flow table of a running manager: onvm flows list | add CHAIN... --MATCH-FIELD V... | remove ID."""
+    from ..common.hop import Hop
     from ..common.match import Match
-    from ..common.packet import ToPort
     from ..manager import Manager
     mgr = Manager.attach(pick_manager(a.manager))
     try:
@@ -157,8 +158,7 @@ def cmd_flows(a):
             try:
                 match = Match(a.src, a.dst, int(a.proto) if a.proto and a.proto.isdigit() else a.proto,
                               a.sport and ports(a.sport), a.dport and ports(a.dport))
-                chain = [ToPort(int(e[5:])) if e.startswith("port:") else int(e) if e.isdigit() else e
-                         for e in a.args]
+                chain = [Hop.parse(e) for e in a.args]
             except ValueError as e:
                 die(str(e))
             rule = mgr.flows.add(match, chain, a.priority, a.idle_timeout, a.hard_timeout)

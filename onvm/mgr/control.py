@@ -12,8 +12,11 @@ Each listening socket has its own table of ops: name -> (schema, handler).
 A schema is a dict field -> validator (see Int, ListOf, ...); every field a
 request carries is checked against it BEFORE the handler runs, and the
 handler gets the checked, converted values.  Anything malformed gets
-{"ok": false, "error": "..."} naming the problem, and the connection is
-closed.  Only the owner's uid and root may connect (SO_PEERCRED).
+{"ok": false, "error": "...", "kind": "input"} naming the problem, and the
+connection is closed.  A refusal's kind says whose fault it is: "input"
+(the request; a handler's ValueError: the client raises ValueError) or
+"system" (a handler's OnvmError, an internal error, a refused peer: the
+client raises OnvmError).  Only the owner's uid and root may connect (SO_PEERCRED).
 
 A listener is either one-shot (one request, one reply, close: the notebook's
 socket) or long-lived (a peer such as an NF keeps its connection, makes
@@ -45,6 +48,7 @@ POLL_BUDGET = 0.005      # poll() stops serving after this long, so ticks stay r
 RECV_CHUNK = 256 << 10
 DEFER = object()         # a handler's "I will answer later with conn.send()"
 EVICT_AFTER = 0.5        # a full one-shot socket drops a connection silent this long for a new one
+INPUT, SYSTEM = "input", "system"   # a refusal's "kind": the request was wrong / the system failed
 
 
 # ---- validators: f(value, field) -> checked value, or ValueError naming field -----
@@ -443,7 +447,7 @@ class ControlServer:
                          % (pid, lst.per_peer[pid], lst.max_per_peer))
             if error:
                 try:
-                    sock.send(protocol.encode({"ok": False, "error": error}), socket.MSG_NOSIGNAL)
+                    sock.send(protocol.encode({"ok": False, "error": error, "kind": SYSTEM}), socket.MSG_NOSIGNAL)
                 except OSError:
                     pass
                 sock.close()
@@ -528,11 +532,11 @@ class ControlServer:
         try:
             reply = handler(c, args)
         except (OnvmError, ValueError) as e:
-            c.send({"ok": False, "error": str(e)})
+            c.send({"ok": False, "error": str(e), "kind": SYSTEM if isinstance(e, OnvmError) else INPUT})
             return
         except Exception as e:
             self.log("op %r failed: %r" % (op, e))
-            self._fail(c, "internal error in %s: %s" % (op, _show(str(e), 200)))
+            self._fail(c, "internal error in %s: %s" % (op, _show(str(e), 200)), SYSTEM)
             return
         if reply is DEFER:
             return
@@ -541,11 +545,11 @@ class ControlServer:
         reply["ok"] = True
         c.send(reply)
 
-    def _fail(self, c, error):
+    def _fail(self, c, error, kind=INPUT):
         """Reply with an error, then close: the stream can no longer be trusted."""
         c.inbuf.clear()
         c.request_deadline = None
-        c.send({"ok": False, "error": error})
+        c.send({"ok": False, "error": error, "kind": kind})
         c.closing = True
         self._flush(c)
 

@@ -13,7 +13,7 @@ import time
 from ..common import logsink, paths
 from ..common.abi import check, ffi, lib
 from ..common.config import ManagerConfig
-from ..common.errors import OnvmError
+from ..common.errors import OnvmError, errno_error
 from ..common.ports import NETNS_DIR, parse_port, tap_place
 from ..common.rings import Doorbell, Ring, ring_path, traffic_path
 from ..common.runtime import (
@@ -194,7 +194,11 @@ class ManagerDaemon:
             **self.flows.ops(),
         }
 
-    check = staticmethod(check)     # -errno -> OnvmError with the C core's message
+    @staticmethod
+    def check(ret):
+        """-errno -> the C core's message as a ValueError (bad input: errors.INPUT_ERRNOS) or an
+        OnvmError (the system failed): the control reply keeps that kind."""
+        return check(ret, error=errno_error(ret))
 
     # ---- the control loop ---------------------------------------------------
 

@@ -15,22 +15,11 @@ from ..common.match import (
     NF_MAX_PRIORITY,
     NF_QUOTA,
     Match,
+    overlap,
 )
 from .control import Bool, Int, ListOf, Optional, Tuple, validate
 
 # ---- the manager's side --------------------------------------------------------------
-
-def overlap(a, b):
-    """Could one packet match both wire matches a and b?"""
-    for f in ("src", "dst"):
-        (x, lx), (y, ly) = a[f], b[f]
-        n = min(lx, ly)
-        if n and (x ^ y) >> (32 - n):
-            return False
-    if a["proto"] >= 0 and b["proto"] >= 0 and a["proto"] != b["proto"]:
-        return False
-    return all(a[f][0] <= b[f][1] and b[f][0] <= a[f][1] for f in ("sport", "dport"))
-
 
 def _hops(c):
     return [(c.entries[i].action, c.entries[i].destination) for i in range(c.length)]
@@ -147,7 +136,7 @@ class FlowDirector:
         try:
             for r in a["rules"]:
                 ids.append(self.add(r, "notebook")["rule"]["id"])
-        except OnvmError:
+        except (OnvmError, ValueError):
             for rid in ids:
                 self.remove(rid, "delete")
             self.counts["added"] -= len(ids)
@@ -169,7 +158,7 @@ class FlowDirector:
         a = self.authorize(name, slot, a)
         try:
             return self.add(a, name, slot)
-        except OnvmError as e:
+        except (OnvmError, ValueError) as e:
             self.refuse("invalid", "NF %s: %s" % (name, e))
 
     def authorize(self, name, slot, a):
@@ -366,5 +355,5 @@ class FlowDirector:
                 try:
                     self.remove(rid, "idle" if idle else "hard")
                     self.counts["expired"] += 1
-                except OnvmError:
+                except (OnvmError, ValueError):
                     pass         # the tables are busy: next check

@@ -21,6 +21,7 @@ from os_ken.controller.handler import CONFIG_DISPATCHER, MAIN_DISPATCHER, set_ev
 from os_ken.lib.packet import ipv4, packet, sctp, tcp, udp
 from os_ken.ofproto import ofproto_v1_3
 
+from ..common.hop import Hop
 from .policy import Policy
 
 POLICY = None        # set by main() before os-ken makes the app
@@ -55,11 +56,11 @@ class PolicyController(app_manager.OSKenApp):
         for no, p in dp.ports.items():
             if p.name.decode(errors="replace") == hop:
                 return no
-        kind, _, n = hop.partition(":")
-        if kind == "port" and n.isdigit():
-            return int(n) + 1
-        if kind == "svc" and n.isdigit():
-            return 0x1000 + int(n)
+        h = Hop.parse(hop)          # the policy holds canonical hop text (onvm.sdn.policy)
+        if h.is_port:
+            return h.dest + 1
+        if h.is_service:
+            return 0x1000 + h.dest
         return None
 
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)

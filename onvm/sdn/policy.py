@@ -6,28 +6,31 @@
      "idle_timeout": 30}               # for rules that give none
 
 A match takes onvm.Match's fields (ports as a number or [low, high]); a
-chain lists node names, "svc:N" (a service ID) or "port:N" (a manager
-port), and ends at a port.  The highest priority wins, then the earlier
+chain lists hops as onvm.Hop.parse reads them (node names, "svc:N" or N
+for a service ID, "port:N" for a manager port), kept in their canonical
+text, and ends at a port.  The highest priority wins, then the earlier
 rule."""
 import ipaddress
 import json
-import re
 
+from ..common.hop import Hop
 from ..common.match import Match
 
-HOP = re.compile(r"(port|svc):(\d+)|[A-Za-z0-9_.-]{1,31}")
 RULE_KEYS = {"match", "chain", "priority", "idle_timeout", "hard_timeout"}
 
 
 def _chain(v, where):
     if not isinstance(v, list) or not v:
         raise ValueError("%s: a chain is a non-empty list, e.g. [\"fw\", \"port:1\"]" % where)
+    hops = []
     for i, hop in enumerate(v):
-        if not isinstance(hop, str) or not HOP.fullmatch(hop):
-            raise ValueError("%s[%d]: %r is not a node name, \"svc:N\" or \"port:N\"" % (where, i, hop))
-    if not v[-1].startswith("port:"):
-        raise ValueError("%s: a chain ends at a port (\"port:N\"), not %r" % (where, v[-1]))
-    return list(v)
+        try:
+            hops.append(Hop.parse(hop))
+        except ValueError as e:
+            raise ValueError("%s[%d]: %s" % (where, i, e)) from None
+    if not hops[-1].is_port:
+        raise ValueError("%s: a chain ends at a port (\"port:N\"), not %r" % (where, str(hops[-1])))
+    return [str(h) for h in hops]
 
 
 def _seconds(v, where):

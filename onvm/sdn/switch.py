@@ -28,6 +28,7 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from ..common.abi import ffi, lib
 from ..common.errors import OnvmError
+from ..common.hop import Hop
 from ..common.match import NF_QUOTA, Match
 from ..common.packet import DROP, NEXT, Packet
 from ..nflib import context
@@ -720,13 +721,13 @@ class _Running:
     def port_list(self):
         """OpenFlow port number -> name: the manager's ports, the default
         path and the live services."""
-        ports = {p + 1: "port:%d" % p for p in range(self.nb_ports)}    # as onvm names them (onvm.Port)
+        ports = {p + 1: str(Hop.port(p)) for p in range(self.nb_ports)}    # as onvm names them
         ports[DEFAULT_PATH] = "default"
         names = self.cf.service_names()
         t = self.cf.tables()
         for s in range(1, lib.ONVM_MAX_SERVICES):
             if s != self.service and t.services[s].count:
-                ports[SERVICE_BASE + s] = names.get(s) or "svc:%d" % s
+                ports[SERVICE_BASE + s] = names.get(s) or str(Hop.service(s))
         return ports
 
     def port_mac(self, no):
