@@ -10,7 +10,8 @@ from cffi import FFI
 HERE = os.path.dirname(os.path.abspath(__file__))
 CORE = os.path.join(HERE, "core")
 SOURCES = ["manager.c", "ports.c", "rx.c", "tx.c", "router.c", "nf_registry.c", "services.c",
-           "stats.c", "nflib.c", "native_nfs.c", "capring.c", "capture.c", "flow_dir.c", "trace.c"]
+           "stats.c", "nflib.c", "native_nfs.c", "capring.c", "capture.c", "flow_dir.c", "trace.c",
+           "xmem.c"]
 
 
 def pkg_config(*args):

@@ -198,11 +198,17 @@ class Manager:
         capture_drop (32 MiB: 400,000 64-byte or 22,000 1500-byte packets)
     param nf_max_priority: the highest priority a flow rule from an NF
         (onvm.flows.add, the SDN NF) may have, 0..65534; 0 by default, and
-        the operator's own rules win over NFs' anyway (see onvm.flows)"""
+        the operator's own rules win over NFs' anyway (see onvm.flows)
+    param hugepages: True: hugepages or an error; False: ordinary shared
+        memory (no root needed; hugepage_mb is then its size); None: the
+        env var ONVM_HUGEPAGES (0/1), else hugepages when usable (a one-line
+        note says when not; see onvm.common.memmode)"""
 
     def __init__(self, name=None, ports=("ring", "ring"), hugepage_mb=256, mbufs=16383, busy_poll=False,
                  rx_threads=1, tx_threads=1, max_nfs=lib.ONVM_MAX_NFS, start=True, ring_mb=32,
-                 flow_lookup="cached", nf_max_priority=0):
+                 flow_lookup="cached", nf_max_priority=0, hugepages=None):
+        from .common import memmode
+        self.hugepages = memmode.check_arg(hugepages)
         self.name = paths.check_name(paths.new_name() if name is None else name)
         if isinstance(ports, str):
             ports = [ports]
@@ -267,6 +273,10 @@ class Manager:
     def start(self):
         if self.process is not None:
             raise OnvmError("manager %r is already started" % self.name)
+        from .common import memmode
+        self.uses_hugepages, self.memory_why = memmode.choose(self.hugepages, self.hugepage_mb)
+        if not self.uses_hugepages:
+            print(memmode.note(self.name, self.memory_why), flush=True)
         # Take the name here, so a clash is reported before anything starts,
         # and hand the lock to the manager process, which holds it for life.
         lock = paths.NameLock(self.name)
@@ -279,7 +289,8 @@ class Manager:
         try:
             self.log_path = os.path.join(paths.log_dir(self.name), "manager.log")
             cmd = [sys.executable, "-m", "onvm.mgrd", "--name", self.name, "--parent", str(os.getpid()),
-                   "--hugepage-mb", str(self.hugepage_mb), "--mbufs", str(self.mbufs), "--lock-fd", str(lock.fd)]
+                   "--hugepage-mb", str(self.hugepage_mb), "--mbufs", str(self.mbufs), "--lock-fd", str(lock.fd),
+                   "--hugepages", "yes" if self.uses_hugepages else "no"]
             for p in self.port_specs:
                 cmd += ["--port", p]
             if self.busy_poll:

@@ -15,6 +15,7 @@ import time
 from . import logsink, paths
 from ._core import ffi, lib
 from .control import Bytes, ControlServer, Int, ListOf, Optional, Str, Tuple
+from .common import memmode
 from .doctor import NO_PCI_DIR
 from .errors import OnvmError
 from .flows import NF_MAX_PRIORITY, FlowDirector
@@ -42,6 +43,11 @@ OWNER_PER_PROCESS = 100  # of them one process may hold
 # 20000 packets fit in 64 MB, 24000 do not (DPDK then panics at start).
 MBUF_BYTES = 2432
 BASE_MB = 16
+
+
+# EAL's own memory without hugepages (--no-huge -m): the ports' internals
+# and EAL's tables; what NFs share is in the region (hugepage_mb).
+EAL_OWN_MB = 64
 
 
 def hugepage_need_mb(mbufs):
@@ -179,7 +185,7 @@ def take_name(name, lock_fd=None):
 class ManagerDaemon:
     def __init__(self, name, ports, mbufs, hugepage_mb, cpus, parent_pid=None, show_stats=False,
                  busy_poll=False, rx_threads=1, tx_threads=1, max_nfs=128, lock=None, ring_mb=RING_MB,
-                 flow_lookup="cached", nf_max_priority=NF_MAX_PRIORITY):
+                 flow_lookup="cached", nf_max_priority=NF_MAX_PRIORITY, hugepages=None):
         self.name = name
         self.parent_pid = parent_pid
         self.show_stats = show_stats
@@ -193,19 +199,25 @@ class ManagerDaemon:
         # we own it until this process exits (the fd closes with it).
         self.lock = lock or take_name(name)
         paths.use_dpdk_env()
-        problem = hugepage_problem(hugepage_mb)
-        if problem:
-            raise OnvmError(problem)
+        self.hugepages, self.memory_why = memmode.choose(hugepages, hugepage_mb)
         if not remove_leftovers(name, self.lock, keep_lock=True):
             raise OnvmError("a DPDK primary that is not an onvm manager of this version holds %s; stop it "
                             "or choose another name" % paths.run_dir(name))
-        huge = paths.huge_dir(create=True)
         check_hugepage_budget(hugepage_mb, mbufs)
         pci = [d for k, d in specs if k == lib.ONVM_PORT_PCI]
         argv = ["onvm-mgr", "--file-prefix", paths.file_prefix(name), "--proc-type", "primary",
-                "-m", str(hugepage_mb), "--socket-limit",
-                socket_limit(hugepage_mb, os.statvfs(huge).f_bsize), "--lcores", "(0-%d)@(%s)" % (rx_threads + tx_threads, cpus),
-                "--huge-dir", huge, "--log-level", os.environ.get("ONVM_DPDK_LOG", "error")]
+                "--lcores", "(0-%d)@(%s)" % (rx_threads + tx_threads, cpus),
+                "--log-level", os.environ.get("ONVM_DPDK_LOG", "error")]
+        if self.hugepages:
+            huge = paths.huge_dir(create=True)
+            argv += ["-m", str(hugepage_mb), "--socket-limit", socket_limit(hugepage_mb, os.statvfs(huge).f_bsize),
+                     "--huge-dir", huge]
+        else:
+            # EAL's own memory (ports' internals) in its memfd; what NFs share
+            # goes in the region of hugepage_mb (core/xmem.c).
+            argv += ["--no-huge", "-m", str(EAL_OWN_MB)]
+            print("onvm manager: %s" % memmode.note(name, self.memory_why), file=sys.stderr, flush=True)
+            self.check(lib.onvm_mgr_use_xmem(hugepage_mb << 20, (memmode.shm_dir() or "").encode() or ffi.NULL))
         if os.geteuid() != 0:
             # Without root, /proc/self/pagemap shows no physical addresses.
             argv += ["--iova-mode", "va"]
@@ -247,7 +259,7 @@ class ManagerDaemon:
         self.sock_path = paths.sock_path(name)
         self.flows = FlowDirector(self.check, self.shm.nb_ports, lambda: self.shm, nf_max_priority)
         self.server = ControlServer(log=lambda msg: print("onvm manager: %s" % msg, file=sys.stderr, flush=True))
-        self.door = NFDoor(name, self.server, self.flows.nf_ops())
+        self.door = NFDoor(name, self.server, self.flows.nf_ops(), xmem_fd=lib.onvm_mgr_xmem_fd())
         # The owner's socket last (Manager.start waits for it), served first.
         self.server.listen(self.sock_path, dict(self.ops(), **self.door.owner_ops()), one_shot=True, priority=True,
                            max_conns=OWNER_CONNS, max_per_peer=OWNER_PER_PROCESS)
@@ -546,7 +558,7 @@ class ManagerDaemon:
 
 def run(name, ports=("ring", "ring"), mbufs=16383, hugepage_mb=256, cpus=None, parent_pid=None,
         show_stats=False, busy_poll=False, rx_threads=1, tx_threads=1, max_nfs=128, lock_fd=None,
-        ring_mb=RING_MB, flow_lookup="cached", nf_max_priority=NF_MAX_PRIORITY):
+        ring_mb=RING_MB, flow_lookup="cached", nf_max_priority=NF_MAX_PRIORITY, hugepages=None):
     """Run a manager in this process until SIGTERM/SIGINT or a shutdown request."""
     # A full log file system must not stop the data plane: lines are dropped and counted.
     sink = logsink.install()
@@ -559,7 +571,7 @@ def run(name, ports=("ring", "ring"), mbufs=16383, hugepage_mb=256, cpus=None, p
         return 2
     try:
         d = ManagerDaemon(name, ports, mbufs, hugepage_mb, cpus, parent_pid, show_stats, busy_poll,
-                          rx_threads, tx_threads, max_nfs, lock, ring_mb, flow_lookup, nf_max_priority)
+                          rx_threads, tx_threads, max_nfs, lock, ring_mb, flow_lookup, nf_max_priority, hugepages)
     except (OnvmError, ValueError) as e:
         remove_leftovers(name, lock)      # we own the name: leave nothing of it behind
         print("onvm manager: %s" % e, file=sys.stderr, flush=True)
@@ -596,10 +608,12 @@ def main(argv=None):
     ap.add_argument("--nf-max-priority", type=int, default=NF_MAX_PRIORITY,
                     help="the highest priority of a flow rule an NF asks for")
     ap.add_argument("--lock-fd", type=int, help="an fd holding the name lock (from Manager.start)")
+    ap.add_argument("--hugepages", choices=("auto", "yes", "no"), default="auto",
+                    help="no: packets in ordinary shared memory (common/memmode.py)")
     a = ap.parse_args(argv)
     return run(a.name, a.ports or ["ring", "ring"], a.mbufs, a.hugepage_mb, a.cpus, a.parent, a.stats,
                a.busy_poll, a.rx_threads, a.tx_threads, a.max_nfs, a.lock_fd, a.ring_mb, a.flow_lookup,
-               a.nf_max_priority)
+               a.nf_max_priority, {"auto": None, "yes": True, "no": False}[a.hugepages])
 
 
 if __name__ == "__main__":

@@ -63,9 +63,10 @@ class NFDoor:
     """The NF listener on a manager's ControlServer, and what it knows of
     each NF: its slot and its pidfd."""
 
-    def __init__(self, name, server, extra_ops=None):
+    def __init__(self, name, server, extra_ops=None, xmem_fd=-1):
         self.name = name
         self.server = server
+        self.xmem_fd = xmem_fd   # the no-hugepage mode's shared region (core/xmem.c), else -1
         self.procs = {}          # pidfd -> conn, while the NF's process may live
         self.retry = {}          # slot -> "leave" / "dead" that the tables refused for now
         self.leaving = []        # (conn, deadline): "leave" answered once out of service
@@ -133,11 +134,14 @@ class NFDoor:
         self.procs[fd] = conn
         self.server.watch(fd, lambda: self.on_dead(conn))
         # The NF gets its two files as fds, the control file read-only: it
-        # needs no path to them, so a container NF mounts neither.
+        # needs no path to them, so a container NF mounts neither.  Without
+        # hugepages the shared region comes third: it has no path at all.
         files = [os.open(paths.shm_path(self.name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)]
         try:
             files.append(os.open(paths.nf_stats_path(self.name, slot), os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC))
-            conn.send({"ok": True, "slot": slot}, fds=files)
+            if self.xmem_fd >= 0:
+                files.append(os.dup(self.xmem_fd))
+            conn.send({"ok": True, "slot": slot, "hugepages": self.xmem_fd < 0}, fds=files)
         finally:
             for f in files:
                 os.close(f)
@@ -255,8 +259,8 @@ def register(manager, nf_name, kind, service, staged=False, timeout=30.0, door=N
     as inside a container, or a socket already connected to it) and ask for
     a slot with this launch's ticket.  staged: in no service until a
     deployment puts it there.  returns: (socket, slot, control file fd,
-    stats file fd); the socket stays open for the NF's life, the caller
-    closes the fds once mapped."""
+    stats file fd, shared region fd or None with hugepages); the socket
+    stays open for the NF's life, the caller closes the fds once mapped."""
     if isinstance(door, socket.socket):
         s = door                 # connected for us (onvm.sandbox: by root, before dropping to the NF's uid)
         s.settimeout(timeout)
@@ -278,17 +282,17 @@ def register(manager, nf_name, kind, service, staged=False, timeout=30.0, door=N
             req["ticket"] = ticket
         protocol.send(s, req)
         # The files come with the reply's first bytes.
-        head, fds, _, _ = socket.recv_fds(s, 4, 2)
+        head, fds, _, _ = socket.recv_fds(s, 4, 3)
         reply = protocol.recv(s, prefix=head)
     except (OSError, ConnectionError, ValueError) as e:
         s.close()
         raise OnvmError("the manager did not answer register: %s" % e) from None
-    if not reply.get("ok") or len(fds) != 2:
+    if not reply.get("ok") or len(fds) != (2 if reply.get("hugepages", True) else 3):
         for f in fds:
             os.close(f)
         s.close()
         raise OnvmError(reply.get("error", "the manager sent no files with its answer to register"))
-    return s, reply["slot"], fds[0], fds[1]
+    return s, reply["slot"], fds[0], fds[1], (fds[2] if len(fds) == 3 else None)
 
 
 def call(s, req):

@@ -1,0 +1,1 @@
+"""Shared leaves, imported by every process (see LAYOUT.md)."""
