@@ -34,7 +34,7 @@ def cmd_mgr(a):
     """Run a manager in the foreground, with live stats."""
     from . import mgrd
     return mgrd.run(a.name, a.port or ["ring", "ring"], a.mbufs, a.hugepage_mb, show_stats=not a.quiet,
-                    busy_poll=a.busy_poll, rx_threads=a.rx_threads, tx_threads=a.tx_threads)
+                    busy_poll=a.busy_poll, rx_threads=a.rx_threads, tx_threads=a.tx_threads, hugepages=a.hugepages)
 
 
 def cmd_nf(a):
@@ -232,7 +232,12 @@ def main(argv=None):
     p.add_argument("--busy-poll", action="store_true", help="never sleep: a core per thread and NF")
     p.add_argument("--rx-threads", type=int, default=1, help="RX threads (1..3)")
     p.add_argument("--tx-threads", type=int, default=1, help="TX threads (1..3)")
-    p.set_defaults(func=cmd_mgr)
+    mem = p.add_mutually_exclusive_group()
+    mem.add_argument("--no-hugepages", dest="hugepages", action="store_const", const=False,
+                     help="packets in ordinary shared memory (no root needed; --hugepage-mb is its size)")
+    mem.add_argument("--hugepages", dest="hugepages", action="store_const", const=True,
+                     help="hugepages or an error (default: hugepages when usable, see ONVM_HUGEPAGES)")
+    p.set_defaults(func=cmd_mgr, hugepages=None)
 
     p = sub.add_parser("nf", help="run an NF against a running manager")
     p.add_argument("nf", help="native NF (forward, drop, count, sink, generate) or FILE.py:FUNCTION")

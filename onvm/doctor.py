@@ -331,7 +331,20 @@ def check_managers():
     return out
 
 
-CHECKS = (check_dpdk, check_core, check_hugepages, check_permissions, check_docker, check_managers)
+def check_memory():
+    """Which memory a manager started now would use (common/memmode.py), and why."""
+    from .common import memmode
+    try:
+        huge, why = memmode.choose(None, MANAGER_MB)
+    except (OnvmError, ValueError) as e:
+        return [("FAIL", "memory", "a manager cannot start here: %s" % e, None)]
+    if huge:
+        return [("ok", "memory: a manager uses hugepages (%s); ONVM_HUGEPAGES=0 runs without them" % why,
+                 None, None)]
+    return [("ok", "memory: a manager runs without hugepages, in ordinary shared memory (%s)" % why, None, None)]
+
+
+CHECKS = (check_dpdk, check_core, check_memory, check_hugepages, check_permissions, check_docker, check_managers)
 
 
 def run_checks():

@@ -276,7 +276,7 @@ class Manager:
         from .common import memmode
         self.uses_hugepages, self.memory_why = memmode.choose(self.hugepages, self.hugepage_mb)
         if not self.uses_hugepages:
-            print(memmode.note(self.name, self.memory_why), flush=True)
+            print("onvm: " + memmode.note(self.name, self.memory_why), flush=True)
         # Take the name here, so a clash is reported before anything starts,
         # and hand the lock to the manager process, which holds it for life.
         lock = paths.NameLock(self.name)

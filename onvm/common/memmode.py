@@ -107,5 +107,5 @@ def choose(hugepages, mb):
 
 def note(name, why):
     """The one line a notebook shows when its manager runs without hugepages."""
-    return ("onvm: manager %s runs without hugepages (packets in ordinary shared memory, 4 KiB pages): %s"
+    return ("manager %s runs without hugepages (packets in ordinary shared memory, 4 KiB pages): %s"
             % (name, why))
