@@ -14,8 +14,8 @@ import time
 
 from . import logsink, paths
 from ._core import ffi, lib
-from .control import Bytes, ControlServer, Int, ListOf, Optional, Str, Tuple
 from .common import memmode
+from .control import Bytes, ControlServer, Int, ListOf, Optional, Str, Tuple
 from .doctor import NO_PCI_DIR
 from .errors import OnvmError
 from .flows import NF_MAX_PRIORITY, FlowDirector
