@@ -294,6 +294,12 @@ def tool_lines(name):
     env, cmds, ethdev = dpdk_tools(name)
     pre = " ".join("%s=%s" % (k, shlex.quote(v)) for k, v in sorted(env.items()))
     sock = os.path.join(paths.run_dir(name), "dpdk_telemetry.v2")
+    if not paths.hugepage_files(name):
+        # DPDK has no secondary processes without hugepages (onvm/core/xmem.c).
+        return ["DPDK port ids: %s" % ", ".join("onvm %d -> %d" % kv for kv in ethdev.items()),
+                "capture, counters: none from DPDK's tools (dpdk-dumpcap, dpdk-proc-info attach as secondary "
+                "processes, which need hugepages, and this manager runs without); use mgr.capture() and onvm stats",
+                "telemetry: %s   (socket %s; type /ethdev/stats,0)" % (shlex.join(cmds["telemetry"]), sock)]
     return ["DPDK port ids: %s" % ", ".join("onvm %d -> %d" % kv for kv in ethdev.items()),
             "capture:   %s %s" % (pre, shlex.join(cmds["dumpcap"])),
             "counters:  %s" % shlex.join(cmds["proc-info"]),

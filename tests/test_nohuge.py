@@ -362,3 +362,59 @@ def test_two_users_without_hugepages_cannot_map_or_read_each_others_pool(no_env)
             wait_for(lambda uid=uid: not _user_procs(uid), timeout=10, step=0.1)
             subprocess.run(["userdel", "--remove", u], timeout=60, capture_output=True)
         shutil.rmtree(shared, ignore_errors=True)
+
+
+# ---- the course image, as `docker run --rm -p 127.0.0.1:PORT:8888 onvm/lab:TAG` runs it ----------
+
+IN_LAB = r'''
+import json, onvm
+@onvm.nf
+def keep(pkt):
+    return onvm.NEXT
+sent = [bytes.fromhex("020000000002020000000001") + b"\x88\xb5" + i.to_bytes(4, "big") + bytes(46 + i % 1000)
+        for i in range(1000)]
+with onvm.Manager() as mgr:
+    mgr.launch(onvm.native("forward"), service=1)
+    mgr.launch(keep, service=2)
+    mgr.set_default_chain([1, 2, onvm.ToPort(1)])
+    mgr.inject(sent, port=0)
+    got = [bytes(p) for p in mgr.capture(port=1, count=1000, timeout=60)]
+    print(json.dumps({"hugepages": mgr.uses_hugepages, "got": len(got), "same": sorted(got) == sorted(sent)}))
+'''
+
+
+def test_the_lab_image_runs_with_no_mounts_capabilities_or_privileges():
+    from onvm import containers
+    problem = containers.access_problem()
+    if problem:
+        pytest.skip("no Docker here: %s" % problem)
+    ref = containers.lab_image()
+    if subprocess.run(["docker", "image", "inspect", ref], capture_output=True, timeout=60).returncode:
+        pytest.fail("%s is missing; build it: onvm images build --lab" % ref)
+    name = "onvm-nohuge-lab-%d" % os.getpid()
+    # This engine has no bridge (scripts/setup.sh), so no -p: the container
+    # gets a network of its own with nothing in it, and the test looks from inside.
+    run = subprocess.run(["docker", "run", "-d", "--rm", "--name", name, "--network", "none", ref],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    try:
+        host = json.loads(subprocess.run(["docker", "inspect", name], capture_output=True, text=True,
+                                         timeout=60).stdout)[0]["HostConfig"]
+        assert not host["Privileged"] and not host["CapAdd"] and not host["Mounts"] and not host["Binds"], host
+        assert not host["Devices"], host
+
+        def lab_answers():
+            r = subprocess.run(["docker", "exec", name, "python", "-c", "import urllib.request as u; "
+                                "print(u.urlopen('http://127.0.0.1:8888/api', timeout=5).read().decode())"],
+                               capture_output=True, text=True, timeout=60)
+            return r.returncode == 0 and '"version"' in r.stdout
+        assert wait_for(lab_answers, timeout=120, step=1), subprocess.run(
+            ["docker", "logs", name], capture_output=True, text=True, timeout=60).stderr[-3000:]
+        r = subprocess.run(["docker", "exec", name, "python", "-c", IN_LAB], capture_output=True, text=True,
+                           timeout=300)
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+        assert "runs without hugepages" in r.stdout, r.stdout
+        res = json.loads(r.stdout.strip().splitlines()[-1])
+        assert res == {"hugepages": False, "got": 1000, "same": True}, res
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=120)
