@@ -398,10 +398,11 @@ def test_the_lab_image_runs_with_no_mounts_capabilities_or_privileges():
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     try:
-        host = json.loads(subprocess.run(["docker", "inspect", name], capture_output=True, text=True,
-                                         timeout=60).stdout)[0]["HostConfig"]
-        assert not host["Privileged"] and not host["CapAdd"] and not host["Mounts"] and not host["Binds"], host
-        assert not host["Devices"], host
+        info = json.loads(subprocess.run(["docker", "inspect", name], capture_output=True, text=True,
+                                         timeout=60).stdout)[0]
+        host = info["HostConfig"]
+        assert not host["Privileged"] and not host["CapAdd"] and not host.get("Binds"), host
+        assert not host.get("Devices") and not host.get("Mounts") and not info["Mounts"], info
 
         def lab_answers():
             r = subprocess.run(["docker", "exec", name, "python", "-c", "import urllib.request as u; "
@@ -418,3 +419,19 @@ def test_the_lab_image_runs_with_no_mounts_capabilities_or_privileges():
         assert res == {"hugepages": False, "got": 1000, "same": True}, res
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=120)
+
+
+def test_a_container_nf_without_hugepages_mounts_only_its_door(no_env):
+    from onvm import containers
+    problem = containers.access_problem()
+    if problem:
+        pytest.skip("no Docker here: %s" % problem)
+    with onvm.Manager(name="tcnf%d" % os.getpid(), hugepages=False) as mgr:
+        nf = mgr.launch(flip_twice, service=1, container=True)
+        mgr.set_default_chain([1, onvm.ToPort(1)])
+        sent = frames(300, tag=2)
+        mgr.inject(sent, port=0)
+        assert sorted(bytes(p) for p in mgr.capture(port=1, count=300, timeout=60)) == sorted(sent)
+        info = json.loads(subprocess.run(["docker", "inspect", nf.process.id], capture_output=True, text=True,
+                                         timeout=60).stdout)[0]
+        assert [m["Destination"] for m in info["Mounts"]] == [containers.DOOR], info["Mounts"]
