@@ -78,6 +78,7 @@ def main(argv=None):
     ap.add_argument("--warmup", type=float, default=2.0, help="warm-up before it, s (default 2)")
     ap.add_argument("--trials", type=int, default=3, help="trials per mode and chain (default 3)")
     ap.add_argument("--gen-rate", type=int, default=0, help="generate's rate, pps (0: flat out)")
+    ap.add_argument("--mbufs", type=int, default=16383, help="packets in the pool (default 16383, the Manager's)")
     ap.add_argument("--output", help="JSON path (default benchmarks/results/nohuge-<UTC>.json)")
     ap.add_argument("--quick", action="store_true", help="smoke run: one short trial each; figures mean nothing")
     args = ap.parse_args(argv)
@@ -90,7 +91,7 @@ def main(argv=None):
     bad = [c for c in args.only if c not in CHAINS]
     if bad or args.trials < 1:
         ap.error("unknown chain %s (choose from %s)" % (bad, ", ".join(CHAINS)) if bad else "--trials must be >= 1")
-    args.base_options = {}
+    args.base_options = {"mbufs": args.mbufs}
     results = run(args)
     text = table(results)
     print(text, flush=True)

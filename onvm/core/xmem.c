@@ -139,9 +139,14 @@ int xmem_create(void)
 		return too_small(r);
 	}
 	void *va = MAP_FAILED;
-	for (unsigned i = 0; i < XMEM_TRIES && va == MAP_FAILED; i++)
-		va = mmap((void *)(uintptr_t)(XMEM_BASE + i * XMEM_STEP), xm.want, PROT_READ | PROT_WRITE,
-			  MAP_SHARED | MAP_FIXED_NOREPLACE | MAP_POPULATE, fd, 0);
+	for (unsigned i = 0; i < XMEM_TRIES && va == MAP_FAILED; i++) {
+		void *want = (void *)(uintptr_t)(XMEM_BASE + i * XMEM_STEP);
+		va = mmap(want, xm.want, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED_NOREPLACE | MAP_POPULATE, fd, 0);
+		if (va != MAP_FAILED && va != want) { /* a kernel before 4.17 takes the address as a hint */
+			munmap(va, xm.want);
+			va = MAP_FAILED;
+		}
+	}
 	if (va == MAP_FAILED) {
 		onvm_set_error("cannot map the shared memory region: %s", strerror(errno));
 		close(fd);
@@ -217,6 +222,11 @@ int xmem_attach(int fd, struct rte_mempool **pool, struct rte_ring **taps)
 		return -EINVAL;
 	}
 	void *va = mmap((void *)(uintptr_t)base, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED_NOREPLACE | MAP_POPULATE, fd, 0);
+	if (va != MAP_FAILED && va != (void *)(uintptr_t)base) {
+		munmap(va, len);
+		va = MAP_FAILED;
+		errno = EEXIST;
+	}
 	if (va == MAP_FAILED) {
 		onvm_set_error("cannot map the manager's shared memory at %#llx: %s (something else of this process "
 			       "is there)", (unsigned long long)base, strerror(errno));
