@@ -84,6 +84,7 @@ def test_forced_no_hugepage_mode_forwards_byte_exact_through_python_and_native_n
         assert wait_for(lambda: py.stats().get("rx", 0) == 1000, timeout=10), py.stats()
 
 
+@pytest.mark.hugepages
 def test_hugepages_stay_the_default_where_they_are_free(no_env, capsys):
     with onvm.Manager(name="tdef%d" % os.getpid()) as mgr:
         assert mgr.uses_hugepages is True
