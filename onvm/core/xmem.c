@@ -127,7 +127,7 @@ int xmem_create(void)
 		return 0;
 	}
 	int fd = xm.dir[0] ? open(xm.dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600)
-			   : memfd_create("onvm-shared", MFD_CLOEXEC);
+			   : memfd_create("onvm-shared", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (fd < 0) {
 		onvm_set_error("cannot make the shared memory region (%s%s): %s", xm.dir[0] ? "a file in " : "memfd",
 			       xm.dir, strerror(errno));
@@ -137,6 +137,14 @@ int xmem_create(void)
 	if (r < 0) {
 		close(fd);
 		return too_small(r);
+	}
+	/* Its size for good: an NF holds the descriptor too, and a region cut
+	 * short would be a SIGBUS in the manager.  (A file in xm.dir cannot be
+	 * sealed; there only its owner's processes hold it.) */
+	if (!xm.dir[0] && fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
+		onvm_set_error("cannot seal the shared memory region: %s", strerror(errno));
+		close(fd);
+		return -errno;
 	}
 	void *va = MAP_FAILED;
 	for (unsigned i = 0; i < XMEM_TRIES && va == MAP_FAILED; i++) {
