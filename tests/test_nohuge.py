@@ -426,6 +426,20 @@ def test_the_lab_image_runs_with_no_mounts_capabilities_or_privileges():
         assert "runs without hugepages" in r.stdout, r.stdout
         res = json.loads(r.stdout.strip().splitlines()[-1])
         assert res == {"hugepages": False, "got": 1000, "same": True}, res
+        # Notebook 01 (with the image's onvm kernel) and a lab check, as a student does there.
+        r = subprocess.run(["docker", "exec", "-w", "/home/student", name, "jupyter", "nbconvert", "--to", "notebook",
+                            "--execute", "--ExecutePreprocessor.timeout=300", "--output-dir", "/tmp/executed",
+                            "notebooks/01-getting-started.ipynb"], capture_output=True, text=True, timeout=400)
+        assert r.returncode == 0, r.stderr[-3000:]
+        r = subprocess.run(["docker", "exec", "-w", "/home/student", name, "cat",
+                            "/tmp/executed/01-getting-started.ipynb"], capture_output=True, text=True, timeout=60)
+        outputs = [o for c in json.loads(r.stdout)["cells"] for o in c.get("outputs", [])]
+        assert not [o for o in outputs if o["output_type"] == "error"], outputs
+        assert any("runs without hugepages" in "".join(o.get("text", "")) for o in outputs), outputs
+        r = subprocess.run(["docker", "exec", "-w", "/home/student", name, "onvm", "lab", "check", "--json",
+                            "labs/01-firewall/solution.ipynb"], capture_output=True, text=True, timeout=400)
+        res = json.loads(r.stdout[r.stdout.index("{"):])
+        assert r.returncode == 0 and res["max_score"] > 0 and res["score"] == res["max_score"], (res, r.stderr)
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=120)
 
