@@ -20,8 +20,8 @@ import pytest
 
 import onvm
 from conftest import wait_for
-from onvm import paths
-from onvm.errors import OnvmError
+from onvm.common import paths
+from onvm.common.errors import OnvmError
 
 CLI_TIMEOUT = 120
 USER_PYTHON = "/usr/bin/python3.11"
@@ -212,7 +212,7 @@ def test_forcing_a_mode_the_machine_cannot_give_starts_nothing(no_env, monkeypat
     with pytest.raises(OnvmError, match="ONVM_SHM_DIR='/nonexistent-onvm-dir' is not an absolute path of a dir"):
         onvm.Manager(name=name, hugepages=False)
     _nothing_left(name)
-    r = subprocess.run([sys.executable, "-m", "onvm", "mgr", "--name", name, "--quiet", "--hugepages",
+    r = subprocess.run([sys.executable, "-m", "onvm", "mgr", "--name", name, "--quiet", "--hugepages", "yes",
                         "--hugepage-mb", str(free + 1024)], capture_output=True, text=True, timeout=CLI_TIMEOUT)
     assert r.returncode == 2 and "hugepages were asked for (hugepages=True) but cannot be had" in r.stderr, r.stderr
     _nothing_left(name)
@@ -222,7 +222,7 @@ def test_forcing_a_mode_the_machine_cannot_give_starts_nothing(no_env, monkeypat
 
 OWNER_SCRIPT = r'''
 import json, os, sys, onvm
-from onvm import paths
+from onvm.common import paths
 
 @onvm.nf
 def keep(pkt):

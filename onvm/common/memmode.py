@@ -5,7 +5,7 @@ door; onvm/core/xmem.c).  Decided by the process that starts a manager,
 read by `onvm doctor`."""
 import os
 
-from ..errors import OnvmError
+from .errors import OnvmError
 
 ENV = "ONVM_HUGEPAGES"        # 0: never hugepages, 1: always, unset or "auto": when usable
 SHM_DIR_ENV = "ONVM_SHM_DIR"  # a tmpfs directory for the region instead of a memfd
@@ -22,6 +22,20 @@ def from_env():
     if v in ("1", "yes", "true", "on"):
         return True
     raise ValueError("%s=%r: use 1 (hugepages), 0 (no hugepages) or auto" % (ENV, v))
+
+
+WORDS = {"auto": None, "yes": True, "no": False}   # ManagerConfig.hugepages, the daemon's --hugepages
+
+
+def from_word(word):
+    """True, False or None from ManagerConfig's "yes", "no" or "auto"."""
+    if word not in WORDS:
+        raise ValueError("hugepages is one of auto, yes, no; got %r" % (word,))
+    return WORDS[word]
+
+
+def to_word(hugepages):
+    return {None: "auto", True: "yes", False: "no"}[check_arg(hugepages)]
 
 
 def check_arg(hugepages):
@@ -80,7 +94,7 @@ def choose(hugepages, mb):
     None (ONVM_HUGEPAGES, else hugepages when usable).  returns: (True if
     hugepages, why: a short reason).  raises: OnvmError if the mode asked
     for cannot be had here (before anything starts), ValueError for bad input."""
-    from ..mgrd import hugepage_problem
+    from .runtime import hugepage_problem
     check_arg(hugepages)
     source = "hugepages=%s" % hugepages
     if hugepages is None:
@@ -103,6 +117,17 @@ def choose(hugepages, mb):
     if shared:
         raise OnvmError("no usable hugepages (%s), and %s" % (problem, shared))
     return False, "no usable hugepages: %s" % problem
+
+
+def resolve(config):
+    """A ManagerConfig's mode decided before anything starts (choose), with
+    the one-line note printed when it is without hugepages.  returns:
+    (the config with hugepages "yes" or "no", True if hugepages, why)."""
+    import dataclasses
+    huge, why = choose(from_word(config.hugepages), config.hugepage_mb)
+    if not huge:
+        print("onvm: " + note(config.name, why), flush=True)
+    return dataclasses.replace(config, hugepages=to_word(huge)), huge, why
 
 
 def note(name, why):
