@@ -25,7 +25,8 @@ cdef_from_headers = _headers.cdef_from_headers
 # the pure-Python constants (onvm/common/limits.py) follow the headers at every build
 _headers.write_limits()
 SOURCES = ["manager.c", "ports.c", "rx.c", "tx.c", "router.c", "nf_registry.c", "services.c",
-           "stats.c", "nflib.c", "native_nfs.c", "capring.c", "capture.c", "flow_dir.c", "trace.c"]
+           "stats.c", "nflib.c", "native_nfs.c", "capring.c", "capture.c", "flow_dir.c", "trace.c",
+           "xmem.c"]
 
 
 def pkg_config(*args):

@@ -246,12 +246,15 @@ def dpdk_files(manager):
     """Host paths a DPDK secondary of manager maps, each mounted at the same
     path in the container: the shared config and memory-map arrays (DPDK
     opens them read-write), the hugepage info, and the manager's hugepage
-    files (never another manager's)."""
+    files (never another manager's).  A manager without hugepages has none
+    of these to share: its region reaches the NF over the NF door."""
+    huge = sorted(paths.hugepage_files(manager))
+    if not huge:
+        return []
     rd = paths.run_dir(manager)
     files = [os.path.join(rd, f) for f in ("config", "hugepage_info", "fbarray_memzone")]
     files += sorted(glob.glob(os.path.join(glob.escape(rd), "fbarray_memseg-*")))
-    files += sorted(paths.hugepage_files(manager))
-    return files
+    return files + huge
 
 
 def mounts(manager):

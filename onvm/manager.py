@@ -8,7 +8,7 @@ import time
 
 from . import launch as launcher
 from . import probe, traffic
-from .common import paths, protocol
+from .common import memmode, paths, protocol
 from .common.abi import lib
 from .common.config import ManagerConfig
 from .common.errors import ChainError, OnvmError, check_timeout
@@ -43,15 +43,19 @@ class Manager:
         capture_drop (32 MiB: 400,000 64-byte or 22,000 1500-byte packets)
     param nf_max_priority: the highest priority a flow rule from an NF
         (onvm.flows.add, the SDN NF) may have, 0..65534; 0 by default, and
-        the operator's own rules win over NFs' anyway (see onvm.flows)"""
+        the operator's own rules win over NFs' anyway (see onvm.flows)
+    param hugepages: True: hugepages or an error; False: ordinary shared
+        memory (no root needed; hugepage_mb is then its size); None: the
+        env var ONVM_HUGEPAGES (0/1), else hugepages when usable (a one-line
+        note says when not; see onvm.common.memmode)"""
 
     def __init__(self, name=None, ports=("ring", "ring"), hugepage_mb=256, mbufs=16383, busy_poll=False,
                  rx_threads=1, tx_threads=1, max_nfs=lib.ONVM_MAX_NFS, start=True, ring_mb=32,
-                 flow_lookup="cached", nf_max_priority=0):
+                 flow_lookup="cached", nf_max_priority=0, hugepages=None):
         ports = (ports,) if isinstance(ports, str) else tuple(ports) if isinstance(ports, (list, tuple)) else ports
         self.config = ManagerConfig(paths.new_name() if name is None else name, ports, hugepage_mb, mbufs,
                                     busy_poll, rx_threads, tx_threads, max_nfs, ring_mb, flow_lookup,
-                                    nf_max_priority).validate()
+                                    nf_max_priority, memmode.to_word(hugepages)).validate()
         self.name = self.config.name
         self.port_specs = list(self.config.ports)
         self.rings = None
@@ -83,6 +87,7 @@ class Manager:
     def start(self):
         if self.process is not None:
             raise OnvmError("manager %r is already started" % self.name)
+        self.config, self.uses_hugepages, self.memory_why = memmode.resolve(self.config)   # prints when without
         launcher.start_daemon(self)
         self.control = ControlFile(self.name)
         self.rings = PortRings(self.name)

@@ -26,6 +26,7 @@ SCRIPTS = {
                             "7 baseline [spin]", "8 latency @"], ["table", "results"]),
     "bench_deploy.py": (["deploy of a 5-node graph:", "code swap", "lost"], ["deploy_5_nodes_s", "swap_s", "lost"]),
     "bench_flows.py": (["1000 flows: default", "exact (cached hash)", "naive rehash"], ["results"]),
+    "bench_nohuge.py": (["huge Mpps", "native", "py_batch"], ["table", "results"]),
     "bench_startup.py": (["process   median", "container median", "container / process:"], ["median_s", "all_s"]),
     "bench_trace.py": (["round 1 base", "round 1 trace", "native chain: base", "trace(): median"],
                        ["median_mpps", "trace_call_ms"]),

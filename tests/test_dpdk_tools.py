@@ -9,10 +9,14 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 import onvm
 from conftest import udp
 from onvm.common import paths
 from onvm.face.doctor import dpdk_tools
+
+pytestmark = pytest.mark.hugepages     # DPDK's tools are secondaries: no hugepages, no tools
 
 TIMEOUT = 60
 

@@ -50,6 +50,8 @@ class Student:
         os.chown(os.path.join(self.home, "tmp"), self.uid, self.gid)
         self.env = {"HOME": self.home, "USER": name, "LOGNAME": name, "SHELL": "/bin/bash",
                     "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "TMPDIR": os.path.join(self.home, "tmp")}
+        if "ONVM_HUGEPAGES" in os.environ:      # .ci/run's no-hugepage pass: the student's managers too
+            self.env["ONVM_HUGEPAGES"] = os.environ["ONVM_HUGEPAGES"]
         self.nb = os.path.join(self.home, "onvm-notebooks")
 
     def run(self, args, timeout, cwd=None):
@@ -136,6 +138,12 @@ def test_every_notebook_runs_under_nbval_as_a_student(notebooks):
     summary = (r.stdout + r.stderr)[-6000:]
     assert r.returncode == 0, "nbval as %s:\n%s" % (s.name, summary)
     assert " passed" in r.stdout and " failed" not in r.stdout, summary
+    if s.env.get("ONVM_HUGEPAGES") == "0":
+        logs = glob.glob(os.path.join(s.home, ".local", "state", "onvm", "logs", "*", "manager.log"))
+        assert logs, "the notebooks started no manager?"
+        for log in logs:
+            with open(log, errors="replace") as f:
+                assert "runs without hugepages" in f.read(), "%s: a manager used hugepages" % log
 
 
 @pytest.mark.parametrize("name", SCANNED)

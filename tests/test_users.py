@@ -331,6 +331,7 @@ def _readline(p, timeout):
     return p.stdout.readline()
 
 
+@pytest.mark.hugepages     # its hugepage files; tests/test_nohuge.py has the same without
 def test_two_users_cannot_reach_each_other():
     try:
         onvm_gid = grp.getgrnam(paths.ONVM_GROUP).gr_gid

@@ -37,10 +37,13 @@ class ManagerConfig:
     flow_lookup: str = _opt("cached (the RX thread's hash) or naive (rehash per lookup)", default="cached",
                             choices=FLOW_LOOKUPS)
     nf_max_priority: int = _opt("the highest priority of a flow rule an NF asks for", default=0, type=int)
+    hugepages: str = _opt("yes: hugepages or an error; no: ordinary shared memory, no root needed (hugepage_mb is "
+                          "then its size); auto: hugepages when usable, see ONVM_HUGEPAGES", default="auto",
+                          choices=("auto", "yes", "no"))
 
     def validate(self):
         """returns: self; raises: ValueError naming the first bad parameter."""
-        from . import limits
+        from . import limits, memmode
         from .paths import check_name
         from .ports import parse_port
         from .runtime import check_hugepage_budget
@@ -65,6 +68,7 @@ class ManagerConfig:
             raise ValueError("flow_lookup is \"cached\" (the RX hash) or \"naive\" (rehash per lookup), got %r"
                              % (self.flow_lookup,))
         _int_in("nf_max_priority", self.nf_max_priority, 0, limits.ONVM_FLOW_MAX_PRIORITY, "%s must be an int in %d..%d, got %r")
+        memmode.from_word(self.hugepages)
         return self
 
     def to_argv(self):

@@ -21,14 +21,20 @@ static struct rte_mempool *tap_pool;
 static struct onvm_ring_hdr *tap_file[ONVM_MAX_TAPS];
 static uint16_t tap_gen[ONVM_MAX_TAPS];
 
-int capture_attach(bool primary, struct rte_mempool *pool)
+struct rte_ring *const *capture_rings(void)
+{
+	return tap_ring;
+}
+
+int capture_attach(bool primary, struct rte_mempool *pool, struct rte_ring *const *given)
 {
 	char name[RTE_RING_NAMESIZE];
 	tap_pool = pool;
 	for (unsigned k = 0; k < ONVM_MAX_TAPS; k++) {
 		snprintf(name, sizeof(name), ONVM_TAP_RING_FMT, k);
-		tap_ring[k] = primary ? rte_ring_create(name, ONVM_TAP_RING_SIZE, rte_socket_id(), RING_F_SC_DEQ)
-				      : rte_ring_lookup(name);
+		tap_ring[k] = given     ? given[k]
+			      : primary ? rte_ring_create(name, ONVM_TAP_RING_SIZE, onvm_socket, RING_F_SC_DEQ)
+					: rte_ring_lookup(name);
 		if (tap_ring[k] == NULL) {
 			onvm_set_error("cannot %s the capture ring %s: %s", primary ? "create" : "find", name,
 				       rte_strerror(rte_errno));

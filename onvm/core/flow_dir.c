@@ -231,14 +231,14 @@ static int flow_init(void)
 		.entries = ONVM_FLOW_MAX_RULES,
 		.key_len = sizeof(struct onvm_flow_key),
 		.hash_func = rte_hash_crc, /* unused: every key comes with its signature */
-		.socket_id = (int)rte_socket_id(),
+		.socket_id = onvm_socket,
 		.extra_flag = RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF,
 	};
 	fd.exact = rte_hash_create(&hp);
 	const struct rte_memzone *mz = rte_memzone_reserve(ONVM_FLOW_COUNTERS_NAME,
 							   sizeof(struct onvm_flow_counters) * ONVM_FLOW_MAX_RULES *
 								   ONVM_FLOW_LANES,
-							   (int)rte_socket_id(), 0);
+							   onvm_socket, 0);
 	fd.rules = calloc(ONVM_FLOW_MAX_RULES, sizeof(*fd.rules));
 	fd.free_ids = calloc(ONVM_FLOW_MAX_RULES, sizeof(*fd.free_ids));
 	if (fd.exact == NULL || mz == NULL || fd.rules == NULL || fd.free_ids == NULL) {
@@ -403,7 +403,7 @@ static struct rte_acl_ctx *build_acl(int32_t extra, int32_t skip, int *err)
 		return NULL;
 	char name[RTE_ACL_NAMESIZE];
 	snprintf(name, sizeof(name), "onvm_acl%u", fd.acl_gen++);
-	struct rte_acl_param ap = {name, (int)rte_socket_id(), RTE_ACL_RULE_SZ(5), ONVM_FLOW_MAX_ACL};
+	struct rte_acl_param ap = {name, onvm_socket, RTE_ACL_RULE_SZ(5), ONVM_FLOW_MAX_ACL};
 	struct rte_acl_ctx *ctx = rte_acl_create(&ap);
 	if (ctx == NULL) {
 		onvm_set_error("cannot make an ACL context: %s", rte_strerror(rte_errno));

@@ -44,9 +44,10 @@ static void init_owner(struct rte_mempool *mp __rte_unused, void *arg __rte_unus
 
 static void *memzone(const char *name, size_t size)
 {
-	const struct rte_memzone *mz = rte_memzone_reserve(name, size, rte_socket_id(), 0);
+	const struct rte_memzone *mz = rte_memzone_reserve(name, size, onvm_socket, 0);
 	if (mz == NULL) {
-		onvm_set_error("cannot reserve %zu bytes of hugepage memory for %s: %s", size, name,
+		onvm_set_error("cannot reserve %zu bytes of %s memory for %s: %s", size,
+			       xmem_active() ? "shared" : "hugepage", name,
 			       rte_strerror(rte_errno));
 		return NULL;
 	}
@@ -69,6 +70,9 @@ int onvm_mgr_init(int argc, char **argv, const char *shm_path, const char *stats
 	/* DPDK's packet-capture framework, so dpdk-dumpcap and dpdk-pdump can
 	 * record from our ports as from any DPDK primary: it answers their
 	 * requests on the multi-process channel; costs nothing until one asks. */
+	int ret = xmem_create();
+	if (ret < 0)
+		return ret;
 	if (rte_pdump_init() < 0) {
 		onvm_set_error("cannot enable DPDK packet capture (pdump): %s", rte_strerror(rte_errno));
 		return -rte_errno;
@@ -76,17 +80,17 @@ int onvm_mgr_init(int argc, char **argv, const char *shm_path, const char *stats
 	m->shm = stats_create(shm_path);
 	if (m->shm == NULL)
 		return -errno;
-	int ret = stats_create_nf_files(stats_fmt, max_nfs);
+	ret = stats_create_nf_files(stats_fmt, max_nfs);
 	if (ret < 0)
 		return ret;
 
 	if (router_meta_init(true) < 0)
 		return -ENOSPC;
 	m->rte.pool = rte_pktmbuf_pool_create(ONVM_POOL_NAME, nb_mbufs, RTE_MEMPOOL_CACHE_MAX_SIZE, 0,
-					      RTE_MBUF_DEFAULT_BUF_SIZE, rte_socket_id());
+					      RTE_MBUF_DEFAULT_BUF_SIZE, onvm_socket);
 	if (m->rte.pool == NULL) {
-		onvm_set_error("cannot create a pool of %u packets: %s (raise the hugepage budget)",
-			       nb_mbufs, rte_strerror(rte_errno));
+		onvm_set_error("cannot create a pool of %u packets: %s (raise the %s budget, hugepage_mb)",
+			       nb_mbufs, rte_strerror(rte_errno), xmem_active() ? "shared memory" : "hugepage");
 		return -ENOMEM;
 	}
 	rte_mempool_obj_iter(m->rte.pool, init_owner, NULL);
@@ -110,7 +114,7 @@ int onvm_mgr_init(int argc, char **argv, const char *shm_path, const char *stats
 	for (unsigned i = 0; i < max_nfs; i++) {
 		char name[RTE_RING_NAMESIZE];
 		snprintf(name, sizeof(name), ONVM_NF_RX_RING_FMT, i);
-		onvm_dp.nf_rx[i] = rte_ring_create(name, nf_ring_size, rte_socket_id(), RING_F_SC_DEQ);
+		onvm_dp.nf_rx[i] = rte_ring_create(name, nf_ring_size, onvm_socket, RING_F_SC_DEQ);
 		if (onvm_dp.nf_rx[i] == NULL) {
 			onvm_set_error("cannot create the ring of NF slot %u: %s", i, rte_strerror(rte_errno));
 			return -ENOMEM;
@@ -182,6 +186,7 @@ int onvm_mgr_start(void)
 		onvm_set_error("cannot launch the RX/TX threads: %s", rte_strerror(-ret));
 		return ret;
 	}
+	xmem_publish(onvm_mgr.rte.pool, capture_rings());
 	__atomic_store_n(&shm->ready, 1, __ATOMIC_RELEASE);
 	return 0;
 }
@@ -207,5 +212,6 @@ void onvm_mgr_shutdown(void)
 	ports_stop();
 	rte_pdump_uninit();
 	rte_eal_cleanup();
+	xmem_destroy();
 	m->shm = NULL;
 }

@@ -186,6 +186,14 @@ static void *lookup_memzone(const char *name)
 	return mz ? mz->addr : NULL;
 }
 
+/* The no-hugepage mode's region (xmem.c), from onvm_nf_use_xmem: -1 with hugepages. */
+static int xmem_fd = -1;
+
+void onvm_nf_use_xmem(int fd)
+{
+	xmem_fd = fd;
+}
+
 static int join_dpdk(struct onvm_nf *nf, const char *cpus, int argc, char **argv)
 {
 	char lcores[64];
@@ -195,10 +203,12 @@ static int join_dpdk(struct onvm_nf *nf, const char *cpus, int argc, char **argv
 	for (int i = 0; i < argc; i++)
 		args[i] = argv[i];
 	args[argc] = lcores;
-	args[argc + 1] = (char *)"--proc-type=secondary";
+	/* Without hugepages, an EAL of our own (argv says --no-huge --no-shconf). */
+	args[argc + 1] = xmem_fd < 0 ? (char *)"--proc-type=secondary" : NULL;
 	args[argc + 2] = NULL;
-	if (rte_eal_init(argc + 2, args) < 0) {
-		onvm_set_error("cannot join the manager's DPDK instance: %s (is the manager running?)",
+	if (rte_eal_init(xmem_fd < 0 ? argc + 2 : argc + 1, args) < 0) {
+		onvm_set_error("cannot %s: %s (is the manager running?)",
+			       xmem_fd < 0 ? "join the manager's DPDK instance" : "start DPDK without hugepages",
 			       rte_strerror(rte_errno));
 		return -rte_errno;
 	}
@@ -207,6 +217,13 @@ static int join_dpdk(struct onvm_nf *nf, const char *cpus, int argc, char **argv
 	 * is used without a cache rather than sharing another process's. */
 	if (nf->slot->lcore == ONVM_LCORE_NONE)
 		rte_thread_unregister();
+	onvm_dp.shm = nf->shm;
+	if (xmem_fd >= 0) {
+		struct rte_ring *taps[ONVM_MAX_TAPS];
+		if (xmem_attach(xmem_fd, &nf->pool, taps) < 0 || capture_attach(false, nf->pool, taps) < 0)
+			return -ENOENT;
+		goto attached;
+	}
 	if (router_meta_init(false) < 0)
 		return -ENOENT;
 	nf->pool = rte_mempool_lookup(ONVM_POOL_NAME);
@@ -218,7 +235,6 @@ static int join_dpdk(struct onvm_nf *nf, const char *cpus, int argc, char **argv
 	}
 	/* Every ring this NF may hand packets to, for routing. */
 	char name[RTE_RING_NAMESIZE];
-	onvm_dp.shm = nf->shm;
 	for (unsigned i = 0; i < nf->shm->max_nfs; i++) {
 		snprintf(name, sizeof(name), ONVM_NF_RX_RING_FMT, i);
 		onvm_dp.nf_rx[i] = rte_ring_lookup(name);
@@ -235,11 +251,15 @@ static int join_dpdk(struct onvm_nf *nf, const char *cpus, int argc, char **argv
 			return -ENOENT;
 		}
 	}
+	if (capture_attach(false, nf->pool, NULL) < 0)
+		return -ENOENT;
+attached:
 	nf->rx = onvm_dp.nf_rx[nf->index];
 	nf->bell = &onvm_dp.xchg->nf_bell[nf->index];
-	rte_mempool_mem_iter(nf->pool, widen_span, nf);
-	if (capture_attach(false, nf->pool) < 0)
-		return -ENOENT;
+	if (xmem_fd >= 0)
+		xmem_range(&nf->pool_base, &nf->pool_end);
+	else
+		rte_mempool_mem_iter(nf->pool, widen_span, nf);
 	nf->router.self = (uint16_t)nf->index;
 	nf->router.rcu_id = (uint16_t)(ONVM_RCU_FIRST_NF + nf->index);
 	return 0;

@@ -15,6 +15,12 @@ const char *onvm_last_error(void);
  * pattern taking the slot number). */
 int onvm_mgr_init(int argc, char **argv, const char *shm_path, const char *stats_fmt, uint32_t nb_mbufs,
 		  uint32_t nf_ring_size, uint32_t max_nfs);
+/* The no-hugepage mode (xmem.c), asked for before onvm_mgr_init: the
+ * objects NFs share go in a region of `bytes` (a memfd, or an unnamed file
+ * in dir when dir is not NULL) instead of hugepages; EAL runs --no-huge. */
+int onvm_mgr_use_xmem(uint64_t bytes, const char *dir);
+/* The region's descriptor, handed to each NF over the NF door; -1 with hugepages. */
+int onvm_mgr_xmem_fd(void);
 /* Add a port (enum onvm_port_kind); returns its index.  devargs: vdev
  * arguments for pcap/tap, a PCI address for pci, ignored for ring/null.
  * netns: NULL, or for a tap port the path of a network namespace
@@ -115,6 +121,10 @@ struct onvm_batch {
  * answer to register (the caller closes them).  mgr_fd: the NF's connection to the
  * manager; it closing means the manager is gone.  cpus: where it may run;
  * argv: EAL arguments (prefix, --no-pci...). */
+/* In the no-hugepage mode, before onvm_nf_start: the manager's region
+ * (the descriptor the NF door sent); EAL argv is then --no-huge
+ * --no-shconf, an instance of the NF's own. */
+void onvm_nf_use_xmem(int fd);
 struct onvm_nf *onvm_nf_start(int shm_fd, int stats_fd, uint16_t slot, int mgr_fd,
 			      const char *cpus, int argc, char **argv);
 /* Receive up to 32 packets.  Polls, then sleeps until woken or timeout_ms.

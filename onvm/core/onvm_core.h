@@ -173,6 +173,18 @@ struct onvm_dataplane {
 };
 extern struct onvm_dataplane onvm_dp;
 
+/* ---- xmem.c: the no-hugepage mode's shared region ------------------------- */
+
+/* The heap (socket) of every object NFs share: the EAL socket with
+ * hugepages, the shared region's heap without. */
+extern int onvm_socket;
+int xmem_create(void);
+void xmem_publish(struct rte_mempool *pool, struct rte_ring *const *taps);
+void xmem_destroy(void);
+bool xmem_active(void);
+void xmem_range(uintptr_t *base, uintptr_t *end);
+int xmem_attach(int fd, struct rte_mempool **pool, struct rte_ring **taps);
+
 /* ---- router.c: where a packet goes, by the action in its metadata -------- */
 
 /* One router per routing thread (the RX threads, each NF): per-destination
@@ -321,7 +333,9 @@ void capring_consume(uint64_t *tail, const struct onvm_rec *rec);
 uint64_t capring_skip_withdrawn(struct onvm_ring_hdr *r);
 
 /* capture.c: mirrors at hops */
-int capture_attach(bool primary, struct rte_mempool *pool);
+/* given: an NF's tap rings from the no-hugepage directory (xmem.c), or NULL */
+int capture_attach(bool primary, struct rte_mempool *pool, struct rte_ring *const *given);
+struct rte_ring *const *capture_rings(void);
 void capture_mirror_slow(unsigned where, uint16_t target, struct rte_mbuf **pkts, unsigned n);
 /* Copy what matches an armed tap at this place; one load when none is. */
 static inline void capture_mirror(unsigned where, uint16_t target, struct rte_mbuf **pkts, unsigned n)

@@ -147,7 +147,7 @@ static int port_add_finish(unsigned i, unsigned kind, const char *devargs, uint1
 	if (kind != ONVM_PORT_RING)
 		m->external_rx = true;
 	snprintf(name, sizeof(name), ONVM_PORT_TX_RING_FMT, i);
-	onvm_dp.port_tx[i] = rte_ring_create(name, PORT_RING_SIZE, rte_socket_id(), RING_F_SC_DEQ);
+	onvm_dp.port_tx[i] = rte_ring_create(name, PORT_RING_SIZE, onvm_socket, RING_F_SC_DEQ);
 	if (onvm_dp.port_tx[i] == NULL) {
 		onvm_set_error("port %u: cannot create its TX ring: %s", i, rte_strerror(rte_errno));
 		return -ENOMEM;
@@ -252,7 +252,7 @@ struct onvm_doorbell *ports_rx_bell(void)
 int onvm_mgr_set_traffic(struct onvm_traffic *t)
 {
 	rx_bell = &t->rx_bell;
-	return capture_attach(true, onvm_mgr.rte.pool);
+	return capture_attach(true, onvm_mgr.rte.pool, NULL);
 }
 
 int onvm_mgr_set_port_rings(uint16_t port, struct onvm_ring_hdr *in, struct onvm_ring_hdr *out)

@@ -238,6 +238,8 @@ def main(argv=None):
     from ..common.config import ManagerConfig
     ManagerConfig.add_arguments(p)     # the options onvm.Manager takes, declared once
     p.add_argument("--quiet", action="store_true", help="no live stats")
+    p.add_argument("--no-hugepages", dest="hugepages", action="store_const", const="no",
+                   help="the same as --hugepages no: packets in ordinary shared memory")
     p.set_defaults(func=cmd_mgr)
 
     p = sub.add_parser("nf", help="run an NF against a running manager")

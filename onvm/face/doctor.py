@@ -241,6 +241,12 @@ def tool_lines(name):
     env, cmds, ethdev = dpdk_tools(name)
     pre = " ".join("%s=%s" % (k, shlex.quote(v)) for k, v in sorted(env.items()))
     sock = os.path.join(paths.run_dir(name), "dpdk_telemetry.v2")
+    if not paths.hugepage_files(name):
+        # DPDK has no secondary processes without hugepages (onvm/core/xmem.c).
+        return ["DPDK port ids: %s" % ", ".join("onvm %d -> %d" % kv for kv in ethdev.items()),
+                "capture, counters: none from DPDK's tools (dpdk-dumpcap, dpdk-proc-info attach as secondary "
+                "processes, which need hugepages, and this manager runs without); use mgr.capture() and onvm stats",
+                "telemetry: %s   (socket %s; type /ethdev/stats,0)" % (shlex.join(cmds["telemetry"]), sock)]
     return ["DPDK port ids: %s" % ", ".join("onvm %d -> %d" % kv for kv in ethdev.items()),
             "capture:   %s %s" % (pre, shlex.join(cmds["dumpcap"])),
             "counters:  %s" % shlex.join(cmds["proc-info"]),
@@ -278,6 +284,19 @@ def check_managers():
     return out
 
 
+def check_memory():
+    """Which memory a manager started now would use (common/memmode.py), and why."""
+    from ..common import memmode
+    try:
+        huge, why = memmode.choose(None, MANAGER_MB)
+    except (OnvmError, ValueError) as e:
+        return [("FAIL", "memory", "a manager cannot start here: %s" % e, None)]
+    if huge:
+        return [("ok", "memory: a manager uses hugepages (%s); ONVM_HUGEPAGES=0 runs without them" % why,
+                 None, None)]
+    return [("ok", "memory: a manager runs without hugepages, in ordinary shared memory (%s)" % why, None, None)]
+
+
 def check_kernel():
     """The "onvm" kernelspec Jupyter would start must run this onvm's kernel
     module: a spec installed by an older onvm names a module path that has
@@ -305,7 +324,8 @@ def check_kernel():
     return [("ok", "kernel %s" % spec_file, None, None)]
 
 
-CHECKS = (check_dpdk, check_core, check_hugepages, check_permissions, check_docker, check_kernel, check_managers)
+CHECKS = (check_dpdk, check_core, check_memory, check_hugepages, check_permissions, check_docker, check_kernel,
+          check_managers)
 
 
 def run_checks():

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from ..common import logsink, paths
+from ..common import logsink, memmode, paths
 from ..common.abi import check, ffi, lib
 from ..common.config import ManagerConfig
 from ..common.errors import OnvmError, errno_error
@@ -19,7 +19,6 @@ from ..common.rings import Doorbell, Ring, ring_path, traffic_path
 from ..common.runtime import (
     NO_PCI_DIR,
     check_hugepage_budget,
-    hugepage_problem,
     remove_leftovers,
     socket_limit,
     take_name,
@@ -29,6 +28,9 @@ from .control import Bytes, ControlServer, Int, ListOf, Optional, Str, Tuple
 from .flowdir import FlowDirector
 from .nfdoor import NFDoor
 
+# EAL's own memory without hugepages (--no-huge -m): the ports' internals
+# and EAL's tables; what NFs share is in the region (hugepage_mb).
+EAL_OWN_MB = 64
 NF_RING_SIZE = 4096      # packets an NF's receive ring holds
 BUSY_TICK = 0.002        # control tick while packets are moving
 IDLE_TICK = 0.02         # and when nothing moved for IDLE_AFTER seconds
@@ -59,19 +61,25 @@ class ManagerDaemon:
         # we own it until this process exits (the fd closes with it).
         self.lock = lock or take_name(name)
         paths.use_dpdk_env()
-        problem = hugepage_problem(hugepage_mb)
-        if problem:
-            raise OnvmError(problem)
+        self.hugepages, self.memory_why = memmode.choose(memmode.from_word(config.hugepages), hugepage_mb)
         if not remove_leftovers(name, self.lock, keep_lock=True):
             raise OnvmError("a DPDK primary that is not an onvm manager of this version holds %s; stop it "
                             "or choose another name" % paths.run_dir(name))
-        huge = paths.huge_dir(create=True)
         check_hugepage_budget(hugepage_mb, mbufs)
         pci = [d for k, d in specs if k == lib.ONVM_PORT_PCI]
         argv = ["onvm-mgr", "--file-prefix", paths.file_prefix(name), "--proc-type", "primary",
-                "-m", str(hugepage_mb), "--socket-limit",
-                socket_limit(hugepage_mb, os.statvfs(huge).f_bsize), "--lcores", "(0-%d)@(%s)" % (rx_threads + tx_threads, cpus),
-                "--huge-dir", huge, "--log-level", os.environ.get("ONVM_DPDK_LOG", "error")]
+                "--lcores", "(0-%d)@(%s)" % (rx_threads + tx_threads, cpus),
+                "--log-level", os.environ.get("ONVM_DPDK_LOG", "error")]
+        if self.hugepages:
+            huge = paths.huge_dir(create=True)
+            argv += ["-m", str(hugepage_mb), "--socket-limit", socket_limit(hugepage_mb, os.statvfs(huge).f_bsize),
+                     "--huge-dir", huge]
+        else:
+            # EAL's own memory (ports' internals) in its memfd; what NFs share
+            # goes in the region of hugepage_mb (core/xmem.c).
+            argv += ["--no-huge", "-m", str(EAL_OWN_MB)]
+            print("onvm manager: %s" % memmode.note(name, self.memory_why), file=sys.stderr, flush=True)
+            self.check(lib.onvm_mgr_use_xmem(hugepage_mb << 20, (memmode.shm_dir() or "").encode() or ffi.NULL))
         if os.geteuid() != 0:
             # Without root, /proc/self/pagemap shows no physical addresses.
             argv += ["--iova-mode", "va"]
@@ -113,7 +121,7 @@ class ManagerDaemon:
         self.sock_path = paths.sock_path(name)
         self.flows = FlowDirector(self.check, self.shm.nb_ports, lambda: self.shm, config.nf_max_priority)
         self.server = ControlServer(log=lambda msg: print("onvm manager: %s" % msg, file=sys.stderr, flush=True))
-        self.door = NFDoor(name, self.server, self.flows.nf_ops())
+        self.door = NFDoor(name, self.server, self.flows.nf_ops(), xmem_fd=lib.onvm_mgr_xmem_fd())
         # The owner's socket last (Manager.start waits for it), served first.
         self.server.listen(self.sock_path, dict(self.ops(), **self.door.owner_ops()), one_shot=True, priority=True,
                            max_conns=OWNER_CONNS, max_per_peer=OWNER_PER_PROCESS)

@@ -62,9 +62,10 @@ class NFDoor:
     """The NF listener on a manager's ControlServer, and what it knows of
     each NF: its slot and its pidfd."""
 
-    def __init__(self, name, server, extra_ops=None):
+    def __init__(self, name, server, extra_ops=None, xmem_fd=-1):
         self.name = name
         self.server = server
+        self.xmem_fd = xmem_fd   # the no-hugepage mode's shared region (core/xmem.c), else -1
         self.procs = {}          # pidfd -> conn, while the NF's process may live
         self.retry = {}          # slot -> "leave" / "dead" that the tables refused for now
         self.leaving = []        # (conn, deadline): "leave" answered once out of service
@@ -130,11 +131,14 @@ class NFDoor:
         self.procs[fd] = conn
         self.server.watch(fd, lambda: self.on_dead(conn))
         # The NF gets its two files as fds, the control file read-only: it
-        # needs no path to them, so a container NF mounts neither.
+        # needs no path to them, so a container NF mounts neither.  Without
+        # hugepages the shared region comes third: it has no path at all.
         files = [os.open(paths.shm_path(self.name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)]
         try:
             files.append(os.open(paths.nf_stats_path(self.name, slot), os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC))
-            conn.send({"ok": True, "slot": slot}, fds=files)
+            if self.xmem_fd >= 0:
+                files.append(os.dup(self.xmem_fd))
+            conn.send({"ok": True, "slot": slot, "hugepages": self.xmem_fd < 0}, fds=files)
         finally:
             for f in files:
                 os.close(f)

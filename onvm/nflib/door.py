@@ -31,8 +31,8 @@ def register(manager, nf_name, kind, service, staged=False, timeout=30.0, door=N
     as inside a container, or a socket already connected to it) and ask for
     a slot with this launch's ticket.  staged: in no service until a
     deployment puts it there.  returns: (socket, slot, control file fd,
-    stats file fd); the socket stays open for the NF's life, the caller
-    closes the fds once mapped."""
+    stats file fd, shared region fd or None with hugepages); the socket
+    stays open for the NF's life, the caller closes the fds once mapped."""
     if isinstance(door, socket.socket):
         s = door                 # connected for us (onvm.face.sandbox: by root, before dropping to the NF's uid)
         s.settimeout(timeout)
@@ -54,17 +54,17 @@ def register(manager, nf_name, kind, service, staged=False, timeout=30.0, door=N
             req["ticket"] = ticket
         protocol.send(s, req)
         # The files come with the reply's first bytes.
-        head, fds, _, _ = socket.recv_fds(s, 4, 2)
+        head, fds, _, _ = socket.recv_fds(s, 4, 3)
         reply = protocol.recv(s, prefix=head)
     except (OSError, ConnectionError, ValueError) as e:
         s.close()
         raise OnvmError("the manager did not answer register: %s" % e) from None
-    if not reply.get("ok") or len(fds) != 2:
+    if not reply.get("ok") or len(fds) != (2 if reply.get("hugepages", True) else 3):
         for f in fds:
             os.close(f)
         s.close()
         raise OnvmError(reply.get("error", "the manager sent no files with its answer to register"))
-    return s, reply["slot"], fds[0], fds[1]
+    return s, reply["slot"], fds[0], fds[1], (fds[2] if len(fds) == 3 else None)
 
 
 def call(s, req):

@@ -30,10 +30,16 @@ def start(manager, service, name, kind, staged=False, door=None):
     ticket = os.environ.pop(nfdoor.TICKET_ENV, None)
     if ticket is None and door is None:
         ticket = nfdoor.ticket(manager, name, service)
-    sock, slot, shm_fd, stats_fd = nfdoor.register(manager, name, kind, service, staged, door=door, ticket=ticket)
-    prefix = paths.file_prefix(manager)
-    argv = ["onvm-nf", "--file-prefix", prefix, "--no-pci", "--no-telemetry",
-            "--log-level", os.environ.get("ONVM_DPDK_LOG", "error")]
+    sock, slot, shm_fd, stats_fd, xmem_fd = nfdoor.register(manager, name, kind, service, staged, door=door,
+                                                             ticket=ticket)
+    if xmem_fd is None:
+        argv = ["onvm-nf", "--file-prefix", paths.file_prefix(manager)]
+    else:
+        # No hugepages: an EAL of our own with no files (the packets are in
+        # the manager's region, core/xmem.c); its own heap is barely used.
+        argv = ["onvm-nf", "--no-huge", "--no-shconf", "-m", "16"]
+        lib.onvm_nf_use_xmem(xmem_fd)
+    argv += ["--no-pci", "--no-telemetry", "--log-level", os.environ.get("ONVM_DPDK_LOG", "error")]
     if os.geteuid() != 0:
         argv += ["--iova-mode", "va"]
     keep = [ffi.new("char[]", a.encode()) for a in argv]
@@ -48,6 +54,8 @@ def start(manager, service, name, kind, staged=False, door=None):
         pass
     os.close(shm_fd)
     os.close(stats_fd)
+    if xmem_fd is not None:
+        os.close(xmem_fd)        # mapped (or failed): the mapping keeps the region
     if nf == ffi.NULL:
         err = last_error()
         sock.close()
