@@ -17,6 +17,7 @@ _EXPORTS = {
     "current_nf": "context", "OnvmError": "errors", "ChainError": "errors",
     "image": "containers", "ImageNF": "containers",
     "Namespace": "netns",
+    "c_nf": "cnf", "CNF": "cnf", "CompileError": "cnf",
 }
 
 _SUBMODULES = ("flows", "sdn", "nfs")

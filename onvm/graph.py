@@ -91,6 +91,8 @@ def nf_key(nf):
     from .manager import NativeNF, NFSpec
     if isinstance(nf, NativeNF):
         return ("native", nf.name, tuple(sorted(nf.args.items())))
+    if hasattr(nf, "nfrun_args"):          # onvm.c_nf (onvm/cnf.py)
+        return nf.key()
     if isinstance(nf, NFSpec):
         import cloudpickle
         return ("python", nf.batch, cloudpickle.dumps(nf.fn))
@@ -100,7 +102,7 @@ def nf_key(nf):
 def as_nf(node, value):
     """The NF object a node's nf= names, or ChainError."""
     from .manager import NativeNF, NFSpec
-    if isinstance(value, (NFSpec, NativeNF)):
+    if isinstance(value, (NFSpec, NativeNF)) or hasattr(value, "nfrun_args"):    # or onvm.c_nf
         return value
     if callable(value) and not isinstance(value, type):
         return NFSpec(value)

@@ -416,11 +416,12 @@ class Manager:
             for (onvm.sdn.nf() does)
         returns: the NF, or a list of NFs when replicas > 1
         raises: ValueError for bad arguments, OnvmError if it cannot start"""
+        from .cnf import CNF
         from .containers import ImageNF, check_limits
         if isinstance(nf, ImageNF) and not container:
             container = True
         limits = check_limits(container) if container is not False else None
-        if isinstance(nf, (NFSpec, NativeNF, ImageNF)):
+        if isinstance(nf, (NFSpec, NativeNF, ImageNF, CNF)):
             spec = nf
         elif callable(nf):
             spec = NFSpec(nf)
@@ -508,6 +509,8 @@ class Manager:
         code = None
         if isinstance(spec, NativeNF):
             cmd += ["--native", spec.name, "--args", ",".join("%s=%d" % kv for kv in spec.args.items())]
+        elif hasattr(spec, "nfrun_args"):       # a C NF (onvm.c_nf, onvm/cnf.py)
+            cmd += spec.nfrun_args()
         else:
             # The callback goes through the NF's stdin: no file another user could swap.
             import cloudpickle

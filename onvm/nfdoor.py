@@ -42,6 +42,7 @@ TICKET_TTL = 600.0          # a launch ticket not used within this expires
 MAX_TICKETS = 4 * 128       # tickets outstanding at most (the oldest go first)
 PER_PROCESS = 2             # nf.sock connections one process may hold (an NF needs one)
 TICKET_ENV = "ONVM_NF_TICKET"
+SDK_VERSION = 1             # the C NF SDK's ABI (ONVM_SDK_VERSION in onvm/core/include/onvm/nflib.h)
 
 
 def _matching(regex, what):
@@ -73,7 +74,8 @@ class NFDoor:
         self.tickets = {}        # token -> {"service", "name", "flow_miss", "expires"}, oldest first
         ops = {
             "register": ({"name": NAME, "kind": KIND, "service": Int(1, lib.ONVM_MAX_SERVICES - 1),
-                          "staged": Optional(Bool(), False), "ticket": Optional(TICKET)}, self.op_register),
+                          "staged": Optional(Bool(), False), "ticket": Optional(TICKET),
+                          "sdk": Optional(Int(0, 1 << 20))}, self.op_register),
             "ready": ({}, self.op_ready),
             "leave": ({}, self.op_leave),
             **(extra_ops or {}),     # the flow director's "flow_add" (onvm/flows.py)
@@ -108,6 +110,10 @@ class NFDoor:
         if mine:
             raise OnvmError("process %d holds NF slot %d already; one registration per NF process"
                             % (conn.pid, mine[0].data["slot"]))
+        if args["sdk"] is not None and args["sdk"] != SDK_VERSION:
+            # a C NF (onvm/cnf.py) built against another NF SDK: its structs may not match ours
+            raise OnvmError("NF %s was built against onvm NF SDK %d, and this manager speaks SDK %d: rebuild it "
+                            "(onvm build FILE.c -o OUT, or onvm.c_nf again)" % (args["name"], args["sdk"], SDK_VERSION))
         ticket = self.tickets.get(args["ticket"]) if args["ticket"] else None
         if ticket is None or ticket["expires"] < time.monotonic():
             raise OnvmError("register needs the launch ticket of this NF's launch (%s in its environment, "
@@ -250,7 +256,7 @@ def ticket(manager, nf_name, service, flow_miss=False, timeout=30.0):
     return reply["ticket"]
 
 
-def register(manager, nf_name, kind, service, staged=False, timeout=30.0, door=None, ticket=None):
+def register(manager, nf_name, kind, service, staged=False, timeout=30.0, door=None, ticket=None, sdk=None):
     """Connect to manager's NF socket (door: its path, if not the usual one,
     as inside a container, or a socket already connected to it) and ask for
     a slot with this launch's ticket.  staged: in no service until a
@@ -276,6 +282,8 @@ def register(manager, nf_name, kind, service, staged=False, timeout=30.0, door=N
         req = {"op": "register", "name": nf_name, "kind": kind, "service": service, "staged": staged}
         if ticket is not None:
             req["ticket"] = ticket
+        if sdk is not None:
+            req["sdk"] = sdk        # a C NF: the SDK version it was built against
         protocol.send(s, req)
         # The files come with the reply's first bytes.
         head, fds, _, _ = socket.recv_fds(s, 4, 2)

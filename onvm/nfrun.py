@@ -216,6 +216,9 @@ def main(argv=None):
                    help="a Python NF: its pickled onvm.NFSpec comes on stdin, from the parent that started us")
     g.add_argument("--import", dest="target", metavar="MODULE:FUNCTION",
                    help="a Python NF importable here (an NF image's code)")
+    g.add_argument("--c-nf", metavar="BINARY", help="a C NF built with the SDK (onvm/cnf.py): registered here, "
+                   "then exec'd")
+    ap.add_argument("--c-args", default="[]", help="with --c-nf: its arguments, a JSON list of strings")
     ap.add_argument("--args", default="")
     ap.add_argument("--staged", action="store_true", help="in no service until a deployment puts it there")
     ap.add_argument("--batch", action="store_true", help="with --import: the function takes a list of packets")
@@ -248,6 +251,11 @@ def main(argv=None):
     if a.door_fd is not None:
         import socket
         door = socket.socket(fileno=a.door_fd)
+    if a.c_nf:
+        import json
+
+        from .cnf import exec_nf
+        return exec_nf(a.manager, a.service, a.name, a.c_nf, json.loads(a.c_args), a.staged, door)
     return run(a.manager, a.service, a.name, a.native, a.args, spec, a.staged, door)
 
 

@@ -1,0 +1,351 @@
+"""NFs written in C by users, against the NF SDK (<onvm/nflib.h>, docs/c-nfs.md).
+
+The notebook and the CLI side: build an NF (`onvm build`, onvm.c_nf, the
+%%onvm_c cell magic), cache the binary per user by content hash, and hand
+the manager's launcher a CNF to start.  The NF process side is exec_nf: it
+registers with the manager's NF door like any NF (same ticket, same door),
+then execs the binary, which keeps the pid the manager watches and runs
+NFLib's loop (onvm/core/sdk.c) in C.
+
+Nothing here imports the compiled core: setup.py uses build_library to
+ship libonvm_nf.so in the package."""
+import glob
+import hashlib
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CORE = os.path.join(HERE, "core")
+INCLUDE = os.path.join(CORE, "include")
+HEADER = os.path.join(INCLUDE, "onvm", "nflib.h")
+SHIPPED_LIB = os.path.join(CORE, "lib")
+LIB_NAME = "libonvm_nf.so"
+MARKER = b"onvm-nf-sdk="
+# The SDK's ABI version, as the header says it (ONVM_SDK_VERSION): read from
+# the header so there is no second copy to keep in step.
+with open(HEADER) as _f:
+    SDK_VERSION = int(re.search(r"#define ONVM_SDK_VERSION (\d+)", _f.read()).group(1))
+
+# the environment exec_nf gives the binary (read by onvm/core/sdk.c)
+BOOT_ENV = "ONVM_NF_BOOT"
+
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,28}")
+
+
+class CompileError(ValueError):
+    """A C NF did not compile; the message holds the compiler's errors
+    (file:line: error: ...)."""
+
+
+# ---- the toolchain ----------------------------------------------------------------
+
+def _cc():
+    cc = os.environ.get("ONVM_CC") or os.environ.get("CC") or "cc"
+    path = shutil.which(cc)
+    if path is None:
+        raise CompileError("no C compiler (%s) on this machine: install it with `apt-get install gcc`" % cc)
+    return path
+
+
+def _dpdk(*args):
+    try:
+        out = subprocess.run(["pkg-config", *args, "libdpdk"], check=True, capture_output=True, text=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        raise CompileError("the DPDK headers are missing (no libdpdk.pc for pkg-config): install them with "
+                           "`apt-get install libdpdk-dev pkg-config`") from None
+    return shlex.split(out)
+
+
+def _dpdk_cflags():
+    # -isystem: warnings are about the NF's code, not about DPDK's headers
+    return ["-isystem" + f[2:] if f.startswith("-I") else f for f in _dpdk("--cflags")]
+
+
+def _core_sources():
+    return sorted(glob.glob(os.path.join(CORE, "*.c")))
+
+
+def _core_digest():
+    """What the library is built from: every core source and header, and
+    this file (how it is built)."""
+    h = hashlib.sha256()
+    for p in sorted(glob.glob(os.path.join(CORE, "*.[ch]")) + [HEADER, os.path.abspath(__file__)]):
+        h.update(os.path.basename(p).encode() + b"\0")
+        with open(p, "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()[:16]
+
+
+# Only the SDK's functions are exported: a user's function named like one of
+# the core's internals (ports_start, stats_update) must not replace it.
+_EXPORTS = """{ global: onvm_nflib_run; onvm_nf_name; onvm_nf_service_id; onvm_nf_instance_id; onvm_nf_self;
+  onvm_nf_pktmbuf_pool; onvm_nf_last_error; onvm_nf_counters_; onvm_pkt_parse_; onvm_pkt_payload;
+  onvm_pkt_5tuple; onvm_flow_add; onvm_flow_remove; local: *; };
+"""
+
+
+def build_library(dest):
+    """Compile libonvm_nf.so (the NF library: the core's C, with sdk.c) into
+    dest, with a stamp naming the sources it was built from.  Called by
+    setup.py (the shipped copy) and by library_dir (a user's copy when the
+    shipped one is missing or older than the sources)."""
+    os.makedirs(dest, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".build-", dir=dest)
+    try:
+        vers = os.path.join(tmp, "exports.map")
+        with open(vers, "w") as f:
+            f.write(_EXPORTS)
+        out = os.path.join(tmp, LIB_NAME)
+        cmd = [_cc(), "-shared", "-fPIC", "-O3", "-g", "-std=gnu11", "-Wall", "-Wextra", "-DALLOW_EXPERIMENTAL_API",
+               *_dpdk_cflags(), "-I" + CORE, *_core_sources(), "-o", out, "-Wl,--version-script=" + vers,
+               *_dpdk("--libs"),
+               # as in onvm/_build.py: the ring PMD and the ring mempool driver are
+               # loaded with the library, so mempool ops get the manager's indexes
+               "-Wl,--no-as-needed", "-lrte_net_ring", "-lrte_mempool_ring", "-lpcap"]
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        if p.returncode != 0:
+            raise CompileError("cannot build %s:\n%s" % (LIB_NAME, p.stderr.strip()))
+        os.chmod(out, 0o755)
+        os.replace(out, os.path.join(dest, LIB_NAME))
+        with open(os.path.join(dest, "stamp"), "w") as f:
+            f.write(_core_digest() + "\n")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def _current(libdir, digest):
+    try:
+        with open(os.path.join(libdir, "stamp")) as f:
+            return f.read().strip() == digest and os.path.exists(os.path.join(libdir, LIB_NAME))
+    except OSError:
+        return False
+
+
+def cache_dir():
+    """This user's build cache, ~/.onvm/cnf (0700, owned by us): never a
+    shared writable place, where another user could swap a binary."""
+    from . import paths
+    base = paths.private_dir(os.path.join(paths._home(), ".onvm"), "state directory")
+    return paths.private_dir(os.path.join(base, "cnf"), "C NF build cache")
+
+
+def library_dir():
+    """The directory of the libonvm_nf.so NFs link against: the package's
+    own, or (a checkout whose sources changed since) one built for this user."""
+    digest = _core_digest()
+    if _current(SHIPPED_LIB, digest):
+        return SHIPPED_LIB
+    mine = os.path.join(cache_dir(), "lib-" + digest)
+    if not _current(mine, digest):
+        build_library(mine)
+    return mine
+
+
+def pkg_config_dir():
+    """A directory holding onvm.pc for this installation (for
+    PKG_CONFIG_PATH): `pkg-config --cflags --libs onvm`."""
+    libdir = library_dir()
+    d = os.path.join(cache_dir(), "pkgconfig")
+    os.makedirs(d, mode=0o700, exist_ok=True)
+    text = ("# onvm NF SDK %d (written by onvm build --pkg-config-path)\n"
+            "includedir=%s\nlibdir=%s\n\n"
+            "Name: onvm\nDescription: the onvm NF SDK: NFs in C for an onvm manager\n"
+            "Version: %d\nRequires: libdpdk\n"
+            "Cflags: -I${includedir} -DALLOW_EXPERIMENTAL_API\n"
+            "Libs: -L${libdir} -Wl,-rpath,${libdir} -lonvm_nf\n" % (SDK_VERSION, INCLUDE, libdir, SDK_VERSION))
+    path = os.path.join(d, "onvm.pc")
+    tmp = path + ".%d" % os.getpid()
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+    return d
+
+
+def compile_nf(src, out, cflags=(), ldflags=(), cwd=None):
+    """Compile one C file into an NF binary.  raises: CompileError with the
+    compiler's messages (file:line: error: ...)."""
+    libdir = library_dir()
+    cmd = [_cc(), "-O3", "-g", "-std=gnu11", "-Wall", "-DALLOW_EXPERIMENTAL_API", "-I" + INCLUDE, *_dpdk_cflags(),
+           *cflags, src, "-o", out, "-L" + libdir, "-Wl,-rpath," + libdir, "-lonvm_nf", *_dpdk("--libs"), *ldflags]
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
+    if p.returncode != 0:
+        raise CompileError("%s does not compile:\n%s" % (os.path.basename(src), _readable(p.stderr)))
+    if sdk_version_of(out) is None:
+        os.unlink(out)
+        raise CompileError("%s compiled, but it is not an NF: it does not #include <onvm/nflib.h> "
+                           "(an NF is ONVM_NF(\"name\", handler), or a main() calling onvm_nflib_run)"
+                           % os.path.basename(src))
+    return p.stderr
+
+
+def _readable(stderr):
+    """The compiler's diagnostics without the linker's and driver's noise."""
+    lines = [ln for ln in stderr.splitlines() if not ln.startswith("collect2:")]
+    return "\n".join(lines).strip() or "(the compiler said nothing)"
+
+
+def sdk_version_of(binary):
+    """The SDK version an NF binary was built against, from its marker;
+    None if it has none (not an NF)."""
+    try:
+        with open(binary, "rb") as f:
+            data = f.read(64 << 20)
+    except OSError:
+        return None
+    i = data.find(MARKER)
+    if i < 0 or data[:4] != b"\x7fELF":
+        return None
+    m = re.match(rb"(\d{1,6});", data[i + len(MARKER):i + len(MARKER) + 8])
+    return int(m.group(1)) if m else None
+
+
+# ---- NFs from source: built once per content, per user ----------------------------------
+
+class CNF:
+    """A C NF built against the SDK, ready to launch: mgr.launch(cnf,
+    service=...), a graph node's nf=, replicas.  Made by onvm.c_nf.
+    binary: its path in the build cache; digest: its source's hash."""
+
+    def __init__(self, binary, name, digest, service=None, args=(), source=None):
+        self.binary = binary
+        self.name = name
+        self.digest = digest
+        self.service = service
+        self.args = tuple(args)
+        self.source = source       # the .c file it was built from, if any
+
+    def nfrun_args(self):
+        """What `python -m onvm.nfrun` needs to start it (Manager._spawn)."""
+        return ["--c-nf", self.binary] + (["--c-args", json.dumps(list(self.args))] if self.args else [])
+
+    def key(self):
+        """What makes two C NFs the same code (a redeploy swaps a changed one)."""
+        return ("c", self.digest, self.args)
+
+    def __repr__(self):
+        return "<CNF %s %s>" % (self.name, self.digest[:12])
+
+
+def c_nf(path=None, source=None, name=None, service=None, args=(), cflags=(), ldflags=()):
+    """A C NF from a file (path=) or from source text (source=, e.g. a
+    notebook cell), compiled with the SDK once and cached by content hash
+    in this user's ~/.onvm/cnf.
+
+    param name: the NF's name (default: the file's name)
+    param args: strings for the NF's init (its argv[1:])
+    param cflags, ldflags: extra compiler and linker flags (["-lcrypto"])
+    returns: a CNF for mgr.launch / graphs.  raises: CompileError (a
+    ValueError) with the compiler's file:line messages; nothing is launched."""
+    if (path is None) == (source is None):
+        raise ValueError("c_nf takes one of path= (a .c file) and source= (C text)")
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                code = f.read()
+        except OSError as e:
+            raise ValueError("cannot read C NF %s: %s" % (path, e.strerror)) from None
+        name = name or os.path.splitext(os.path.basename(path))[0].replace(".", "_")
+    else:
+        if not isinstance(source, str) or not source.strip():
+            raise ValueError("source= must be the NF's C code, got %r" % (source,))
+        code = source.encode()
+        name = name or "cnf"
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ValueError("NF name must be 1..28 letters, digits, - or _, got %r" % (name,))
+    for what, v in (("args", args), ("cflags", cflags), ("ldflags", ldflags)):
+        if isinstance(v, str) or not all(isinstance(a, str) for a in v):
+            raise ValueError("%s must be a list of strings, got %r" % (what, v))
+    libdir = library_dir()
+    h = hashlib.sha256()
+    for part in (code, json.dumps([list(cflags), list(ldflags), SDK_VERSION, libdir, _cc()]).encode()):
+        h.update(part + b"\0")
+    digest = h.hexdigest()
+    d = os.path.join(cache_dir(), digest[:32])
+    binary = os.path.join(d, "nf")
+    if sdk_version_of(binary) != SDK_VERSION:
+        os.makedirs(d, mode=0o700, exist_ok=True)
+        # compile the text under the NF's name, so messages read "myfw.c:3:5: error"
+        src = os.path.join(d, name + ".c")
+        with open(src, "wb") as f:
+            f.write(code)
+        tmp = binary + ".%d" % os.getpid()
+        try:
+            compile_nf(name + ".c", tmp, cflags, ldflags, cwd=d)
+            os.replace(tmp, binary)     # whole or not at all: another build may race us
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return CNF(binary, name, digest, service, args, os.path.abspath(path) if path else None)
+
+
+def build(src, out, extra=()):
+    """`onvm build FILE.c -o OUT [flags]`: compile src into out.  returns:
+    the compiler's warnings.  raises CompileError."""
+    if not os.path.isfile(src):
+        raise ValueError("no C file %s" % src)
+    cflags = [a for a in extra if not a.startswith(("-l", "-L", "-Wl"))]
+    ldflags = [a for a in extra if a.startswith(("-l", "-L", "-Wl"))]
+    return compile_nf(src, out, cflags, ldflags)
+
+
+# ---- the NF process: register, then become the binary ---------------------------------
+
+def exec_nf(manager, service, name, binary, args=(), staged=False, door=None):
+    """In an NF process (python -m onvm.nfrun --c-nf, `onvm nf ./OUT`):
+    register with manager's NF door as this launch, then exec the binary
+    with the connection and the manager's two files.  Returns (an exit
+    status) only if it could not."""
+    from . import nfdoor, paths
+    from .errors import OnvmError
+    binary = os.path.abspath(binary)
+    version = sdk_version_of(binary)
+    if not os.path.isfile(binary) or not os.access(binary, os.X_OK):
+        print("NF %s: %s is not an executable file" % (name, binary), file=sys.stderr)
+        return 2
+    if version is None:
+        print("NF %s: %s is not an onvm NF (no onvm NF SDK marker: build it from C with `onvm build`)"
+              % (name, binary), file=sys.stderr)
+        return 2
+    if door is None or not isinstance(door, str):
+        paths.use_dpdk_env()
+    ticket = os.environ.pop(nfdoor.TICKET_ENV, None)
+    try:
+        if ticket is None and door is None:
+            ticket = nfdoor.ticket(manager, name, service)
+        kind = ("c:" + name)[:23]
+        kind = re.sub(r"[^A-Za-z0-9_.:-]", "_", kind)
+        sock, slot, shm_fd, stats_fd = nfdoor.register(manager, name, kind, service, staged, door=door,
+                                                       ticket=ticket, sdk=version)
+    except OnvmError as e:
+        print("NF %s: %s" % (name, e), file=sys.stderr)
+        return 2
+    argv = ["--file-prefix", paths.file_prefix(manager), "--no-pci", "--no-telemetry",
+            "--log-level", os.environ.get("ONVM_DPDK_LOG", "error")]
+    if os.geteuid() != 0:
+        argv += ["--iova-mode", "va"]
+    for fd in (sock.fileno(), shm_fd, stats_fd):
+        os.set_inheritable(fd, True)
+    env = dict(os.environ)
+    env[BOOT_ENV] = "%d %d %d %d %d" % (shm_fd, stats_fd, sock.fileno(), slot, service)
+    env["ONVM_NF_NAME"] = name
+    env["ONVM_NF_CPUS"] = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
+    env["ONVM_NF_EAL"] = "\n".join(["onvm-nf"] + argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execve(binary, [binary, *args], env)
+    except OSError as e:
+        print("NF %s: cannot run %s: %s" % (name, binary, e.strerror), file=sys.stderr)
+        return 2
+
+
+def nf_name_of(binary):
+    """An NF's default name: its file's, as a launch name allows."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", os.path.basename(binary))[:28] or "cnf"
