@@ -433,6 +433,7 @@ int onvm_nflib_run(const struct onvm_nf_def *def, int argc, char **argv)
 		return 2;
 	}
 	onvm_nf_counters_ = onvm_nf_stats(sdk.nf)->app;
+	catch_crashes(); /* from here on the NF's own code runs, init first */
 	void *state = def->state_size ? calloc(1, def->state_size) : NULL;
 	if (def->state_size && state == NULL) {
 		fprintf(stderr, "NF %s: no memory for its state (%zu bytes)\n", sdk.name, def->state_size);
@@ -457,7 +458,6 @@ int onvm_nflib_run(const struct onvm_nf_def *def, int argc, char **argv)
 	printf("NF %s registered: service %u, instance %u (C, onvm NF SDK %d)\n", sdk.name, service, slot,
 	       ONVM_SDK_VERSION);
 	fflush(stdout);
-	catch_crashes();
 	pthread_t hang_thread;
 	sigset_t all, old;
 	sigfillset(&all);
