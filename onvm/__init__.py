@@ -38,3 +38,22 @@ def __getattr__(name):
 
 def __dir__():
     return sorted(list(globals()) + __all__)
+
+
+def load_ipython_extension(ipython):
+    """%load_ext onvm: the %%onvm_c cell magic (a C NF from a cell, onvm/cnf.py)."""
+    from .cnf import register_magic
+    register_magic(ipython)
+
+
+def _register_in_ipython():
+    import sys
+    shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
+    if shell is not None and hasattr(shell, "register_magic_function"):
+        try:
+            load_ipython_extension(shell)
+        except Exception:      # a magic is a convenience: never stop `import onvm` for it
+            pass
+
+
+_register_in_ipython()

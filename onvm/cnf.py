@@ -86,7 +86,7 @@ def _core_digest():
 # the core's internals (ports_start, stats_update) must not replace it.
 _EXPORTS = """{ global: onvm_nflib_run; onvm_nf_name; onvm_nf_service_id; onvm_nf_instance_id; onvm_nf_self;
   onvm_nf_pktmbuf_pool; onvm_nf_last_error; onvm_nf_counters_; onvm_pkt_parse_; onvm_pkt_payload;
-  onvm_pkt_5tuple; onvm_flow_add; onvm_flow_remove; local: *; };
+  onvm_pkt_5tuple; onvm_flow_add; onvm_flow_remove; onvm_service_id; local: *; };
 """
 
 
@@ -349,3 +349,40 @@ def exec_nf(manager, service, name, binary, args=(), staged=False, door=None):
 def nf_name_of(binary):
     """An NF's default name: its file's, as a launch name allows."""
     return re.sub(r"[^A-Za-z0-9_-]", "_", os.path.basename(binary))[:28] or "cnf"
+
+
+# ---- the %%onvm_c cell magic -------------------------------------------------------------
+
+def register_magic(ipython):
+    """%%onvm_c NAME [--service N] [--args A B ...] [-lLIB ...]: the cell is
+    a C NF; it is built (cached) and NAME holds the CNF to launch.  A
+    compile error is the compiler's file:line messages, no traceback.
+    Registered when onvm is imported in IPython, or by %load_ext onvm."""
+    import argparse
+
+    from IPython.core.error import UsageError
+
+    parser = argparse.ArgumentParser(prog="%%onvm_c", add_help=False)
+    parser.add_argument("name")
+    parser.add_argument("--service", type=int)
+    parser.add_argument("--args", nargs="*", default=[])
+
+    def onvm_c(line, cell):
+        try:
+            a, extra = parser.parse_known_args(shlex.split(line))
+        except SystemExit:
+            raise UsageError("usage: %%onvm_c NAME [--service N] [--args A B ...] [-lLIB ...]") from None
+        bad = [x for x in extra if not x.startswith(("-l", "-L", "-D", "-O", "-I", "-W", "-f"))]
+        if bad:
+            raise UsageError("%%onvm_c: %s is not a compiler flag" % " ".join(bad))
+        try:
+            nf = c_nf(source=cell, name=a.name, service=a.service, args=a.args,
+                      cflags=[x for x in extra if not x.startswith(("-l", "-L"))],
+                      ldflags=[x for x in extra if x.startswith(("-l", "-L"))])
+        except ValueError as e:       # CompileError: the compiler's file:line lines, read as a cell error
+            raise UsageError(str(e)) from None
+        ipython.user_ns[a.name] = nf
+        print("%s: C NF built (onvm NF SDK %d, %s); launch it with mgr.launch(%s, service=N)"
+              % (a.name, SDK_VERSION, nf.digest[:12], a.name))
+
+    ipython.register_magic_function(onvm_c, "cell", "onvm_c")

@@ -67,6 +67,18 @@ uint16_t onvm_nf_instance_id(const struct onvm_nf *nf) { (void)nf; return sdk.sl
 struct onvm_nf *onvm_nf_self(void) { return sdk.nf; }
 struct rte_mempool *onvm_nf_pktmbuf_pool(struct onvm_nf *nf) { return onvm_nf_pool(nf); }
 
+int onvm_service_id(const char *node)
+{
+	if (onvm_dp.shm == NULL || node == NULL)
+		return -ENOENT;
+	const struct onvm_tables *t = &onvm_dp.shm->tables[__atomic_load_n(&onvm_dp.shm->active, __ATOMIC_ACQUIRE) & 1];
+	for (int s = 1; s < ONVM_MAX_SERVICES; s++)
+		if (t->names[s][0] && strncmp(t->names[s], node, sizeof(t->names[s])) == 0)
+			return s;
+	sdk_error("no deployed node called %s", node);
+	return -ENOENT;
+}
+
 /* ---- header parsing ------------------------------------------------------------ */
 
 void onvm_pkt_parse_(struct onvm_pkt *p)

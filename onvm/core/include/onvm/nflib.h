@@ -142,6 +142,10 @@ uint16_t onvm_nf_service_id(const struct onvm_nf *nf);
 uint16_t onvm_nf_instance_id(const struct onvm_nf *nf);
 /* The running NF of this process (one per process), NULL before it joined. */
 struct onvm_nf *onvm_nf_self(void);
+/* The service ID of a deployed graph's node called `node` (steer to it with
+ * onvm_to_service), or -ENOENT.  A deployment publishes names as it puts
+ * the NF in service: look them up on the first packet, not in init. */
+int onvm_service_id(const char *node);
 /* The packet pool (to make packets: rte_pktmbuf_alloc). */
 struct rte_mempool *onvm_nf_pktmbuf_pool(struct onvm_nf *nf);
 /* The reason the last failing call here gave. */
