@@ -376,7 +376,8 @@ def register_magic(ipython):
         if bad:
             raise UsageError("%%onvm_c: %s is not a compiler flag" % " ".join(bad))
         try:
-            nf = c_nf(source=cell, name=a.name, service=a.service, args=a.args,
+            # "#line 2": the compiler counts lines as the cell shows them, after the %%onvm_c line
+            nf = c_nf(source="#line 2\n" + cell, name=a.name, service=a.service, args=a.args,
                       cflags=[x for x in extra if not x.startswith(("-l", "-L"))],
                       ldflags=[x for x in extra if x.startswith(("-l", "-L"))])
         except ValueError as e:       # CompileError: the compiler's file:line lines, read as a cell error

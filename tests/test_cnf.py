@@ -356,3 +356,28 @@ def test_a_python_nf_swapped_for_its_c_version_loses_nothing(mgr, built):
     assert t.sent > 5000
     assert len(t.out) == t.sent, ("zero loss", drops(mgr))
     assert mgr.wait_idle()
+
+
+def test_the_onvm_c_cell_magic_builds_a_cell_and_shows_compile_errors_as_lines():
+    """Registered by `import onvm` in IPython; a broken cell shows the
+    compiler's line, not a traceback."""
+    script = r'''
+from IPython.testing.globalipapp import start_ipython
+ip = start_ipython()
+import onvm
+ip.run_cell(%r)
+print("NF", repr(ip.user_ns["fw"]), ip.user_ns["fw"].args)
+r = ip.run_cell("%%%%onvm_c broken\n#include <onvm/nflib.h>\nint main(void) { return nope; }\n")
+print("ERROR", type(r.error_in_exec).__name__)
+''' % ("%%onvm_c fw --args 7 -O2\n" + FORWARD)
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, out
+    assert "fw: C NF built" in out and re.search(r"NF <CNF fw [0-9a-f]{12}> \('7',\)", out), out
+    assert "ERROR UsageError" in out and re.search(r"broken\.c:3:\d+: error: .nope. undeclared", out), out
+    assert "Traceback" not in out, out
+
+
+def test_the_door_and_the_header_agree_on_the_sdk_version():
+    from onvm import nfdoor
+    assert nfdoor.SDK_VERSION == cnf.SDK_VERSION
