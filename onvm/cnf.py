@@ -173,7 +173,9 @@ def compile_nf(src, out, cflags=(), ldflags=(), cwd=None):
     compiler's messages (file:line: error: ...)."""
     libdir = library_dir()
     cmd = [_cc(), "-O3", "-g", "-std=gnu11", "-Wall", "-DALLOW_EXPERIMENTAL_API", "-I" + INCLUDE, *_dpdk_cflags(),
-           *cflags, src, "-o", out, "-L" + libdir, "-Wl,-rpath," + libdir, "-lonvm_nf", *_dpdk("--libs"), *ldflags]
+           *cflags, src, "-o", out, "-L" + libdir,
+           # the library here, or (in an NF image, see build_image) next to the binary
+           "-Wl,-rpath," + libdir, "-Wl,-rpath,$ORIGIN", "-lonvm_nf", *_dpdk("--libs"), *ldflags]
     p = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
     if p.returncode != 0:
         raise CompileError("%s does not compile:\n%s" % (os.path.basename(src), _readable(p.stderr)))
@@ -387,3 +389,30 @@ def register_magic(ipython):
               % (a.name, SDK_VERSION, nf.digest[:12], a.name))
 
     ipython.register_magic_function(onvm_c, "cell", "onvm_c")
+
+
+# ---- C NFs in containers -------------------------------------------------------------------
+
+def build_image(nf, tag, base=None):
+    """An NF image FROM onvm/nf (base: another image built FROM it) holding
+    the C NF nf (a CNF) as /nf/NAME, with the libonvm_nf.so it was linked
+    against beside it (the binary looks there too: rpath $ORIGIN).  Launch
+    it with mgr.launch(onvm.image(tag), service=...): it runs with the least
+    privilege of every container NF (docs/design.md).
+    returns: tag.  raises: OnvmError if the engine refuses the build."""
+    from . import containers
+    from .errors import OnvmError
+    if not isinstance(nf, CNF):
+        raise ValueError("build_image takes an onvm.c_nf(...), got %r" % (nf,))
+    base = base or containers.nf_image()
+    with tempfile.TemporaryDirectory(prefix="onvm-cnf-image-") as ctx:
+        os.mkdir(os.path.join(ctx, "nf"))
+        shutil.copy(nf.binary, os.path.join(ctx, "nf", nf.name))
+        shutil.copy(os.path.join(library_dir(), LIB_NAME), os.path.join(ctx, "nf", LIB_NAME))
+        with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+            f.write("FROM %s\nCOPY nf/ /nf/\nLABEL %s=/nf/%s\n" % (base, containers.LABEL_TARGET, nf.name))
+        p = subprocess.run(["docker", "build", "-q", "--network", "none", "-t", tag, ctx], capture_output=True,
+                           text=True)
+    if p.returncode != 0:
+        raise OnvmError("cannot build image %s FROM %s: %s" % (tag, base, p.stderr.strip()[-2000:]))
+    return tag

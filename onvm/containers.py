@@ -53,7 +53,7 @@ LAB_PACKAGES = ["jupyterlab", "ipywidgets", "nbval"]   # what onvm/lab adds (doc
 
 # The code an NF runs: an image must carry the same, or its NFs would speak
 # another protocol or see another shared layout.
-RUNTIME_FILES = ("core/*.c", "core/*.h", "nfrun.py", "nfdoor.py", "protocol.py", "packet.py", "context.py",
+RUNTIME_FILES = ("core/*.c", "core/*.h", "core/include/onvm/*.h", "cnf.py", "nfrun.py", "nfdoor.py", "protocol.py", "packet.py", "context.py",
                  "paths.py", "errors.py", "manager.py", "_build.py", "control.py", "stats.py", "flows.py",
                  "sdn/*.py")
 
@@ -165,8 +165,8 @@ class ImageNF:
     def __init__(self, ref, service=None, nf=None, batch=False, name=None):
         if not isinstance(ref, str) or not ref or any(c.isspace() for c in ref):
             raise ValueError("an image reference is a string like 'vendor/ids:1.2', got %r" % (ref,))
-        if nf is not None and not (isinstance(nf, str) and (":" in nf or nf in _native_names())):
-            raise ValueError("nf must be MODULE:FUNCTION or a native NF (%s), got %r"
+        if nf is not None and not (isinstance(nf, str) and (":" in nf or nf in _native_names() or nf[:1] == "/")):
+            raise ValueError("nf must be MODULE:FUNCTION, a native NF (%s) or a C NF's path in the image, got %r"
                              % (", ".join(_native_names()), nf))
         self.ref = ref
         self.service = service
@@ -425,7 +425,9 @@ def spawn(manager, spec, service, nf_name, limits, log_path, code=None, staged=F
         if not target:
             raise ValueError("image %s names no NF (label %s); pass onvm.image(%r, nf='MODULE:FUNCTION')"
                              % (spec.ref, LABEL_TARGET, spec.ref))
-        if ":" in target:
+        if target.startswith("/"):           # a C NF binary in the image (onvm.cnf.build_image)
+            command += ["--c-nf", target]
+        elif ":" in target:
             command += ["--import", target] + (["--batch"] if spec.batch else [])
         else:
             command += ["--native", target, "--args", ""]
