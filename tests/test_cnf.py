@@ -381,3 +381,29 @@ print("ERROR", type(r.error_in_exec).__name__)
 def test_the_door_and_the_header_agree_on_the_sdk_version():
     from onvm import nfdoor
     assert nfdoor.SDK_VERSION == cnf.SDK_VERSION
+
+
+def test_a_c_nf_in_an_image_built_from_onvm_nf(mgr, built):
+    """onvm.cnf.build_image puts the binary (and the library it links) in an
+    image FROM onvm/nf; onvm.image launches it as a container NF, which
+    registers through the door and execs the binary like a process NF."""
+    from onvm import containers
+    client = containers.engine()
+    containers.build_images()           # onvm/nf for this code, if missing (as tests/test_containers.py)
+    tag = "onvm-test/cnf-fwd:%d" % os.getpid()
+    try:
+        assert cnf.build_image(built["helpers"], tag) == tag
+        nf = mgr.launch(onvm.image(tag), service=1)
+        assert isinstance(nf.process, containers.ContainerProcess)
+        mgr.set_default_chain([1, onvm.ToPort(1)])
+        assert mgr.inject([udp(1000 + i, src="10.0.0.1") for i in range(100)], port=0) == 100
+        assert len(mgr.capture(port=1, count=100, timeout=10)) == 100
+        s = nf.stats()
+        assert s["kind"].startswith("c:") and s["app"][2] == 100, s
+        nf.stop()
+        assert wait_for(lambda: mgr.stats()["nfs"] == {}, 10)
+    finally:
+        try:
+            client.images.remove(tag, force=True)
+        except Exception:
+            pass
