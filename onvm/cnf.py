@@ -215,13 +215,18 @@ class CNF:
     service=...), a graph node's nf=, replicas.  Made by onvm.c_nf.
     binary: its path in the build cache; digest: its source's hash."""
 
-    def __init__(self, binary, name, digest, service=None, args=(), source=None):
+    def __init__(self, binary, name, digest, service=None, args=(), source=None, cflags=(), ldflags=()):
         self.binary = binary
         self.name = name
         self.digest = digest
         self.service = service
         self.args = tuple(args)
         self.source = source       # the .c file it was built from, if any
+        self.cflags, self.ldflags = tuple(cflags), tuple(ldflags)
+
+    def to_json(self):
+        """How a saved graph names it (onvm.graph.to_json): its .c file."""
+        return {"c": self.source, "args": list(self.args), "cflags": list(self.cflags), "ldflags": list(self.ldflags)}
 
     def nfrun_args(self):
         """What `python -m onvm.nfrun` needs to start it (Manager._spawn)."""
@@ -284,7 +289,7 @@ def c_nf(path=None, source=None, name=None, service=None, args=(), cflags=(), ld
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-    return CNF(binary, name, digest, service, args, os.path.abspath(path) if path else None)
+    return CNF(binary, name, digest, service, args, os.path.abspath(path) if path else None, cflags, ldflags)
 
 
 def build(src, out, extra=()):

@@ -407,3 +407,22 @@ def test_a_c_nf_in_an_image_built_from_onvm_nf(mgr, built):
             client.images.remove(tag, force=True)
         except Exception:
             pass
+
+
+def test_a_graph_with_a_c_nf_saves_and_loads_back(mgr, tmp_path):
+    from onvm import graph
+    from test_graphs import linear
+    src = tmp_path / "mark.c"
+    src.write_text(MARKER)
+    g = linear([("m", onvm.c_nf(path=str(src), args=["9"]), 2)])
+    text = graph.to_json(g)
+    doc = __import__("json").loads(text)
+    node, = [n for n in doc["nodes"] if n["id"] == "m"]
+    assert node["nf"] == {"c": str(src), "args": ["9"], "cflags": [], "ldflags": []}
+    mgr.deploy(graph.from_json(text, str(tmp_path)))
+    assert mgr.inject([udp(i) for i in range(50)], port=0) == 50
+    out = mgr.capture(port=1, count=50, timeout=5, raw=True)
+    assert len(out) == 50 and {p[-1] for p in out} == {9}
+    bad = text.replace('"c": "%s"' % src, '"c": 5')
+    with pytest.raises(onvm.ChainError, match=r'\{"c": "FILE.c"'):
+        graph.from_json(bad)
