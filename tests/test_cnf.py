@@ -426,3 +426,17 @@ def test_a_graph_with_a_c_nf_saves_and_loads_back(mgr, tmp_path):
     bad = text.replace('"c": "%s"' % src, '"c": 5')
     with pytest.raises(onvm.ChainError, match=r'\{"c": "FILE.c"'):
         graph.from_json(bad)
+
+
+def test_a_c_nf_shows_in_traces_and_rates_like_any_nf(mgr, built):
+    mgr.launch(built["helpers"], service=1, name="chelp")
+    mgr.set_default_chain([1, onvm.ToPort(1)])
+    t = mgr.trace(udp(1234))
+    assert [h.kind for h in t] == ["port", "nf", "exit"], t
+    assert t[1].node == "chelp" and t[1].action == "next" and t.exit_port == 1
+    telnet = mgr.trace(Ether() / IP(src="1.2.3.4", dst="5.6.7.8") / TCP(sport=1, dport=23))
+    assert telnet.dropped.node == "chelp" and telnet.dropped.reason == "NF returned DROP"
+    mgr.inject([udp(i) for i in range(100)], port=0)
+    mgr.capture(port=1, count=101, timeout=5)
+    rates = mgr.rates(interval=0.5)["nfs"]
+    assert [r["name"] for r in rates.values()] == ["chelp"]
