@@ -267,8 +267,8 @@ def main(argv=None):
     p.add_argument("--name")
     p.add_argument("--args", help="native NF arguments, e.g. rate=100000,size=64")
     p.add_argument("--batch", action="store_true", help="the Python function takes a list of packets")
-    p.add_argument("nf_args", nargs="*", metavar="-- ARG", help="a C NF's own arguments (its init's argv)")
     p.set_defaults(func=cmd_nf)
+    p.epilog = "A C NF's own arguments (its init's argv) follow --: onvm nf ./fw --service 1 -- rules.txt"
 
     p = sub.add_parser("build", help="compile a C NF against the NF SDK: onvm build FILE.c -o OUT")
     p.add_argument("file", nargs="?", help="the NF's C file")
@@ -366,7 +366,12 @@ def main(argv=None):
     g.add_argument("--system", action="store_true", help="for every user (/usr/local/share/jupyter)")
     q.set_defaults(func=cmd_kernel)
 
+    argv = sys.argv[1:] if argv is None else list(argv)
+    nf_args = []
+    if argv[:1] == ["nf"] and "--" in argv:         # a C NF's own arguments, passed as they are
+        argv, nf_args = argv[:argv.index("--")], argv[argv.index("--") + 1:]
     a, rest = ap.parse_known_args(argv)
+    a.nf_args = nf_args
     if rest and a.func is not cmd_build:      # only `onvm build` passes flags on (to the compiler)
         ap.error("unrecognized arguments: %s" % " ".join(rest))
     a.extra = rest if a.func is cmd_build else []

@@ -182,20 +182,21 @@ def test_replicas_and_a_stop_lose_nothing(mgr, built):
 
 def test_onvm_build_and_onvm_nf_from_the_shell(mgr, tmp_path):
     src = tmp_path / "myfw.c"
-    src.write_text(FORWARD)
+    src.write_text(MARKER)
     out = tmp_path / "myfw"
     p = subprocess.run(ONVM + ["build", str(src), "-o", str(out)], capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     assert os.access(out, os.X_OK) and cnf.sdk_version_of(str(out)) == cnf.SDK_VERSION
     log = open(tmp_path / "nf.log", "w")
-    nf = subprocess.Popen(ONVM + ["nf", str(out), "--manager", mgr.name, "--service", "3"], stdout=log,
+    nf = subprocess.Popen(ONVM + ["nf", str(out), "--manager", mgr.name, "--service", "3", "--", "42"], stdout=log,
                           stderr=subprocess.STDOUT, env=dict(os.environ, **onvm.paths.dpdk_env()))
     try:
         assert wait_for(lambda: any(s["pid"] == nf.pid and s["state"] == "running"
                                     for s in mgr.stats()["nfs"].values()), 20), open(tmp_path / "nf.log").read()
         mgr.set_default_chain([3, onvm.ToPort(1)])
         mgr.inject([udp(i) for i in range(50)], port=0)
-        assert len(mgr.capture(port=1, count=50, timeout=5)) == 50
+        out = mgr.capture(port=1, count=50, timeout=5, raw=True)
+        assert len(out) == 50 and {p[-1] for p in out} == {42}, "its argument after -- reached its init"
         nf.send_signal(signal.SIGTERM)
         assert nf.wait(10) == 0
     finally:
