@@ -18,7 +18,8 @@ from scapy.layers.l2 import Dot1Q, Ether
 import onvm
 from conftest import udp, wait_for
 from onvm import cnf
-from onvm.errors import OnvmError
+
+OnvmError = onvm.OnvmError
 
 ONVM = [sys.executable, "-m", "onvm"]
 
