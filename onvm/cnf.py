@@ -259,11 +259,15 @@ def c_nf(path=None, source=None, name=None, service=None, args=(), cflags=(), ld
         except OSError as e:
             raise ValueError("cannot read C NF %s: %s" % (path, e.strerror)) from None
         name = name or os.path.splitext(os.path.basename(path))[0].replace(".", "_")
+        # headers beside it ("#include \"rules.h\""): found there, and part of what the cache is keyed by
+        src_dir, file_name = os.path.dirname(os.path.abspath(path)), os.path.basename(path)
+        local = sorted(glob.glob(os.path.join(src_dir, "*.h")))
     else:
         if not isinstance(source, str) or not source.strip():
             raise ValueError("source= must be the NF's C code, got %r" % (source,))
         code = source.encode()
         name = name or "cnf"
+        src_dir, file_name, local = None, None, []
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ValueError("NF name must be 1..28 letters, digits, - or _, got %r" % (name,))
     for what, v in (("args", args), ("cflags", cflags), ("ldflags", ldflags)):
@@ -271,20 +275,23 @@ def c_nf(path=None, source=None, name=None, service=None, args=(), cflags=(), ld
             raise ValueError("%s must be a list of strings, got %r" % (what, v))
     libdir = library_dir()
     h = hashlib.sha256()
-    for part in (code, json.dumps([list(cflags), list(ldflags), SDK_VERSION, libdir, _cc()]).encode()):
+    for part in (code, json.dumps([list(cflags), list(ldflags), SDK_VERSION, libdir, _cc(), file_name]).encode()):
         h.update(part + b"\0")
+    for hdr in local:
+        with open(hdr, "rb") as f:
+            h.update(os.path.basename(hdr).encode() + b"\0" + f.read() + b"\0")
     digest = h.hexdigest()
     d = os.path.join(cache_dir(), digest[:32])
     binary = os.path.join(d, "nf")
     if sdk_version_of(binary) != SDK_VERSION:
         os.makedirs(d, mode=0o700, exist_ok=True)
-        # compile the text under the NF's name, so messages read "myfw.c:3:5: error"
-        src = os.path.join(d, name + ".c")
-        with open(src, "wb") as f:
+        # compile the text under its file's name (or the NF's), so messages read "myfw.c:3:5: error"
+        src_name = file_name or name + ".c"
+        with open(os.path.join(d, src_name), "wb") as f:
             f.write(code)
         tmp = binary + ".%d" % os.getpid()
         try:
-            compile_nf(name + ".c", tmp, cflags, ldflags, cwd=d)
+            compile_nf(src_name, tmp, (["-I" + src_dir] if src_dir else []) + list(cflags), ldflags, cwd=d)
             os.replace(tmp, binary)     # whole or not at all: another build may race us
         finally:
             if os.path.exists(tmp):

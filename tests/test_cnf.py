@@ -442,3 +442,17 @@ def test_a_c_nf_shows_in_traces_and_rates_like_any_nf(mgr, built):
     mgr.capture(port=1, count=101, timeout=5)
     rates = mgr.rates(interval=0.5)["nfs"]
     assert [r["name"] for r in rates.values()] == ["chelp"]
+
+
+def test_c_nf_from_a_file_finds_headers_beside_it_and_rebuilds_when_they_change(tmp_path):
+    (tmp_path / "verdict.h").write_text("#define MY_PORT 23\n")
+    src = tmp_path / "fw.c"
+    src.write_text('#include "verdict.h"\n' + HELPERS.replace("t.dport == 23", "t.dport == MY_PORT"))
+    first = onvm.c_nf(path=str(src))
+    assert first.name == "fw" and os.path.exists(first.binary)
+    assert onvm.c_nf(path=str(src)).binary == first.binary
+    (tmp_path / "verdict.h").write_text("#define MY_PORT 24\n")
+    assert onvm.c_nf(path=str(src)).binary != first.binary, "a changed header is a new build"
+    (tmp_path / "verdict.h").write_text("#define MY_PORT (\n")
+    with pytest.raises(cnf.CompileError, match=r"fw\.c:\d+:\d+: error"):
+        onvm.c_nf(path=str(src))
