@@ -53,9 +53,9 @@ LAB_PACKAGES = ["jupyterlab", "ipywidgets", "nbval"]   # what onvm/lab adds (doc
 
 # The code an NF runs: an image must carry the same, or its NFs would speak
 # another protocol or see another shared layout.
-RUNTIME_FILES = ("core/*.c", "core/*.h", "core/include/onvm/*.h", "cnf.py", "nfrun.py", "nfdoor.py", "protocol.py", "packet.py", "context.py",
+RUNTIME_FILES = ("core/*.c", "core/*.h", "nfrun.py", "nfdoor.py", "protocol.py", "packet.py", "context.py",
                  "paths.py", "errors.py", "manager.py", "_build.py", "control.py", "stats.py", "flows.py",
-                 "sdn/*.py")
+                 "sdn/*.py", "cnf.py", "core/include/onvm/*.h")
 
 
 def source_id():
