@@ -456,3 +456,31 @@ def test_c_nf_from_a_file_finds_headers_beside_it_and_rebuilds_when_they_change(
     (tmp_path / "verdict.h").write_text("#define MY_PORT (\n")
     with pytest.raises(cnf.CompileError, match=r"fw\.c:\d+:\d+: error"):
         onvm.c_nf(path=str(src))
+
+
+def test_an_idle_c_nf_sleeps(mgr, built):
+    nf = mgr.launch(built["fwd"], service=1)
+    mgr.set_default_chain([1, onvm.ToPort(1)])
+    mgr.inject([udp(1)], port=0)
+    assert len(mgr.capture(port=1, count=1, timeout=5)) == 1
+
+    def cpu_s():
+        with open("/proc/%d/schedstat" % nf.pid) as f:
+            return int(f.read().split()[0]) / 1e9
+    c0 = cpu_s()
+    time.sleep(1.0)
+    assert cpu_s() - c0 < 0.1, "idle, it sleeps on its doorbell instead of polling"
+    assert nf.stats()["wakeups"] >= 1
+
+
+def test_onvm_build_passes_compiler_flags_on(tmp_path):
+    out = tmp_path / "aes"
+    p = subprocess.run(ONVM + ["build", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                                     "examples", "aes_encrypt", "aes_encrypt.c"),
+                               "-o", str(out), "-DAES_OPENSSL", "-lcrypto"], capture_output=True, text=True, timeout=300)
+    if not os.path.exists("/usr/include/openssl/evp.h"):
+        assert p.returncode == 1 and "openssl/evp.h" in p.stderr
+        return
+    assert p.returncode == 0, p.stderr
+    needed = subprocess.run(["ldd", str(out)], capture_output=True, text=True).stdout
+    assert "libcrypto" in needed and "libonvm_nf.so" in needed
