@@ -27,15 +27,15 @@ class build_py_with_data(build_py):
 
 class build_ext_with_nflib(build_ext):
     """The cffi core, then libonvm_nf.so: the NF library C NFs link against
-    (onvm/cnf.py builds it; loaded by path, the package is not importable yet)."""
+    (onvm/cnf.py builds it; it needs no compiled core, and importing onvm
+    runs nothing of it)."""
 
     def run(self):
         super().run()
-        import importlib.util
+        import sys
         here = os.path.dirname(os.path.abspath(__file__))
-        spec = importlib.util.spec_from_file_location("onvm_cnf_build", os.path.join(here, "onvm", "cnf.py"))
-        cnf = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(cnf)
+        sys.path.insert(0, here)
+        from onvm import cnf
         in_place = self.inplace or getattr(self, "editable_mode", False)
         cnf.build_library(os.path.join(here if in_place else self.build_lib, "onvm", "core", "lib"))
 

@@ -47,8 +47,8 @@ def cmd_nf(a):
     nf_name = a.name or a.nf.split(":")[-1]
     if a.nf not in NativeNF.NAMES and os.path.isfile(a.nf) and not a.nf.endswith(".py"):
         # a C NF binary (onvm build): registered here, then exec'd
-        from . import cnf
-        return cnf.exec_nf(name, a.service, a.name or cnf.nf_name_of(a.nf), a.nf, a.nf_args)
+        from . import cexec, cnf
+        return cexec.exec_nf(name, a.service, a.name or cnf.nf_name_of(a.nf), a.nf, a.nf_args)
     if a.nf_args:
         die("arguments after -- are for C NFs")
     if a.nf in NativeNF.NAMES:

@@ -2,10 +2,10 @@
 
 The notebook and the CLI side: build an NF (`onvm build`, onvm.c_nf, the
 %%onvm_c cell magic), cache the binary per user by content hash, and hand
-the manager's launcher a CNF to start.  The NF process side is exec_nf: it
-registers with the manager's NF door like any NF (same ticket, same door),
-then execs the binary, which keeps the pid the manager watches and runs
-NFLib's loop (onvm/core/sdk.c) in C.
+the manager's launcher a CNF to start.  The NF process side is
+onvm/cexec.py: it registers with the manager's NF door like any NF (same
+ticket, same door), then execs the binary, which keeps the pid the manager
+watches and runs NFLib's loop (onvm/core/sdk.c) in C.
 
 Nothing here imports the compiled core: setup.py uses build_library to
 ship libonvm_nf.so in the package."""
@@ -17,23 +17,15 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 import tempfile
+
+from .sdk import HEADER, MARKER, SDK_VERSION, sdk_version_of  # noqa: F401  (MARKER: for tests)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CORE = os.path.join(HERE, "core")
 INCLUDE = os.path.join(CORE, "include")
-HEADER = os.path.join(INCLUDE, "onvm", "nflib.h")
 SHIPPED_LIB = os.path.join(CORE, "lib")
 LIB_NAME = "libonvm_nf.so"
-MARKER = b"onvm-nf-sdk="
-# The SDK's ABI version, as the header says it (ONVM_SDK_VERSION): read from
-# the header so there is no second copy to keep in step.
-with open(HEADER) as _f:
-    SDK_VERSION = int(re.search(r"#define ONVM_SDK_VERSION (\d+)", _f.read()).group(1))
-
-# the environment exec_nf gives the binary (read by onvm/core/sdk.c)
-BOOT_ENV = "ONVM_NF_BOOT"
 
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,28}")
 
@@ -193,21 +185,6 @@ def _readable(stderr):
     return "\n".join(lines).strip() or "(the compiler said nothing)"
 
 
-def sdk_version_of(binary):
-    """The SDK version an NF binary was built against, from its marker;
-    None if it has none (not an NF)."""
-    try:
-        with open(binary, "rb") as f:
-            data = f.read(64 << 20)
-    except OSError:
-        return None
-    i = data.find(MARKER)
-    if i < 0 or data[:4] != b"\x7fELF":
-        return None
-    m = re.match(rb"(\d{1,6});", data[i + len(MARKER):i + len(MARKER) + 8])
-    return int(m.group(1)) if m else None
-
-
 # ---- NFs from source: built once per content, per user ----------------------------------
 
 class CNF:
@@ -307,57 +284,6 @@ def build(src, out, extra=()):
     cflags = [a for a in extra if not a.startswith(("-l", "-L", "-Wl"))]
     ldflags = [a for a in extra if a.startswith(("-l", "-L", "-Wl"))]
     return compile_nf(src, out, cflags, ldflags)
-
-
-# ---- the NF process: register, then become the binary ---------------------------------
-
-def exec_nf(manager, service, name, binary, args=(), staged=False, door=None):
-    """In an NF process (python -m onvm.nfrun --c-nf, `onvm nf ./OUT`):
-    register with manager's NF door as this launch, then exec the binary
-    with the connection and the manager's two files.  Returns (an exit
-    status) only if it could not."""
-    from . import nfdoor, paths
-    from .errors import OnvmError
-    binary = os.path.abspath(binary)
-    version = sdk_version_of(binary)
-    if not os.path.isfile(binary) or not os.access(binary, os.X_OK):
-        print("NF %s: %s is not an executable file" % (name, binary), file=sys.stderr)
-        return 2
-    if version is None:
-        print("NF %s: %s is not an onvm NF (no onvm NF SDK marker: build it from C with `onvm build`)"
-              % (name, binary), file=sys.stderr)
-        return 2
-    if door is None or not isinstance(door, str):
-        paths.use_dpdk_env()
-    ticket = os.environ.pop(nfdoor.TICKET_ENV, None)
-    try:
-        if ticket is None and door is None:
-            ticket = nfdoor.ticket(manager, name, service)
-        kind = ("c:" + name)[:23]
-        kind = re.sub(r"[^A-Za-z0-9_.:-]", "_", kind)
-        sock, slot, shm_fd, stats_fd = nfdoor.register(manager, name, kind, service, staged, door=door,
-                                                       ticket=ticket, sdk=version)
-    except OnvmError as e:
-        print("NF %s: %s" % (name, e), file=sys.stderr)
-        return 2
-    argv = ["--file-prefix", paths.file_prefix(manager), "--no-pci", "--no-telemetry",
-            "--log-level", os.environ.get("ONVM_DPDK_LOG", "error")]
-    if os.geteuid() != 0:
-        argv += ["--iova-mode", "va"]
-    for fd in (sock.fileno(), shm_fd, stats_fd):
-        os.set_inheritable(fd, True)
-    env = dict(os.environ)
-    env[BOOT_ENV] = "%d %d %d %d %d" % (shm_fd, stats_fd, sock.fileno(), slot, service)
-    env["ONVM_NF_NAME"] = name
-    env["ONVM_NF_CPUS"] = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
-    env["ONVM_NF_EAL"] = "\n".join(["onvm-nf"] + argv)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    try:
-        os.execve(binary, [binary, *args], env)
-    except OSError as e:
-        print("NF %s: cannot run %s: %s" % (name, binary, e.strerror), file=sys.stderr)
-        return 2
 
 
 def nf_name_of(binary):

@@ -55,7 +55,7 @@ LAB_PACKAGES = ["jupyterlab", "ipywidgets", "nbval"]   # what onvm/lab adds (doc
 # another protocol or see another shared layout.
 RUNTIME_FILES = ("core/*.c", "core/*.h", "nfrun.py", "nfdoor.py", "protocol.py", "packet.py", "context.py",
                  "paths.py", "errors.py", "manager.py", "_build.py", "control.py", "stats.py", "flows.py",
-                 "sdn/*.py", "cnf.py", "core/include/onvm/*.h")
+                 "sdn/*.py", "cexec.py", "sdk.py", "core/include/onvm/*.h")
 
 
 def source_id():

@@ -33,6 +33,7 @@ from . import paths, protocol
 from ._core import ffi, lib
 from .control import DEFER, Bool, Int, Optional
 from .errors import OnvmError
+from .sdk import SDK_VERSION  # the C NF SDK's ABI: a C NF built against another is refused
 
 MAX_REQUEST = 4096          # an NF request is a few short fields
 LEAVE_WAIT = 5.0            # the longest "leave" waits for the grace period
@@ -42,7 +43,6 @@ TICKET_TTL = 600.0          # a launch ticket not used within this expires
 MAX_TICKETS = 4 * 128       # tickets outstanding at most (the oldest go first)
 PER_PROCESS = 2             # nf.sock connections one process may hold (an NF needs one)
 TICKET_ENV = "ONVM_NF_TICKET"
-SDK_VERSION = 1             # the C NF SDK's ABI (ONVM_SDK_VERSION in onvm/core/include/onvm/nflib.h)
 
 
 def _matching(regex, what):

@@ -254,7 +254,7 @@ def main(argv=None):
     if a.c_nf:
         import json
 
-        from .cnf import exec_nf
+        from .cexec import exec_nf
         return exec_nf(a.manager, a.service, a.name, a.c_nf, json.loads(a.c_args), a.staged, door)
     return run(a.manager, a.service, a.name, a.native, a.args, spec, a.staged, door)
 
