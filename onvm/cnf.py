@@ -3,7 +3,7 @@
 The notebook and the CLI side: build an NF (`onvm build`, onvm.c_nf, the
 %%onvm_c cell magic), cache the binary per user by content hash, and hand
 the manager's launcher a CNF to start.  The NF process side is
-onvm/cexec.py: it registers with the manager's NF door like any NF (same
+onvm/nflib/cexec.py: it registers with the manager's NF door like any NF (same
 ticket, same door), then execs the binary, which keeps the pid the manager
 watches and runs NFLib's loop (onvm/core/sdk.c) in C.
 
@@ -19,7 +19,7 @@ import shutil
 import subprocess
 import tempfile
 
-from .sdk import HEADER, MARKER, SDK_VERSION, sdk_version_of  # noqa: F401  (MARKER: for tests)
+from .common.sdk import HEADER, MARKER, SDK_VERSION, sdk_version_of  # noqa: F401  (MARKER: for tests)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CORE = os.path.join(HERE, "core")
@@ -123,7 +123,7 @@ def _current(libdir, digest):
 def cache_dir():
     """This user's build cache, ~/.onvm/cnf (0700, owned by us): never a
     shared writable place, where another user could swap a binary."""
-    from . import paths
+    from .common import paths
     base = paths.private_dir(os.path.join(paths._home(), ".onvm"), "state directory")
     return paths.private_dir(os.path.join(base, "cnf"), "C NF build cache")
 
@@ -206,8 +206,26 @@ class CNF:
         return {"c": self.source, "args": list(self.args), "cflags": list(self.cflags), "ldflags": list(self.ldflags)}
 
     def nfrun_args(self):
-        """What `python -m onvm.nfrun` needs to start it (Manager._spawn)."""
+        """What the NF runner (python -m onvm.nflib.run) needs to start it (nf_argv)."""
         return ["--c-nf", self.binary] + (["--c-args", json.dumps(list(self.args))] if self.args else [])
+
+    def image_tag(self):
+        """The tag of this NF's own image (image_nf): per binary and onvm/nf."""
+        from . import containers
+        return "onvm-cnf/%s:%s-%s" % (self.name.lower(), self.digest[:12], containers.nf_image().rsplit("-", 1)[-1])
+
+    def image_nf(self):
+        """This NF as an image NF (launch(..., container=True)): an image
+        FROM onvm/nf with the binary, built once per binary and onvm/nf."""
+        from . import containers
+        base, tag = containers.nf_image(), self.image_tag()
+        try:
+            containers.engine().images.get(tag)
+        except Exception:     # not there yet (or no engine: build_image says so)
+            build_image(self, tag, base)
+        nf = containers.ImageNF(tag, self.service, name=self.name)
+        nf.c_args = self.args
+        return nf
 
     def key(self):
         """What makes two C NFs the same code (a redeploy swaps a changed one)."""
@@ -339,7 +357,7 @@ def build_image(nf, tag, base=None):
     privilege of every container NF (docs/design.md).
     returns: tag.  raises: OnvmError if the engine refuses the build."""
     from . import containers
-    from .errors import OnvmError
+    from .common.errors import OnvmError
     if not isinstance(nf, CNF):
         raise ValueError("build_image takes an onvm.c_nf(...), got %r" % (nf,))
     base = base or containers.nf_image()

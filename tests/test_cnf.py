@@ -18,6 +18,7 @@ from scapy.layers.l2 import Dot1Q, Ether
 import onvm
 from conftest import udp, wait_for
 from onvm import cnf
+from onvm.common import paths
 
 OnvmError = onvm.OnvmError
 
@@ -190,7 +191,7 @@ def test_onvm_build_and_onvm_nf_from_the_shell(mgr, tmp_path):
     assert os.access(out, os.X_OK) and cnf.sdk_version_of(str(out)) == cnf.SDK_VERSION
     log = open(tmp_path / "nf.log", "w")
     nf = subprocess.Popen(ONVM + ["nf", str(out), "--manager", mgr.name, "--service", "3", "--", "42"], stdout=log,
-                          stderr=subprocess.STDOUT, env=dict(os.environ, **onvm.paths.dpdk_env()))
+                          stderr=subprocess.STDOUT, env=dict(os.environ, **paths.dpdk_env()))
     try:
         assert wait_for(lambda: any(s["pid"] == nf.pid and s["state"] == "running"
                                     for s in mgr.stats()["nfs"].values()), 20), open(tmp_path / "nf.log").read()
@@ -404,11 +405,20 @@ def test_a_c_nf_in_an_image_built_from_onvm_nf(mgr, built):
         assert s["kind"].startswith("c:") and s["app"][2] == 100, s
         nf.stop()
         assert wait_for(lambda: mgr.stats()["nfs"] == {}, 10)
+        # container=True: the same, with an image built for it (once), and its arguments
+        marker_nf = onvm.c_nf(source=MARKER, name="marker", args=["5"])
+        boxed = mgr.launch(marker_nf, service=1, container=True)
+        assert isinstance(boxed.process, containers.ContainerProcess)
+        assert mgr.inject([udp(i) for i in range(50)], port=0) == 50
+        out = mgr.capture(port=1, count=50, timeout=10, raw=True)
+        assert len(out) == 50 and {p[-1] for p in out} == {5}
+        boxed.stop()
     finally:
-        try:
-            client.images.remove(tag, force=True)
-        except Exception:
-            pass
+        for t in (tag, onvm.c_nf(source=MARKER, name="marker", args=["5"]).image_tag()):
+            try:
+                client.images.remove(t, force=True)
+            except Exception:
+                pass
 
 
 def test_a_graph_with_a_c_nf_saves_and_loads_back(mgr, tmp_path):

@@ -10,7 +10,7 @@ from scapy.layers.l2 import Ether
 
 import onvm
 from conftest import marker, udp, wait_for
-from onvm.packet import frame
+from onvm.common.packet import frame
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
 

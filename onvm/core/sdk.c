@@ -1,7 +1,7 @@
 /* sdk.c: the run loop and helpers behind <onvm/nflib.h>, for NFs written
  * in C by users (libonvm_nf.so; onvm/cnf.py builds and launches them).
  *
- * The launcher (python -m onvm.nfrun --c-nf, in the NF's own process)
+ * The launcher (python -m onvm.nflib.run --c-nf, in the NF's own process)
  * registers with the manager's NF door exactly as for a shipped NF, then
  * execs the NF's binary, which keeps its pid (the manager's pidfd still
  * names it) and inherits the connection and the two files the manager

@@ -1,10 +1,11 @@
 """The C NF SDK's version and the marker every NF binary carries, read by
-the NF's launcher (onvm/cexec.py), the manager's NF door (which refuses
+the NF's launcher (onvm/nflib/cexec.py), the manager's NF door (which refuses
 another version) and the build side (onvm/cnf.py)."""
 import os
 import re
 
-HEADER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "core", "include", "onvm", "nflib.h")
+HEADER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "core", "include", "onvm",
+                      "nflib.h")
 MARKER = b"onvm-nf-sdk="
 # The SDK's ABI version, as the header says it (ONVM_SDK_VERSION): read from
 # the header so there is no second copy to keep in step.

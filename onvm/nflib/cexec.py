@@ -7,19 +7,20 @@ import os
 import re
 import sys
 
-from .sdk import sdk_version_of
+from ..common.sdk import sdk_version_of
 
 # the environment the binary gets (read by onvm/core/sdk.c)
 BOOT_ENV = "ONVM_NF_BOOT"
 
 
 def exec_nf(manager, service, name, binary, args=(), staged=False, door=None):
-    """In an NF process (python -m onvm.nfrun --c-nf, `onvm nf ./OUT`):
+    """In an NF process (python -m onvm.nflib.run --c-nf, `onvm nf ./OUT`):
     register with manager's NF door as this launch, then exec the binary
     with the connection and the manager's two files.  Returns (an exit
     status) only if it could not."""
-    from . import nfdoor, paths
-    from .errors import OnvmError
+    from ..common import paths
+    from ..common.errors import OnvmError
+    from . import door as nfdoor
     binary = os.path.abspath(binary)
     version = sdk_version_of(binary)
     if not os.path.isfile(binary) or not os.access(binary, os.X_OK):
