@@ -381,9 +381,11 @@ print("ERROR", type(r.error_in_exec).__name__)
     assert "Traceback" not in out, out
 
 
-def test_the_door_and_the_header_agree_on_the_sdk_version():
-    from onvm import nfdoor
-    assert nfdoor.SDK_VERSION == cnf.SDK_VERSION
+def test_the_door_the_header_and_a_built_nf_agree_on_the_sdk_version(built):
+    from onvm.mgr import nfdoor
+    with open(cnf.HEADER) as f:
+        header = int(re.search(r"#define ONVM_SDK_VERSION (\d+)", f.read()).group(1))
+    assert nfdoor.SDK_VERSION == header == cnf.sdk_version_of(built["fwd"].binary)
 
 
 def test_a_c_nf_in_an_image_built_from_onvm_nf(mgr, built):
