@@ -8,6 +8,7 @@ import shutil
 import tempfile
 
 from setuptools import setup
+from setuptools.command.build_ext import build_ext
 from setuptools.command.build_py import build_py
 
 DATA = ("notebooks", "labs", "kernels")
@@ -24,6 +25,21 @@ class build_py_with_data(build_py):
                             ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints", "*.feedback"))
 
 
+class build_ext_with_nflib(build_ext):
+    """The cffi core, then libonvm_nf.so: the NF library C NFs link against
+    (onvm/cnf.py builds it; it needs no compiled core, and importing onvm
+    runs nothing of it)."""
+
+    def run(self):
+        super().run()
+        import sys
+        here = os.path.dirname(os.path.abspath(__file__))
+        sys.path.insert(0, here)
+        from onvm import cnf
+        in_place = self.inplace or getattr(self, "editable_mode", False)
+        cnf.build_library(os.path.join(here if in_place else self.build_lib, "onvm", "core", "lib"))
+
+
 def out_of_tree():
     """setuptools writes onvm.egg-info/ and build/ into the checkout.  In a
     checkout we may not write (set up by another user: students pip-installing
@@ -38,4 +54,4 @@ def out_of_tree():
     return {"egg_info": {"egg_base": tmp}, "build": {"build_base": os.path.join(tmp, "build")}}
 
 
-setup(cffi_modules=["onvm/_build.py:ffibuilder"], cmdclass={"build_py": build_py_with_data}, options=out_of_tree())
+setup(cffi_modules=["onvm/_build.py:ffibuilder"], cmdclass={"build_py": build_py_with_data, "build_ext": build_ext_with_nflib}, options=out_of_tree())

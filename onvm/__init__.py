@@ -19,6 +19,7 @@ _EXPORTS = {
     "current_nf": "nflib.context", "OnvmError": "common.errors", "ChainError": "common.errors",
     "image": "containers", "ImageNF": "containers",
     "Namespace": "netns",
+    "c_nf": "cnf", "CNF": "cnf", "CompileError": "cnf",
 }
 
 # onvm.X -> the module it names (onvm.flows.add inside an NF, onvm.packet.frame in a notebook)
@@ -40,3 +41,22 @@ def __getattr__(name):
 
 def __dir__():
     return sorted(list(globals()) + __all__)
+
+
+def load_ipython_extension(ipython):
+    """%load_ext onvm: the %%onvm_c cell magic (a C NF from a cell, onvm/cnf.py)."""
+    # by name, as the exports are: the API module imports nothing statically
+    importlib.import_module(".cnf", __name__).register_magic(ipython)
+
+
+def _register_in_ipython():
+    import sys
+    shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
+    if shell is not None and hasattr(shell, "register_magic_function"):
+        try:
+            load_ipython_extension(shell)
+        except Exception:      # a magic is a convenience: never stop `import onvm` for it
+            pass
+
+
+_register_in_ipython()

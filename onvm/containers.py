@@ -55,7 +55,7 @@ LAB_PACKAGES = ["jupyterlab", "ipywidgets", "nbval"]   # what onvm/lab adds (doc
 # The code an NF runs: an image must carry the same, or its NFs would speak
 # another protocol or see another shared layout.
 RUNTIME_FILES = ("core/*.c", "core/*.h", "_build.py", "_headers.py", "__init__.py", "common/*.py", "nflib/*.py",
-                 "flows.py", "sdn/*.py")
+                 "flows.py", "sdn/*.py", "core/include/onvm/*.h")
 
 
 def source_id():
@@ -165,8 +165,8 @@ class ImageNF:
     def __init__(self, ref, service=None, nf=None, batch=False, name=None):
         if not isinstance(ref, str) or not ref or any(c.isspace() for c in ref):
             raise ValueError("an image reference is a string like 'vendor/ids:1.2', got %r" % (ref,))
-        if nf is not None and not (isinstance(nf, str) and (":" in nf or nf in _native_names())):
-            raise ValueError("nf must be MODULE:FUNCTION or a native NF (%s), got %r"
+        if nf is not None and not (isinstance(nf, str) and (":" in nf or nf in _native_names() or nf[:1] == "/")):
+            raise ValueError("nf must be MODULE:FUNCTION, a native NF (%s) or a C NF's path in the image, got %r"
                              % (", ".join(_native_names()), nf))
         self.ref = ref
         self.service = service

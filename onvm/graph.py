@@ -96,6 +96,8 @@ def nf_key(nf):
     the same bytes, an edited one does not)."""
     if isinstance(nf, NativeNF):
         return ("native", nf.name, tuple(sorted(nf.args.items())))
+    if hasattr(nf, "nfrun_args"):          # onvm.c_nf (onvm/cnf.py)
+        return nf.key()
     if isinstance(nf, NFSpec):
         import cloudpickle
         return ("python", nf.batch, cloudpickle.dumps(nf.fn))
@@ -104,7 +106,7 @@ def nf_key(nf):
 
 def as_nf(node, value):
     """The NF object a node's nf= names, or ChainError."""
-    if isinstance(value, (NFSpec, NativeNF)):
+    if isinstance(value, (NFSpec, NativeNF)) or hasattr(value, "nfrun_args"):    # or onvm.c_nf
         return value
     if callable(value) and not isinstance(value, type):
         return NFSpec(value)
@@ -231,6 +233,8 @@ def to_json(g):
                 out["nf"] = {"native": nf.name, "args": nf.args}
             elif isinstance(nf, NFSpec) and getattr(nf, "source", None):
                 out["nf"] = {"python": nf.source, "batch": nf.batch}
+            elif hasattr(nf, "nfrun_args") and nf.source:        # onvm.c_nf(path=...)
+                out["nf"] = nf.to_json()
             else:
                 raise ValueError("node %r: its NF was defined in a notebook or session; a file names it as "
                                  "FILE.py:FUNCTION (put the function in a .py file and load it with "
@@ -282,10 +286,15 @@ def check_file(data):
             ok = isinstance(nf, dict) and (set(nf) <= {"native", "args"} and isinstance(nf.get("native"), str)
                                            and isinstance(nf.get("args", {}), dict)
                                            or set(nf) <= {"python", "batch"} and isinstance(nf.get("python"), str)
-                                           and isinstance(nf.get("batch", False), bool))
+                                           and isinstance(nf.get("batch", False), bool)
+                                           or set(nf) <= {"c", "args", "cflags", "ldflags"} and isinstance(nf.get("c"), str)
+                                           and all(isinstance(nf.get(k, []), list) and
+                                                   all(isinstance(a, str) for a in nf.get(k, []))
+                                                   for k in ("args", "cflags", "ldflags")))
             if not ok:
-                raise ChainError("node %r: nf %s: give {\"native\": NAME, \"args\": {...}} or "
-                                 "{\"python\": \"FILE.py:FUNCTION\", \"batch\": false}" % (n["id"], json.dumps(nf)[:80]))
+                raise ChainError("node %r: nf %s: give {\"native\": NAME, \"args\": {...}}, "
+                                 "{\"python\": \"FILE.py:FUNCTION\", \"batch\": false} or {\"c\": \"FILE.c\", \"args\": [...]}"
+                                 % (n["id"], json.dumps(nf)[:80]))
         ids.add(n["id"])
     for i, e in enumerate(data["links"]):
         if not isinstance(e, dict) or not isinstance(e.get("source"), str) or not isinstance(e.get("target"), str):
@@ -347,6 +356,13 @@ def from_json(text, base_dir="."):
             if path and not os.path.isabs(path):
                 target = "%s:%s" % (os.path.join(base_dir, path), fn)
             attrs["nf"] = load_nf(target, batch=bool(nf.get("batch")))
+        elif isinstance(nf, dict) and "c" in nf:
+            from .cnf import c_nf
+            try:
+                attrs["nf"] = c_nf(path=os.path.join(base_dir, nf["c"]), name=key, args=nf.get("args", []),
+                                   cflags=nf.get("cflags", []), ldflags=nf.get("ldflags", []))
+            except ValueError as e:        # CompileError too: the compiler's lines
+                raise ChainError("node %r: %s" % (key, e)) from None
         elif isinstance(nf, str):
             raise ChainError("node %r: nf %r: give {\"native\": NAME} or {\"python\": \"FILE.py:FUNCTION\"}"
                              % (key, nf))

@@ -34,7 +34,7 @@ def spawn_process(manager, spec, service, name, ticket, log_path, staged=False):
     callback goes through its stdin (no file another user could swap).
     returns: the Popen."""
     code = None
-    if not isinstance(spec, NativeNF):
+    if not isinstance(spec, NativeNF) and not hasattr(spec, "nfrun_args"):    # a C NF: no code to send
         import cloudpickle
         code = cloudpickle.dumps(NFSpec(spec.fn, service, spec.batch, name))
     env = child_env()
@@ -109,11 +109,14 @@ class NF:
 def check_launch(mgr, nf, service, replicas, name, container, flow_miss):
     """launch()'s arguments checked, before anything starts.
     returns: (spec, service, names, limits, flow_miss)"""
+    from .cnf import CNF
     from .containers import ImageNF, check_limits
     if isinstance(nf, ImageNF) and not container:
         container = True
     limits = check_limits(container) if container is not False else None
-    if isinstance(nf, (NFSpec, NativeNF, ImageNF)):
+    if isinstance(nf, CNF) and container is not False:
+        spec = nf.image_nf()                 # its binary goes in an image of its own, built once
+    elif isinstance(nf, (NFSpec, NativeNF, ImageNF, CNF)):
         spec = nf
     elif callable(nf):
         spec = NFSpec(nf)

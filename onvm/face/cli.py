@@ -51,11 +51,37 @@ def cmd_nf(a):
     from ..nflib import run as nfrun
     _check_service(a.service)       # a ValueError: said and exit 2, before anything starts
     nf_name = a.name or a.nf.split(":")[-1]
+    if a.nf not in NativeNF.NAMES and os.path.isfile(a.nf) and not a.nf.endswith(".py"):
+        # a C NF binary (onvm build): registered here, then exec'd
+        from .. import cnf
+        from ..nflib import cexec
+        return cexec.exec_nf(name, a.service, a.name or cnf.nf_name_of(a.nf), a.nf, a.nf_args)
+    if a.nf_args:
+        die("arguments after -- are for C NFs")
     if a.nf in NativeNF.NAMES:
         return nfrun.run(name, a.service, nf_name, native=a.nf, args=a.args or "")
     if a.args:
         die("--args is for native NFs")
     return nfrun.run(name, a.service, nf_name, spec=_load_python_nf(a.nf, a.batch))
+
+
+def cmd_build(a):
+    """Compile a C NF against the SDK (onvm/cnf.py)."""
+    from .. import cnf
+    try:
+        if a.pkg_config_path:
+            print(cnf.pkg_config_dir())
+            return 0
+        if not a.file or not a.output:
+            die("usage: onvm build FILE.c -o OUT [compiler flags, e.g. -lcrypto]")
+        warnings = cnf.build(a.file, a.output, a.extra)
+    except ValueError as e:         # CompileError: the compiler's file:line messages
+        die(str(e), 1)
+    if warnings.strip():
+        print(warnings.rstrip(), file=sys.stderr)
+    print("built %s (onvm NF SDK %d); run it with: onvm nf %s --manager NAME --service N"
+          % (a.output, cnf.SDK_VERSION, a.output if os.sep in a.output else "./" + a.output))
+    return 0
 
 
 def _load_python_nf(target, batch):
@@ -243,13 +269,22 @@ def main(argv=None):
     p.set_defaults(func=cmd_mgr)
 
     p = sub.add_parser("nf", help="run an NF against a running manager")
-    p.add_argument("nf", help="native NF (forward, drop, count, sink, generate) or FILE.py:FUNCTION")
+    p.add_argument("nf", help="native NF (forward, drop, count, sink, generate), FILE.py:FUNCTION, or a C NF "
+                   "binary (onvm build)")
     p.add_argument("--service", type=int, required=True)
     p.add_argument("--manager")
     p.add_argument("--name")
     p.add_argument("--args", help="native NF arguments, e.g. rate=100000,size=64")
     p.add_argument("--batch", action="store_true", help="the Python function takes a list of packets")
     p.set_defaults(func=cmd_nf)
+    p.epilog = "A C NF's own arguments (its init's argv) follow --: onvm nf ./fw --service 1 -- rules.txt"
+
+    p = sub.add_parser("build", help="compile a C NF against the NF SDK: onvm build FILE.c -o OUT")
+    p.add_argument("file", nargs="?", help="the NF's C file")
+    p.add_argument("-o", dest="output", help="the binary to write")
+    p.add_argument("--pkg-config-path", action="store_true",
+                   help="print a directory for PKG_CONFIG_PATH with onvm.pc (pkg-config --cflags --libs onvm)")
+    p.set_defaults(func=cmd_build, extra=[])
 
     p = sub.add_parser("stats", help="print a manager's stats")
     p.add_argument("--manager")
@@ -340,7 +375,15 @@ def main(argv=None):
     g.add_argument("--system", action="store_true", help="for every user (/usr/local/share/jupyter)")
     q.set_defaults(func=cmd_kernel)
 
-    a = ap.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    nf_args = []
+    if argv[:1] == ["nf"] and "--" in argv:         # a C NF's own arguments, passed as they are
+        argv, nf_args = argv[:argv.index("--")], argv[argv.index("--") + 1:]
+    a, rest = ap.parse_known_args(argv)
+    a.nf_args = nf_args
+    if rest and a.func is not cmd_build:      # only `onvm build` passes flags on (to the compiler)
+        ap.error("unrecognized arguments: %s" % " ".join(rest))
+    a.extra = rest if a.func is cmd_build else []
     try:
         return a.func(a) or 0
     except OnvmError as e:

@@ -31,6 +31,7 @@ import time
 from ..common import paths
 from ..common.abi import check, lib
 from ..common.errors import OnvmError
+from ..common.sdk import SDK_VERSION  # the C NF SDK's ABI: a C NF built against another is refused
 from .control import DEFER, Bool, Int, Optional
 
 MAX_REQUEST = 4096          # an NF request is a few short fields
@@ -73,7 +74,8 @@ class NFDoor:
         self.tickets = {}        # token -> {"service", "name", "flow_miss", "expires"}, oldest first
         ops = {
             "register": ({"name": NAME, "kind": KIND, "service": Int(1, lib.ONVM_MAX_SERVICES - 1),
-                          "staged": Optional(Bool(), False), "ticket": Optional(TICKET)}, self.op_register),
+                          "staged": Optional(Bool(), False), "ticket": Optional(TICKET),
+                          "sdk": Optional(Int(0, 1 << 20))}, self.op_register),
             "ready": ({}, self.op_ready),
             "leave": ({}, self.op_leave),
             **(extra_ops or {}),     # the flow director's "flow_add" (onvm/flows.py)
@@ -108,6 +110,10 @@ class NFDoor:
         if mine:
             raise OnvmError("process %d holds NF slot %d already; one registration per NF process"
                             % (conn.pid, mine[0].data["slot"]))
+        if args["sdk"] is not None and args["sdk"] != SDK_VERSION:
+            # a C NF (onvm/cnf.py) built against another NF SDK: its structs may not match ours
+            raise OnvmError("NF %s was built against onvm NF SDK %d, and this manager speaks SDK %d: rebuild it "
+                            "(onvm build FILE.c -o OUT, or onvm.c_nf again)" % (args["name"], args["sdk"], SDK_VERSION))
         ticket = self.tickets.get(args["ticket"]) if args["ticket"] else None
         if ticket is None or ticket["expires"] < time.monotonic():
             raise OnvmError("register needs the launch ticket of this NF's launch (%s in its environment, "

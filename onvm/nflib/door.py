@@ -26,7 +26,7 @@ def ticket(manager, nf_name, service, flow_miss=False, timeout=30.0):
     return reply["ticket"]
 
 
-def register(manager, nf_name, kind, service, staged=False, timeout=30.0, door=None, ticket=None):
+def register(manager, nf_name, kind, service, staged=False, timeout=30.0, door=None, ticket=None, sdk=None):
     """Connect to manager's NF socket (door: its path, if not the usual one,
     as inside a container, or a socket already connected to it) and ask for
     a slot with this launch's ticket.  staged: in no service until a
@@ -52,6 +52,8 @@ def register(manager, nf_name, kind, service, staged=False, timeout=30.0, door=N
         req = {"op": "register", "name": nf_name, "kind": kind, "service": service, "staged": staged}
         if ticket is not None:
             req["ticket"] = ticket
+        if sdk is not None:
+            req["sdk"] = sdk        # a C NF: the SDK version it was built against
         protocol.send(s, req)
         # The files come with the reply's first bytes.
         head, fds, _, _ = socket.recv_fds(s, 4, 3)

@@ -1,6 +1,7 @@
 """An NF process: joins a running manager as a DPDK secondary, registers its
 service, and runs a native C NF or a Python callback until stopped.
 Started by Manager.launch() or `onvm nf`; one NF per process."""
+import json
 import os
 import pickle
 import sys
@@ -229,12 +230,17 @@ def nf_argv(manager, spec, service, name, staged=False, door=None, target=None, 
         argv += ["--door", door]
     if staged:
         argv.append("--staged")
+    if hasattr(spec, "nfrun_args"):            # a C NF (onvm.c_nf, onvm/cnf.py)
+        return argv + spec.nfrun_args()
     if isinstance(spec, NativeNF):
         target, args = spec.name, ",".join("%s=%d" % kv for kv in spec.args.items())
     else:
         args = ""
     if target is None:
         argv.append("--python")
+    elif target.startswith("/"):              # a C NF binary in an image (onvm.cnf.build_image)
+        argv += ["--c-nf", target] + (["--c-args", json.dumps(list(spec.c_args))] if getattr(spec, "c_args", ())
+                                      else [])
     elif ":" in target:
         argv += ["--import", target] + (["--batch"] if batch else [])
     else:
@@ -254,6 +260,9 @@ def main(argv=None):
                    help="a Python NF: its pickled onvm.NFSpec comes on stdin, from the parent that started us")
     g.add_argument("--import", dest="target", metavar="MODULE:FUNCTION",
                    help="a Python NF importable here (an NF image's code)")
+    g.add_argument("--c-nf", metavar="BINARY", help="a C NF built with the SDK (onvm/cnf.py): registered here, "
+                   "then exec'd")
+    ap.add_argument("--c-args", default="[]", help="with --c-nf: its arguments, a JSON list of strings")
     ap.add_argument("--args", default="")
     ap.add_argument("--staged", action="store_true", help="in no service until a deployment puts it there")
     ap.add_argument("--batch", action="store_true", help="with --import: the function takes a list of packets")
@@ -289,6 +298,9 @@ def main(argv=None):
     if a.door_fd is not None:
         import socket
         door = socket.socket(fileno=a.door_fd)
+    if a.c_nf:
+        from .cexec import exec_nf
+        return exec_nf(a.manager, a.service, a.name, a.c_nf, json.loads(a.c_args), a.staged, door)
     return run(a.manager, a.service, a.name, a.native, a.args, spec, a.staged, door)
 
 
