@@ -312,9 +312,9 @@ def main(argv=None):
     q.add_argument("--tests", help="a hidden_tests.py of your own (default: each notebook's lab's)")
     q.add_argument("--jobs", type=int, default=None,
                    help="submissions graded at once, each in its own sandbox (default: twice the cores)")
-    q = lsub.add_parser("generate", help="make student.ipynb from solution.ipynb (instructors)")
+    q = lsub.add_parser("generate", help="make LAB/LAB.ipynb, the student notebook, from LAB/solution.ipynb (instructors)")
     q.add_argument("labdirs", nargs="+")
-    q.add_argument("--check", action="store_true", help="only check that student.ipynb is current")
+    q.add_argument("--check", action="store_true", help="only check that the student notebook is current")
 
     p = sub.add_parser("notebooks", help="the tutorial notebooks and labs")
     nsub = p.add_subparsers(dest="nb_cmd", required=True)

@@ -178,7 +178,7 @@ def test_a_labs_solution_scores_full_as_a_student(notebooks, lab):
 
 @pytest.mark.parametrize("lab", LABS)
 def test_a_labs_student_notebook_is_graded_not_full_as_a_student(notebooks, lab):
-    r, res = _check(notebooks, lab, "student.ipynb")
+    r, res = _check(notebooks, lab, lab + ".ipynb")
     assert r.returncode in (0, 1), "exit %d: %s" % (r.returncode, r.stderr[-2000:])  # 1: not a full score
     assert res["max_score"] > 0 and 0 <= res["score"] < res["max_score"], res
 
