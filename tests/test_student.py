@@ -137,6 +137,17 @@ def test_every_notebook_runs_under_nbval_as_a_student(notebooks):
     assert " passed" in r.stdout and " failed" not in r.stdout, summary
 
 
+@pytest.mark.parametrize("lab", LABS)
+def test_a_labs_solution_runs_under_nbval_as_a_student(notebooks, lab):
+    s = notebooks
+    r = s.run([PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", s.nb, "-c", "/dev/null",
+               "--nbval-lax", "--nbval-cell-timeout=300", "-o", "addopts=", os.path.join("labs", lab, "solution.ipynb")],
+              timeout=CHECK_TIMEOUT, cwd=s.nb)
+    summary = (r.stdout + r.stderr)[-6000:]
+    assert r.returncode == 0 and " passed" in r.stdout and " failed" not in r.stdout, "nbval as %s:\n%s" % (
+        s.name, summary)
+
+
 @pytest.mark.parametrize("name", SCANNED)
 def test_a_notebook_shows_no_traceback_and_no_stderr_to_a_student(notebooks, name):
     s = notebooks
