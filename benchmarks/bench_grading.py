@@ -59,7 +59,8 @@ def submissions(folder, count, labs):
         kinds += [(lab, "solution"), (lab, "student")] + ([(lab, "half")] if lab in HALF else [])
     for i in range(count):
         lab, kind = kinds[i % len(kinds)]
-        text = open(os.path.join(ROOT, "labs", lab, ("solution" if kind == "half" else kind) + ".ipynb")).read()
+        # the student notebook is named after its lab's folder
+        text = open(os.path.join(ROOT, "labs", lab, (lab if kind == "student" else "solution") + ".ipynb")).read()
         if kind == "half":
             old, new = HALF[lab]
             text = text.replace(old, new)

@@ -40,5 +40,5 @@ def format_table(snap, rate=None):
     lines.append("DROP pps: the NF returned DROP; full pps: lost at a full ring (NF) or port" if rate is not None
                  else "- : rates need two snapshots: format_table(snap, onvm.stats.rates(before, snap))")
     if snap.get("recovered"):
-        lines.append("lost in NFs that died (recovered to the pool): %d packets" % snap["recovered"])
+        lines.append("lost in NFs that died or left a backlog when stopped (freed to the pool): %d packets" % snap["recovered"])
     return "\n".join(lines)

@@ -304,3 +304,31 @@ def test_recovery_frees_only_what_the_dead_nf_held(mgr):
     assert mgr.inject(sent, port=0) == 2000
     assert mgr.capture(port=1, count=2000, timeout=10, raw=True) == sent
     assert mgr.wait_idle()
+
+
+@onvm.nf(service=1)
+def slow(pkt):
+    time.sleep(0.005)           # 200 packets/s: a full ring is 20 s of work
+    return onvm.NEXT
+
+
+def test_a_slow_nf_with_a_full_ring_stops_cleanly_and_what_it_left_is_counted(mgr):
+    """Stopping an overloaded NF: it works off its ring for a bounded time,
+    then exits by itself (not SIGKILLed by stop()'s timeout, as when it
+    worked for 5 s), and every packet is accounted for: captured, refused
+    once the service had no NF, or freed from the ring it left."""
+    nf = mgr.launch(slow)
+    mgr.set_default_chain([1, onvm.ToPort(1)])
+    sent = [bytes(udp(sport=1000 + i % 64)) for i in range(3000)]
+    assert mgr.inject(sent, port=0) == len(sent)
+    slot = mgr.control.shm.nfs[nf.instance]
+    assert wait_for(lambda: slot.sample.queued > 1000, 10)     # 5 s of work for it, and more
+    nf.stop()                                                  # the default timeout: 5 s, then SIGKILL
+    assert nf.process.returncode == 0, "stop() had to kill it: %r\n%s" % (nf.process.returncode, nf.log())
+    assert wait_for(lambda: slot.state == 0, 5)                # its slot is free again
+    assert slot.recovered > 0, "it left packets in its ring"
+    out = mgr.capture(port=1, timeout=0.5, raw=True)
+    assert out and set(out) <= set(sent)
+    assert mgr.wait_idle(5), "every mbuf is back in the pool"
+    p0 = mgr.stats()["ports"][0]
+    assert len(out) + slot.rx_drop + slot.recovered + p0["rx_drop"] + p0["rx_refused"] == len(sent)

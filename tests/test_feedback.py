@@ -27,6 +27,11 @@ def _lab(name, f=""):
     return os.path.join(ROOT, "labs", name, f)
 
 
+def _student(name):
+    """The lab's student notebook: named after its folder."""
+    return _lab(name, name + ".ipynb")
+
+
 def _hidden(name):
     """The lab's hidden tests and checks: [(name, points)], as the grader runs them."""
     spec = importlib.util.spec_from_file_location("hidden_%s" % name.replace("-", "_"), _lab(name, "hidden_tests.py"))
@@ -41,7 +46,7 @@ def _partly_done(name, done, dst):
     taken from the solution: a student who finished those and no more."""
     sol = {c.metadata.get("nbgrader", {}).get("grade_id"): c
            for c in nbformat.read(_lab(name, "solution.ipynb"), as_version=4).cells}
-    nb = nbformat.read(_lab(name, "student.ipynb"), as_version=4)
+    nb = nbformat.read(_student(name), as_version=4)
     for i, c in enumerate(nb.cells):
         if c.metadata.get("nbgrader", {}).get("grade_id") in done:
             nb.cells[i] = sol[c.metadata["nbgrader"]["grade_id"]]
@@ -51,7 +56,7 @@ def _partly_done(name, done, dst):
 def _promised(name, done):
     """The points the notebook's headings give for the parts whose answer
     cells (grade_ids) are all in done: "## Part N: ... (P points)"."""
-    nb = nbformat.read(_lab(name, "student.ipynb"), as_version=4)
+    nb = nbformat.read(_student(name), as_version=4)
     parts, heading = {}, None
     for c in nb.cells:
         if c.cell_type == "markdown" and c.source.startswith("## "):
@@ -76,7 +81,7 @@ def _feedback(path):
 def test_a_notebook_lists_the_points_its_hidden_tests_give(name):
     """Each lab notebook's Points paragraph names every hidden test with its
     points, and its part headings add up to no more than the total."""
-    nb = nbformat.read(_lab(name, "student.ipynb"), as_version=4)
+    nb = nbformat.read(_student(name), as_version=4)
     text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     hidden = _hidden(name)
     total = sum(p for _, p in hidden)
@@ -94,7 +99,7 @@ def test_grading_a_class_hands_back_feedback(tmp_path):
     subs = tmp_path / "subs"
     subs.mkdir()
     (subs / "a-solution.ipynb").write_text(open(_lab("01-firewall", "solution.ipynb")).read())
-    (subs / "b-student.ipynb").write_text(open(_lab("01-firewall", "student.ipynb")).read())
+    (subs / "b-student.ipynb").write_text(open(_student("01-firewall")).read())
     _partly_done("01-firewall", ["parse"], subs / "c-part1.ipynb")
     (subs / "d-not-a-notebook.ipynb").write_text("{ this is not json")
     (subs / "feedback" / "a-solution").mkdir(parents=True)
@@ -151,12 +156,14 @@ def _check(nb, *args):
 
 
 def test_check_exits_0_only_for_a_full_score(tmp_path):
-    sol, stu = tmp_path / "solution.ipynb", tmp_path / "student.ipynb"
+    # the finished notebook under the lab's own name; an untouched one under the name every
+    # lab's notebook had before (student.ipynb): handed in then, it is graded the same
+    sol, stu = tmp_path / "01-firewall.ipynb", tmp_path / "student.ipynb"
     sol.write_text(open(_lab("01-firewall", "solution.ipynb")).read())
-    stu.write_text(open(_lab("01-firewall", "student.ipynb")).read())
+    stu.write_text(open(_student("01-firewall")).read())
     r = _check(sol)
-    assert r.returncode == 0 and "solution.ipynb: 14 / 14" in r.stdout, r.stdout + r.stderr
-    assert "14 / 14" in _feedback(tmp_path / "solution.feedback" / "feedback.txt")
+    assert r.returncode == 0 and "01-firewall.ipynb: 14 / 14" in r.stdout, r.stdout + r.stderr
+    assert "14 / 14" in _feedback(tmp_path / "01-firewall.feedback" / "feedback.txt")
     r = _check(stu, "--json")
     assert r.returncode == 1, r.stdout + r.stderr
     result = json.loads(r.stdout)          # the result dict keeps its shape for tools
@@ -173,7 +180,7 @@ def test_check_exits_0_only_for_a_full_score(tmp_path):
 def test_check_exits_2_for_a_notebook_it_cannot_grade(tmp_path, content, why):
     nb = tmp_path / "x.ipynb"
     if content == "lab 09":
-        student = nbformat.read(_lab("01-firewall", "student.ipynb"), as_version=4)
+        student = nbformat.read(_student("01-firewall"), as_version=4)
         student.metadata["onvm"]["lab"] = "09-nope"
         nbformat.write(student, str(nb))
     elif content == "no lab":

@@ -37,18 +37,30 @@ def test_kernel_install_user_writes_this_python(tmp_path):
 def test_every_notebook_names_the_onvm_kernel():
     nbs = [os.path.join(d, f) for d in (os.path.join(ROOT, "notebooks"),) for f in os.listdir(d) if f.endswith(".ipynb")]
     labs = [d for d in os.listdir(os.path.join(ROOT, "labs")) if os.path.isdir(os.path.join(ROOT, "labs", d))]
-    nbs += [os.path.join(ROOT, "labs", d, f) for d in labs for f in ("solution.ipynb", "student.ipynb")]
+    nbs += [os.path.join(ROOT, "labs", d, f) for d in labs for f in ("solution.ipynb", d + ".ipynb")]
     assert len(labs) >= 4 and len(nbs) >= 14
     for path in nbs:
         with open(path) as f:
             assert json.load(f)["metadata"]["kernelspec"]["name"] == "onvm", path
 
 
+def test_the_index_links_each_lab_by_a_notebook_of_its_own_name():
+    """JupyterLab titles a tab with the file's name: four labs' tabs all
+    read student.ipynb until each lab's notebook was named after its folder."""
+    with open(os.path.join(ROOT, "notebooks", "00-index.ipynb")) as f:
+        text = "".join("".join(c["source"]) for c in json.load(f)["cells"])
+    links = re.findall(r"\]\(\.\./labs/([^)]+\.ipynb)\)", text)
+    labs = sorted(d for d in os.listdir(os.path.join(ROOT, "labs")) if os.path.isdir(os.path.join(ROOT, "labs", d)))
+    assert sorted(links) == ["%s/%s.ipynb" % (d, d) for d in labs]
+    assert all(os.path.isfile(os.path.join(ROOT, "labs", link)) for link in links)
+    assert "student.ipynb" not in text
+
+
 def test_notebooks_get_copies_and_keeps_the_users_work(tmp_path):
     r = subprocess.run(ONVM + ["notebooks", "get", "--path", str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     first = tmp_path / "notebooks" / "01-getting-started.ipynb"
-    assert first.exists() and (tmp_path / "labs" / "01-firewall" / "student.ipynb").exists()
+    assert first.exists() and (tmp_path / "labs" / "01-firewall" / "01-firewall.ipynb").exists()
     assert not (tmp_path / "labs" / "01-firewall" / "solution.ipynb").read_text() == ""
     first.write_text("my work")
     assert onvm_lab.get_notebooks(str(tmp_path)) == []          # kept
@@ -158,8 +170,8 @@ def test_the_wheel_carries_notebooks_labs_and_the_kernelspec(tmp_path):
     wheel = next(tmp_path.glob("onvm-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     for want in ("onvm/_data/notebooks/01-getting-started.ipynb", "onvm/_data/notebooks/00-index.ipynb",
-                 "onvm/_data/labs/01-firewall/student.ipynb", "onvm/_data/labs/01-firewall/hidden_tests.py",
-                 "onvm/_data/labs/02-load-balancer/student.ipynb", "onvm/_data/labs/03-syn-flood/hidden_tests.py",
+                 "onvm/_data/labs/01-firewall/01-firewall.ipynb", "onvm/_data/labs/01-firewall/hidden_tests.py",
+                 "onvm/_data/labs/02-load-balancer/02-load-balancer.ipynb", "onvm/_data/labs/03-syn-flood/hidden_tests.py",
                  "onvm/_data/labs/04-performance/README.md", "onvm/_data/labs/README.md",
                  "onvm/_data/kernels/onvm/kernel.json", "onvm/face/lab.py", "onvm/face/grading.py"):
         assert want in names, want

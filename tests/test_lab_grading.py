@@ -29,21 +29,30 @@ def test_student_notebooks_are_generated_from_the_solutions():
     r = subprocess.run(ONVM + ["lab", "generate", "--check"] + LABS, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     for lab in LABS:
-        student = nbformat.read(os.path.join(lab, "student.ipynb"), as_version=4)
+        # named after the folder, so JupyterLab's tabs tell the labs apart
+        student = nbformat.read(grading.student_notebook(lab), as_version=4)
+        assert os.path.basename(grading.student_notebook(lab)) == os.path.basename(lab) + ".ipynb"
+        assert not os.path.exists(os.path.join(lab, grading.OLD_STUDENT_NAME))
         text = "\n".join(c.source for c in student.cells)
         assert "### BEGIN SOLUTION" not in text and "raise NotImplementedError()" in text
         assert all(not c.get("outputs") for c in student.cells if c.cell_type == "code")
 
 
 def test_a_stale_student_notebook_is_named(tmp_path):
-    lab = tmp_path / "lab"
+    lab = tmp_path / "01-firewall"
     lab.mkdir()
-    for f in ("solution.ipynb", "student.ipynb"):
+    for f in ("solution.ipynb", "01-firewall.ipynb"):
         (lab / f).write_text(open(os.path.join(FIREWALL, f)).read())
-    with open(lab / "student.ipynb", "a") as f:
+    with open(lab / "01-firewall.ipynb", "a") as f:
         f.write(" ")
     r = subprocess.run(ONVM + ["lab", "generate", "--check", str(lab)], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 1 and "student.ipynb" in r.stderr
+    assert r.returncode == 1 and "01-firewall/01-firewall.ipynb" in r.stderr
+    # a copy under the old name is left alone, and named
+    (lab / "student.ipynb").write_text("kept")
+    r = subprocess.run(ONVM + ["lab", "generate", str(lab)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "student.ipynb is the old name of" in r.stderr, r.stderr
+    assert (lab / "student.ipynb").read_text() == "kept"
+    assert subprocess.run(ONVM + ["lab", "generate", "--check", str(lab)], timeout=120).returncode == 0
 
 
 def _variant(src, dst, old, new):
@@ -68,7 +77,7 @@ def test_grading_a_folder_of_submissions(tmp_path):
     subs.mkdir()
     sol = os.path.join(FIREWALL, "solution.ipynb")
     (subs / "a-solution.ipynb").write_text(open(sol).read())
-    (subs / "b-student.ipynb").write_text(open(os.path.join(FIREWALL, "student.ipynb")).read())
+    (subs / "b-student.ipynb").write_text(open(grading.student_notebook(FIREWALL)).read())
     # half done: IP headers taken to be 20 bytes, always
     _variant(sol, subs / "c-half.ipynb", "ihl = (data[14] & 0x0F) * 4", "ihl = 20")
     (subs / "d-not-a-notebook.ipynb").write_text("{ this is not json")
@@ -138,7 +147,7 @@ def test_bad_input_scores_0_with_a_reason_and_the_rest_is_graded(tmp_path):
     sol = os.path.join(FIREWALL, "solution.ipynb")
     (subs / "a-solution.ipynb").write_text(open(sol).read())
     _variant(sol, subs / "b-half.ipynb", "ihl = (data[14] & 0x0F) * 4", "ihl = 20")
-    (subs / "c-student.ipynb").write_text(open(os.path.join(FIREWALL, "student.ipynb")).read())
+    (subs / "c-student.ipynb").write_text(open(grading.student_notebook(FIREWALL)).read())
     (subs / "d-empty.ipynb").write_text("")
     nb = nbformat.read(sol, as_version=4)
     nb.cells = []
@@ -189,7 +198,7 @@ def test_grading_a_lab_folder(tmp_path, name):
     subs = tmp_path / "subs"
     subs.mkdir()
     (subs / "a-solution.ipynb").write_text(open(os.path.join(lab, "solution.ipynb")).read())
-    (subs / "b-student.ipynb").write_text(open(os.path.join(lab, "student.ipynb")).read())
+    (subs / "b-student.ipynb").write_text(open(grading.student_notebook(lab)).read())
     if name in HALF_DONE:
         _variant(os.path.join(lab, "solution.ipynb"), subs / "c-half.ipynb", *HALF_DONE[name][:2])
     r, rows = _grade(subs, tmp_path / "scores.csv", 180)
@@ -230,7 +239,8 @@ def test_a_student_in_group_onvm_checks_every_lab(tmp_path):
         for lab in LABS:
             for kind in ("solution", "student"):
                 with open(os.path.join(subs, "%s-%s.ipynb" % (os.path.basename(lab), kind)), "w") as f:
-                    f.write(open(os.path.join(lab, kind + ".ipynb")).read())
+                    f.write(open(os.path.join(lab, "solution.ipynb") if kind == "solution"
+                                 else grading.student_notebook(lab)).read())
         subprocess.run(["chown", "-R", user, subs], check=True, timeout=60)
         r = subprocess.run(ONVM + ["lab", "grade", subs, "--csv", os.path.join(subs, "scores.csv"), "--jobs", "2",
                                    "--timeout", "240"],

@@ -146,6 +146,17 @@ def test_every_notebook_runs_under_nbval_as_a_student(notebooks):
                 assert "runs without hugepages" in f.read(), "%s: a manager used hugepages" % log
 
 
+@pytest.mark.parametrize("lab", LABS)
+def test_a_labs_solution_runs_under_nbval_as_a_student(notebooks, lab):
+    s = notebooks
+    r = s.run([PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", s.nb, "-c", "/dev/null",
+               "--nbval-lax", "--nbval-cell-timeout=300", "-o", "addopts=", os.path.join("labs", lab, "solution.ipynb")],
+              timeout=CHECK_TIMEOUT, cwd=s.nb)
+    summary = (r.stdout + r.stderr)[-6000:]
+    assert r.returncode == 0 and " passed" in r.stdout and " failed" not in r.stdout, "nbval as %s:\n%s" % (
+        s.name, summary)
+
+
 @pytest.mark.parametrize("name", SCANNED)
 def test_a_notebook_shows_no_traceback_and_no_stderr_to_a_student(notebooks, name):
     s = notebooks
@@ -187,7 +198,7 @@ def test_a_labs_solution_scores_full_as_a_student(notebooks, lab):
 
 @pytest.mark.parametrize("lab", LABS)
 def test_a_labs_student_notebook_is_graded_not_full_as_a_student(notebooks, lab):
-    r, res = _check(notebooks, lab, "student.ipynb")
+    r, res = _check(notebooks, lab, lab + ".ipynb")
     assert r.returncode in (0, 1), "exit %d: %s" % (r.returncode, r.stderr[-2000:])  # 1: not a full score
     assert res["max_score"] > 0 and 0 <= res["score"] < res["max_score"], res
 

@@ -38,14 +38,24 @@ def _num(x):
     return "%d" % x if float(x).is_integer() and abs(x) < 1e15 else "%g" % x
 
 
-def require(module, extra, what):
+def require(module, extra, what, load=True):
     """Import an optional dependency, or say which extra brings it.
 
     param module: the module to import ("jupyter_client")
     param extra: the onvm extra that installs it ("lab")
     param what: what needs it, for the message ("onvm kernel install")
-    returns: the module.  raises: OnvmError in one line naming the extra."""
+    param load: False: only check that it is installed, for a process that
+        leaves the importing to another (nbformat takes seconds to import:
+        jsonschema compiles IRI grammars)
+    returns: the module (None with load=False).  raises: OnvmError in one
+    line naming the extra."""
     import importlib
+    if not load:
+        import importlib.util
+        if importlib.util.find_spec(module) is None:
+            raise OnvmError("%s needs %s, which is not installed: pip install 'onvm[%s]'"
+                            % (what, module.split(".")[0], extra))
+        return None
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError as e:

@@ -166,7 +166,8 @@ uint64_t *onvm_nf_app(struct onvm_nf *nf);
  * NF has other work (a controller's message). */
 void onvm_nf_wake(struct onvm_nf *nf);
 /* After leaving the service: receive only what is still in the ring (the
- * loops then end once it is empty), so a clean stop loses no packet. */
+ * loops then end once it is empty, or after 1 s), so a clean stop loses no
+ * packet, and an overloaded NF still stops in about a second. */
 void onvm_nf_drain(struct onvm_nf *nf);
 /* Give back the pool cache and leave the DPDK instance (after the manager
  * has taken the NF out of service). */

@@ -1,11 +1,15 @@
 """Course labs: `onvm lab check NOTEBOOK` (run a submission and the lab's
 hidden tests, a score), `onvm lab grade DIR` (a folder of submissions),
-`onvm lab generate LAB` (student.ipynb from solution.ipynb with nbgrader's
-ClearSolutions).  What is handed back (the feedback text and files, the
+`onvm lab generate LAB` (the student notebook from solution.ipynb with
+nbgrader's ClearSolutions).  What is handed back (the feedback text and files, the
 CSV, check's exit status) is onvm/face/feedback.py's.
 
 A lab is a folder of labs/: solution.ipynb (nbgrader-marked answer regions,
-metadata onvm.lab = the folder's name), student.ipynb, hidden_tests.py:
+metadata onvm.lab = the folder's name), the student notebook named after the
+folder (labs/01-firewall/01-firewall.ipynb: JupyterLab titles a tab with the
+file's name), hidden_tests.py.  A submission is graded whatever its file is
+called (its lab is in its metadata), so notebooks handed in under the old
+name, student.ipynb, are graded as before:
 
     NF = "firewall"            # the name the notebook gives the NF under test
     PORTS = 3                  # ring ports of the grading manager
@@ -996,6 +1000,14 @@ def cli_grade(folder, csv_path, timeout=300, tests=None, jobs=None):
 
 # ---- student notebooks ------------------------------------------------------------
 
+OLD_STUDENT_NAME = "student.ipynb"     # what every lab's student notebook was called before
+
+
+def student_notebook(labdir):
+    """The path of a lab's student notebook: named after its folder."""
+    return os.path.join(labdir, os.path.basename(os.path.normpath(labdir)) + ".ipynb")
+
+
 def student_version(solution_path):
     """The student notebook of a solution: answer regions cleared by
     nbgrader's ClearSolutions, outputs cleared.  returns: a notebook."""
@@ -1017,7 +1029,10 @@ def cli_generate(labdirs, check=False):
     stale = []
     for d in labdirs:
         nb = student_version(os.path.join(d, "solution.ipynb"))
-        path = os.path.join(d, "student.ipynb")
+        path = student_notebook(d)
+        old = os.path.join(d, OLD_STUDENT_NAME)
+        if os.path.isfile(old):
+            print("note: %s is the old name of %s; remove it once nobody uses it" % (old, path), file=sys.stderr)
         text = nbformat.writes(nb) + "\n"
         try:
             with open(path) as f:
