@@ -24,7 +24,7 @@ def _parse(argv):
 
 def test_the_daemon_reads_back_what_the_client_writes():
     c = ManagerConfig("cfg-x", ("ring", "null", "ring"), hugepage_mb=512, mbufs=4095, busy_poll=True, rx_threads=2,
-                      tx_threads=3, max_nfs=7, ring_mb=64, flow_lookup="naive", nf_max_priority=9).validate()
+                      tx_threads=3, max_nfs=7, ring_mb=64, flow_lookup="naive", nf_max_priority=9, hugepages="no").validate()
     assert _parse(c.to_argv()) == c
     # every field differs from its default above, so the round trip checks each one
     assert all(getattr(c, f) != dataclasses.fields(ManagerConfig)[i].default for i, f in enumerate(FIELDS))

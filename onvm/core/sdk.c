@@ -33,7 +33,7 @@ _Static_assert(ONVM_VERDICT(ONVM_DROP, 0) == 1u << 16 && ONVM_VERDICT(ONVM_TO_SE
 _Static_assert(ONVM_HOP_SERVICE == ONVM_TO_SERVICE && ONVM_HOP_PORT == ONVM_TO_PORT, "hop actions");
 _Static_assert(ONVM_NF_COUNTERS == ONVM_NB_APP, "the NF's counters are its stats file's app[]");
 
-#define BOOT_ENV "ONVM_NF_BOOT"      /* "shm_fd stats_fd mgr_fd slot service" */
+#define BOOT_ENV "ONVM_NF_BOOT"      /* "shm_fd stats_fd mgr_fd slot service [xmem_fd]" */
 #define HANG_ENV "ONVM_NF_HANG_MS"   /* how long one burst may take before the NF is ended */
 #define HANG_DEFAULT_MS 2000
 #define REPLY_MAX 4096
@@ -415,10 +415,14 @@ int onvm_nflib_run(const struct onvm_nf_def *def, int argc, char **argv)
 		return 2;
 	}
 	const char *boot = getenv(BOOT_ENV);
-	int shm_fd, stats_fd, mgr_fd;
+	int shm_fd, stats_fd, mgr_fd, xmem = -1;
 	unsigned slot, service;
-	if (boot == NULL || sscanf(boot, "%d %d %d %u %u", &shm_fd, &stats_fd, &mgr_fd, &slot, &service) != 5)
+	/* a sixth descriptor: the manager runs without hugepages (xmem.c) */
+	int got = boot ? sscanf(boot, "%d %d %d %u %u %d", &shm_fd, &stats_fd, &mgr_fd, &slot, &service, &xmem) : 0;
+	if (got != 5 && got != 6)
 		return boot_usage(argv0);
+	if (xmem >= 0)
+		onvm_nf_use_xmem(xmem);
 	const char *name = getenv("ONVM_NF_NAME"), *cpus = getenv("ONVM_NF_CPUS"), *eal = getenv("ONVM_NF_EAL");
 	if (name == NULL || cpus == NULL || eal == NULL)
 		return boot_usage(argv0);
@@ -440,6 +444,8 @@ int onvm_nflib_run(const struct onvm_nf_def *def, int argc, char **argv)
 	sdk.nf = onvm_nf_start(shm_fd, stats_fd, (uint16_t)slot, mgr_fd, cpus, eal_argc, eal_argv);
 	close(shm_fd);
 	close(stats_fd);
+	if (xmem >= 0)
+		close(xmem); /* mapped (or failed): the mapping keeps the region */
 	if (sdk.nf == NULL) {
 		fprintf(stderr, "NF %s: %s\n", sdk.name, onvm_last_error());
 		return 2;

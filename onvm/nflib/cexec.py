@@ -38,19 +38,26 @@ def exec_nf(manager, service, name, binary, args=(), staged=False, door=None):
             ticket = nfdoor.ticket(manager, name, service)
         kind = ("c:" + name)[:23]
         kind = re.sub(r"[^A-Za-z0-9_.:-]", "_", kind)
-        sock, slot, shm_fd, stats_fd = nfdoor.register(manager, name, kind, service, staged, door=door,
+        sock, slot, shm_fd, stats_fd, xmem_fd = nfdoor.register(manager, name, kind, service, staged, door=door,
                                                        ticket=ticket, sdk=version)
     except OnvmError as e:
         print("NF %s: %s" % (name, e), file=sys.stderr)
         return 2
-    argv = ["--file-prefix", paths.file_prefix(manager), "--no-pci", "--no-telemetry",
-            "--log-level", os.environ.get("ONVM_DPDK_LOG", "error")]
+    if xmem_fd is None:
+        argv = ["--file-prefix", paths.file_prefix(manager)]
+    else:
+        # No hugepages: an EAL of its own with no files, as a Python NF's (run.py)
+        argv = ["--no-huge", "--no-shconf", "-m", "16"]
+    argv += ["--no-pci", "--no-telemetry", "--log-level", os.environ.get("ONVM_DPDK_LOG", "error")]
     if os.geteuid() != 0:
         argv += ["--iova-mode", "va"]
-    for fd in (sock.fileno(), shm_fd, stats_fd):
+    fds = (sock.fileno(), shm_fd, stats_fd) + (() if xmem_fd is None else (xmem_fd,))
+    for fd in fds:
         os.set_inheritable(fd, True)
     env = dict(os.environ)
     env[BOOT_ENV] = "%d %d %d %d %d" % (shm_fd, stats_fd, sock.fileno(), slot, service)
+    if xmem_fd is not None:
+        env[BOOT_ENV] += " %d" % xmem_fd
     env["ONVM_NF_NAME"] = name
     env["ONVM_NF_CPUS"] = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
     env["ONVM_NF_EAL"] = "\n".join(["onvm-nf"] + argv)
