@@ -206,7 +206,7 @@ def cmd_hub(a):
     """onvm hub: the course on JupyterHub (onvm/face/hub.py)."""
     from .face import hub
     if a.hub_cmd == "collect":
-        return hub.collect(a.lab, a.dir, csv_path=a.csv, timeout=a.timeout)
+        return hub.collect(a.lab, a.dir, csv_path=a.csv, timeout=a.timeout, users=a.users)
     opts = dict(port=a.port, hugepage_mb=a.hugepage_mb, api_token_file=a.api_token_file, image=a.image,
                 memory=a.memory, cpus=a.cpus)
     if a.kubernetes_values:
@@ -349,6 +349,7 @@ def main(argv=None):
     q.add_argument("dir", help="where the notebooks, feedback and scores.csv go")
     q.add_argument("--csv", help="where the scores go (default DIR/scores.csv)")
     q.add_argument("--timeout", type=float, default=300, help="seconds per submission")
+    q.add_argument("--users", help="only these students: alice,bob (default: every student volume)")
 
     p = sub.add_parser("notebooks", help="the tutorial notebooks and labs")
     nsub = p.add_subparsers(dest="nb_cmd", required=True)

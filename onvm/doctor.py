@@ -567,6 +567,8 @@ def cleanup(force=False, names=None):
     if only is None:
         from .netns import cleanup_namespaces  # made by onvm.Namespace in a process now gone
         removed += cleanup_namespaces(force)
+        from .face.hub import cleanup as cleanup_hubs  # containers, mounts, proxy of a hub that died
+        removed += cleanup_hubs(log=print)
     print("cleanup: removed %d item(s)" % removed)
     sys.stdout.flush()
     return 0

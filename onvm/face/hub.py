@@ -534,10 +534,11 @@ def student_volumes(client):
     return out
 
 
-def collect(lab, folder, csv_path=None, timeout=300, log=print):
+def collect(lab, folder, csv_path=None, timeout=300, users=None, log=print):
     """`onvm hub collect LAB DIR`: every student's labs/LAB/student.ipynb
     from their volume to DIR/NAME.ipynb, then `onvm lab grade DIR` into
-    DIR/scores.csv (or csv_path).  returns: 0, or 1 if a student had no
+    DIR/scores.csv (or csv_path); users: only these students (default:
+    every volume).  returns: 0, or 1 if a student had no
     notebook to collect (said on stderr)."""
     if os.geteuid() != 0:
         raise OnvmError("onvm hub collect needs root: it reads the students' Docker volumes")
@@ -545,6 +546,12 @@ def collect(lab, folder, csv_path=None, timeout=300, log=print):
     lab = _lab_dir(lab)
     client = engine()
     vols = student_volumes(client)
+    if users:
+        wanted = check_users(users)
+        unknown = [u for u in wanted if u not in vols]
+        if unknown:
+            raise ValueError("no volume for student(s) %s (%s)" % (", ".join(unknown), VOLUME.format(username="NAME")))
+        vols = {u: vols[u] for u in wanted}
     if not vols:
         raise OnvmError("no student volumes (%s) on this machine: has anyone started a server with onvm hub?"
                         % VOLUME.format(username="NAME"))
