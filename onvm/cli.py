@@ -335,7 +335,8 @@ def main(argv=None):
     p = sub.add_parser("hub", help="a course on JupyterHub: one onvm/lab container per student (docs/course.md)")
     p.add_argument("--port", type=int, default=8000, help="where students connect, on 127.0.0.1")
     p.add_argument("--users", help="the students: alice,bob,carol")
-    p.add_argument("--hugepage-mb", type=int, default=256, help="each student's hugepage budget (MB)")
+    p.add_argument("--hugepage-mb", type=int, default=384, help="each student's hugepage budget (MB; a lab check "
+                   "needs 320)")
     p.add_argument("--api-token-file", help="the admin API token: read from this 0600 file, or written there")
     p.add_argument("--image", help="the course image (default: this onvm's onvm/lab)")
     p.add_argument("--memory", default="1G", help="memory limit per student (like 1G)")

@@ -28,10 +28,14 @@ from .. import paths
 from ..errors import OnvmError, require
 
 HUB_ROOT = "/run/onvm-hub"
-VOLUME = "jupyterhub-user-{username}"          # DockerSpawner's usual name for a student's volume
+# DockerSpawner's usual name for a student's volume, with the name as given (USER_RE keeps it one Docker takes;
+# DockerSpawner's {username} would escape "-" as "-2d")
+VOLUME = "jupyterhub-user-{raw_username}"
 HOME_IN = "/home/student"                      # the image's student home (docker/lab/Dockerfile)
 USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")   # useradd's default NAME_REGEX, which Docker names accept too
-DEFAULTS = dict(port=8000, hugepage_mb=256, memory="1G", cpus=1.0, pids=512)
+# A student's hugepage budget: `onvm lab check` runs the notebook's manager (256 MB) beside the grader's
+# (64 MB), so 384 MB; a course whose notebooks use smaller managers may pass less.
+BUDGET_MB = 384
 # What DPDK needs beyond nothing: SYS_NICE for its NUMA calls under Docker's seccomp profile (as the NF containers)
 CAPS = ["SYS_NICE"]
 PRINT_USERS = "student1,student2"              # --print-config without --users: names to replace
@@ -256,7 +260,7 @@ class Hub:
     every student's server and leaves no container, mount or hugepage file
     (their volumes stay)."""
 
-    def __init__(self, users, port=8000, hugepage_mb=256, image=None, memory="1G", cpus=1.0, pids=512,
+    def __init__(self, users, port=8000, hugepage_mb=BUDGET_MB, image=None, memory="1G", cpus=1.0, pids=512,
                  api_token_file=None):
         self.users = check_users(users) if isinstance(users, str) else check_users(",".join(users))
         if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
@@ -436,7 +440,7 @@ def cleanup(log=None):
     return n
 
 
-def run_hub(users, port=8000, hugepage_mb=256, api_token_file=None, image=None, memory="1G", cpus=1.0):
+def run_hub(users, port=8000, hugepage_mb=BUDGET_MB, api_token_file=None, image=None, memory="1G", cpus=1.0):
     """`onvm hub`: start it, print where, run until SIGINT/SIGTERM."""
     stop = []
 
@@ -451,7 +455,7 @@ def run_hub(users, port=8000, hugepage_mb=256, api_token_file=None, image=None, 
         print("  trial passwords (TrialAuthenticator: local trials only): %s" % os.path.join(hub.dir, "passwords.json"))
         print("  admin API token: %s" % hub.token_file)
         print("  log: %s; Ctrl-C stops every student's server (their volumes %s stay)"
-              % (hub.log_path, VOLUME.format(username="NAME")), flush=True)
+              % (hub.log_path, VOLUME.format(raw_username="NAME")), flush=True)
         while not stop and hub.process.poll() is None:
             time.sleep(0.2)
         if not stop:
@@ -466,7 +470,7 @@ def run_hub(users, port=8000, hugepage_mb=256, api_token_file=None, image=None, 
             signal.signal(s, h)
 
 
-def print_config(users, port=8000, hugepage_mb=256, api_token_file=None, image=None, memory="1G", cpus=1.0):
+def print_config(users, port=8000, hugepage_mb=BUDGET_MB, api_token_file=None, image=None, memory="1G", cpus=1.0):
     """`onvm hub --print-config`: the config `onvm hub` would run, with the same
     checks on the arguments (none on the machine: it may be printed anywhere)."""
     from ..containers import lab_image
@@ -550,11 +554,11 @@ def collect(lab, folder, csv_path=None, timeout=300, users=None, log=print):
         wanted = check_users(users)
         unknown = [u for u in wanted if u not in vols]
         if unknown:
-            raise ValueError("no volume for student(s) %s (%s)" % (", ".join(unknown), VOLUME.format(username="NAME")))
+            raise ValueError("no volume for student(s) %s (%s)" % (", ".join(unknown), VOLUME.format(raw_username="NAME")))
         vols = {u: vols[u] for u in wanted}
     if not vols:
         raise OnvmError("no student volumes (%s) on this machine: has anyone started a server with onvm hub?"
-                        % VOLUME.format(username="NAME"))
+                        % VOLUME.format(raw_username="NAME"))
     os.makedirs(folder, exist_ok=True)
     missing = []
     for name, mountpoint in sorted(vols.items()):
@@ -576,11 +580,11 @@ def collect(lab, folder, csv_path=None, timeout=300, users=None, log=print):
 # ---- Kubernetes: zero-to-jupyterhub values --------------------------------------------
 
 # profile slug -> (display name, hugepage MB, memory, CPUs)
-PROFILES = {"small": ("Small lab: one manager, a few NFs", 256, "1G", 1.0),
-            "large": ("Large lab: several managers or replicas", 512, "2G", 2.0)}
+PROFILES = {"small": ("Small lab: one manager, a few NFs", BUDGET_MB, "1G", 1.0),
+            "large": ("Large lab: several managers or replicas", 768, "2G", 2.0)}
 
 
-def kubernetes_values(hugepage_mb=256, image=None, memory="1G", cpus=1.0):
+def kubernetes_values(hugepage_mb=BUDGET_MB, image=None, memory="1G", cpus=1.0):
     """zero-to-jupyterhub (Helm chart jupyterhub/jupyterhub) values for the
     onvm/lab image with the same limits and security settings as
     DockerSpawner's here.  returns: a dict (yaml.safe_dump it)."""
@@ -674,7 +678,7 @@ def kubespawner_config(values):
     return c
 
 
-def print_kubernetes_values(hugepage_mb=256, image=None, memory="1G", cpus=1.0):
+def print_kubernetes_values(hugepage_mb=BUDGET_MB, image=None, memory="1G", cpus=1.0):
     import yaml
     sys.stdout.write("# zero-to-jupyterhub values written by `onvm hub --kubernetes-values`: helm upgrade --install "
                      "course jupyterhub/jupyterhub -f values.yaml\n# (nodes need hugepages reserved: docs/course.md)\n")

@@ -58,8 +58,7 @@ class OnvmSpawner(DockerSpawner):
     """A student's JupyterLab in the onvm/lab image (see the module doc)."""
 
     hub_dir = Unicode(config=True, help="the hub's state dir (its containers carry it as a label)")
-    hugepage_mb = Int(256, config=True, help="each student's hugepage budget, MB")
-    pids_limit = Int(512, config=True, help="processes and threads per student")
+    hugepage_mb = Int(384, config=True, help="each student's hugepage budget, MB")
 
     def huge_path(self):
         return os.path.join(self.hub_dir, "huge", self.user.name)
