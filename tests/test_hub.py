@@ -261,11 +261,19 @@ def test_a_student_sees_nothing_of_another_and_cannot_pass_her_budget(course):
     bob_huge = _wait_files(b, "/dev/hugepages-onvm/1000/onvm-bobmgrmap_*")
     _wait_files(b, "/run/user/1000/dpdk/onvm-bobmgr/onvm.sock")
     assert dexec(b, "onvm stats --manager bobmgr")[0] == 0
+    # Alice runs a manager of her own, so her hugepage and runtime dirs exist to look into.
+    assert dexec(a, "onvm mgr --name alicemgr --quiet --hugepage-mb 64 >/tmp/mgr.log 2>&1", detach=True)[0] == 0
+    _wait_files(a, "/run/user/1000/dpdk/onvm-alicemgr/onvm.sock")
     try:
-        # Alice's view: none of bob's files, processes or sockets exist for her.
-        rc, out = dexec(a, "ls /dev/hugepages-onvm/1000/ /run/user/1000/dpdk/ 2>&1; "
-                           "grep -rl %s ~ /tmp /run/user/1000 2>/dev/null; "
-                           "cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' '" % mark)
+        # Alice's view: none of bob's files, processes or sockets exist for her (the names are put
+        # together in the shell, so this command's own line does not hold them).
+        half = len(mark) // 2
+        rc, out = dexec(a, "A=bob; B=mgr; M1=%s; M2=%s; ls -a /dev/hugepages-onvm/1000/ /run/user/1000/dpdk/; "
+                           "grep -rl \"$M1$M2\" ~ /tmp /run/user/1000 2>/dev/null; "
+                           "all=$(for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; done); "
+                           "case \"$all\" in *\"$A$B\"*|*\"$M1$M2\"*) echo FOUND;; esac; echo end"
+                        % (mark[:half], mark[half:]))
+        assert "onvm-alicemgr" in out and out.rstrip().endswith("end"), out
         assert "bobmgr" not in out and mark not in out, out
         for f in bob_huge + ["/run/user/1000/dpdk/onvm-bobmgr/onvm.sock", "/run/onvm-hub"]:
             rc, out = dexec(a, "test -e %s" % f)
@@ -299,6 +307,7 @@ def test_a_student_sees_nothing_of_another_and_cannot_pass_her_budget(course):
                 "def take(mb):\n"
                 "    fd = os.open('/dev/hugepages-onvm/1000/grab', os.O_CREAT | os.O_RDWR, 0o600)\n"
                 "    try:\n"
+                "        os.ftruncate(fd, mb << 20)\n"
                 "        m = mmap.mmap(fd, mb << 20, mmap.MAP_SHARED)\n"
                 "        m.close()\n        return 'ok'\n"
                 "    except OSError as e:\n        return 'refused'\n"
@@ -310,7 +319,8 @@ def test_a_student_sees_nothing_of_another_and_cannot_pass_her_budget(course):
         rc, out = dexec(b, "onvm stats --manager bobmgr")
         assert rc == 0, out
     finally:
-        dexec(b, "pkill -INT -u student -f 'onvm mgr --name bobmgr' ; sleep 2; onvm cleanup --force >/dev/null")
+        for c in (a, b):
+            dexec(c, "onvm cleanup --force >/dev/null")
 
 
 # ---- the instructor collects and grades ---------------------------------------------------
