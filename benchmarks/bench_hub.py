@@ -8,9 +8,9 @@ student's server.
 Starts `onvm hub` (onvm.face.hub.Hub) for N made-up students on a free
 port; each student, in a thread of their own and all at once, opens the
 hub's login page, posts their trial password (as a browser does: the
-_xsrf field, cookies, redirects), and polls their server's
-/user/NAME/api/status through the proxy with the cookies the login gave
-until it answers 200.  The time of each is from the login POST to that
+_xsrf field, cookies, redirects) and lands on /hub/spawn, then asks for
+/user/NAME/lab through the proxy with the cookies the login gave until
+JupyterLab answers 200.  The time of each is from the login POST to that
 answer.  Then `docker stats` gives each idle server's memory.  Stops the
 hub and removes the students' volumes.  Prints a table and writes
 benchmarks/results/hub-<UTC timestamp>.json.  Goal (issue 24): at most
@@ -35,7 +35,7 @@ QUICK = {"students": 2}
 
 def login_to_lab(url, user, password, timeout=300):
     """Log in through the hub's form and wait for the server to answer.
-    returns: seconds from the login POST to the first 200 of /user/NAME/api/status."""
+    returns: seconds from the login POST to the first 200 of /user/NAME/lab."""
     jar = http.cookiejar.CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
     with opener.open(url + "/hub/login", timeout=60) as r:
@@ -50,8 +50,9 @@ def login_to_lab(url, user, password, timeout=300):
     deadline = t0 + timeout
     while time.perf_counter() < deadline:
         try:
-            with opener.open("%s/user/%s/api/status" % (url, user), timeout=30) as r:
-                if r.status == 200 and r.headers.get_content_type() == "application/json":
+            # The lab page, as a browser asks: the server's OAuth round trip through the hub, then JupyterLab.
+            with opener.open("%s/user/%s/lab" % (url, user), timeout=30) as r:
+                if r.status == 200 and urllib.parse.urlparse(r.geturl()).path == "/user/%s/lab" % user:
                     return time.perf_counter() - t0
         except OSError:
             pass
