@@ -162,7 +162,7 @@ def course(tmp_path_factory):
 async def _run_notebook(base, token, nb_path, timeout=240):
     """Run each code cell of nb_path in a new "onvm" kernel of the server at
     base (http://127.0.0.1:PORT/user/NAME), over the kernel websocket.
-    returns: a list of (cell index, error text) for cells that failed."""
+    returns: ([(cell index, error text) for cells that failed], what the cells printed)."""
     from tornado.httpclient import HTTPRequest
     from tornado.websocket import websocket_connect
     code, kernel = api(base + "/api/kernels", token, "POST", {"name": "onvm"})
@@ -172,7 +172,7 @@ async def _run_notebook(base, token, nb_path, timeout=240):
     with open(nb_path) as f:
         nb = json.load(f)
     session = secrets.token_hex(8)
-    errors = []
+    errors, printed = [], []
     try:
         for i, cell in enumerate(nb["cells"]):
             if cell["cell_type"] != "code":
@@ -190,6 +190,8 @@ async def _run_notebook(base, token, nb_path, timeout=240):
                 msg = json.loads(raw)
                 if msg.get("parent_header", {}).get("msg_id") != msg_id:
                     continue
+                if msg["msg_type"] == "stream":
+                    printed.append(msg["content"]["text"])
                 if msg["msg_type"] == "error":
                     errors.append((i, "%s: %s" % (msg["content"]["ename"], msg["content"]["evalue"])))
                 if msg["msg_type"] == "execute_reply":
@@ -197,7 +199,11 @@ async def _run_notebook(base, token, nb_path, timeout=240):
     finally:
         ws.close()
         api(base + "/api/kernels/" + kernel["id"], token, "DELETE")
-    return errors
+    return errors, "".join(printed)
+
+
+# what notebook 01 prints that a student relies on (the machine check included)
+FACTS_01 = ("ready: True", "injected: 100", "captured: 90", "rx: 100  next: 90  drop: 10", "running: False")
 
 
 def _notebook_01():
@@ -229,7 +235,10 @@ def test_three_students_at_once_run_notebook_01_and_check_a_lab(course):
         t.start()
     for t in threads:
         t.join(600)
-    assert results == {ALICE: [], BOB: [], CAROL: []}, results
+    assert {u: r[0] for u, r in results.items()} == {ALICE: [], BOB: [], CAROL: []}, results
+    for u, (_, printed) in results.items():
+        for fact in FACTS_01:
+            assert fact in printed, (u, fact, printed[-2000:])
 
     for u in (ALICE, BOB, CAROL):
         rc, out = dexec("jupyter-" + u, "cd ~ && onvm lab check labs/01-firewall/solution.ipynb", timeout=400)
