@@ -210,8 +210,10 @@ c.DockerSpawner.remove = True                  # a stopped server's container go
 c.DockerSpawner.network_name = "host"
 c.DockerSpawner.use_internal_ip = True         # publish no port: the server binds it itself
 c.DockerSpawner.cmd = ["jupyterhub-singleuser"]
+# bash -i, not a login shell (its profile would reset PATH); JupyterLab fetches no news or updates from outside
 c.DockerSpawner.args = ["--ServerApp.terminado_settings", "shell_command=['/bin/bash', '-i']",
-                        "--MappingKernelManager.default_kernel_name=onvm"]
+                        "--MappingKernelManager.default_kernel_name=onvm", "--LabApp.news_url=None",
+                        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
 c.DockerSpawner.notebook_dir = {home!r}
 c.DockerSpawner.default_url = "/lab/tree/notebooks/00-index.ipynb"
 c.DockerSpawner.volumes = {{{volume!r}: {home!r}}}   # notebooks, labs, settings: kept across servers
