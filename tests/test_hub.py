@@ -160,7 +160,7 @@ def course(tmp_path_factory):
 # ---- notebook 01 through the server's kernel API, behind the hub's proxy --------------
 
 async def _run_notebook(base, token, nb_path, timeout=240):
-    """Run each code cell of nb_path in a new "onvm" kernel of the server at
+    """Run each code cell of nb_path (in the server's home) in a new "onvm" kernel of the server at
     base (http://127.0.0.1:PORT/user/NAME), over the kernel websocket.
     returns: ([(cell index, error text) for cells that failed], what the cells printed)."""
     from tornado.httpclient import HTTPRequest
@@ -169,8 +169,9 @@ async def _run_notebook(base, token, nb_path, timeout=240):
     assert code == 201, code
     ws = await websocket_connect(HTTPRequest(base.replace("http", "ws", 1) + "/api/kernels/%s/channels" % kernel["id"],
                                              headers={"Authorization": "token " + token}))
-    with open(nb_path) as f:
-        nb = json.load(f)
+    code, model = api(base + "/api/contents/" + nb_path, token)     # the student's own copy, in their volume
+    assert code == 200, code
+    nb = model["content"]
     session = secrets.token_hex(8)
     errors, printed = [], []
     try:
@@ -206,9 +207,7 @@ async def _run_notebook(base, token, nb_path, timeout=240):
 FACTS_01 = ("ready: True", "injected: 100", "captured: 90", "rx: 100  next: 90  drop: 10", "running: False")
 
 
-def _notebook_01():
-    from onvm.lab import data_path
-    return os.path.join(data_path("notebooks"), "01-getting-started.ipynb")
+NOTEBOOK_01 = "notebooks/01-getting-started.ipynb"
 
 
 @pytest.mark.timeout(900)
@@ -229,7 +228,7 @@ def test_three_students_at_once_run_notebook_01_and_check_a_lab(course):
     results = {}
 
     def run(u):
-        results[u] = asyncio.run(_run_notebook("%s/user/%s" % (course.url, u), course.token, _notebook_01()))
+        results[u] = asyncio.run(_run_notebook("%s/user/%s" % (course.url, u), course.token, NOTEBOOK_01))
     threads = [threading.Thread(target=run, args=(u,)) for u in (ALICE, BOB, CAROL)]
     for t in threads:
         t.start()
