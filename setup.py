@@ -1,7 +1,7 @@
 # The cffi extension (onvm._core) is declared here: setuptools reads
 # cffi_modules only through setup().  Everything else is in pyproject.toml.
 # The notebooks, labs and kernelspec live at the top of the checkout; a
-# wheel carries them as package data in onvm/_data/ (onvm.lab.data_path).
+# wheel carries them as package data in onvm/_data/ (onvm.common.paths.data_path).
 import atexit
 import os
 import shutil

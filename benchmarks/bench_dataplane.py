@@ -36,7 +36,7 @@ import sys
 import time
 
 import onvm
-from onvm import paths, protocol
+from onvm.common import paths, protocol
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")

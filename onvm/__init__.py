@@ -8,25 +8,28 @@ import importlib
 
 __version__ = "0.1.0"
 
+# name -> the module that owns it (docs/design.md, "Layout": common/ shared leaves,
+# mgr/ the manager process, nflib/ an NF process, the top level the notebook side)
 _EXPORTS = {
-    "Manager": "manager", "NF": "manager", "NFSpec": "manager", "NativeNF": "manager",
-    "nf": "manager", "native": "manager", "load_nf": "manager", "Port": "graph",
-    "Action": "packet", "NEXT": "packet", "DROP": "packet", "ToService": "packet",
-    "ToPort": "packet", "Packet": "packet",
-    "Match": "flows",
-    "current_nf": "context", "OnvmError": "errors", "ChainError": "errors",
+    "Manager": "manager", "NF": "launch", "NFSpec": "common.spec", "NativeNF": "common.spec",
+    "nf": "common.spec", "native": "common.spec", "load_nf": "common.spec", "Port": "graph",
+    "Action": "common.packet", "NEXT": "common.packet", "DROP": "common.packet", "ToService": "common.packet",
+    "ToPort": "common.packet", "Packet": "common.packet",
+    "Match": "common.match",
+    "current_nf": "nflib.context", "OnvmError": "common.errors", "ChainError": "common.errors",
     "image": "containers", "ImageNF": "containers",
     "Namespace": "netns",
 }
 
-_SUBMODULES = ("flows", "sdn", "nfs")
+# onvm.X -> the module it names (onvm.flows.add inside an NF, onvm.packet.frame in a notebook)
+_SUBMODULES = {"flows": "flows", "sdn": "sdn", "nfs": "nfs", "stats": "stats", "packet": "common.packet"}
 
 __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name):
-    if name in _SUBMODULES:                  # onvm.flows.add inside an NF
-        return importlib.import_module("." + name, __name__)
+    if name in _SUBMODULES:
+        return importlib.import_module("." + _SUBMODULES[name], __name__)
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError("module 'onvm' has no attribute %r" % name)

@@ -1,6 +1,6 @@
 """NFs in Docker containers, and the images they run.
 
-A container NF is the same `python -m onvm.nfrun` as a process NF, run in
+A container NF is the same `python -m onvm.nflib.run` as a process NF, run in
 the image onvm/nf through the local Docker engine (the Docker SDK for
 Python).  It joins the host's manager as a DPDK secondary: zero copy through
 the same hugepages.  What it can reach (docs/design.md, "NFs in
@@ -25,9 +25,10 @@ import sys
 import threading
 import time
 
-from . import __version__, paths
-from .errors import OnvmError
-from .logsink import LogSink
+from . import __version__
+from .common import paths
+from .common.errors import OnvmError
+from .common.logsink import LogSink
 
 NF_REPO = "onvm/nf"
 LAB_REPO = "onvm/lab"
@@ -53,8 +54,7 @@ LAB_PACKAGES = ["jupyterlab", "ipywidgets", "nbval", "jupyterhub"]   # what onvm
 
 # The code an NF runs: an image must carry the same, or its NFs would speak
 # another protocol or see another shared layout.
-RUNTIME_FILES = ("core/*.c", "core/*.h", "nfrun.py", "nfdoor.py", "protocol.py", "packet.py", "context.py",
-                 "paths.py", "errors.py", "manager.py", "_build.py", "control.py", "stats.py", "flows.py",
+RUNTIME_FILES = ("core/*.c", "core/*.h", "_build.py", "__init__.py", "common/*.py", "nflib/*.py", "flows.py",
                  "sdn/*.py")
 
 
@@ -179,7 +179,7 @@ class ImageNF:
 
 
 def _native_names():
-    from .manager import NativeNF
+    from .common.spec import NativeNF
     return NativeNF.NAMES
 
 
@@ -263,10 +263,10 @@ def mounts(manager):
 
 def container_config(manager, nf_name, ref, command, limits, stdin, ticket=None):
     """Arguments for the Docker SDK's create_container and host config.
-    ticket: the launch's one registration on nf.sock (onvm.nfdoor)."""
+    ticket: the launch's one registration on nf.sock (onvm.mgr.nfdoor)."""
     env = {"ONVM_IMAGE": ref, "ONVM_DPDK_LOG": os.environ.get("ONVM_DPDK_LOG", "error")}
     if ticket is not None:
-        from .nfdoor import TICKET_ENV
+        from .nflib.door import TICKET_ENV
         env[TICKET_ENV] = ticket
     x = paths.xdg_runtime_dir()
     if x is not None:
@@ -411,26 +411,17 @@ def spawn(manager, spec, service, nf_name, limits, log_path, code=None, staged=F
     """Start one container NF for manager (see Manager.launch).
     returns: a ContainerProcess.  raises: OnvmError/ValueError naming the
     fix; nothing is left behind."""
-    from .manager import NativeNF
+    from .nflib.run import nf_argv
     client = engine()
     ref = spec.ref if isinstance(spec, ImageNF) else nf_image()
     labels = image_labels(client, ref)
-    command = ["--manager", manager, "--service", str(service), "--name", nf_name, "--door", DOOR]
-    if staged:
-        command.append("--staged")
-    if isinstance(spec, NativeNF):
-        command += ["--native", spec.name, "--args", ",".join("%s=%d" % kv for kv in spec.args.items())]
-    elif isinstance(spec, ImageNF):
+    target = None
+    if isinstance(spec, ImageNF):
         target = spec.target or labels.get(LABEL_TARGET)
         if not target:
             raise ValueError("image %s names no NF (label %s); pass onvm.image(%r, nf='MODULE:FUNCTION')"
                              % (spec.ref, LABEL_TARGET, spec.ref))
-        if ":" in target:
-            command += ["--import", target] + (["--batch"] if spec.batch else [])
-        else:
-            command += ["--native", target, "--args", ""]
-    else:
-        command += ["--python"]
+    command = nf_argv(manager, spec, service, nf_name, staged, DOOR, target, getattr(spec, "batch", False))
     return ContainerProcess(client, manager, nf_name, ref, command, limits, log_path, code, ticket)
 
 

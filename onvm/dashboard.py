@@ -19,7 +19,7 @@ import time
 import ipywidgets as W
 import networkx as nx
 
-from ._core import ffi, lib
+from .common.abi import ffi, lib
 from .rates import is_gone
 
 # d3's category10: one hue per service, instances in lighter shades of it

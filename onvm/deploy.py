@@ -11,14 +11,13 @@ that stays is lost:
      rules, node names, and each service's instances;
   4. stop what was removed: each leaves (already out of service) and hands
      on what is still in its ring before it exits."""
-import signal
-import subprocess
 
 import networkx as nx
 
 from . import graph as G
-from ._core import lib
-from .packet import ToPort, ToService
+from .common.abi import lib
+from .common.packet import ToPort, ToService
+from .common.runtime import stop_processes
 
 
 class Node:
@@ -86,14 +85,7 @@ class Deployment:
             raise
         # Published: the removed instances are out of service; they leave
         # and hand on what is in their rings.
-        for n in stop:
-            if n.alive:
-                n.process.send_signal(signal.SIGTERM)
-        for n in stop:
-            try:
-                n.process.wait(10)
-            except subprocess.TimeoutExpired:
-                n.kill()
+        stop_processes([n.process for n in stop], 10.0)
         self.nodes = {}
         for name, spec in plan.nodes.items():
             node = Node(name, services[name], spec["nf"], G.nf_key(spec["nf"]), spec["container"])

@@ -33,8 +33,9 @@ import re
 
 import networkx as nx
 
-from ._core import lib
-from .errors import ChainError
+from .common.abi import lib
+from .common.errors import ChainError
+from .common.spec import NativeNF, NFSpec, load_nf, native
 
 NODE_ATTRS = ("nf", "replicas", "container", "flow_miss")
 EDGE_ATTRS = ("steer", "path")
@@ -88,7 +89,6 @@ def nf_key(nf):
     """What makes two NFs the same code: a native NF's name and arguments, a
     Python NF's pickled function (a re-run cell with unchanged code gives
     the same bytes, an edited one does not)."""
-    from .manager import NativeNF, NFSpec
     if isinstance(nf, NativeNF):
         return ("native", nf.name, tuple(sorted(nf.args.items())))
     if isinstance(nf, NFSpec):
@@ -99,7 +99,6 @@ def nf_key(nf):
 
 def as_nf(node, value):
     """The NF object a node's nf= names, or ChainError."""
-    from .manager import NativeNF, NFSpec
     if isinstance(value, (NFSpec, NativeNF)):
         return value
     if callable(value) and not isinstance(value, type):
@@ -217,7 +216,6 @@ def to_json(g):
     name (with arguments) or FILE.py:FUNCTION.  Only what a deployment
     reads is saved (nf, replicas, container; steer, path): attributes of
     your own stay in Python, so every saved file loads back."""
-    from .manager import NativeNF, NFSpec
     h = nx.DiGraph()
     for node, attrs in g.nodes(data=True):
         key = "port:%d" % node.index if isinstance(node, Port) else node
@@ -307,7 +305,6 @@ def from_json(text, base_dir="."):
     """The graph a to_json() text describes; Python NFs are loaded from their
     files (relative to base_dir).  raises: ChainError naming what is wrong
     with the file, before anything is loaded."""
-    from .manager import load_nf, native
     try:
         data = json.loads(text, parse_constant=_refuse_constant)
     except RecursionError:

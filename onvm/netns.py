@@ -16,9 +16,10 @@ import os
 import re
 import subprocess
 
-from . import paths
-from .errors import OnvmError
-from .ports import NETNS_DIR, check_netns_name
+from .common import paths
+from .common.errors import OnvmError
+from .common.ports import NETNS_DIR, check_netns_name
+from .common.runtime import stop_process
 
 __all__ = ["Namespace", "cleanup_namespaces", "recorded"]
 
@@ -92,7 +93,7 @@ class Namespace:
         """Kill what popen() started here (by pid), then delete the
         namespace if it is still the one made here.  returns: None."""
         for p in self.procs:
-            paths.stop_process(p)
+            stop_process(p)
         self.procs = []
         if self._inode is not None:
             _remove(self.name, self._inode)

@@ -6,8 +6,8 @@ configuration:
 import ipaddress
 import re
 
-from .manager import NFSpec
-from .packet import NEXT, ToPort
+from .common.packet import NEXT, ToPort
+from .common.spec import NFSpec
 
 __all__ = ["responder"]
 

@@ -13,69 +13,9 @@ import os
 import threading
 import time
 
-from ._core import ffi, lib
-from .errors import OnvmError
-from .stats import ACTION_NAMES, NF_STATES
-
-_DROP = ACTION_NAMES.index("drop")
-
-# drop: lost at the NF's full ring (the manager's sample); verdicts_drop: packets
-# the NF returned DROP for (its own stats file, read right after the sample)
-NFSample = collections.namedtuple(
-    "NFSample", "generation rx tx drop queued name kind service pid state errors verdicts_drop", defaults=(0,))
-PortSample = collections.namedtuple("PortSample", "rx tx drop queued name")
-
-
-class Sample:
-    """One control tick's counters.  time: seconds of the manager's
-    CLOCK_MONOTONIC; nfs: {instance: NFSample}; ports: {p: PortSample};
-    pool: (in_use, size); ring_size: an NF's receive ring."""
-    __slots__ = ("time", "nfs", "ports", "pool", "ring_size")
-
-    def __init__(self, time, nfs, ports, pool, ring_size):
-        self.time, self.nfs, self.ports, self.pool, self.ring_size = time, nfs, ports, pool, ring_size
-
-    def __repr__(self):
-        return "<Sample t=%.3f nfs=%d ports=%d>" % (self.time, len(self.nfs), len(self.ports))
-
-
-def read_sample(cf, timeout=1.0):
-    """The newest sample of a ControlFile, read consistently: the manager
-    writes samples under a seqlock (sample_seq odd while writing), so this
-    retries until it read one whole."""
-    string = ffi.string
-    shm = cf.shm
-    deadline = time.monotonic() + timeout
-    while True:
-        seq = shm.sample_seq
-        if not seq & 1:
-            t = shm.sample_ns
-            nfs = {}
-            for i in range(shm.max_nfs):
-                s = shm.nfs[i]
-                st = s.state
-                # A slot given out since the last tick still holds the old
-                # NF's sample: skip it until the manager samples it.
-                if st == lib.ONVM_NF_FREE or s.sample.generation != s.generation:
-                    continue
-                c = s.sample
-                nfs[i] = NFSample(c.generation, c.rx, c.tx, c.drop, c.queued, string(s.name).decode(),
-                                  string(s.kind).decode(), s.service, s.pid,
-                                  "dead" if s.dead else NF_STATES.get(st, "free"), 0)
-            ports = {}
-            for p in range(shm.nb_ports):
-                c = shm.ports[p].sample
-                ports[p] = PortSample(c.rx, c.tx, c.drop, c.queued, string(shm.ports[p].name).decode())
-            pool = (shm.pool_in_use, shm.pool_size)
-            if shm.sample_seq == seq:
-                break
-        if time.monotonic() > deadline:
-            raise OnvmError("manager %r keeps rewriting its samples; is it stuck in a tick?" % cf.name)
-    # from the NF's own file: errors (a plain count) and its DROP verdicts
-    for i, n in nfs.items():
-        c = cf.nf_counters(i)
-        nfs[i] = n._replace(errors=c.errors, verdicts_drop=c.act[_DROP])
-    return Sample(t / 1e9, nfs, ports, pool, shm.nf_ring_size)
+from .common.abi import lib
+from .common.errors import OnvmError
+from .common.shm import NFSample, PortSample, Sample, read_sample  # noqa: F401  (onvm.rates.Sample, as before)
 
 
 def process_started(pid):
@@ -238,7 +178,7 @@ class Recorder:
         port per point: time (s since the first sample), kind ("nf" or
         "port"), id (instance or port), name, service, generation, state,
         rx, tx, drop (packets/s), queued."""
-        from .errors import require
+        from .common.errors import require
         pd = require("pandas", "lab", "mgr.history()")
         with self.lock:
             points = list(self.points)
@@ -258,3 +198,51 @@ class Recorder:
 def is_gone(state):
     """True for the states of an NF that is no longer there."""
     return state.split(" ")[0] in ("stopped", "gone", "killed", "exited")
+
+
+# ---- a manager's recorder: what Manager.rates, history and dashboard read ---------
+
+
+def recorder_of(mgr):
+    """mgr's rates.Recorder, made on first use and kept (the dashboard and rates() share it)."""
+    rec = getattr(mgr, "_rates", None)
+    if rec is None or rec.control is not mgr.control:
+        rec = mgr._rates = Recorder(mgr.control, lambda pid: exit_state(mgr, pid))
+    return rec
+
+
+def exit_state(mgr, pid):
+    """How the NF with this pid ended: "gone" if it was not launched
+    here, None while its process is not reaped (see rates.Recorder)."""
+    for n in mgr.launched:
+        if n.pid == pid:
+            rc = n.process.poll()
+            if rc is None:
+                return None
+            return "stopped" if rc == 0 else "killed by signal %d" % -rc if rc < 0 else "exited %d" % rc
+    return "gone"
+
+
+def rates_of(mgr, interval=1.0):
+    """Packets per second over the last `interval` seconds of the
+    manager's clock (waits if less has been recorded).
+
+    returns: {"time", "interval", "nfs": {instance: {name, service, pid,
+        state, rx, tx, drop, load, ...}}, "ports": {p: {name, rx, tx,
+        drop}}, "pool": {size, in_use, use}}; rates are floats
+    raises: ValueError for a bad interval, OnvmError if the manager is stopped"""
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0 < interval <= 600:
+        raise ValueError("interval must be a number of seconds in (0, 600], got %r" % (interval,))
+    if not mgr.running:
+        raise OnvmError("manager %r is not running" % mgr.name)
+    return recorder_of(mgr).rates(interval)
+
+
+def history_of(mgr):
+    """The rates recorded so far (by the dashboard and rates()) as a
+    pandas DataFrame: time, kind, id, name, service, generation, state,
+    rx, tx, drop, queued; .to_csv() for analysis.  Kept after stop()."""
+    rec = getattr(mgr, "_rates", None)
+    if rec is None:
+        rec = Recorder(None)
+    return rec.history()

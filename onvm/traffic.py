@@ -3,182 +3,15 @@ packet rings (struct onvm_ring_hdr, onvm/core/capring.c) that the manager
 creates in its runtime dir.  A ring port has an inject ring (we write, its
 RX thread reads) and a capture ring (its TX thread writes, we read).  Both
 sides call the same C functions; this process never starts DPDK."""
-import fcntl
-import mmap
 import os
 import struct
 import threading
 import time
 
-from . import paths
-from ._core import ffi, lib
-from .errors import OnvmError, check_number
-
-READ_BUF = 8 << 20        # bytes copied out of a ring per call
-READ_MAX = 65536          # records per call
-WRITE_CHUNK = 4096        # packets handed to C per call
-
-
-def ring_path(name, what):
-    """A ring file of manager name: "port1-in", "port1-out", ..."""
-    return os.path.join(paths.run_dir(name), what + ".ring")
-
-
-def traffic_path(name):
-    return os.path.join(paths.run_dir(name), "traffic.shm")
-
-
-def _map(path, size=None, create=False):
-    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
-    if create:
-        try:
-            os.unlink(path)            # a stale one from a crashed manager of this name
-        except FileNotFoundError:
-            pass
-        flags |= os.O_CREAT | os.O_EXCL
-    try:
-        fd = os.open(path, flags, 0o600)
-    except FileNotFoundError:
-        raise OnvmError("no ring %s: is the manager running, and is that a ring port?" % path) from None
-    try:
-        if create:
-            os.ftruncate(fd, size)
-        size = os.fstat(fd).st_size
-        return fd, mmap.mmap(fd, size)
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-class Ring:
-    """One packet ring file, mapped read-write.  A process-side lock (flock
-    on the file) keeps two writers, or two readers, of the notebook side
-    apart; the data plane is the other side.
-
-    param path: the file
-    param size: record bytes (a power of two) to create it with; None opens
-        an existing one"""
-
-    def __init__(self, path, size=None):
-        self.path = path
-        self.fd, self.map = _map(path, None if size is None else lib.ONVM_RING_HDR + size, create=size is not None)
-        self.hdr = ffi.from_buffer("struct onvm_ring_hdr *", self.map)
-        if size is not None:
-            self._check(lib.onvm_ring_init(self.hdr, size))
-        elif self.hdr.magic != lib.ONVM_RING_MAGIC:
-            raise OnvmError("%s is not a packet ring of this onvm version" % path)
-        self._buf = None
-        self._thread_lock = threading.Lock()   # flock does not keep our own threads apart
-
-    @staticmethod
-    def _check(ret):
-        if ret < 0:
-            raise OnvmError(ffi.string(lib.onvm_last_error()).decode())
-        return ret
-
-    def lock(self, block=True):
-        """Take the notebook side's lock.  returns: False if not block and
-        someone else holds it."""
-        if not self._thread_lock.acquire(block):
-            return False
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | (0 if block else fcntl.LOCK_NB))
-            return True
-        except BlockingIOError:
-            self._thread_lock.release()
-            return False
-
-    def unlock(self):
-        fcntl.flock(self.fd, fcntl.LOCK_UN)
-        self._thread_lock.release()
-
-    @property
-    def pending(self):
-        """Bytes written and not yet read."""
-        return lib.onvm_ring_pending(self.hdr)
-
-    def write(self, raw, due=None, aux=None):
-        """Append packets (a list of bytes) as far as they fit.
-        param due: CLOCK_MONOTONIC ns per packet when it may leave (None: now)
-        param aux: a 32-bit tag per packet (inject: the trace ID)
-        returns: how many went in."""
-        done = 0
-        while done < len(raw):
-            chunk = raw[done:done + WRITE_CHUNK]
-            lens = ffi.new("uint32_t[]", [len(p) for p in chunk])
-            ts = ffi.NULL if due is None else ffi.new("uint64_t[]", due[done:done + len(chunk)])
-            ax = ffi.NULL if aux is None else ffi.new("uint32_t[]", aux[done:done + len(chunk)])
-            n = self._check(lib.onvm_ring_write(self.hdr, b"".join(chunk), lens, ax, ts, len(chunk)))
-            done += n
-            if n < len(chunk):
-                break
-        return done
-
-    def read(self, max_pkts=None, with_meta=False, max_bytes=None):
-        """Take out what waits, up to max_pkts packets (and about max_bytes
-        of them: one copy).  returns: a list of bytes; with with_meta,
-        (bytes, wire length, CLOCK_MONOTONIC ns) tuples."""
-        if self._buf is None:
-            self._buf = ffi.new("uint8_t[]", READ_BUF)
-            self._lens = ffi.new("uint32_t[]", READ_MAX)
-            self._aux = ffi.new("uint32_t[]", READ_MAX)
-            self._ts = ffi.new("uint64_t[]", READ_MAX)
-        out = []
-        while max_pkts is None or len(out) < max_pkts:
-            want = READ_MAX if max_pkts is None else min(READ_MAX, max_pkts - len(out))
-            buflen = READ_BUF if max_bytes is None else min(max_bytes, READ_BUF)
-            n = self._check(lib.onvm_ring_read(self.hdr, self._buf, buflen, self._lens, self._aux, self._ts, want))
-            if n == 0:
-                break
-            data = ffi.buffer(self._buf, READ_BUF)
-            lens = ffi.unpack(self._lens, n)
-            off = 0
-            if with_meta:
-                aux, ts = ffi.unpack(self._aux, n), ffi.unpack(self._ts, n)
-                for i, ln in enumerate(lens):
-                    out.append((data[off:off + ln], aux[i], ts[i]))
-                    off += ln
-            else:
-                for ln in lens:
-                    out.append(data[off:off + ln])
-                    off += ln
-            if max_bytes is not None:
-                break
-        return out
-
-    def discard(self):
-        lib.onvm_ring_discard(self.hdr)
-
-    def close(self):
-        """Forget the file.  Views taken from .hdr do not keep the mapping
-        alive (see stats.ControlFile.close), so it stays mapped until exit."""
-        if self.fd >= 0:
-            os.close(self.fd)
-            _retired.append(self.map)
-            self.fd = -1
-
-    def __repr__(self):
-        return "<Ring %s pending=%d bytes>" % (os.path.basename(self.path), self.pending)
-
-
-_retired = []
-
-
-class Doorbell:
-    """The RX threads' doorbell (struct onvm_traffic): rung after writing
-    an inject ring so a sleeping RX thread wakes at once."""
-
-    def __init__(self, path, create=False):
-        self.fd, self.map = _map(path, ffi.sizeof("struct onvm_traffic") if create else None, create=create)
-        os.close(self.fd)
-        self.t = ffi.from_buffer("struct onvm_traffic *", self.map)
-        if create:
-            self.t.magic = lib.ONVM_RING_MAGIC
-        elif self.t.magic != lib.ONVM_RING_MAGIC:
-            raise OnvmError("%s is not a doorbell file of this onvm version" % path)
-
-    def ring(self):
-        lib.onvm_traffic_ring_bell(self.t)
+from .common.abi import check, ffi, lib
+from .common.errors import check_number, check_timeout
+from .common.rings import WRITE_CHUNK, Doorbell, Ring, ring_path, traffic_path
+from .common.spec import _check_service
 
 
 class PortRings:
@@ -278,8 +111,7 @@ class Filter:
             raise ValueError("a filter is a libpcap expression string, got %r" % (text,))
         self.text = text
         self._prog = ffi.new("struct onvm_tap *")
-        if lib.onvm_filter_compile(text.encode(), self._prog) < 0:
-            raise ValueError(ffi.string(lib.onvm_last_error()).decode())
+        check(lib.onvm_filter_compile(text.encode(), self._prog), error=ValueError)
 
     def __call__(self, pkt, wirelen=None):
         return bool(lib.onvm_filter_match(self._prog, pkt, wirelen or len(pkt), len(pkt)))
@@ -292,7 +124,7 @@ def dissect_all(raw, name):
     """A scapy PacketList of raw frames."""
     from scapy.plist import PacketList
 
-    from .packet import dissect
+    from .common.packet import dissect
     return PacketList([dissect(r) for r in raw], name=name)
 
 
@@ -666,3 +498,200 @@ def latency_between(before, after):
         lo = max(lo, lat_bucket_low(first))
         hi = min(hi, lat_bucket_low(last + 1) - 1)
     return Latency(hist, lo or 0, hi, total)
+
+
+# ---- a manager's ring ports: what Manager.inject/capture/tap/replay/record do ---------
+
+def inject(mgr, pkts, port=0, timeout=5.0, rate=None):
+    """Send packets (scapy packets or bytes, a PacketList, or a pcap
+    file's path) into a ring port, as if they arrived from the wire.  Any
+    number of packets: they go through the port's inject ring (shared
+    memory, in bulk); while it is full this waits until nothing moved
+    for timeout seconds.
+
+    param rate: packets per second (the RX thread releases each when
+        due), at least 1/60 (a paced gap is at most 60 s); None: as
+        fast as the chain takes them
+    returns: how many were accepted.  Interrupted (Ctrl-C), what is not
+    yet sent is withdrawn (counted as the port's inject_drop) and the
+    port is free at once."""
+    if isinstance(pkts, (str, os.PathLike)):
+        pkts = [p for p, _ in read_pcap(pkts)]
+    raw = raw_frames(pkts)
+    check_ring_port(mgr, port)
+    check_timeout(timeout)
+    due = None
+    if rate is not None:
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate < float("inf"):
+            raise ValueError("rate must be a positive number of packets per second, got %r" % (rate,))
+        if 1e9 / rate > lib.ONVM_PACE_MAX_GAP_NS:
+            raise ValueError("rate must be at least %.6g packets per second (a paced gap is at most %d s), "
+                             "got %r" % (1e9 / lib.ONVM_PACE_MAX_GAP_NS, lib.ONVM_PACE_MAX_GAP_NS // 10 ** 9,
+                                        rate))
+        t0 = time.clock_gettime_ns(time.CLOCK_MONOTONIC) + 1000000
+        due = [t0 + int(i * 1e9 / rate) for i in range(len(raw))]
+    return inject_raw(mgr, port, raw, due, timeout)
+
+
+def inject_raw(mgr, port, raw, due, timeout):
+    sent = mgr.rings.inject(port, raw, due=due, timeout=timeout)
+    if sent < len(raw):
+        # giving up: the manager counts these as the port's inject_drop
+        mgr._request({"op": "inject", "port": port, "pkts": [], "dropped": len(raw) - sent})
+    return sent
+
+
+def raw_frames(pkts):
+    """pkts (one packet or many: scapy packets or bytes) as frames of 14..2048 bytes."""
+    if isinstance(pkts, (bytes, bytearray)) or hasattr(pkts, "build"):
+        pkts = [pkts]
+    from .common.packet import frame
+    raw = [frame(p) for p in pkts]
+    for i, r in enumerate(raw):
+        if not 14 <= len(r) <= 2048:
+            raise ValueError("packet %d is %d bytes; a packet is 14..2048 bytes" % (i, len(r)))
+    return raw
+
+
+def capture(mgr, port=1, count=None, timeout=1.0, raw=False, after=None, filter=None):
+    """Packets that came out of a ring port, oldest first, each returned
+    once.  Waits up to timeout seconds for count packets (count=None:
+    whatever is there now).
+
+    param after: instead of a port, what an NF emitted (its name or
+        service ID): read from a tap armed with mgr.tap(after=...), or
+        else mirrored for the duration of this call only
+    param filter: a libpcap filter ("tcp port 80"): only packets that
+        match are returned (the rest of the port's output is consumed)
+    returns: a scapy PacketList, or a list of bytes with raw=True
+    raises: ValueError for an unknown port or NF, or a bad filter"""
+    check_timeout(timeout)
+    if count is not None:
+        check_number("count", count, 0, 2 ** 63 - 1, integer=True, what="an int")
+    if after is not None:
+        service = service_of(mgr, after)
+        for t in mgr._taps:
+            if t.key == (lib.ONVM_TAP_AFTER_SERVICE, service, filter or ""):
+                return t.capture(count, timeout, raw)
+        with mgr.tap(after=after, filter=filter) as t:
+            return t.capture(count, timeout, raw)
+    check_ring_port(mgr, port)
+    match = Filter(filter) if filter is not None else None
+    if match is None:
+        got = mgr.rings.capture(port, count, timeout)
+    else:
+        got = []
+        deadline = time.monotonic() + timeout
+        while True:
+            left = None if count is None else count - len(got)
+            got += [p for p in mgr.rings.capture(port, left, 0) if match(p)]
+            if count is None or len(got) >= count or time.monotonic() >= deadline:
+                break
+            time.sleep(0.001)
+    return got if raw else dissect_all(got, "port%d" % port)
+
+
+def tap(mgr, after=None, port=None, direction="out", filter=None, ring_mb=8):
+    """Start capturing at a hop, by mirroring: a copy of each packet goes
+    to the tap, the original goes on.  Either after=NF name or service
+    ID (what its instances emit), or port=P with direction "out" (what
+    the port sends) or "in" (what it receives).
+
+    returns: a Tap (a context manager; .capture(count, timeout), .stop())
+    raises: ValueError for an unknown NF or port, a filter that does not
+        compile, or when all 8 taps are in use; nothing is armed then"""
+    if (after is None) == (port is None):
+        raise ValueError("tap(): give either after=NF or port=P")
+    if after is not None:
+        where, target, label = lib.ONVM_TAP_AFTER_SERVICE, service_of(mgr, after), "after %s" % (after,)
+    else:
+        check_port(mgr, port)
+        if direction not in ("in", "out"):
+            raise ValueError("direction must be 'in' or 'out', got %r" % (direction,))
+        where = lib.ONVM_TAP_PORT_OUT if direction == "out" else lib.ONVM_TAP_PORT_IN
+        target, label = port, "port%d %s" % (port, direction)
+    if filter is not None:
+        Filter(filter)      # a clear error before anything is armed
+    t = Tap(mgr, where, target, label, filter, ring_mb)
+    t.key = (where, target, filter or "")
+    return t
+
+
+def replay(mgr, path=0, port=0, speed=1.0, loop=1, timeout=5.0):
+    """Replay a pcap file into a ring port with its original timing:
+    each packet is due at its offset in the file divided by speed
+    (speed=0: as fast as possible), the file loop times over.  Blocks
+    until the last packet went in; Ctrl-C withdraws what is not yet
+    sent.  A gap between packets, divided by speed, may be 60 s at most
+    (a file with longer pauses needs a higher speed).  returns: packets
+    sent.
+
+    replay(port) (an int): start the file of a "pcap:rx=FILE" port
+    instead; such a port waits for this, so the chain and NFs can be
+    set up first."""
+    if isinstance(path, int) and not isinstance(path, bool):
+        return replay_port(mgr, path)
+    if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not 0 <= speed < float("inf"):
+        raise ValueError("speed must be a finite number >= 0 (0: as fast as possible), got %r" % (speed,))
+    if isinstance(loop, bool) or not isinstance(loop, int) or loop < 1:
+        raise ValueError("loop must be a positive int, got %r" % (loop,))
+    check_timeout(timeout)
+    recs = read_pcap(path)
+    check_ring_port(mgr, port)
+    if len(recs) * loop > 10 ** 8:
+        raise ValueError("loop=%d: %d packets in all; at most 10**8 in one replay" % (loop, len(recs) * loop))
+    raw = raw_frames([p for p, _ in recs]) * loop
+    due = replay_schedule([t for _, t in recs], speed, loop)
+    return inject_raw(mgr, port, raw, due, timeout)
+
+
+def record(mgr, port=1, path="capture.pcap", after=None, filter=None):
+    """Record what leaves a ring port (or, with after=, what an NF
+    emits) into a pcap file, with the time each packet was taken, until
+    .stop().  returns: a Recorder (.stop() returns the packet count)."""
+    if after is not None:
+        return Recorder(mgr.tap(after=after, filter=filter).ring, path, mgr)
+    check_ring_port(mgr, port)
+    return Recorder(mgr.rings.ring(port, "out"), path, None, Filter(filter) if filter else None)
+
+
+def service_of(mgr, node):
+    """The service ID of an NF given by name (as launched, or as it
+    registered) or by service ID."""
+    if isinstance(node, int) and not isinstance(node, bool):
+        _check_service(node)
+        return node
+    if not isinstance(node, str):
+        raise ValueError("a node is an NF name or a service ID, got %r" % (node,))
+    for n in mgr.launched:
+        if n.alive and (n.name == node or n.name.rpartition(".")[0] == node):
+            return n.service
+    for s, nm in mgr.control.service_names().items():    # a deployed graph's node
+        if nm == node:
+            return s
+    for i, s in mgr.control.nf_slots():
+        nm = mgr.control.nf_stats(i)["name"]
+        if nm == node or nm.rpartition(".")[0] == node:
+            return s.service
+    names = sorted({mgr.control.nf_stats(i)["name"] for i, _ in mgr.control.nf_slots()})
+    raise ValueError("no NF named %r is running (NFs: %s)" % (node, ", ".join(names) or "none"))
+
+def check_ring_port(mgr, port):
+    """raises: ValueError unless port is one of mgr's ring ports (inject and capture need one)."""
+    check_port(mgr, port)
+    if not mgr.port_specs[port].startswith("ring"):
+        ring = [p for p, s in enumerate(mgr.port_specs) if s.startswith("ring")]
+        raise ValueError("port %d is a %s port; inject and capture work on ring ports %s"
+                         % (port, mgr.port_specs[port].partition(":")[0], ring))
+
+def replay_port(mgr, port):
+    """Start the file of mgr's "pcap:rx=FILE" port (it waits for this)."""
+    check_port(mgr, port)
+    if not mgr.port_specs[port].startswith("pcap:") or "rx=" not in mgr.port_specs[port]:
+        raise ValueError("port %d (%s) has no pcap file to replay" % (port, mgr.port_specs[port]))
+    mgr._request({"op": "replay", "port": port})
+
+def check_port(mgr, port):
+    """raises: ValueError unless mgr has port."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < len(mgr.port_specs):
+        raise ValueError("port %r does not exist (ports 0..%d)" % (port, len(mgr.port_specs) - 1))

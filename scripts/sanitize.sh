@@ -71,7 +71,7 @@ export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 # default; the manager's DPDK would then reserve it near the shared
 # libraries, where an NF (a DPDK secondary, which must map it at the very
 # same addresses) may already have something.  32 TiB is above the shadow
-# and below ASan's heap in every process (see onvm/mgrd.py).
+# and below ASan's heap in every process (see onvm/mgr/daemon.py).
 export ONVM_BASE_VIRTADDR=0x200000000000
 mkdir -p "$work/tmp" "$work/state"
 chmod 700 "$work/state"

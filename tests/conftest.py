@@ -5,7 +5,7 @@ import os
 import pytest
 
 import onvm
-from onvm.mgrd import hugepage_problem
+from onvm.common.runtime import hugepage_problem
 
 
 def pytest_sessionstart(session):

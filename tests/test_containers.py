@@ -11,7 +11,8 @@ import pytest
 
 import onvm
 from conftest import udp, wait_for
-from onvm import containers, paths
+from onvm import containers
+from onvm.common import paths
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +120,7 @@ def test_container_nf_cannot_change_tables_or_manage(client, mgr):
         import json
         import socket
 
-        from onvm import protocol
+        from onvm.common import protocol
         if state:
             return onvm.NEXT
         state["done"] = True

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import onvm
 from conftest import udp, wait_for
-from onvm import paths
+from onvm.common import paths
 
 # ---- helpers -------------------------------------------------------------------------
 
@@ -348,7 +348,7 @@ def test_large_inject_and_capture_go_in_pieces(mgr):
     assert mgr.stats()["ports"][0]["injected"] == 200000
     assert wait_for(lambda: sum(n["rx"] for n in mgr.stats()["nfs"].values()) == 200000, 60)
     # a request above the bound is refused without being read
-    assert_refused(exchange(paths.sock_path(mgr.name), struct.pack(">I", onvm.protocol.MAX_REQUEST + 1)),
+    assert_refused(exchange(paths.sock_path(mgr.name), struct.pack(">I", onvm.common.protocol.MAX_REQUEST + 1)),
                    "too large")
     # replies too are bounded: 11 MB of packets come back over several replies
     mgr.launch(onvm.native("forward"), service=2)
@@ -496,7 +496,8 @@ def test_after_the_fuzzing_everything_still_works(fwd):
 def test_long_lived_listener_serves_many_requests_per_connection(tmp_path, monkeypatch):
     """The shape of nf.sock: one connection per peer for its whole life, the
     peer's credentials and a pidfd for the handler, on_close when it goes."""
-    from onvm import control, protocol
+    from onvm.common import protocol
+    from onvm.mgr import control
     monkeypatch.setattr(control, "REQUEST_TIMEOUT", 0.3)
     seen, closed, logged = [], [], []
 

@@ -35,16 +35,16 @@ def test_nfs_map_the_managers_state_read_only(mgr):
     a = mgr.launch(onvm.native("forward"), service=1, name="a")
     b = mgr.launch(tag_instance, name="b")
     real = os.path.realpath
-    run = real(onvm.paths.run_dir(mgr.name))
+    run = real(onvm.common.paths.run_dir(mgr.name))
     for nf in (a, b):
         maps = mappings(nf.pid)
-        own = real(onvm.paths.nf_stats_path(mgr.name, nf.instance))
-        assert maps[real(onvm.paths.shm_path(mgr.name))] == {"r--s"}, "the control file is read-only for NFs"
+        own = real(onvm.common.paths.nf_stats_path(mgr.name, nf.instance))
+        assert maps[real(onvm.common.paths.shm_path(mgr.name))] == {"r--s"}, "the control file is read-only for NFs"
         assert maps[own] == {"rw-s"}, "an NF writes its own stats file"
         others = [p for p in maps if p.startswith(run) and p.endswith(".stats") and p != own]
         assert others == [], "an NF maps no other NF's stats file"
     # files the manager owns are the owner's alone
-    for path in (onvm.paths.shm_path(mgr.name), onvm.paths.nf_stats_path(mgr.name, a.instance)):
+    for path in (onvm.common.paths.shm_path(mgr.name), onvm.common.paths.nf_stats_path(mgr.name, a.instance)):
         assert os.stat(path).st_mode & 0o077 == 0, path
 
 

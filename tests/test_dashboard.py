@@ -13,7 +13,8 @@ import pytest
 
 import onvm
 from conftest import udp, wait_for
-from onvm.rates import NFSample, PortSample, Recorder, Sample, compute
+from onvm.common.shm import NFSample, PortSample, Sample
+from onvm.rates import Recorder, compute
 from onvm.stats import rates as snapshot_rates
 
 RATE = 20000

@@ -8,7 +8,7 @@ import time
 
 from browser import lab, page  # noqa: F401  (fixtures)
 from conftest import wait_for
-from onvm.mgrd import running_manager_pid
+from onvm.common.runtime import running_manager_pid
 
 SETUP = """\
 import onvm

@@ -8,8 +8,8 @@ import time
 import pytest
 
 import onvm
-from onvm import paths
-from onvm.mgrd import remove_leftovers, running_manager_pid
+from onvm.common import paths
+from onvm.common.runtime import remove_leftovers, running_manager_pid
 
 START_TIMEOUT = 30
 CLI_TIMEOUT = 120
@@ -21,9 +21,9 @@ def onvm_cli(*args):
 
 
 def start_mgrd(name, log_path):
-    """A manager process of our own, as `python -m onvm.mgrd` (no --parent)."""
+    """A manager process of our own, as `python -m onvm.mgr.daemon` (no --parent)."""
     with open(log_path, "w") as log:
-        p = subprocess.Popen([sys.executable, "-m", "onvm.mgrd", "--name", name], stdout=log,
+        p = subprocess.Popen([sys.executable, "-m", "onvm.mgr.daemon", "--name", name], stdout=log,
                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + START_TIMEOUT
@@ -158,7 +158,7 @@ def test_hugepage_mb_is_a_cap_and_a_pool_that_cannot_fit_is_refused():
 
 
 def test_the_hugepage_hint_raises_the_reservation_and_never_lowers_it():
-    from onvm.mgrd import hugepage_problem
+    from onvm.common.runtime import hugepage_problem
     with open("/proc/sys/vm/nr_hugepages") as f:
         nr = int(f.read())
     size_mb = os.statvfs(paths.huge_dir()).f_bsize >> 20
@@ -166,5 +166,5 @@ def test_the_hugepage_hint_raises_the_reservation_and_never_lowers_it():
     msg = hugepage_problem(free_mb + 1000 * size_mb)      # 1000 pages more than are free
     want = int(msg.split("echo ")[1].split()[0])
     assert want >= nr + 1000 - 50, (msg, nr)              # (others' managers may come and go meanwhile)
-    from onvm.doctor import hugepage_fix
+    from onvm.common.runtime import hugepage_fix
     assert int(hugepage_fix(1).split()[1]) > nr and int(hugepage_fix(0).split()[1]) > nr

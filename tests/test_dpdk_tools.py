@@ -1,5 +1,5 @@
 """DPDK's own tools against a running manager, run with the exact commands
-`onvm doctor` prints (onvm.doctor.dpdk_tools): dpdk-dumpcap records a port,
+`onvm doctor` prints (onvm.face.doctor.dpdk_tools): dpdk-dumpcap records a port,
 dpdk-proc-info and the telemetry socket count what mgr.stats() counts."""
 import json
 import os
@@ -11,8 +11,8 @@ import time
 
 import onvm
 from conftest import udp
-from onvm import paths
-from onvm.doctor import dpdk_tools
+from onvm.common import paths
+from onvm.face.doctor import dpdk_tools
 
 TIMEOUT = 60
 

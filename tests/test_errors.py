@@ -148,7 +148,7 @@ def test_cli_runs_a_manager_nf_chain_and_stats(tmp_path):
                     p.kill()
                     p.wait()
     assert mgr.returncode == 0
-    assert not os.path.exists(onvm.paths.run_dir(name))
+    assert not os.path.exists(onvm.common.paths.run_dir(name))
 
 
 def test_stop_while_a_stats_view_is_held():
@@ -159,7 +159,7 @@ def test_stop_while_a_stats_view_is_held():
         assert len(m.capture(port=1, count=10, timeout=5)) == 10
         held = m.control.shm.ports[1].tx      # a live view into the control file
         assert held.tx == 10
-        run_dir = onvm.paths.run_dir(m.name)
+        run_dir = onvm.common.paths.run_dir(m.name)
     assert not os.path.exists(run_dir)
     # the view still reads what it read (the mapping lives while a view
     # does): no crash, no garbage

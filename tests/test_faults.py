@@ -31,8 +31,8 @@ def test_nfs_exit_when_the_manager_is_killed():
         assert wait_for(lambda: not any(n.alive for n in nfs), 10)
     finally:
         mgr.stop()      # cleans what the killed manager left behind
-    assert not os.path.exists(onvm.paths.run_dir(name))
-    assert onvm.paths.hugepage_files(name) == []
+    assert not os.path.exists(onvm.common.paths.run_dir(name))
+    assert onvm.common.paths.hugepage_files(name) == []
 
 
 def test_manager_and_nfs_stop_when_the_notebook_dies(tmp_path):
@@ -49,13 +49,13 @@ def test_manager_and_nfs_stop_when_the_notebook_dies(tmp_path):
     mgr_pid, nf_pid = map(int, out.stdout.split())
     try:
         assert wait_for(lambda: not alive(mgr_pid) and not alive(nf_pid), 15)
-        assert wait_for(lambda: not os.path.exists(onvm.paths.run_dir(name)), 5)
-        assert onvm.paths.hugepage_files(name) == []
+        assert wait_for(lambda: not os.path.exists(onvm.common.paths.run_dir(name)), 5)
+        assert onvm.common.paths.hugepage_files(name) == []
     finally:
         for pid in (nf_pid, mgr_pid):
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
-        from onvm.mgrd import remove_leftovers
+        from onvm.common.runtime import remove_leftovers
         remove_leftovers(name)
 
 
@@ -101,7 +101,7 @@ def test_an_nf_stuck_in_its_callback_ends_within_a_second_of_the_manager(stuck):
         assert "the manager is gone" in open(nf.log_path).read()
     finally:
         mgr.stop()      # kills what is left and cleans what the killed manager left behind
-    assert onvm.paths.hugepage_files(name) == []
+    assert onvm.common.paths.hugepage_files(name) == []
 
 
 def test_packets_lost_in_a_crashed_nf_are_counted(mgr):

@@ -15,7 +15,7 @@ import sys
 import nbformat
 import pytest
 
-from onvm import grading
+from onvm.face import grading
 
 ONVM = [sys.executable, "-m", "onvm"]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -240,7 +240,7 @@ def test_a_part_done_alone_earns_what_its_heading_promises(tmp_path, name, done)
 def test_a_result_written_by_a_hostile_worker_still_gives_feedback(tmp_path):
     """The worker that writes a result runs as the student: wrong types,
     missing fields and terminal escapes give feedback, not a crash."""
-    from onvm import feedback
+    from onvm.face import feedback
     r = {"notebook": "x.ipynb", "score": "14", "max_score": None, "reason": None, "visible": "ok",
          "tests": [{"name": "a\x1b]0;owned\x07", "points": True, "passed": "yes", "nf_log": 5},
                    "junk", {"mismatches": [None, {"packet": ["p"]}]}]}

@@ -95,7 +95,7 @@ def test_idle_and_hard_timeouts_remove_rules(mgr):
 
 def test_many_timed_rules_expire_in_turns_and_a_busy_one_stays(mgr):
     # more timed rules than one expiry check looks at: the checks take them in turns
-    n = 3 * onvm.flows.EXPIRY_BATCH
+    n = 3 * onvm.common.match.EXPIRY_BATCH
     mgr.set_default_chain([onvm.ToPort(1)])
     mgr.flows.add_many([Match(proto="udp", sport=1000 + i, dport=53, **X) for i in range(n)], [Port(0)],
                        idle_timeout=0.5)
@@ -122,7 +122,7 @@ def test_an_nf_holds_at_most_its_quota_of_rules(mgr):
             pass                                    # over quota: counted by the manager
         return onvm.NEXT
 
-    quota = onvm.flows.NF_QUOTA
+    quota = onvm.common.match.NF_QUOTA
     mgr.launch(greedy, service=1)
     mgr.set_default_chain([1, onvm.ToPort(1)])
     flows = [udp(1 + i, 53, **X) for i in range(quota + 5)]      # one packet per flow
@@ -302,9 +302,9 @@ def door_asker(requests, name="evil", deployed=False):
             import json
             import time
 
-            from onvm._core import ffi, lib
-
-            from onvm import context, protocol
+            from onvm.common import protocol
+            from onvm.common.abi import ffi, lib
+            from onvm.nflib import context
             replies = []
             deadline = time.monotonic() + 20
             while deployed and not context.control_file().service_names() and time.monotonic() < deadline:

@@ -9,10 +9,10 @@ import sysconfig
 import time
 
 import pytest
-from onvm._core import lib
 
 import onvm
 from conftest import wait_for
+from onvm.common.abi import lib
 
 CORE = os.path.join(os.path.dirname(onvm.__file__), "core")
 

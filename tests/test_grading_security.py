@@ -19,7 +19,8 @@ import threading
 import nbformat
 import pytest
 
-from onvm import grading, paths
+from onvm.common import paths
+from onvm.face import grading
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIREWALL = os.path.join(ROOT, "labs", "01-firewall")
@@ -72,8 +73,8 @@ HIDDEN_READER = """
 import glob, os
 paths = [%(hidden)r, os.path.expanduser("~/hidden_tests.py"), "hidden_tests.py"]
 try:
-    import onvm.lab
-    paths.append(os.path.join(onvm.lab.data_path("labs"), "01-firewall", "hidden_tests.py"))
+    import onvm.common.paths
+    paths.append(os.path.join(onvm.common.paths.data_path("labs"), "01-firewall", "hidden_tests.py"))
 except Exception:
     pass
 paths += glob.glob("/tmp/*/*/hidden_tests.py") + glob.glob("/tmp/*/hidden_tests.py")
@@ -112,11 +113,11 @@ import onvm
 class Hook:
     def __reduce__(self):
         return (exec, (
-            "import random, sys, onvm.grading\\n"
+            "import random, sys, onvm.face.grading\\n"
             "def fake(tests, *a, **k):\\n"
             "    return [{'name': n, 'points': p, 'passed': True, 'mismatches': []}"
             " for n, p, _ in tests.cases(random.Random(2016))], None\\n"
-            "for g in (onvm.grading, sys.modules['__main__']):\\n"
+            "for g in (onvm.face.grading, sys.modules['__main__']):\\n"
             "    g.run_cases = fake\\n"
             "    g.run_checks = lambda *a, **k: []\\n",))
 

@@ -393,7 +393,7 @@ def malformed_graph_files(d):
 def test_malformed_graph_files_get_one_line_and_a_nonzero_exit(mgr, tmp_path, capsys):
     """`onvm deploy` of each: no traceback, one line naming the problem,
     exit status 2, and the manager runs no graph and no NF afterwards."""
-    from onvm import cli
+    from onvm.face import cli
     files = malformed_graph_files(tmp_path)
     assert len(files) >= 50
     for f in files:

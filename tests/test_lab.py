@@ -15,9 +15,8 @@ import zipfile
 import pytest
 
 from conftest import wait_for
-from onvm import lab as onvm_lab
-from onvm.doctor import _alive
-from onvm.mgrd import running_manager_pid
+from onvm.common.runtime import _alive, running_manager_pid
+from onvm.face import lab as onvm_lab
 
 ONVM = [sys.executable, "-m", "onvm"]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,7 +29,7 @@ def test_kernel_install_user_writes_this_python(tmp_path):
     with open(tmp_path / "kernels" / "onvm" / "kernel.json") as f:
         spec = json.load(f)
     assert spec["display_name"] == "OpenNetVM (Python 3)"
-    assert spec["argv"][:3] == [sys.executable, "-m", "onvm.kernel"]
+    assert spec["argv"][:3] == [sys.executable, "-m", "onvm.face.kernel"]
     r = subprocess.run(ONVM + ["kernel", "install", "--user", "--system"], capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and "not allowed with" in r.stderr
 
@@ -162,7 +161,7 @@ def test_the_wheel_carries_notebooks_labs_and_the_kernelspec(tmp_path):
                  "onvm/_data/labs/01-firewall/student.ipynb", "onvm/_data/labs/01-firewall/hidden_tests.py",
                  "onvm/_data/labs/02-load-balancer/student.ipynb", "onvm/_data/labs/03-syn-flood/hidden_tests.py",
                  "onvm/_data/labs/04-performance/README.md", "onvm/_data/labs/README.md",
-                 "onvm/_data/kernels/onvm/kernel.json", "onvm/lab.py", "onvm/grading.py"):
+                 "onvm/_data/kernels/onvm/kernel.json", "onvm/face/lab.py", "onvm/face/grading.py"):
         assert want in names, want
 
 
@@ -268,9 +267,9 @@ def test_the_labs_terminal_and_kernel_find_the_environments_onvm(tmp_path):
 
 
 @pytest.mark.parametrize("missing, code, extra", [
-    ("jupyter_client", "from onvm.cli import main; main(['kernel', 'install', '--user'])", "lab"),
-    ("jupyterlab", "from onvm.cli import main; main(['lab', '--dir', sys.argv[1]])", "lab"),
-    ("nbclient", "from onvm.cli import main; main(['lab', 'check', 'x.ipynb'])", "lab"),
+    ("jupyter_client", "from onvm.face.cli import main; main(['kernel', 'install', '--user'])", "lab"),
+    ("jupyterlab", "from onvm.face.cli import main; main(['lab', '--dir', sys.argv[1]])", "lab"),
+    ("nbclient", "from onvm.face.cli import main; main(['lab', 'check', 'x.ipynb'])", "lab"),
     ("docker", "from onvm import containers; containers.engine()", "containers"),
     ("os_ken", "import onvm; onvm.sdn.nf()", "sdn"),
 ])

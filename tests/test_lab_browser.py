@@ -12,8 +12,8 @@ import time
 
 from browser import LabUI, chromium_page, lab_config
 from conftest import wait_for
-from onvm import lab as onvm_lab
-from onvm.doctor import _alive
+from onvm.common.runtime import _alive
+from onvm.face import lab as onvm_lab
 
 ONVM = [sys.executable, "-m", "onvm"]
 NOTEBOOK = "notebooks/01-getting-started.ipynb"

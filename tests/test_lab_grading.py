@@ -14,7 +14,7 @@ import nbformat
 import pytest
 from scapy.all import IP, rdpcap
 
-from onvm import grading
+from onvm.face import grading
 
 ONVM = [sys.executable, "-m", "onvm"]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

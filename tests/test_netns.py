@@ -10,8 +10,8 @@ import textwrap
 import pytest
 
 import onvm
-from onvm import paths
-from onvm.doctor import check_managers
+from onvm.common import paths
+from onvm.face.doctor import check_managers
 from onvm.netns import cleanup_namespaces
 
 PID = os.getpid()

@@ -14,7 +14,7 @@ def raw_exchange(mgr, data, timeout=5.0):
     the manager closed the connection without one."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
-        s.connect(onvm.paths.nf_sock_path(mgr.name))
+        s.connect(onvm.common.paths.nf_sock_path(mgr.name))
         s.sendall(data)
         try:
             head = s.recv(4)
@@ -89,7 +89,7 @@ def in_child(mgr, requests):
             "    b = json.dumps(req).encode(); s.sendall(struct.pack('>I', len(b)) + b)\n"
             "    n = struct.unpack('>I', s.recv(4))[0]; out.append(json.loads(s.recv(n)))\n"
             "print(json.dumps(out))\n")
-    r = subprocess.run([sys.executable, "-c", code, onvm.paths.nf_sock_path(mgr.name), json.dumps(requests)],
+    r = subprocess.run([sys.executable, "-c", code, onvm.common.paths.nf_sock_path(mgr.name), json.dumps(requests)],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
@@ -106,7 +106,7 @@ def test_a_registration_without_ready_is_reclaimed_when_its_process_exits(mgr):
 
 def test_a_stalled_nf_connection_does_not_stall_the_manager(mgr):
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.connect(onvm.paths.nf_sock_path(mgr.name))
+        s.connect(onvm.common.paths.nf_sock_path(mgr.name))
         s.sendall(struct.pack(">I", 200) + b'{"op": "reg')     # half a request, then nothing
         t0 = mgr.control.shm.tick_ns
         time.sleep(0.5)
@@ -200,9 +200,9 @@ def test_an_nf_registers_once_and_cannot_take_the_other_slots(mgr):
             import json
             import socket as so
 
-            from onvm._core import ffi, lib
-
-            from onvm import context, paths, protocol
+            from onvm.common import paths, protocol
+            from onvm.common.abi import ffi, lib
+            from onvm.nflib import context
             with open("/proc/self/environ", "rb") as f:
                 env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
             used = env.get(b"ONVM_NF_TICKET", b"").decode()
@@ -251,7 +251,7 @@ def test_a_slot_is_freed_when_its_connection_closes(mgr):
             "s.sendall(struct.pack('>I', len(b)) + b)\n"
             "n = struct.unpack('>I', s.recv(4))[0]; print(json.loads(s.recv(n))['slot'], flush=True)\n"
             "s.close(); time.sleep(60)\n")          # lives on without its connection
-    p = subprocess.Popen([sys.executable, "-c", code, onvm.paths.nf_sock_path(mgr.name), ticket(mgr, "linger")],
+    p = subprocess.Popen([sys.executable, "-c", code, onvm.common.paths.nf_sock_path(mgr.name), ticket(mgr, "linger")],
                          stdout=subprocess.PIPE, text=True)
     try:
         slot = int(p.stdout.readline())
@@ -268,7 +268,7 @@ def test_a_slot_is_freed_when_its_connection_closes(mgr):
 
 def test_idle_nf_connections_do_not_block_launches(mgr):
     # 800 idle connections: more than the socket takes and queues (512 + 128)
-    procs = holders(onvm.paths.nf_sock_path(mgr.name), 4, 200, hold=10)
+    procs = holders(onvm.common.paths.nf_sock_path(mgr.name), 4, 200, hold=10)
     try:
         nf = mgr.launch(onvm.native("forward"), service=1, timeout=30)
         assert nf.alive and still_works(mgr)
@@ -279,7 +279,7 @@ def test_idle_nf_connections_do_not_block_launches(mgr):
 
 def test_idle_connections_to_the_owner_socket_do_not_hold_up_the_owner(mgr):
     # 4 processes keep 40 idle connections each open (more than the socket takes)
-    procs = holders(onvm.paths.sock_path(mgr.name), 4, 40, hold=10, refill=True)
+    procs = holders(onvm.common.paths.sock_path(mgr.name), 4, 40, hold=10, refill=True)
     try:
         for _ in range(10):
             assert mgr._request({"op": "ping"}, timeout=3)["pid"] == mgr.process.pid

@@ -20,8 +20,8 @@ import pytest
 
 import onvm
 from conftest import udp, wait_for
-from onvm import lab as onvm_lab
-from onvm import paths
+from onvm.common import paths
+from onvm.face import lab as onvm_lab
 from test_users import USER_PYTHON, _readline, _shared_python, _user_procs
 
 ONVM = [sys.executable, "-m", "onvm"]

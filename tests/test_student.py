@@ -21,7 +21,7 @@ import zipfile
 import pytest
 
 from conftest import wait_for
-from onvm import paths
+from onvm.common import paths
 
 NBVAL_TIMEOUT = 1800        # every notebook, as the user; a cell has 300 s
 CHECK_TIMEOUT = 600         # one onvm lab check (or one notebook run), with the user's set-up
@@ -194,7 +194,7 @@ def test_a_student_builds_onvm_from_the_shared_checkout(student):
     wheels = glob.glob(os.path.join(out, "onvm-*.whl"))
     assert len(wheels) == 1, os.listdir(out)
     names = set(zipfile.ZipFile(wheels[0]).namelist())
-    assert {"onvm/lab_bashrc.sh", "onvm/_data/notebooks/00-index.ipynb", "onvm/cli.py"} <= names
+    assert {"onvm/face/lab_bashrc.sh", "onvm/_data/notebooks/00-index.ipynb", "onvm/face/cli.py"} <= names
 
 
 def test_doctor_and_notebook_07_tell_a_student_without_docker_the_fix(student):

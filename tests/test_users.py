@@ -21,8 +21,8 @@ import pytest
 
 import onvm
 from conftest import udp, wait_for
-from onvm import paths
-from onvm.errors import OnvmError
+from onvm.common import paths
+from onvm.common.errors import OnvmError
 
 CLI_TIMEOUT = 120
 USER_PYTHON = "/usr/bin/python3.11"     # world-readable; the venv's python lives under /root (0700)
@@ -80,7 +80,7 @@ def test_a_name_held_by_a_starting_manager_is_refused_and_its_files_kept(tmp_pat
     try:
         with pytest.raises(OnvmError, match="already running|starting"):
             onvm.Manager(name=name)
-        r = subprocess.run([sys.executable, "-m", "onvm.mgrd", "--name", name], capture_output=True, text=True,
+        r = subprocess.run([sys.executable, "-m", "onvm.mgr.daemon", "--name", name], capture_output=True, text=True,
                            timeout=CLI_TIMEOUT, stdin=subprocess.DEVNULL)
         assert r.returncode != 0 and "named %r is already running" % name in r.stderr, r.stderr
         assert all(os.path.exists(f) for f in planted), "a starting manager's files were deleted"
@@ -121,7 +121,7 @@ def test_an_unlinked_lock_file_cannot_make_two_owners():
     assert first.acquire()
     late = os.open(paths.lock_path(name), os.O_RDWR)   # a second manager, opened before the removal
     try:
-        from onvm.mgrd import remove_leftovers
+        from onvm.common.runtime import remove_leftovers
         assert remove_leftovers(name, first)            # the owner removes everything, lock file last
         first.release()
         fcntl.flock(late, fcntl.LOCK_EX | fcntl.LOCK_NB)    # the old inode: locking it proves nothing
@@ -249,7 +249,7 @@ def test_cli_python_nf_runs_in_the_cli_process(mgr, tmp_path):
 USER_SCRIPT = r'''
 import json, os, sys
 import onvm
-from onvm import paths
+from onvm.common import paths
 name = sys.argv[1]
 with onvm.Manager(name=name) as m:
     nf = m.launch(onvm.native("forward"), service=1)

@@ -12,7 +12,7 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import ARP, Ether
 
 from onvm import ToPort
-from onvm.grading import probe_value
+from onvm.face.grading import probe_value
 
 NF = "lb"
 PORTS = 5                      # 0 in; the backends are ports 1..4

@@ -15,7 +15,7 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import ARP, Ether
 
 from onvm import ToPort
-from onvm.grading import probe_value
+from onvm.face.grading import probe_value
 
 NF = "dpi_fast"
 PORTS = 2

@@ -1,6 +1,6 @@
 /* manager.c: the DPDK primary.  EAL init, the packet pool, the rings, the
  * exchange memzone and RCU state, the control file; launches the RX and TX
- * threads; the control tick.  Called from Python (onvm/mgrd.py), which owns
+ * threads; the control tick.  Called from Python (onvm/mgr/daemon.py), which owns
  * the sockets and the main loop. */
 #include <stdarg.h>
 #include <stdio.h>

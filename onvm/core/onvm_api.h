@@ -8,7 +8,7 @@
 
 const char *onvm_last_error(void);
 
-/* ---- manager (the DPDK primary), called from onvm/mgrd.py ---------------- */
+/* ---- manager (the DPDK primary), called from onvm/mgr/daemon.py ---------------- */
 
 /* EAL init, packet pool, rings for max_nfs NF slots, the exchange memzone,
  * RCU state, the control file and the NF stats files (stats_fmt: a printf
@@ -91,7 +91,7 @@ int onvm_mgr_trace_start(void);
 int onvm_mgr_trace_read(uint16_t id, struct onvm_trace_hop *out, uint32_t max);
 int onvm_mgr_trace_end(uint16_t id);
 
-/* ---- NF library (a DPDK secondary), called from onvm/nfrun.py ------------ */
+/* ---- NF library (a DPDK secondary), called from onvm/nflib/run.py ------------ */
 
 struct onvm_nf;
 

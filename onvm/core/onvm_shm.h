@@ -476,7 +476,7 @@ struct onvm_shm {
 	uint32_t pad3;
 
 	/* written by the control loop: lines it could not write to its log (a
-	 * full disk); logging never stops the manager (onvm/logsink.py) */
+	 * full disk); logging never stops the manager (onvm/common/logsink.py) */
 	uint64_t log_dropped;
 };
 

@@ -1,1 +1,2 @@
-"""What users run: the command line, JupyterLab, the course hub, grading."""
+"""What users run: the onvm CLI, JupyterLab sessions, grading, the kernel, onvm doctor,
+the demo.  Nothing outside onvm.face imports it."""

@@ -24,8 +24,9 @@ import sys
 import time
 import urllib.request
 
-from .. import paths
-from ..errors import OnvmError, require
+from ..common import paths
+from ..common.errors import OnvmError, require
+from ..common.runtime import stop_process
 
 HUB_ROOT = "/run/onvm-hub"
 # DockerSpawner's usual name for a student's volume, with the name as given (USER_RE keeps it one Docker takes;
@@ -345,7 +346,7 @@ class Hub:
         """Stop JupyterHub (it stops every server, then its proxy), then
         remove whatever is left of this hub."""
         if self.process is not None:
-            paths.stop_process(self.process, STOP_TIMEOUT)
+            stop_process(self.process, STOP_TIMEOUT)
             self.process = None
         if os.path.isdir(self.dir):
             cleanup_hub(self.dir)
@@ -487,7 +488,7 @@ def print_config(users, port=8000, hugepage_mb=BUDGET_MB, api_token_file=None, i
 
 def _lab_dir(lab):
     """"01" or "01-firewall" -> "01-firewall".  raises: ValueError."""
-    from ..lab import data_path
+    from .lab import data_path
     labs = sorted(d for d in os.listdir(data_path("labs")) if os.path.isdir(os.path.join(data_path("labs"), d)))
     hits = [d for d in labs if d == lab or d.split("-", 1)[0] == lab]
     if len(hits) != 1:
@@ -574,7 +575,7 @@ def collect(lab, folder, csv_path=None, timeout=300, users=None, log=print):
         with os.fdopen(fd, "wb") as f:
             f.write(got)
     log("onvm hub collect: %d notebook(s) of lab %s in %s" % (len(vols) - len(missing), lab, folder))
-    from .. import grading
+    from . import grading
     grading.cli_grade(folder, csv_path or os.path.join(folder, "scores.csv"), timeout=timeout)
     return 1 if missing else 0
 

@@ -15,8 +15,9 @@ import subprocess
 import sys
 import time
 
-from .. import paths
-from ..errors import require
+from ..common import paths
+from ..common.errors import require
+from ..common.runtime import stop_process
 from .policy import Policy
 
 SDN_SERVICE = 250          # the SDN NF's service ID unless given
@@ -32,7 +33,7 @@ def nf(controller="127.0.0.1:6653", service=SDN_SERVICE, buffer=1024, decision_t
     returns: an NFSpec; its NF counts in stats "app": packet-ins,
         packets held, overflow, rules installed.  It asks for the miss
         handler's role: Manager.launch grants it (flow_miss=False does not)"""
-    from ..manager import NFSpec
+    from ..common.spec import NFSpec
     require("os_ken", "sdn", "onvm.sdn.nf()")
     from .switch import Switch
     spec = NFSpec(Switch(controller, buffer, decision_timeout), service, name=name)
@@ -109,7 +110,7 @@ class Controller:
         p = self.process
         if p is None or p.poll() is not None:
             return None if p is None else p.returncode
-        return paths.stop_process(p, timeout)
+        return stop_process(p, timeout)
 
     def kill(self):
         """SIGKILL, as a crash would (tests of the switch's reconnecting)."""

@@ -13,7 +13,7 @@ import ipaddress
 import json
 import re
 
-from ..flows import Match
+from ..common.match import Match
 
 HOP = re.compile(r"(port|svc):(\d+)|[A-Za-z0-9_.-]{1,31}")
 RULE_KEYS = {"match", "chain", "priority", "idle_timeout", "hard_timeout"}

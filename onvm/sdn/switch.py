@@ -24,10 +24,12 @@ import zlib
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from .. import context, flows, nfdoor
-from .._core import ffi, lib
-from ..errors import OnvmError
-from ..packet import DROP, NEXT, Packet, ToPort, ToService
+from .. import flows
+from ..common.abi import ffi, lib
+from ..common.errors import OnvmError
+from ..common.packet import DROP, NEXT, Packet, ToPort, ToService
+from ..nflib import context
+from ..nflib import door as nfdoor
 from . import ofwire
 
 SERVICE_BASE = 0x1000           # OpenFlow port of service s: SERVICE_BASE + s

@@ -3,7 +3,7 @@ the data plane needs, and `onvm kernel install`.
 
 kernels/onvm/kernel.json is the template; install() writes it with this
 Python's path, so the kernel imports the onvm that installed it.  At start
-(`python -m onvm.kernel -f CONNECTION_FILE`) the kernel puts this Python's
+(`python -m onvm.face.kernel -f CONNECTION_FILE`) the kernel puts this Python's
 bin dir first on PATH (`!onvm stats` in a cell finds the same onvm), sets
 XDG_RUNTIME_DIR as every onvm process does, and, for a user added to group
 onvm since they logged in, re-executes itself under `sg onvm` so managers
@@ -17,15 +17,15 @@ import shutil
 import sys
 import tempfile
 
-from . import paths
-from .errors import require
+from ..common import paths
+from ..common.errors import require
 
 KERNEL_NAME = "onvm"
 
 
 def spec_dir():
     """The kernelspec template shipped with onvm."""
-    from .lab import data_path
+    from ..common.paths import data_path
     return os.path.join(data_path("kernels"), KERNEL_NAME)
 
 

@@ -1,6 +1,6 @@
 """What a lab's grading hands back, in the grader's process (`onvm lab
 check`, `onvm lab grade`): a submission's result dict (made by
-onvm/grading.py) turned into text for the terminal, feedback.txt and
+onvm/face/grading.py) turned into text for the terminal, feedback.txt and
 feedback.html in its feedback folder (beside mismatches.pcap), a row of
 the class's CSV (one column per test), and the exit status of `onvm lab
 check` (0 full score, 1 not, 2 could not be graded).

@@ -5,26 +5,31 @@ ring ports.  Started by onvm.Manager or `onvm mgr`; never inside a kernel."""
 import base64
 import mmap
 import os
-import re
-import shutil
 import signal
 import subprocess
 import sys
 import time
 
-from . import logsink, paths
-from ._core import ffi, lib
+from ..common import logsink, paths
+from ..common.abi import check, ffi, lib
+from ..common.config import ManagerConfig
+from ..common.errors import OnvmError
+from ..common.ports import NETNS_DIR, parse_port, tap_place
+from ..common.rings import Doorbell, Ring, ring_path, traffic_path
+from ..common.runtime import (
+    NO_PCI_DIR,
+    check_hugepage_budget,
+    hugepage_problem,
+    remove_leftovers,
+    socket_limit,
+    take_name,
+)
+from ..common.shm import ControlFile
 from .control import Bytes, ControlServer, Int, ListOf, Optional, Str, Tuple
-from .doctor import NO_PCI_DIR
-from .errors import OnvmError
-from .flows import NF_MAX_PRIORITY, FlowDirector
+from .flowdir import FlowDirector
 from .nfdoor import NFDoor
-from .ports import NETNS_DIR, parse_port, tap_place
-from .stats import ControlFile, format_table, rates
-from .traffic import Doorbell, Ring, ring_path, traffic_path
 
 NF_RING_SIZE = 4096      # packets an NF's receive ring holds
-RING_MB = 32             # each ring port's inject ring and capture ring, default size
 BUSY_TICK = 0.002        # control tick while packets are moving
 IDLE_TICK = 0.02         # and when nothing moved for IDLE_AFTER seconds
 IDLE_AFTER = 0.5
@@ -36,164 +41,14 @@ OWNER_CONNS = 128        # open connections on onvm.sock (beyond: a silent one g
 OWNER_PER_PROCESS = 100  # of them one process may hold
 
 
-# What a manager's hugepages hold: the packet pool (a packet takes about
-# 2.4 KB with its mbuf header and headroom) and the rest (NF rings, flow
-# tables, ethdevs, memzones: under 16 MB).  Measured with --socket-limit:
-# 20000 packets fit in 64 MB, 24000 do not (DPDK then panics at start).
-MBUF_BYTES = 2432
-BASE_MB = 16
-
-
-def hugepage_need_mb(mbufs):
-    """MB of hugepages a manager with a pool of mbufs packets needs."""
-    return -(-mbufs * MBUF_BYTES // (1 << 20)) + BASE_MB
-
-
-def check_hugepage_budget(hugepage_mb, mbufs):
-    """raises: ValueError if mbufs packets do not fit in hugepage_mb, a cap."""
-    need = hugepage_need_mb(mbufs)
-    if need > hugepage_mb:
-        raise ValueError("hugepage_mb=%d is too small for mbufs=%d: the pool needs about %d MB (hugepage_mb is "
-                         "the most the manager may take); raise hugepage_mb to %d or use fewer mbufs"
-                         % (hugepage_mb, mbufs, need, need))
-
-
-def socket_limit(mb, page_bytes):
-    """DPDK's --socket-limit: mb (rounded up to whole hugepages) on every
-    NUMA node, so hugepage_mb is a cap and not only what is taken at start
-    (-m; DPDK grows past it on demand: a pool of 2**20 packets took 2.4 GB
-    with hugepage_mb=64)."""
-    page_mb = max(1, page_bytes >> 20)
-    mb = -(-mb // page_mb) * page_mb
-    node_dir = "/sys/devices/system/node"
-    nodes = [int(d[4:]) for d in os.listdir(node_dir) if re.fullmatch(r"node\d+", d)] \
-        if os.path.isdir(node_dir) else []
-    return ",".join([str(mb)] * (max(nodes + [0]) + 1))
-
-
-def hugepage_problem(mb):
-    """None if mb megabytes of hugepages are free and this user has a
-    hugetlbfs directory to put them in, else what to do."""
-    from .doctor import hugepage_fix
-    try:
-        huge = paths.huge_dir()
-    except OnvmError as e:
-        return str(e)
-    # A hugetlbfs mounted with size= (a student's budget under `onvm hub`)
-    # caps what may be used there, whatever the machine has free.
-    mount = huge if os.geteuid() == 0 else paths.ONVM_HUGE_DIR
-    try:
-        st = os.statvfs(mount)
-    except OSError:
-        st = None
-    if st is not None and st.f_blocks and (st.f_bfree * st.f_frsize >> 20) < mb:
-        return ("this manager needs %d MB of hugepages but your hugepage budget (the hugetlbfs at %s) has %d MB "
-                "free of %d MB: pass a smaller hugepage_mb, or stop another manager of yours"
-                % (mb, mount, st.f_bfree * st.f_frsize >> 20, st.f_blocks * st.f_frsize >> 20))
-    info = {}
-    with open("/proc/meminfo") as f:
-        for line in f:
-            k, _, v = line.partition(":")
-            info[k] = v.split()
-    free = int(info["HugePages_Free"][0]) * int(info["Hugepagesize"][0]) // 1024
-    if free < mb:
-        return ("not enough free hugepages: this manager needs %d MB, %d MB are free; "
-                "run: %s (or pass a smaller hugepage_mb)" % (mb, free, hugepage_fix(mb - free)))
-    return None
-
-
-def pid_is_onvm(pid):
-    """True if pid's command line mentions onvm: a guard before killing a
-    pid read from a control file, which may have been reused since."""
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as f:
-            return b"onvm" in f.read()
-    except OSError:
-        return False
-
-
-def running_manager_pid(name):
-    """pid of the live manager called name (one that holds its name and has
-    written its control file), or None."""
-    if not paths.name_in_use(name):
-        return None
-    try:
-        cf = ControlFile(name)
-    except (OnvmError, OSError):
-        return None
-    pid = cf.shm.mgr_pid
-    cf.close()
-    return pid if pid > 0 else None
-
-
-def remove_leftovers(name, lock=None, keep_lock=False):
-    """Delete a manager's runtime dir and hugepage files, only while holding
-    its name lock: lock is ours (held); without one it is taken here and
-    released after.  keep_lock: leave the lock file (its holder lives on).
-    returns: True if removed, False if a live manager owns the name."""
-    own = lock is None
-    if own:
-        lock = paths.NameLock(name)
-        if not os.path.exists(paths.run_dir(name)) and not paths.hugepage_files(name):
-            return True          # nothing to remove; do not create the dir to lock it
-        if not lock.acquire():
-            return False
-    try:
-        rd = paths.run_dir(name)
-        if paths._posix_lock_held(os.path.join(rd, "config")):
-            return False         # a DPDK primary that does not take our lock still runs here
-        for f in paths.hugepage_files(name):
-            try:
-                os.unlink(f)
-            except OSError:
-                pass
-        try:
-            entries = os.listdir(rd)
-        except FileNotFoundError:
-            entries = []
-        for e in entries:
-            p = os.path.join(rd, e)
-            if e == paths.LOCK_FILE:
-                continue
-            if os.path.isdir(p) and not os.path.islink(p):
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                try:
-                    os.unlink(p)
-                except FileNotFoundError:
-                    pass
-        if not keep_lock:
-            # The lock file goes last, while we still hold it: anyone who
-            # opened it meanwhile finds it unlinked and locks a new one.
-            for undo in (lambda: os.unlink(os.path.join(rd, paths.LOCK_FILE)), lambda: os.rmdir(rd)):
-                try:
-                    undo()
-                except OSError:
-                    pass
-        return True
-    finally:
-        if own:
-            lock.release()
-
-
-def take_name(name, lock_fd=None):
-    """The name lock of name: taken here, or adopted from lock_fd (passed
-    down by Manager.start).  raises: OnvmError if a live manager owns name."""
-    lock = paths.NameLock(name)
-    if not (lock.adopt(lock_fd) if lock_fd is not None else lock.acquire()):
-        pid = running_manager_pid(name)
-        raise OnvmError("a manager named %r is already running%s; stop it or choose another name"
-                        % (name, " (pid %d)" % pid if pid else " or starting"))
-    return lock
-
-
 class ManagerDaemon:
-    def __init__(self, name, ports, mbufs, hugepage_mb, cpus, parent_pid=None, show_stats=False,
-                 busy_poll=False, rx_threads=1, tx_threads=1, max_nfs=128, lock=None, ring_mb=RING_MB,
-                 flow_lookup="cached", nf_max_priority=NF_MAX_PRIORITY):
+    def __init__(self, config, cpus, parent_pid=None, show_stats=None, lock=None):
+        config.validate()
+        name, ports, mbufs, hugepage_mb = config.name, config.ports, config.mbufs, config.hugepage_mb
+        rx_threads, tx_threads, max_nfs = config.rx_threads, config.tx_threads, config.max_nfs
         self.name = name
         self.parent_pid = parent_pid
-        self.show_stats = show_stats
+        self.show_stats = show_stats     # None, or (before, after) -> the table to print each second
         self.stop_requested = False
         self.rings = {}
         self.taps = {}           # tap slot -> (Ring, drops when armed, connection that armed it)
@@ -244,11 +99,11 @@ class ManagerDaemon:
         os.mkdir(os.path.join(paths.run_dir(name), NO_PCI_DIR), 0o700)
         for spec, (kind, devargs) in zip(ports, specs):
             self.add_port(spec, kind, devargs)
-        self.open_rings(specs, ring_mb)
-        lib.onvm_mgr_set_busy_poll(1 if busy_poll else 0)
+        self.open_rings(specs, config.ring_mb)
+        lib.onvm_mgr_set_busy_poll(1 if config.busy_poll else 0)
         self.check(lib.onvm_mgr_set_threads(rx_threads, tx_threads))
         self.check(lib.onvm_mgr_start())
-        if flow_lookup == "naive":
+        if config.flow_lookup == "naive":
             self.check(lib.onvm_mgr_flow_config(1, 0))
         fd = os.open(paths.shm_path(name), os.O_RDWR)
         self._map = mmap.mmap(fd, ffi.sizeof("struct onvm_shm"))
@@ -256,7 +111,7 @@ class ManagerDaemon:
         self.shm = ffi.from_buffer("struct onvm_shm *", self._map)
         self.ring_ports = [p for p in range(len(specs)) if specs[p][0] == lib.ONVM_PORT_RING]
         self.sock_path = paths.sock_path(name)
-        self.flows = FlowDirector(self.check, self.shm.nb_ports, lambda: self.shm, nf_max_priority)
+        self.flows = FlowDirector(self.check, self.shm.nb_ports, lambda: self.shm, config.nf_max_priority)
         self.server = ControlServer(log=lambda msg: print("onvm manager: %s" % msg, file=sys.stderr, flush=True))
         self.door = NFDoor(name, self.server, self.flows.nf_ops())
         # The owner's socket last (Manager.start waits for it), served first.
@@ -278,9 +133,6 @@ class ManagerDaemon:
     def open_rings(self, specs, ring_mb):
         """Each ring port's inject and capture rings, and the RX threads'
         doorbell: files in the runtime dir that notebooks map (traffic.py)."""
-        if isinstance(ring_mb, bool) or not isinstance(ring_mb, int) or not 1 <= ring_mb <= 1024 \
-                or ring_mb & (ring_mb - 1):
-            raise ValueError("ring_mb must be a power of two in 1..1024, got %r" % (ring_mb,))
         self.bell = Doorbell(traffic_path(self.name), create=True)
         lib.onvm_mgr_set_traffic(self.bell.t)
         for p, (kind, _) in enumerate(specs):
@@ -342,11 +194,7 @@ class ManagerDaemon:
             **self.flows.ops(),
         }
 
-    @staticmethod
-    def check(ret):
-        if ret < 0:
-            raise OnvmError(ffi.string(lib.onvm_last_error()).decode())
-        return ret
+    check = staticmethod(check)     # -errno -> OnvmError with the C core's message
 
     # ---- the control loop ---------------------------------------------------
 
@@ -369,7 +217,7 @@ class ManagerDaemon:
                 break
             if cf and time.monotonic() >= next_stats:
                 snap = cf.snapshot()
-                table = format_table(snap, rates(prev, snap))
+                table = self.show_stats(prev, snap)
                 prev = snap
                 next_stats += 1
                 if sys.stdout.isatty():
@@ -510,9 +358,7 @@ class ManagerDaemon:
         action, dest] each; end=1 also ends the trace."""
         hops = ffi.new("struct onvm_trace_hop[]", lib.ONVM_TRACE_HOPS)
         try:
-            n = lib.onvm_mgr_trace_read(a["id"], hops, lib.ONVM_TRACE_HOPS)
-            if n < 0:
-                raise ValueError(ffi.string(lib.onvm_last_error()).decode())
+            n = check(lib.onvm_mgr_trace_read(a["id"], hops, lib.ONVM_TRACE_HOPS), error=ValueError)
             return {"hops": [[h.ts_ns, h.kind, h.why, h.where, h.service, h.action, h.dest] for h in hops[0:n]]}
         finally:
             if a["end"]:
@@ -555,22 +401,20 @@ class ManagerDaemon:
         remove_leftovers(self.name, self.lock)
 
 
-def run(name, ports=("ring", "ring"), mbufs=16383, hugepage_mb=256, cpus=None, parent_pid=None,
-        show_stats=False, busy_poll=False, rx_threads=1, tx_threads=1, max_nfs=128, lock_fd=None,
-        ring_mb=RING_MB, flow_lookup="cached", nf_max_priority=NF_MAX_PRIORITY):
+def run(config, cpus=None, parent_pid=None, show_stats=None, lock_fd=None):
     """Run a manager in this process until SIGTERM/SIGINT or a shutdown request."""
     # A full log file system must not stop the data plane: lines are dropped and counted.
     sink = logsink.install()
     if cpus is None:
         cpus = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
     try:
-        lock = take_name(paths.check_name(name), lock_fd)
+        name = config.validate().name
+        lock = take_name(name, lock_fd)
     except (OnvmError, ValueError) as e:
         print("onvm manager: %s" % e, file=sys.stderr, flush=True)
         return 2
     try:
-        d = ManagerDaemon(name, ports, mbufs, hugepage_mb, cpus, parent_pid, show_stats, busy_poll,
-                          rx_threads, tx_threads, max_nfs, lock, ring_mb, flow_lookup, nf_max_priority)
+        d = ManagerDaemon(config, cpus, parent_pid, show_stats, lock)
     except (OnvmError, ValueError) as e:
         remove_leftovers(name, lock)      # we own the name: leave nothing of it behind
         print("onvm manager: %s" % e, file=sys.stderr, flush=True)
@@ -590,27 +434,18 @@ def run(name, ports=("ring", "ring"), mbufs=16383, hugepage_mb=256, cpus=None, p
 
 def main(argv=None):
     import argparse
-    ap = argparse.ArgumentParser(prog="python -m onvm.mgrd")
-    ap.add_argument("--name", required=True)
-    ap.add_argument("--port", action="append", dest="ports")
-    ap.add_argument("--mbufs", type=int, default=16383)
-    ap.add_argument("--hugepage-mb", type=int, default=256)
+    ap = argparse.ArgumentParser(prog="python -m onvm.mgr.daemon")
+    ManagerConfig.add_arguments(ap, name_required=True)
     ap.add_argument("--cpus")
     ap.add_argument("--parent", type=int)
-    ap.add_argument("--stats", action="store_true")
-    ap.add_argument("--busy-poll", action="store_true")
-    ap.add_argument("--rx-threads", type=int, default=1)
-    ap.add_argument("--tx-threads", type=int, default=1)
-    ap.add_argument("--max-nfs", type=int, default=128)
-    ap.add_argument("--ring-mb", type=int, default=RING_MB, help="each ring port's inject and capture ring")
-    ap.add_argument("--flow-lookup", choices=("cached", "naive"), default="cached")
-    ap.add_argument("--nf-max-priority", type=int, default=NF_MAX_PRIORITY,
-                    help="the highest priority of a flow rule an NF asks for")
     ap.add_argument("--lock-fd", type=int, help="an fd holding the name lock (from Manager.start)")
     a = ap.parse_args(argv)
-    return run(a.name, a.ports or ["ring", "ring"], a.mbufs, a.hugepage_mb, a.cpus, a.parent, a.stats,
-               a.busy_poll, a.rx_threads, a.tx_threads, a.max_nfs, a.lock_fd, a.ring_mb, a.flow_lookup,
-               a.nf_max_priority)
+    try:
+        config = ManagerConfig.from_args(a)
+    except ValueError as e:
+        print("onvm manager: %s" % e, file=sys.stderr, flush=True)
+        return 2
+    return run(config, a.cpus, a.parent, lock_fd=a.lock_fd)
 
 
 if __name__ == "__main__":

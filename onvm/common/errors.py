@@ -43,3 +43,12 @@ def require(module, extra, what):
             raise
         raise OnvmError("%s needs %s, which is not installed: pip install 'onvm[%s]'"
                         % (what, module.split(".")[0], extra)) from None
+
+
+# The longest any call of the notebook side waits or runs: a day.  Beyond it a wait is a
+# mistake (count=10**30, timeout=1e12) that would hang the notebook.
+LONGEST_S = 86400
+
+
+def check_timeout(timeout, name="timeout"):
+    return check_number(name, timeout, 0, LONGEST_S, what="a number of seconds")

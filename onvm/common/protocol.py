@@ -1,6 +1,6 @@
 """The control socket's wire format: each message is a 4-byte big-endian
 length and a JSON object.  Requests carry "op"; replies carry "ok" and
-either the result or "error".  The server is onvm.control."""
+either the result or "error".  The server is onvm.mgr.control."""
 import json
 import socket
 import struct

@@ -2,7 +2,7 @@
 hidden tests, a score), `onvm lab grade DIR` (a folder of submissions),
 `onvm lab generate LAB` (student.ipynb from solution.ipynb with nbgrader's
 ClearSolutions).  What is handed back (the feedback text and files, the
-CSV, check's exit status) is onvm/feedback.py's.
+CSV, check's exit status) is onvm/face/feedback.py's.
 
 A lab is a folder of labs/: solution.ipynb (nbgrader-marked answer regions,
 metadata onvm.lab = the folder's name), student.ipynb, hidden_tests.py:
@@ -17,7 +17,7 @@ metadata onvm.lab = the folder's name), student.ipynb, hidden_tests.py:
     CHECKS = [(name, points, fn)]  # optional: fn(values of EXPORTS) -> a problem or None
 
 Submissions are untrusted.  Each runs in a worker process (`python -m
-onvm.grading worker ...`) with a time limit: as a throw-away user made for
+onvm.face.grading worker ...`) with a time limit: as a throw-away user made for
 it (when the grader is root; removed after, with every process it had) or
 as the grader itself (who is then the student).  The worker executes the
 notebook with nbclient (outputs capped), pickles the NF out of the kernel,
@@ -40,8 +40,8 @@ import sys
 import tempfile
 import time
 
+from ..common.errors import OnvmError
 from . import feedback
-from .errors import OnvmError
 from .sandbox import SPEC_ENV as SANDBOX_SPEC_ENV
 
 SEED = 2016                  # the hidden traffic is the same for every submission
@@ -54,7 +54,7 @@ GRADER_GROUP = "onvm"
 
 def lab_of(nb):
     """The lab folder named in a notebook's metadata (onvm.lab)."""
-    from .lab import data_path
+    from ..common.paths import data_path
     meta = nb.get("metadata") if isinstance(nb, dict) else None
     name = meta.get("onvm", {}).get("lab") if isinstance(meta, dict) and isinstance(meta.get("onvm"), dict) else None
     if not isinstance(name, str) or "/" in name or name.startswith("."):
@@ -166,7 +166,7 @@ def _probe_call_in_processes(fn, calls, seeds=("1", "2")):
     PYTHONHASHSEEDs (all inside the sandbox): [here, seed 1, seed 2]."""
     import cloudpickle
     runs = [_probe_call(fn, calls)]
-    code = ("import sys, json, cloudpickle\nfrom onvm.grading import _probe_call\n"
+    code = ("import sys, json, cloudpickle\nfrom onvm.face.grading import _probe_call\n"
             "fn, calls = cloudpickle.loads(sys.stdin.buffer.read())\nprint(json.dumps(_probe_call(fn, calls)))")
     for seed in seeds:
         r = subprocess.run([sys.executable, "-c", code], input=cloudpickle.dumps((fn, calls)), capture_output=True,
@@ -248,18 +248,19 @@ def grading_manager(tests, jail):
 
 
 def _nf_manager(ports, jail):
-    from . import paths
-    from .manager import NF, Manager, _child_env
-    from .nfdoor import TICKET_ENV
+    from ..common import paths
+    from ..launch import NF, RUNNER, child_env
+    from ..manager import Manager
+    from ..nflib.door import TICKET_ENV
+    from ..nflib.run import nf_argv
 
     class GradingManager(Manager):
         def _spawn(self, spec, service, name, staged=False, limits=None, flow_miss=False):
             log_path = os.path.join(paths.log_dir(self.name), "nf-%s.log" % name)
-            cmd = [sys.executable, "-m", "onvm.nfrun", "--manager", self.name, "--service", str(service),
-                   "--name", name, "--python"]
-            # the one registration this launch may make (onvm.nfdoor); never a flow-miss role
+            cmd = RUNNER + nf_argv(self.name, spec, service, name)     # spec: the submission's pickle (--python)
+            # the one registration this launch may make (onvm.mgr.nfdoor); never a flow-miss role
             ticket = self._request({"op": "nf_ticket", "service": service, "name": name, "flow_miss": False})["ticket"]
-            env = dict(_child_env(), **{TICKET_ENV: ticket})
+            env = dict(child_env(), **{TICKET_ENV: ticket})
             if jail is not None:
                 cmd, env = jail.nf_command(self, cmd, ticket)
             with paths.open_log(log_path) as log:
@@ -300,7 +301,8 @@ def run_cases(tests, nf_code, out_dir, deadline, jail=None, mgr=None, cases=None
     returns: ([test result dicts], the pcap of mismatched packets or None)."""
     from scapy.utils import wrpcap
 
-    from .packet import dissect
+    from ..common.packet import dissect
+    from ..launch import wait_registered
     results, mismatched, cpu = _Results(), [], [0, 0]
     cases = prepare_cases(tests) if cases is None else cases
     with (mgr or grading_manager(tests, jail)) as mgr:
@@ -308,7 +310,7 @@ def run_cases(tests, nf_code, out_dir, deadline, jail=None, mgr=None, cases=None
         try:
             nfs = [mgr._spawn(nf_code, 1 + k, "%s-%d" % (tests.NF, k)) for k in range(len(cases))]
             mgr.launched += nfs
-            mgr._wait_registered(nfs, max(5, min(60, deadline - time.monotonic())))
+            wait_registered(mgr, nfs, max(5, min(60, deadline - time.monotonic())))
         except Exception as e:
             problem = "the NF did not start: %s" % e
         for k, (name, points, pkts, raw, want) in enumerate(cases):
@@ -346,7 +348,7 @@ def run_cases(tests, nf_code, out_dir, deadline, jail=None, mgr=None, cases=None
                 res["nf_log"] = _last_traceback(nf.log())
     if jail is not None:
         jail.kill_all()
-    from . import paths
+    from ..common import paths
     shutil.rmtree(os.path.join(paths.logs_root(), mgr.name), ignore_errors=True)   # read above; one per submission
     pcap = None
     if mismatched:
@@ -378,7 +380,7 @@ def _cpu_ns(pid):
 
 def _renumber(hop, service):
     """A hop of a lab's chain with service 1 (the NF under test) as service."""
-    from .packet import ToService
+    from ..common.packet import ToService
     if isinstance(hop, int) and not isinstance(hop, bool) and hop == 1:
         return service
     if type(hop) is ToService and hop.dest == 1:
@@ -528,7 +530,7 @@ class _Early:
 # ---- sandboxes: where a submission's code runs ---------------------------------------
 
 def sandbox_env(spec):
-    """The environment of `python -m onvm.sandbox`: its spec goes there, not
+    """The environment of `python -m onvm.face.sandbox`: its spec goes there, not
     in argv, since every user can read a process's command line and the spec
     carries an NF's launch ticket; only root reads a root process's
     environment, and the sandbox passes on only the spec's own env."""
@@ -548,7 +550,7 @@ def _uid_of(pid):
 
 def _kill_uid(uid):
     """SIGKILL every process of uid (a submission's fresh uid: nothing else has it)."""
-    from .doctor import _wait_gone
+    from ..common.runtime import _wait_gone
     for _ in range(10):
         pids = _pids_of(uid)
         if not pids:
@@ -602,7 +604,7 @@ FSIZE = 1 << 30                               # the largest file it may write
 
 class Sandbox:
     """Where submissions run.  As root: each in its own sandbox
-    (onvm.sandbox), as a fresh uid and group never used before in this
+    (onvm.face.sandbox), as a fresh uid and group never used before in this
     run, in private namespaces that show it nothing of the other
     submissions, the grader's folders or the hidden tests, with no network;
     its NFs later run the same way, from the grader's own manager.  As
@@ -648,7 +650,7 @@ class Sandbox:
             self.binds.append([real, os.path.join(PY_ROOT, str(i)), False])
             path.append(os.path.join(PY_ROOT, str(i)))
         self.pythonpath = os.pathsep.join(path)
-        from .lab import data_path
+        from ..common.paths import data_path
         try:
             self.hide.append(os.path.realpath(data_path("labs")))
         except OnvmError:
@@ -814,15 +816,15 @@ class Sandbox:
                               masks=self._masks([os.path.dirname(os.path.realpath(notebook)),
                                                  os.path.dirname(os.path.realpath(tests_path))]),
                               binds=[[work, HOME_IN, True]] + self.binds,
-                              argv=[self.python, "-m", "onvm.grading"] + args, env=self._env(HOME_IN),
+                              argv=[self.python, "-m", "onvm.face.grading"] + args, env=self._env(HOME_IN),
                               cwd=HOME_IN)
-            cmd, env, cwd = [sys.executable, "-m", "onvm.sandbox"], sandbox_env(spec), "/"
+            cmd, env, cwd = [sys.executable, "-m", "onvm.face.sandbox"], sandbox_env(spec), "/"
         else:
             from .lab import SESSION_VAR
             session = secrets.token_hex(8)        # this submission's: other jobs run beside it
             env = {**os.environ, "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": self.pythonpath,
                    SESSION_VAR: session}
-            cmd, cwd = [self.python, "-m", "onvm.grading"] + args, work
+            cmd, cwd = [self.python, "-m", "onvm.face.grading"] + args, work
         with log:
             p = subprocess.Popen(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                  stderr=log, start_new_session=True)
@@ -872,7 +874,7 @@ class _NFJail:
         self.files = []
 
     def share_manager(self, mgr):
-        from .containers import dpdk_files
+        from ..containers import dpdk_files
         self.files = dpdk_files(mgr.name)
         for f in self.files:
             os.chown(f, -1, self.uid)
@@ -881,8 +883,8 @@ class _NFJail:
     def nf_command(self, mgr, cmd, ticket):
         """nfrun's command line cmd, run in a sandbox as the submission's uid
         with this launch's ticket.  returns: (argv, environment)."""
-        from . import paths
-        from .nfdoor import TICKET_ENV
+        from ..common import paths
+        from ..nflib.door import TICKET_ENV
         rd = paths.run_dir(mgr.name)
         inner = "/run/dpdk/" + os.path.basename(rd)     # where a non-root DPDK with XDG_RUNTIME_DIR=/run looks
         binds = [[f, (os.path.join(inner, os.path.basename(f)) if f.startswith(rd + "/") else f), True]
@@ -895,7 +897,7 @@ class _NFJail:
                                                 ONVM_DPDK_LOG=os.environ.get("ONVM_DPDK_LOG", "error"),
                                                 **{TICKET_ENV: ticket}),
                               cwd="/run")
-        return [sys.executable, "-m", "onvm.sandbox"], sandbox_env(spec)
+        return [sys.executable, "-m", "onvm.face.sandbox"], sandbox_env(spec)
 
     def kill_all(self):
         _kill_uid(self.uid)
@@ -931,7 +933,7 @@ def check(notebook, timeout=300, tests=None, out=None, box=None):
     return result
 
 
-format_result = feedback.format_result        # it lives in onvm/feedback.py now; kept importable here
+format_result = feedback.format_result        # it lives in onvm/face/feedback.py now; kept importable here
 
 
 def cli_check(notebook, as_json=False, timeout=300, out=None, tests=None):
@@ -1039,4 +1041,4 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["worker"] and len(sys.argv) == 6:
         worker(sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5]))
     else:
-        sys.exit("usage: python -m onvm.grading worker NOTEBOOK SPEC OUT_DIR SECONDS")
+        sys.exit("usage: python -m onvm.face.grading worker NOTEBOOK SPEC OUT_DIR SECONDS")

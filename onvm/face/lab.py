@@ -14,25 +14,16 @@ import sys
 import time
 import urllib.request
 
-from . import paths
-from .errors import OnvmError
+from ..common import paths
+from ..common.errors import OnvmError
+from ..common.paths import data_path
+from ..common.runtime import stop_process
 
 SESSION_VAR = "ONVM_SESSION"
 BIN_VAR = "ONVM_LAB_BIN"               # the environment's bin dir, put first on PATH in terminals
 CONTENT = ("notebooks", "labs")      # what `onvm notebooks get` copies
 START_TIMEOUT = 120.0                  # JupyterLab's first start builds its settings: slow on a busy machine
 STOP_TIMEOUT = 20.0
-
-
-def data_path(what):
-    """notebooks, labs or kernels: in an installed wheel they are package data
-    (onvm/_data/WHAT, put there by setup.py), in a checkout beside the package.
-    raises: OnvmError if neither exists."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    for d in (os.path.join(here, "_data", what), os.path.join(os.path.dirname(here), what)):
-        if os.path.isdir(d):
-            return d
-    raise OnvmError("onvm's %s are missing from %s (a broken install? reinstall onvm)" % (what, here))
 
 
 def default_dir():
@@ -92,8 +83,8 @@ def stop_session(session):
     """Stop what a session left running: its managers through
     `onvm cleanup --force` (so their files go too), then any other process
     of it (SIGTERM, SIGKILL after 5 s).  returns: how many processes were left."""
-    from .doctor import _alive, _wait_gone, cleanup
-    from .mgrd import running_manager_pid
+    from ..common.runtime import _alive, _wait_gone, running_manager_pid
+    from .doctor import cleanup
     pids = session_pids(session)
     if not pids:
         return 0
@@ -154,8 +145,8 @@ class Lab:
         return "http://127.0.0.1:%d/lab/tree/notebooks/00-index.ipynb?token=%s" % (self.port, self.token)
 
     def start(self):
+        from ..common.errors import require
         from . import kernel
-        from .errors import require
         require("jupyterlab", "lab", "onvm lab")
         get_notebooks(self.root)
         if kernel.installed() is None or not _spec_is_ours(kernel.installed()):
@@ -187,10 +178,10 @@ class Lab:
             api = "http://127.0.0.1:%d/api/status?token=%s" % (self.port, self.token)
             while not _ready(api, 5):
                 if self.process.poll() is not None or time.monotonic() > deadline:
-                    from .manager import _tail
+                    from ..common.runtime import tail
                     self.stop()
                     raise OnvmError("JupyterLab did not start; its log (%s):\n%s"
-                                    % (self.log_path, _tail(self.log_path)))
+                                    % (self.log_path, tail(self.log_path)))
                 time.sleep(0.2)
         finally:
             os.unlink(token_file)                # read at start; our URL is the only copy left
@@ -200,7 +191,7 @@ class Lab:
         """Stop JupyterLab (its kernels shut down, and managers follow their
         kernel), then whatever of this session is still running."""
         if self.process is not None:
-            paths.stop_process(self.process, STOP_TIMEOUT)
+            stop_process(self.process, STOP_TIMEOUT)
             self.process = None
         stop_session(self.session)
 

@@ -1,5 +1,5 @@
 """Running untrusted code (a graded submission, its NF) as a fresh uid in
-private namespaces.  The grader (root) starts `python -m onvm.sandbox SPEC`,
+private namespaces.  The grader (root) starts `python -m onvm.face.sandbox SPEC`,
 which, still root: enters a new mount, network, IPC and UTS namespace (and
 a PID namespace for a submission's worker); makes the whole file system
 read-only and nosuid; hides the folders named in the spec behind empty
@@ -229,11 +229,11 @@ def _exec(spec, door):
 
 def main(argv):
     if os.geteuid() != 0:
-        sys.exit("onvm.sandbox: only root can start a sandbox")
+        sys.exit("onvm.face.sandbox: only root can start a sandbox")
     try:
         spec = json.loads(os.environ.pop(SPEC_ENV))
     except (KeyError, ValueError) as e:
-        sys.exit("onvm.sandbox: no spec in %s (%s)" % (SPEC_ENV, e))
+        sys.exit("onvm.face.sandbox: no spec in %s (%s)" % (SPEC_ENV, e))
     door = setup(spec)
     if not spec.get("pid_ns"):
         drop(spec)
@@ -273,5 +273,5 @@ if __name__ == "__main__":
         main(sys.argv)
     except OSError as e:
         if e.errno == errno.EPERM:
-            sys.exit("onvm.sandbox: %s (is this a container without CAP_SYS_ADMIN?)" % e)
+            sys.exit("onvm.face.sandbox: %s (is this a container without CAP_SYS_ADMIN?)" % e)
         raise

@@ -12,8 +12,9 @@ import subprocess
 import sys
 import time
 
-from . import paths
-from .errors import OnvmError
+from ..common import paths
+from ..common.errors import OnvmError
+from ..common.runtime import NO_PCI_DIR, _alive, _meminfo, _wait_gone, hugepage_fix
 
 MANAGER_MB = 256          # hugepage memory one manager takes by default
 DPDK_VERSION = "22.11"
@@ -26,33 +27,6 @@ _HUGEFILE = re.compile(r"^%s(.+)map_\d+$" % re.escape(paths.PREFIX))
 
 
 # ---- small helpers ------------------------------------------------------------
-
-def _alive(pid):
-    """True if pid is a live process: not a zombie, and (DPDK processes are
-    multi-threaded) not a zombie leader whose other threads are still exiting."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            stat = f.read()
-    except OSError:
-        return False
-    fields = stat.rpartition(")")[2].split()
-    if fields and fields[0] not in ("Z", "X"):
-        return True
-    try:
-        return len(os.listdir("/proc/%d/task" % pid)) > 1
-    except OSError:
-        return False
-
-
-def _wait_gone(pids, timeout):
-    """Wait until none of pids is alive.  returns: the pids still alive."""
-    deadline = time.monotonic() + timeout
-    left = [p for p in pids if _alive(p)]
-    while left and time.monotonic() < deadline:
-        time.sleep(0.05)
-        left = [p for p in left if _alive(p)]
-    return left
-
 
 def _locked(path):
     """True if some process holds an flock on path, as DPDK does on every
@@ -75,16 +49,6 @@ def _onvm_hugepage_files():
             name = match.group(1) if match else e[len(paths.PREFIX):]
             out.setdefault(name, []).append(os.path.join(m, e))
     return out
-
-
-def _meminfo():
-    info = {}
-    with open("/proc/meminfo") as f:
-        for line in f:
-            k, _, v = line.partition(":")
-            if v.split():
-                info[k] = int(v.split()[0])
-    return info
 
 
 # ---- onvm doctor --------------------------------------------------------------
@@ -112,15 +76,15 @@ def check_dpdk():
 
 def _core_loads():
     try:
-        from . import _core
-        _core.lib.ONVM_MAX_NFS  # noqa: B018
+        from ..common import abi
+        abi.lib.ONVM_MAX_NFS  # noqa: B018
         return True
     except (ImportError, OSError, AttributeError):
         return False
 
 
 def check_core():
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # the checkout
     if os.path.exists(os.path.join(root, "scripts", "setup.sh")):
         fix = "cd %s && bash scripts/setup.sh" % root
     elif os.path.exists(os.path.join(root, "setup.py")):
@@ -128,25 +92,11 @@ def check_core():
     else:
         fix = "%s -m pip install -e ." % sys.executable
     try:
-        from . import _core
-        _core.lib.ONVM_MAX_NFS  # noqa: B018 - the lookup is the check: it fails on a stale or broken build
+        from ..common import abi
+        abi.lib.ONVM_MAX_NFS  # noqa: B018 - the lookup is the check: it fails on a stale or broken build
     except (ImportError, OSError, AttributeError) as e:
         return [("FAIL", "onvm._core", "the compiled extension does not import: %s" % e, fix)]
-    return [("ok", "onvm._core extension imports (%s)" % os.path.basename(_core.__file__), None, None)]
-
-
-def hugepage_fix(missing_mb):
-    """The command that reserves missing_mb more hugepages: nr_hugepages
-    raised from what it is now, never lowered (a fixed "echo 512" would
-    shrink a larger reservation, and the managers running in it)."""
-    try:
-        with open("/proc/sys/vm/nr_hugepages") as f:
-            nr = int(f.read().strip() or 0)
-    except (OSError, ValueError):
-        nr = 0
-    size_kb = _meminfo().get("Hugepagesize", 2048)
-    more = -(-max(0, missing_mb) * 1024 // size_kb)
-    return "echo %d > /proc/sys/vm/nr_hugepages" % max(nr + more, 512 if nr == 0 else nr + 1)
+    return [("ok", "onvm._core extension imports (%s)" % os.path.basename(abi.core.__file__), None, None)]
 
 
 def check_hugepages():
@@ -236,7 +186,7 @@ def check_docker():
     except OSError as e:
         return [("warn", what, "cannot run docker: %s (only needed for container NFs)" % e, fix)]
     if r.returncode != 0:
-        from .containers import access_problem
+        from ..containers import access_problem
         problem = access_problem()
         if problem:      # the daemon runs; this user may not reach it
             return [("warn", what, "%s (only needed for container NFs)" % problem[0], problem[1])]
@@ -245,7 +195,7 @@ def check_docker():
                    lines[-1] if lines else "exit status %d" % r.returncode)
         return [("warn", what, "the docker daemon does not answer: %s (only needed for container NFs)" % err, fix)]
     out = [("ok", "docker: the daemon answers", None, None)]
-    from .containers import image_status
+    from ..containers import image_status
     try:
         images = image_status()
     except OnvmError as e:       # the SDK is missing
@@ -264,9 +214,6 @@ def _manager_alive(name):
     return paths.name_in_use(name)
 
 
-NO_PCI_DIR = "no-pci"    # an empty dir in a manager's runtime dir: the PCI bus DPDK's tools see
-
-
 def dpdk_tools(name, port=0, count=100, path=None):
     """How to point DPDK's own tools at the running manager name: capture
     from onvm port `port` (count packets into path), print every port's
@@ -278,8 +225,8 @@ def dpdk_tools(name, port=0, count=100, path=None):
     returns: (env, {"dumpcap": argv, "proc-info": argv, "telemetry": argv},
         {onvm port: DPDK port id}); env holds only the variables to add
     raises: OnvmError if the manager is not running"""
-    from .mgrd import running_manager_pid
-    from .stats import ControlFile
+    from ..common.runtime import running_manager_pid
+    from ..common.shm import ControlFile
     if not running_manager_pid(name):
         raise OnvmError("manager %r is not running" % name)
     cf = ControlFile(name)
@@ -313,7 +260,7 @@ def tool_lines(name):
 
 
 def check_managers():
-    from .mgrd import running_manager_pid
+    from ..common.runtime import running_manager_pid
     out = []
     names = paths.manager_names()
     for name in names:
@@ -335,7 +282,7 @@ def check_managers():
                     "onvm cleanup"))
     if not names:
         out.append(("ok", "managers: none running", None, None))
-    from .netns import recorded
+    from ..netns import recorded
     stale = [name for name, _, _, alive in recorded() if not alive]
     if stale:
         out.append(("warn", "network namespaces", "made by onvm.Namespace in processes that are gone: %s"
@@ -343,7 +290,34 @@ def check_managers():
     return out
 
 
-CHECKS = (check_dpdk, check_core, check_hugepages, check_permissions, check_docker, check_managers)
+def check_kernel():
+    """The "onvm" kernelspec Jupyter would start must run this onvm's kernel
+    module: a spec installed by an older onvm names a module path that has
+    since moved, and its kernel dies at start in every notebook."""
+    from . import kernel
+    try:
+        spec_file = kernel.installed()
+    except OnvmError:            # no jupyter_client: the lab extra is not installed
+        return []
+    if spec_file is None:
+        return [("warn", "kernel", 'no "OpenNetVM (Python 3)" kernel is installed (only needed for notebooks)',
+                 "onvm kernel install --sys-prefix")]
+    import json
+    try:
+        with open(spec_file) as f:
+            argv = json.load(f)["argv"]
+        with open(os.path.join(kernel.spec_dir(), "kernel.json")) as f:
+            want = json.load(f)["argv"]
+    except (OSError, ValueError, KeyError) as e:
+        return [("warn", "kernel", "cannot read %s: %s" % (spec_file, e), "onvm kernel install --sys-prefix")]
+    if argv[1:] != want[1:] or not os.access(argv[0], os.X_OK):
+        return [("warn", "kernel", "%s starts %r, not this onvm's kernel (%s)" % (
+                 spec_file, " ".join(argv[:3]), " ".join([sys.executable] + want[1:3])),
+                 "onvm kernel install --%s" % ("user" if spec_file.startswith(os.path.expanduser("~")) else "sys-prefix"))]
+    return [("ok", "kernel %s" % spec_file, None, None)]
+
+
+CHECKS = (check_dpdk, check_core, check_hugepages, check_permissions, check_docker, check_kernel, check_managers)
 
 
 def run_checks():
@@ -388,9 +362,9 @@ def _stop_manager(name, pid):
 
 def _kill_nfs(name):
     """SIGKILL the NF processes a dead manager's control file lists.  returns: how many."""
-    from ._core import lib
-    from .mgrd import pid_is_onvm
-    from .stats import ControlFile
+    from ..common.abi import lib
+    from ..common.runtime import pid_is_onvm
+    from ..common.shm import ControlFile
     try:
         cf = ControlFile(name)
     except (OnvmError, OSError, ValueError):
@@ -422,7 +396,7 @@ def _kill_nfs(name):
 def _remove_manager_files(name, lock):
     """Runtime dir and hugepage files of a manager that is gone; we hold its
     name lock.  returns: items removed."""
-    from .mgrd import remove_leftovers
+    from ..common.runtime import remove_leftovers
     rd = paths.run_dir(name)
     files = paths.hugepage_files(name)
     if not remove_leftovers(name, lock):
@@ -533,7 +507,7 @@ def cleanup(force=False, names=None):
 
     param names: only these managers (default: every one of this user)
     returns: 0"""
-    from .mgrd import running_manager_pid
+    from ..common.runtime import running_manager_pid
     only = None if names is None else set(names)
     removed = 0
     keep = set()
@@ -572,14 +546,14 @@ def cleanup(force=False, names=None):
         finally:
             lock.release()
     removed += _remove_orphan_hugepages(only)
-    from .containers import remove_containers  # NF containers: each exits once its manager is gone; sure
+    from ..containers import remove_containers  # NF containers: each exits once its manager is gone; sure
     removed += remove_containers(uid=os.geteuid(), keep=lambda m: m in keep or (only is not None and m not in only),
                                  log=print)
     removed += _remove_old_logs(keep, only)
     if only is None:
-        from .netns import cleanup_namespaces  # made by onvm.Namespace in a process now gone
+        from ..netns import cleanup_namespaces  # made by onvm.Namespace in a process now gone
         removed += cleanup_namespaces(force)
-        from .face.hub import cleanup as cleanup_hubs  # containers, mounts, proxy of a hub that died
+        from .hub import cleanup as cleanup_hubs  # containers, mounts, proxy of a hub that died
         removed += cleanup_hubs(log=print)
     print("cleanup: removed %d item(s)" % removed)
     sys.stdout.flush()

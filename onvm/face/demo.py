@@ -3,8 +3,8 @@ replicas, then a native NF), traffic from scapy, live stats, a summary."""
 import sys
 import time
 
-from . import DROP, NEXT, Manager, ToPort, native, nf
-from .stats import format_table, rates
+from .. import DROP, NEXT, Manager, ToPort, native, nf
+from ..stats import format_table, rates
 
 
 @nf(service=1)

@@ -1,4 +1,6 @@
 """Who the running NF is, for callbacks that want to know."""
+from ..common import packet
+from ..common.shm import ControlFile
 
 
 class NFContext:
@@ -9,7 +11,7 @@ class NFContext:
         return "<NFContext %s svc=%d inst=%d>" % (self.name, self.service, self.instance)
 
 
-current = None  # set by onvm.nfrun once the NF has registered
+current = None  # set by onvm.nflib.run once the NF has registered
 
 
 def current_nf():
@@ -26,7 +28,6 @@ def control_file():
     """The manager's control file, read-only: the one it sent the NF over
     nf.sock (nfrun keeps it), else opened by the manager's name."""
     if _names["control"] is None:
-        from .stats import ControlFile
         _names["control"] = ControlFile(manager)
     return _names["control"]
 
@@ -42,3 +43,6 @@ def service_of(name):
         _names["map"] = {n: s for s, n in cf.service_names().items()}
         _names["updates"] = updates
     return _names["map"].get(name, 0)
+
+
+packet.node_service = service_of

@@ -18,10 +18,8 @@ import glob
 import grp
 import os
 import secrets
-import signal
 import stat
 import struct
-import subprocess
 import tempfile
 import time
 
@@ -36,6 +34,18 @@ SETUP_HINT = "run as root: bash scripts/setup.sh"
 # "mp_socket_<pid>_<tsc in hex>"; a unix socket path has at most 107 bytes.
 _LONGEST_ENTRY = len("mp_socket_4194304_") + 16
 _SUN_PATH_MAX = 107
+
+
+def data_path(what):
+    """notebooks, labs or kernels: in an installed wheel they are package data
+    (onvm/_data/WHAT, put there by setup.py), in a checkout beside the package.
+    raises: OnvmError if neither exists."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # the onvm package
+    for d in (os.path.join(here, "_data", what), os.path.join(os.path.dirname(here), what)):
+        if os.path.isdir(d):
+            return d
+    raise OnvmError("onvm's %s are missing from %s (a broken install? reinstall onvm)" % (what, here))
+
 
 
 # ---- private directories ------------------------------------------------------
@@ -522,15 +532,3 @@ def new_name(prefix="nb-"):
         if not name_in_use(name) and not os.path.exists(run_dir(name)):
             return name
     raise OnvmError("no free manager name found in %s" % runtime_root())
-
-
-def stop_process(p, timeout=5.0):
-    """SIGTERM a child we started (a Popen, so by PID), SIGKILL it after
-    timeout.  returns: its exit code."""
-    if p.poll() is None:
-        p.send_signal(signal.SIGTERM)
-        try:
-            return p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            p.kill()
-    return p.wait()

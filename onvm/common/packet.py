@@ -1,5 +1,5 @@
 """Actions an NF returns, and the zero-copy packet view a Python NF gets."""
-from ._core import lib
+from .abi import lib
 
 __all__ = ["Action", "NEXT", "DROP", "ToService", "ToPort", "Packet"]
 
@@ -57,6 +57,12 @@ class ToService(Action):
         return "ToService(%d)" % self.dest
 
 
+# Resolves a graph node's name to its service ID inside an NF: set by
+# onvm.nflib.context (the NF side owns the published names; this shared leaf
+# does not import it).
+node_service = None
+
+
 class _ToNode(ToService):
     """ToService("name"): the node's service is looked up where the action is
     used (inside a deployed NF), in the names the deployment published."""
@@ -70,8 +76,9 @@ class _ToNode(ToService):
 
     @property
     def dest(self):
-        from .context import service_of
-        return service_of(self.name)     # 0 (refused, counted) if no such node
+        if node_service is None:      # outside an NF process: nothing published the names here
+            raise ValueError("ToService(%r): node names resolve inside a deployed NF" % (self.name,))
+        return node_service(self.name)     # 0 (refused, counted) if no such node
 
     @property
     def code(self):
@@ -141,7 +148,7 @@ class Packet:
     scapy(): the packet dissected by scapy (a copy).
     Valid only inside the callback that received it."""
     __slots__ = ("_b", "_i")
-    _pool = None  # a memoryview over the whole packet pool; set by onvm.nfrun
+    _pool = None  # a memoryview over the whole packet pool; set by onvm.nflib.run
 
     def __init__(self, batch, i):
         self._b = batch

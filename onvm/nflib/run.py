@@ -6,10 +6,14 @@ import pickle
 import sys
 import traceback
 
-from . import context, logsink, paths
-from ._core import ffi, lib
-from .errors import OnvmError
-from .packet import DROP, Action, Packet
+from ..common import logsink, paths
+from ..common.abi import ffi, last_error, lib
+from ..common.errors import OnvmError
+from ..common.packet import DROP, Action, Packet
+from ..common.shm import ControlFile
+from ..common.spec import NativeNF, load_nf
+from . import context
+from . import door as nfdoor
 
 MAX_TRACEBACKS = 5
 
@@ -19,7 +23,6 @@ def start(manager, service, name, kind, staged=False, door=None):
     container), join its DPDK instance as a secondary and go into service
     (staged: in no service until a deployment puts it there).
     returns: (cffi handle, slot, socket)."""
-    from . import nfdoor
     if door is None or not isinstance(door, str):
         paths.use_dpdk_env()   # DPDK finds the manager's runtime dir through it (a container's env has it set)
     # This launch's ticket, from whoever launched us (not left for our children);
@@ -39,7 +42,6 @@ def start(manager, service, name, kind, staged=False, door=None):
     nf = lib.onvm_nf_start(shm_fd, stats_fd, slot, sock.fileno(), cpus.encode(), len(argv), c_argv)
     # The control file as the manager sent it: a container NF has no path to it
     # (onvm.flows.add and ToService("node") read the node names there).
-    from .stats import ControlFile
     try:
         context._names["control"] = ControlFile.from_fd(shm_fd, manager)
     except OnvmError:
@@ -47,7 +49,7 @@ def start(manager, service, name, kind, staged=False, door=None):
     os.close(shm_fd)
     os.close(stats_fd)
     if nf == ffi.NULL:
-        err = ffi.string(lib.onvm_last_error()).decode()
+        err = last_error()
         sock.close()
         raise OnvmError("NF %r: %s" % (name, err))
     try:
@@ -62,7 +64,6 @@ def start(manager, service, name, kind, staged=False, door=None):
 def leave(nf, sock):
     """Out of service: the manager answers once no packet can come our way
     any more.  returns: True if the ring may now be emptied."""
-    from . import nfdoor
     try:
         sock.settimeout(5)
         return nfdoor.call(sock, {"op": "leave"}).get("out_of_service", False)
@@ -191,7 +192,7 @@ def run(manager, service, name, native=None, args="", spec=None, staged=False, d
 
     try:
         if loop() < 0:
-            print("NF %s: %s" % (name, ffi.string(lib.onvm_last_error()).decode()), file=sys.stderr)
+            print("NF %s: %s" % (name, last_error()), file=sys.stderr)
             return 2
         # Asked to stop: leave the service, then hand on what is still in
         # our ring, so a clean stop loses nothing.
@@ -204,9 +205,32 @@ def run(manager, service, name, native=None, args="", spec=None, staged=False, d
     return 0
 
 
+def nf_argv(manager, spec, service, name, staged=False, door=None, target=None, batch=False):
+    """The options of this runner (main() below) for one NF, as a process
+    NF, a container NF or a graded NF is started with: a native NF by name, an importable
+    one (target "MODULE:FUNCTION", an image's), or a Python NF whose
+    pickled NFSpec comes on stdin (--python)."""
+    argv = ["--manager", manager, "--service", str(service), "--name", name]
+    if door is not None:
+        argv += ["--door", door]
+    if staged:
+        argv.append("--staged")
+    if isinstance(spec, NativeNF):
+        target, args = spec.name, ",".join("%s=%d" % kv for kv in spec.args.items())
+    else:
+        args = ""
+    if target is None:
+        argv.append("--python")
+    elif ":" in target:
+        argv += ["--import", target] + (["--batch"] if batch else [])
+    else:
+        argv += ["--native", target, "--args", args]
+    return argv
+
+
 def main(argv=None):
     import argparse
-    ap = argparse.ArgumentParser(prog="python -m onvm.nfrun")
+    ap = argparse.ArgumentParser(prog="python -m onvm.nflib.run")
     ap.add_argument("--manager", required=True)
     ap.add_argument("--service", type=int, required=True)
     ap.add_argument("--name", required=True)
@@ -220,12 +244,15 @@ def main(argv=None):
     ap.add_argument("--staged", action="store_true", help="in no service until a deployment puts it there")
     ap.add_argument("--batch", action="store_true", help="with --import: the function takes a list of packets")
     ap.add_argument("--door", help="the manager's nf.sock, where it is not at the usual path (in a container)")
-    ap.add_argument("--door-fd", type=int, help="a socket already connected to the manager's nf.sock (onvm.sandbox)")
+    ap.add_argument("--door-fd", type=int, help="a socket already connected to the manager's nf.sock (onvm.face.sandbox)")
     a = ap.parse_args(argv)
     spec = None
     if a.target:
-        from .cli import _load_python_nf
-        spec = _load_python_nf(a.target, a.batch)
+        try:
+            spec = load_nf(a.target, a.batch)
+        except ValueError as e:   # said in one line, as `onvm nf` says it
+            print("NF %s: %s" % (a.name, e), file=sys.stderr)
+            return 2
     if a.python:
         # Only our parent holds the other end of this pipe: unlike a file,
         # no other user can put code here for us to run.

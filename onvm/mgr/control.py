@@ -1,4 +1,4 @@
-"""The manager's control server: Unix stream sockets speaking onvm.protocol
+"""The manager's control server: Unix stream sockets speaking onvm.common.protocol
 (4-byte big-endian length + a JSON object), served without ever blocking,
 so the control tick in mgrd keeps its rhythm whatever clients do.
 
@@ -35,8 +35,8 @@ import struct
 import sys
 import time
 
-from . import protocol
-from .errors import OnvmError
+from ..common import protocol
+from ..common.errors import OnvmError
 
 SO_PEERPIDFD = getattr(socket, "SO_PEERPIDFD", 77)   # Linux >= 6.5; not in Python 3.11
 REQUEST_TIMEOUT = 5.0    # a request must arrive whole within this

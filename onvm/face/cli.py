@@ -6,8 +6,8 @@ import os
 import sys
 import time
 
-from . import paths
-from .errors import OnvmError, require
+from ..common import paths
+from ..common.errors import OnvmError, require
 
 
 def die(msg, code=2):
@@ -17,7 +17,7 @@ def die(msg, code=2):
 
 def pick_manager(name):
     """The named manager, or the only one running."""
-    from .mgrd import running_manager_pid
+    from ..common.runtime import running_manager_pid
     if name:
         if not running_manager_pid(name):
             die("no manager named %r is running (start one with: onvm mgr --name %s)" % (name, name))
@@ -32,17 +32,23 @@ def pick_manager(name):
 
 def cmd_mgr(a):
     """Run a manager in the foreground, with live stats."""
-    from . import mgrd
-    return mgrd.run(a.name, a.port or ["ring", "ring"], a.mbufs, a.hugepage_mb, show_stats=not a.quiet,
-                    busy_poll=a.busy_poll, rx_threads=a.rx_threads, tx_threads=a.tx_threads)
+    from ..common.config import ManagerConfig
+    from ..mgr import daemon as mgrd
+    return mgrd.run(ManagerConfig.from_args(a).validate(), show_stats=None if a.quiet else _stats_table)
+
+
+def _stats_table(before, after):
+    """What `onvm mgr` prints every second: the manager's table and its rates."""
+    from ..stats import format_table, rates
+    return format_table(after, rates(before, after))
 
 
 def cmd_nf(a):
     """Run an NF in the foreground against a running manager, in this
     process: a Python NF's function is imported here, never pickled."""
     name = pick_manager(a.manager)
-    from . import nfrun
-    from .manager import NativeNF, _check_service
+    from ..common.spec import NativeNF, _check_service
+    from ..nflib import run as nfrun
     _check_service(a.service)       # a ValueError: said and exit 2, before anything starts
     nf_name = a.name or a.nf.split(":")[-1]
     if a.nf in NativeNF.NAMES:
@@ -54,7 +60,7 @@ def cmd_nf(a):
 
 def _load_python_nf(target, batch):
     """FILE.py:FUNCTION or MODULE:FUNCTION -> an NFSpec, or exit with why."""
-    from .manager import load_nf
+    from ..common.spec import load_nf
     try:
         return load_nf(target, batch)
     except ValueError as e:
@@ -63,7 +69,8 @@ def _load_python_nf(target, batch):
 
 def cmd_stats(a):
     """Print a manager's stats (once, or every second with --watch)."""
-    from .stats import ControlFile, format_table, rates
+    from ..common.shm import ControlFile
+    from ..stats import format_table, rates
     cf = ControlFile(pick_manager(a.manager))
     prev = cf.snapshot()
     if not a.watch:
@@ -82,8 +89,8 @@ def cmd_stats(a):
 
 def cmd_chain(a):
     """Set the default chain of a running manager: onvm chain 1 2 port:1."""
-    from .manager import Manager
-    from .packet import ToPort
+    from ..common.packet import ToPort
+    from ..manager import Manager
     entries = []
     for e in a.entries:
         try:
@@ -104,8 +111,8 @@ def cmd_deploy(a):
     """Deploy a graph file (networkx node-link JSON) on a running manager.
     The NFs it starts keep running after this command ends; they stop with
     the manager."""
-    from . import graph
-    from .manager import Manager
+    from .. import graph
+    from ..manager import Manager
     try:
         with open(a.file, "rb") as f:
             text = f.read().decode()
@@ -131,9 +138,9 @@ def cmd_deploy(a):
 
 def cmd_flows(a):
     """The flow table of a running manager: onvm flows list | add CHAIN... --MATCH-FIELD V... | remove ID."""
-    from .flows import Match
-    from .manager import Manager
-    from .packet import ToPort
+    from ..common.match import Match
+    from ..common.packet import ToPort
+    from ..manager import Manager
     mgr = Manager.attach(pick_manager(a.manager))
     try:
         if a.action == "list":
@@ -173,7 +180,7 @@ def cmd_cleanup(a):
 
 def cmd_images(a):
     """onvm images build: build the images container NFs (and the course) use."""
-    from . import containers
+    from .. import containers
     if a.action == "build":
         built = containers.build_images(base=a.base, lab=a.lab, force=a.force, log=lambda m: print("onvm images: " + m))
         print("onvm images: %s" % ("built " + ", ".join(built) if built else "all there"))
@@ -204,7 +211,7 @@ def cmd_lab(a):
 
 def cmd_hub(a):
     """onvm hub: the course on JupyterHub (onvm/face/hub.py)."""
-    from .face import hub
+    from . import hub
     if a.hub_cmd == "collect":
         return hub.collect(a.lab, a.dir, csv_path=a.csv, timeout=a.timeout, users=a.users)
     opts = dict(port=a.port, hugepage_mb=a.hugepage_mb, api_token_file=a.api_token_file, image=a.image,
@@ -239,15 +246,9 @@ def main(argv=None):
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     p = sub.add_parser("mgr", help="run a manager in the foreground with live stats")
-    p.add_argument("--name", default="main", help="manager name (DPDK file prefix onvm-NAME)")
-    p.add_argument("--port", action="append", help="port spec: ring, null, pcap:rx=F,tx=F, tap:IF, pci:ADDR "
-                   "(repeat; default two ring ports)")
-    p.add_argument("--mbufs", type=int, default=16383)
-    p.add_argument("--hugepage-mb", type=int, default=256)
+    from ..common.config import ManagerConfig
+    ManagerConfig.add_arguments(p)     # the options onvm.Manager takes, declared once
     p.add_argument("--quiet", action="store_true", help="no live stats")
-    p.add_argument("--busy-poll", action="store_true", help="never sleep: a core per thread and NF")
-    p.add_argument("--rx-threads", type=int, default=1, help="RX threads (1..3)")
-    p.add_argument("--tx-threads", type=int, default=1, help="TX threads (1..3)")
     p.set_defaults(func=cmd_mgr)
 
     p = sub.add_parser("nf", help="run an NF against a running manager")

@@ -11,7 +11,7 @@ import ipaddress
 import os
 import re
 
-from ._core import lib
+from .abi import lib
 
 KINDS = {"ring": lib.ONVM_PORT_RING, "null": lib.ONVM_PORT_NULL, "pcap": lib.ONVM_PORT_PCAP,
          "tap": lib.ONVM_PORT_TAP, "pci": lib.ONVM_PORT_PCI}
