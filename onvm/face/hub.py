@@ -123,16 +123,20 @@ def default_image():
 
 
 def check_image(image):
-    """image exists and runs jupyterhub-singleuser.  raises: OnvmError."""
+    """image exists and runs jupyterhub-singleuser.  returns: its ID, which
+    the hub then runs (a tag may be moved to another build meanwhile).
+    raises: OnvmError."""
     from ..containers import _have, engine
     client = engine()
     if not _have(client, image):
         raise OnvmError("image %s is not on this machine; build it with: onvm images build --lab" % image)
-    r = subprocess.run(["docker", "run", "--rm", "--network", "none", "--entrypoint", "sh", image, "-c",
+    image_id = client.images.get(image).id
+    r = subprocess.run(["docker", "run", "--rm", "--network", "none", "--entrypoint", "sh", image_id, "-c",
                         "command -v jupyterhub-singleuser"], capture_output=True, text=True, timeout=120)
     if r.returncode:
         raise OnvmError("image %s has no jupyterhub-singleuser (an onvm/lab built before onvm hub existed): "
                         "rebuild it with: onvm images build --lab --force" % image)
+    return image_id
 
 
 def check_machine():
@@ -147,7 +151,8 @@ def check_machine():
 
 # ---- the config -----------------------------------------------------------------------
 
-def render_config(hub_dir, port, users, image, hugepage_mb, memory, cpus, pids, token_file, hub_port, api_port):
+def render_config(hub_dir, port, users, image, hugepage_mb, memory, cpus, pids, token_file, hub_port, api_port,
+                  image_id=None):
     """The jupyterhub_config.py `onvm hub` runs.  returns: its text."""
     from .. import __version__
     host_config = dict(
@@ -203,8 +208,8 @@ c.JupyterHub.load_roles = [{{"name": "admin", "services": ["onvm-admin"]}}]
 c.JupyterHub.spawner_class = "onvm.face.hubspawner.OnvmSpawner"
 c.OnvmSpawner.hub_dir = HUB_DIR
 c.OnvmSpawner.hugepage_mb = {hugepage_mb}     # each student's own hugetlbfs, size={hugepage_mb}M, at /dev/hugepages-onvm
-c.DockerSpawner.image = {image!r}
-c.DockerSpawner.pull_policy = "never"          # the image is built here (onvm images build --lab)
+c.DockerSpawner.image = {run_image!r}{image_note}
+c.DockerSpawner.pull_policy = "{pull}"          # the image is built here (onvm images build --lab)
 c.DockerSpawner.remove = True                  # a stopped server's container goes; the student's volume stays
 # The host's network namespace: this Docker engine has no bridge, so there is no container network to
 # join.  Each server binds 127.0.0.1 on a port of its own (OnvmSpawner picks it); see docs/course.md.
@@ -227,7 +232,9 @@ c.Spawner.start_timeout = 180
 c.Spawner.http_timeout = 120
 '''.format(version=__version__, port=port, image=image, hub_dir=hub_dir, users=users, hub_port=hub_port,
            api_port=api_port, chp=CHP, node_path=NODE_PATH, token_file=token_file, hugepage_mb=hugepage_mb,
-           home=HOME_IN, volume=VOLUME, memory=memory, cpus=float(cpus), host_config=host_config)
+           home=HOME_IN, volume=VOLUME, memory=memory, cpus=float(cpus), host_config=host_config,
+           run_image=image_id or image, image_note="   # " + image + ", by ID: a rebuild moving the tag changes "
+           "nothing here" if image_id else "", pull="skip" if image_id else "never")
 
 
 def _secret_file(path, text):
@@ -276,6 +283,7 @@ class Hub:
         self.cpus = cpus
         self.pids = pids
         self.image = image
+        self.image_id = None
         self.dir = os.path.join(HUB_ROOT, str(port))
         self.token_file = os.path.abspath(api_token_file) if api_token_file else os.path.join(self.dir, "api_token")
         self.process = None
@@ -287,7 +295,7 @@ class Hub:
 
     def config(self):
         return render_config(self.dir, self.port, self.users, self.image, self.hugepage_mb, self.memory, self.cpus,
-                             self.pids, self.token_file, self.hub_port, self.api_port)
+                             self.pids, self.token_file, self.hub_port, self.api_port, self.image_id)
 
     def check(self):
         """Everything, before anything starts.  raises: ValueError/OnvmError."""
@@ -301,7 +309,7 @@ class Hub:
             cleanup_hub(self.dir)
         if self.image is None:
             self.image = default_image()
-        check_image(self.image)
+        self.image_id = check_image(self.image)
         if os.path.exists(self.token_file):
             admin_token(self.token_file)
 
