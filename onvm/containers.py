@@ -49,7 +49,7 @@ DEFAULT_LIMITS = {"memory": "512m", "cpus": None, "pids": 64}
 # beyond owning those files (the container runs as their owner's uid).
 CAPS = ["SYS_NICE"]
 IMAGE_PYTHON = "3.11.2"              # Debian bookworm's, in the images
-LAB_PACKAGES = ["jupyterlab", "ipywidgets", "nbval"]   # what onvm/lab adds (docker/lab/Dockerfile)
+LAB_PACKAGES = ["jupyterlab", "ipywidgets", "nbval", "jupyterhub"]   # what onvm/lab adds (docker/lab/Dockerfile)
 
 
 # The code an NF runs: an image must carry the same, or its NFs would speak

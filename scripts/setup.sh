@@ -15,6 +15,8 @@ PKGS="$PKGS chromium"
 PKGS="$PKGS tshark dpdk-dev"
 # namespaces: ping from inside one through a chain (tests, notebook cells)
 PKGS="$PKGS iputils-ping"
+# onvm hub: JupyterHub's proxy
+PKGS="$PKGS node-configurable-http-proxy"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
@@ -82,7 +84,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # Quiet unless it fails: the build of the C core prints a lot.
 log=.venv/install.log
-if ! { .venv/bin/pip install -q --upgrade pip && .venv/bin/pip install -e '.[test,lab,containers,sdn]' && .venv/bin/onvm kernel install --sys-prefix; } >"$log" 2>&1; then
+if ! { .venv/bin/pip install -q --upgrade pip && .venv/bin/pip install -e '.[test,lab,containers,sdn,hub]' && .venv/bin/onvm kernel install --sys-prefix; } >"$log" 2>&1; then
     tail -40 "$log"
     echo "onvm setup: pip install failed; full log in $log" >&2
     exit 1

@@ -138,9 +138,20 @@ def hugepage_problem(mb):
     """None if mb megabytes of hugepages are free and this user has a
     hugetlbfs directory to put them in, else what to do."""
     try:
-        paths.huge_dir()
+        huge = paths.huge_dir()
     except OnvmError as e:
         return str(e)
+    # A hugetlbfs mounted with size= (a student's budget under `onvm hub`)
+    # caps what may be used there, whatever the machine has free.
+    mount = huge if os.geteuid() == 0 else paths.ONVM_HUGE_DIR
+    try:
+        st = os.statvfs(mount)
+    except OSError:
+        st = None
+    if st is not None and st.f_blocks and (st.f_bfree * st.f_frsize >> 20) < mb:
+        return ("this manager needs %d MB of hugepages but your hugepage budget (the hugetlbfs at %s) has %d MB "
+                "free of %d MB: pass a smaller hugepage_mb, or stop another manager of yours"
+                % (mb, mount, st.f_bfree * st.f_frsize >> 20, st.f_blocks * st.f_frsize >> 20))
     info = {}
     with open("/proc/meminfo") as f:
         for line in f:

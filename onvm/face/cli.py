@@ -236,6 +236,22 @@ def cmd_lab(a):
     return grading.cli_generate(a.labdirs, check=a.check)
 
 
+def cmd_hub(a):
+    """onvm hub: the course on JupyterHub (onvm/face/hub.py)."""
+    from . import hub
+    if a.hub_cmd == "collect":
+        return hub.collect(a.lab, a.dir, csv_path=a.csv, timeout=a.timeout, users=a.users)
+    opts = dict(port=a.port, hugepage_mb=a.hugepage_mb, api_token_file=a.api_token_file, image=a.image,
+                memory=a.memory, cpus=a.cpus)
+    if a.kubernetes_values:
+        return hub.print_kubernetes_values(hugepage_mb=a.hugepage_mb, image=a.image, memory=a.memory, cpus=a.cpus)
+    if a.print_config:
+        return hub.print_config(a.users, **opts)
+    if not a.users:
+        die("onvm hub needs --users NAME,NAME,... (the students)")
+    return hub.run_hub(a.users, **opts)
+
+
 def cmd_notebooks(a):
     from .lab import default_dir, get_notebooks
     path = a.path or default_dir()
@@ -359,6 +375,26 @@ def main(argv=None):
     q = lsub.add_parser("generate", help="make LAB/LAB.ipynb, the student notebook, from LAB/solution.ipynb (instructors)")
     q.add_argument("labdirs", nargs="+")
     q.add_argument("--check", action="store_true", help="only check that the student notebook is current")
+
+    p = sub.add_parser("hub", help="a course on JupyterHub: one onvm/lab container per student (docs/course.md)")
+    p.add_argument("--port", type=int, default=8000, help="where students connect, on 127.0.0.1")
+    p.add_argument("--users", help="the students: alice,bob,carol")
+    p.add_argument("--hugepage-mb", type=int, default=384, help="each student's hugepage budget (MB; a lab check "
+                   "needs 320)")
+    p.add_argument("--api-token-file", help="the admin API token: read from this 0600 file, or written there")
+    p.add_argument("--image", help="the course image (default: this onvm's onvm/lab)")
+    p.add_argument("--memory", default="1G", help="memory limit per student (like 1G)")
+    p.add_argument("--cpus", type=float, default=1.0, help="CPU limit per student")
+    p.add_argument("--print-config", action="store_true", help="print the jupyterhub_config.py it runs, and exit")
+    p.add_argument("--kubernetes-values", action="store_true", help="print zero-to-jupyterhub values, and exit")
+    p.set_defaults(func=cmd_hub, hub_cmd=None)
+    hsub = p.add_subparsers(dest="hub_cmd")
+    q = hsub.add_parser("collect", help="collect every student's lab notebook from their volumes and grade them")
+    q.add_argument("lab", help="the lab: 01-firewall (or 01)")
+    q.add_argument("dir", help="where the notebooks, feedback and scores.csv go")
+    q.add_argument("--csv", help="where the scores go (default DIR/scores.csv)")
+    q.add_argument("--timeout", type=float, default=300, help="seconds per submission")
+    q.add_argument("--users", help="only these students: alice,bob (default: every student volume)")
 
     p = sub.add_parser("notebooks", help="the tutorial notebooks and labs")
     nsub = p.add_subparsers(dest="nb_cmd", required=True)
