@@ -94,7 +94,7 @@ def choose(hugepages, mb):
     None (ONVM_HUGEPAGES, else hugepages when usable).  returns: (True if
     hugepages, why: a short reason).  raises: OnvmError if the mode asked
     for cannot be had here (before anything starts), ValueError for bad input."""
-    from .runtime import hugepage_problem
+    from .runtime import hugepage_budget_problem, hugepage_problem
     check_arg(hugepages)
     source = "hugepages=%s" % hugepages
     if hugepages is None:
@@ -113,6 +113,11 @@ def choose(hugepages, mb):
     problem = hugepage_problem(mb)
     if problem is None:
         return True, "%d MB of hugepages are free" % mb
+    budget = hugepage_budget_problem(mb)
+    if budget:
+        # a budget is a limit the operator set (onvm hub), not a machine
+        # without hugepages: ordinary memory must not be a way around it
+        raise OnvmError(budget)
     shared = shared_problem(mb)
     if shared:
         raise OnvmError("no usable hugepages (%s), and %s" % (problem, shared))

@@ -134,6 +134,27 @@ def socket_limit(mb, page_bytes):
     return ",".join([str(mb)] * (max(nodes + [0]) + 1))
 
 
+def hugepage_budget_problem(mb, huge=None):
+    """What to do if this user's hugetlbfs is mounted with size= (a
+    student's budget under `onvm hub`) and has less than mb MB free, else
+    None: such a budget caps what may be used, whatever the machine has."""
+    if huge is None:
+        try:
+            huge = paths.huge_dir()
+        except OnvmError:
+            return None
+    mount = huge if os.geteuid() == 0 else paths.ONVM_HUGE_DIR
+    try:
+        st = os.statvfs(mount)
+    except OSError:
+        return None
+    if st.f_blocks and (st.f_bfree * st.f_frsize >> 20) < mb:
+        return ("this manager needs %d MB of hugepages but your hugepage budget (the hugetlbfs at %s) has %d MB "
+                "free of %d MB: pass a smaller hugepage_mb, or stop another manager of yours"
+                % (mb, mount, st.f_bfree * st.f_frsize >> 20, st.f_blocks * st.f_frsize >> 20))
+    return None
+
+
 def hugepage_problem(mb):
     """None if mb megabytes of hugepages are free and this user has a
     hugetlbfs directory to put them in, else what to do."""
@@ -141,17 +162,9 @@ def hugepage_problem(mb):
         huge = paths.huge_dir()
     except OnvmError as e:
         return str(e)
-    # A hugetlbfs mounted with size= (a student's budget under `onvm hub`)
-    # caps what may be used there, whatever the machine has free.
-    mount = huge if os.geteuid() == 0 else paths.ONVM_HUGE_DIR
-    try:
-        st = os.statvfs(mount)
-    except OSError:
-        st = None
-    if st is not None and st.f_blocks and (st.f_bfree * st.f_frsize >> 20) < mb:
-        return ("this manager needs %d MB of hugepages but your hugepage budget (the hugetlbfs at %s) has %d MB "
-                "free of %d MB: pass a smaller hugepage_mb, or stop another manager of yours"
-                % (mb, mount, st.f_bfree * st.f_frsize >> 20, st.f_blocks * st.f_frsize >> 20))
+    budget = hugepage_budget_problem(mb, huge)
+    if budget:
+        return budget
     info = {}
     with open("/proc/meminfo") as f:
         for line in f:

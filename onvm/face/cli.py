@@ -201,7 +201,7 @@ def cmd_doctor(a):
 
 def cmd_cleanup(a):
     from .doctor import cleanup
-    from .hub import cleanup as cleanup_hubs      # containers, mounts, proxy of a hub that died
+    from .hub import cleanup as cleanup_hubs  # containers, mounts, proxy of a hub that died
     return cleanup(force=a.force, names=a.manager or None, also=(cleanup_hubs,))
 
 
