@@ -338,13 +338,13 @@ def test_a_student_sees_nothing_of_another_and_cannot_pass_her_budget(course):
 def test_collect_grades_every_students_lab_from_their_volume(course, tmp_path):
     course.start_servers([ALICE, BOB, CAROL])
     # Alice hands in the solution, carol leaves the student notebook, bob points his at a host file.
-    assert dexec("jupyter-" + ALICE, "cp ~/labs/01-firewall/solution.ipynb ~/labs/01-firewall/student.ipynb")[0] == 0
-    assert dexec("jupyter-" + BOB, "ln -sf /etc/shadow ~/labs/01-firewall/student.ipynb")[0] == 0
+    assert dexec("jupyter-" + ALICE, "cp ~/labs/01-firewall/solution.ipynb ~/labs/01-firewall/01-firewall.ipynb")[0] == 0
+    assert dexec("jupyter-" + BOB, "ln -sf /etc/shadow ~/labs/01-firewall/01-firewall.ipynb")[0] == 0
     out_dir = tmp_path / "graded"
     p = subprocess.run(ONVM + ["hub", "collect", "01", str(out_dir), "--users", ",".join([ALICE, BOB, CAROL])],
                        capture_output=True, text=True, timeout=800)
     assert p.returncode == 1, p.stdout + p.stderr              # bob had nothing to collect
-    assert "%s: labs/01-firewall/student.ipynb is a symlink" % BOB in p.stderr, p.stderr
+    assert "%s: labs/01-firewall/01-firewall.ipynb is a symlink" % BOB in p.stderr, p.stderr
     assert not (out_dir / (BOB + ".ipynb")).exists()
     import csv
     with open(out_dir / "scores.csv") as f:

@@ -550,8 +550,8 @@ def student_volumes(client):
 
 
 def collect(lab, folder, csv_path=None, timeout=300, users=None, log=print):
-    """`onvm hub collect LAB DIR`: every student's labs/LAB/student.ipynb
-    from their volume to DIR/NAME.ipynb, then `onvm lab grade DIR` into
+    """`onvm hub collect LAB DIR`: every student's labs/LAB/LAB.ipynb (or
+    student.ipynb, the name labs had before) from their volume to DIR/NAME.ipynb, then `onvm lab grade DIR` into
     DIR/scores.csv (or csv_path); users: only these students (default:
     every volume).  returns: 0, or 1 if a student had no
     notebook to collect (said on stderr)."""
@@ -573,7 +573,11 @@ def collect(lab, folder, csv_path=None, timeout=300, users=None, log=print):
     os.makedirs(folder, exist_ok=True)
     missing = []
     for name, mountpoint in sorted(vols.items()):
-        got = _read_inside(mountpoint, "labs/%s/student.ipynb" % lab)
+        got = _read_inside(mountpoint, "labs/%s/%s.ipynb" % (lab, lab))
+        if isinstance(got, str) and got.startswith("no "):
+            old = _read_inside(mountpoint, "labs/%s/student.ipynb" % lab)
+            if not (isinstance(old, str) and old.startswith("no ")):
+                got = old
         if isinstance(got, str):
             missing.append(name)
             print("onvm hub collect: %s: %s" % (name, got), file=sys.stderr)
