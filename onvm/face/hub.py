@@ -26,7 +26,7 @@ import urllib.request
 
 from ..common import paths
 from ..common.errors import OnvmError, require
-from ..common.runtime import stop_process
+from ..common.runtime import _meminfo, stop_process
 
 HUB_ROOT = "/run/onvm-hub"
 # DockerSpawner's usual name for a student's volume, with the name as given (USER_RE keeps it one Docker takes;
@@ -70,13 +70,9 @@ def check_memory(text):
 
 
 def free_hugepages_mb():
-    info = {}
-    with open("/proc/meminfo") as f:
-        for line in f:
-            k, _, v = line.partition(":")
-            info[k] = v.split()
-    free = int(info.get("HugePages_Free", ["0"])[0]) - int(info.get("HugePages_Rsvd", ["0"])[0])
-    return max(0, free) * int(info.get("Hugepagesize", ["2048"])[0]) // 1024
+    info = _meminfo()
+    free = info.get("HugePages_Free", 0) - info.get("HugePages_Rsvd", 0)
+    return max(0, free) * info.get("Hugepagesize", 2048) // 1024
 
 
 def check_budget(mb, users, machine=True):
