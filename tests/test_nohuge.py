@@ -294,7 +294,7 @@ def test_two_users_without_hugepages_cannot_map_or_read_each_others_pool(no_env)
     if os.geteuid() != 0:
         pytest.skip("creating throw-away users needs root")
     assert os.access(USER_PYTHON, os.X_OK), "%s is missing" % USER_PYTHON
-    from test_users import _shared_python, _user_procs
+    from test_users import _shared_python, remove_user
     users = ["onvmnh%da" % os.getpid(), "onvmnh%db" % os.getpid()]
     made, procs = [], []
     started = int(time.time()) - 1
@@ -361,15 +361,7 @@ def test_two_users_without_hugepages_cannot_map_or_read_each_others_pool(no_env)
             except subprocess.TimeoutExpired:
                 pass
         for u in made:
-            uid = pwd.getpwnam(u).pw_uid
-            wait_for(lambda uid=uid: not _user_procs(uid), timeout=20, step=0.1)
-            for pid in _user_procs(uid):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            wait_for(lambda uid=uid: not _user_procs(uid), timeout=10, step=0.1)
-            subprocess.run(["userdel", "--remove", u], timeout=60, capture_output=True)
+            remove_user(u)
         shutil.rmtree(shared, ignore_errors=True)
 
 

@@ -22,7 +22,7 @@ import onvm
 from conftest import udp, wait_for
 from onvm.common import paths
 from onvm.face import lab as onvm_lab
-from test_users import USER_PYTHON, _readline, _shared_python, _user_procs
+from test_users import USER_PYTHON, _readline, _shared_python, remove_user
 
 pytestmark = pytest.mark.privileged
 
@@ -73,17 +73,7 @@ class Users:
 
     def close(self):
         for name in self.made:
-            uid = pwd.getpwnam(name).pw_uid
-            wait_for(lambda uid=uid: not _user_procs(uid), timeout=20, step=0.1)
-            for pid in _user_procs(uid):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            wait_for(lambda uid=uid: not _user_procs(uid), timeout=10, step=0.1)
-            subprocess.run(["userdel", "--remove", name], timeout=60, capture_output=True)
-            for d in paths.user_huge_dirs(uid):
-                shutil.rmtree(d, ignore_errors=True)
+            remove_user(name)
         if self.pythonpath:
             shutil.rmtree(self.pythonpath, ignore_errors=True)
 

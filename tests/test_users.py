@@ -323,6 +323,23 @@ def _user_procs(uid):
     return pids
 
 
+def remove_user(name):
+    """Remove a throw-away user this test run made: wait for its processes
+    (its managers stop when their parent goes), SIGKILL by pid what is
+    left, then delete the account, its home and its hugepage dirs."""
+    uid = pwd.getpwnam(name).pw_uid
+    wait_for(lambda: not _user_procs(uid), timeout=20, step=0.1)
+    for pid in _user_procs(uid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    wait_for(lambda: not _user_procs(uid), timeout=10, step=0.1)
+    subprocess.run(["userdel", "--remove", name], timeout=60, capture_output=True)
+    for d in paths.user_huge_dirs(uid):
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def _readline(p, timeout):
     sel = selectors.DefaultSelector()
     sel.register(p.stdout, selectors.EVENT_READ)
@@ -433,17 +450,7 @@ def test_two_users_cannot_reach_each_other():
             except subprocess.TimeoutExpired:
                 pass
         for u in made:
-            uid = pwd.getpwnam(u).pw_uid
-            # Its managers stop when their parent goes; wait for that, then kill by pid what is left.
-            wait_for(lambda uid=uid: not _user_procs(uid), timeout=20, step=0.1)
-            for pid in _user_procs(uid):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            wait_for(lambda uid=uid: not _user_procs(uid), timeout=10, step=0.1)
-            subprocess.run(["userdel", "--remove", u], timeout=60, capture_output=True)
-            shutil.rmtree(os.path.join(paths.ONVM_HUGE_DIR, str(uid)), ignore_errors=True)
+            remove_user(u)
         shutil.rmtree(shared, ignore_errors=True)
 
 

@@ -43,14 +43,7 @@ def exec_nf(manager, service, name, binary, args=(), staged=False, door=None):
     except OnvmError as e:
         print("NF %s: %s" % (name, e), file=sys.stderr)
         return 2
-    if xmem_fd is None:
-        argv = ["--file-prefix", paths.file_prefix(manager)]
-    else:
-        # No hugepages: an EAL of its own with no files, as a Python NF's (run.py)
-        argv = ["--no-huge", "--no-shconf", "-m", "16"]
-    argv += ["--no-pci", "--no-telemetry", "--log-level", os.environ.get("ONVM_DPDK_LOG", "error")]
-    if os.geteuid() != 0:
-        argv += ["--iova-mode", "va"]
+    argv = nfdoor.eal_args(manager, xmem_fd)
     fds = (sock.fileno(), shm_fd, stats_fd) + (() if xmem_fd is None else (xmem_fd,))
     for fd in fds:
         os.set_inheritable(fd, True)

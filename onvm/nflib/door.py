@@ -69,6 +69,22 @@ def register(manager, nf_name, kind, service, staged=False, timeout=30.0, door=N
     return s, reply["slot"], fds[0], fds[1], (fds[2] if len(fds) == 3 else None)
 
 
+def eal_args(manager, xmem_fd):
+    """The EAL arguments of an NF of manager (after argv[0]), given what
+    register() returned: a secondary of the manager's hugepage files, or,
+    when the manager runs without hugepages (xmem_fd, core/xmem.c), an EAL
+    of its own with no files, its own heap barely used.  Python and C NFs
+    alike."""
+    if xmem_fd is None:
+        argv = ["--file-prefix", paths.file_prefix(manager)]
+    else:
+        argv = ["--no-huge", "--no-shconf", "-m", "16"]
+    argv += ["--no-pci", "--no-telemetry", "--log-level", os.environ.get("ONVM_DPDK_LOG", "error")]
+    if os.geteuid() != 0:
+        argv += ["--iova-mode", "va"]
+    return argv
+
+
 def call(s, req):
     """One request on the NF's connection; returns the reply or raises
     OnvmError with the manager's reason."""

@@ -33,16 +33,9 @@ def start(manager, service, name, kind, staged=False, door=None):
         ticket = nfdoor.ticket(manager, name, service)
     sock, slot, shm_fd, stats_fd, xmem_fd = nfdoor.register(manager, name, kind, service, staged, door=door,
                                                              ticket=ticket)
-    if xmem_fd is None:
-        argv = ["onvm-nf", "--file-prefix", paths.file_prefix(manager)]
-    else:
-        # No hugepages: an EAL of our own with no files (the packets are in
-        # the manager's region, core/xmem.c); its own heap is barely used.
-        argv = ["onvm-nf", "--no-huge", "--no-shconf", "-m", "16"]
-        lib.onvm_nf_use_xmem(xmem_fd)
-    argv += ["--no-pci", "--no-telemetry", "--log-level", os.environ.get("ONVM_DPDK_LOG", "error")]
-    if os.geteuid() != 0:
-        argv += ["--iova-mode", "va"]
+    if xmem_fd is not None:
+        lib.onvm_nf_use_xmem(xmem_fd)     # the packets are in the manager's region
+    argv = ["onvm-nf"] + nfdoor.eal_args(manager, xmem_fd)
     keep = [ffi.new("char[]", a.encode()) for a in argv]
     c_argv = ffi.new("char *[]", keep + [ffi.NULL])
     cpus = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
