@@ -144,6 +144,22 @@ def test_a_wrong_answer_drops_the_burst_and_counts_errors(mgr):
     assert "numpy callback failed: TypeError" in n.log()
 
 
+@onvm.nf(service=1, batch="numpy")
+def rebinds(burst):
+    burst.hdr = burst.hdr[:1]      # a Burst is reused for the next burst of its size: refused
+    return onvm.NEXT
+
+
+def test_a_burst_is_read_only(mgr):
+    n = mgr.launch(rebinds)
+    mgr.set_default_chain([1, onvm.ToPort(1)])
+    mgr.inject([udp(sport=i) for i in range(5)], port=0)
+    assert wait_for(lambda: n.stats().get("rx") == 5)
+    assert wait_for(lambda: n.stats()["actions"]["drop"] == 5)
+    assert mgr.capture(port=1, timeout=0.5, raw=True) == []
+    assert "numpy callback failed: AttributeError: a Burst's attributes are read-only" in n.log()
+
+
 def test_batch_takes_only_true_false_or_numpy():
     with pytest.raises(ValueError, match='batch is True, False or "numpy"'):
         onvm.nf(batch="pandas")(lambda b: onvm.NEXT)
