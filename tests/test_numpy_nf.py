@@ -1,5 +1,8 @@
 """numpy NFs (@onvm.nf(batch="numpy")): real packets through a real manager,
 each one's verdict checked against what the filter should decide for it."""
+import os
+import time
+
 import numpy as np
 import pytest
 
@@ -67,6 +70,65 @@ def test_numpy_nf_writes_in_place_and_steers_by_code(mgr):
         assert sorted(got) == sorted(want)
 
 
+def held_until(gate, batch):
+    """An NF that holds its first burst until the file gate exists (its ring
+    fills meanwhile), writes into bytes 6-7 of each packet (the source MAC)
+    the size of the burst it came in, and drops TCP to port 23."""
+    def wait():
+        deadline = time.monotonic() + 30
+        while not os.path.exists(gate) and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    if batch == "numpy":
+        def held(burst):
+            wait()
+            burst.view[burst.off, 6] = burst.n >> 8
+            burst.view[burst.off, 7] = burst.n & 0xff
+            h = burst.hdr
+            return ~((h[:, 23] == 6) & (h[:, 36] == 0) & (h[:, 37] == 23))
+    else:
+        def held(pkts):
+            wait()
+            out = []
+            for p in pkts:
+                d = p.data
+                d[6], d[7] = len(pkts) >> 8, len(pkts) & 0xff
+                out.append(onvm.DROP if d[23] == 6 and d[36] == 0 and d[37] == 23 else onvm.NEXT)
+            return out
+    return onvm.nf(name="held", service=1, batch=batch)(held)
+
+
+@pytest.mark.parametrize("batch, waiting, bursts", [
+    ("numpy", 300, [256, 44]),          # numpy NFs: what waits, up to 256 at once
+    (True, 100, [32, 32, 32, 4]),       # batch=True NFs keep bursts of at most 32 (notebook 05's slow NF)
+])
+def test_a_burst_takes_what_waits_in_the_ring(mgr, tmp_path, batch, waiting, bursts):
+    gate = str(tmp_path / "go")
+    n = mgr.launch(held_until(gate, batch))
+    mgr.set_default_chain([1, onvm.ToPort(1)])
+    mgr.inject([udp(sport=999)], port=0)
+    assert wait_for(lambda: n.stats()["rx"] == 1, timeout=10)      # in the callback, held
+    pkts = [tcp(1000 + i, 23 if i % 3 == 0 else 80) if i % 2 else udp(sport=2000 + i, dport=23)
+            for i in range(waiting)]
+    assert mgr.inject(pkts, port=0) == waiting
+    assert wait_for(lambda: mgr.control.sample().nfs[n.instance].queued == waiting, timeout=10)
+    open(gate, "w").close()
+    # the ring is taken a burst at a time, in arrival order: packet i came in burst sizes[i]
+    sizes = [1] + [size for size in bursts for _ in range(size)]
+    want = []
+    for p, size in zip([udp(sport=999)] + pkts, sizes):
+        if not (p.haslayer("TCP") and p["TCP"].dport == 23):
+            b = bytearray(bytes(p))
+            b[6], b[7] = size >> 8, size & 0xff
+            want.append(bytes(b))
+    out = mgr.capture(port=1, count=len(want), timeout=10, raw=True)
+    assert sorted(out) == sorted(want)
+    dropped = 1 + waiting - len(want)
+    assert wait_for(lambda: n.stats()["actions"]["drop"] == dropped)
+    st = n.stats()
+    assert (st["rx"], st["errors"], st["actions"]["next"]) == (1 + waiting, 0, len(want))
+
+
 @onvm.nf(service=1, batch="numpy")
 def wrong_shape(burst):
     return np.ones(burst.n + 1, dtype=bool)
@@ -80,6 +142,22 @@ def test_a_wrong_answer_drops_the_burst_and_counts_errors(mgr):
     assert mgr.capture(port=1, timeout=0.5, raw=True) == []
     assert wait_for(lambda: n.stats()["errors"] >= 1)
     assert "numpy callback failed: TypeError" in n.log()
+
+
+@onvm.nf(service=1, batch="numpy")
+def rebinds(burst):
+    burst.hdr = burst.hdr[:1]      # a Burst is reused for the next burst of its size: refused
+    return onvm.NEXT
+
+
+def test_a_burst_is_read_only(mgr):
+    n = mgr.launch(rebinds)
+    mgr.set_default_chain([1, onvm.ToPort(1)])
+    mgr.inject([udp(sport=i) for i in range(5)], port=0)
+    assert wait_for(lambda: n.stats().get("rx") == 5)
+    assert wait_for(lambda: n.stats()["actions"]["drop"] == 5)
+    assert mgr.capture(port=1, timeout=0.5, raw=True) == []
+    assert "numpy callback failed: AttributeError: a Burst's attributes are read-only" in n.log()
 
 
 def test_batch_takes_only_true_false_or_numpy():

@@ -218,7 +218,7 @@ static int run_generate(struct onvm_nf *nf, const char *args)
 	uint8_t tmpl[RTE_MBUF_DEFAULT_DATAROOM];
 	build_template(tmpl, c.size);
 	struct rte_mbuf *pkts[ONVM_BURST];
-	struct onvm_batch in;
+	struct onvm_batch in = {.max = ONVM_BURST};
 	uint64_t made = 0, t0 = onvm_now_ns(), forgiven = 0;
 	/* The flow hash of each source port, computed once (see onvm_flow_hash). */
 	uint32_t *flow_hash = malloc(c.flows * sizeof(uint32_t));

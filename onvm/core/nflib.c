@@ -355,9 +355,10 @@ void onvm_nf_wake(struct onvm_nf *nf)
 	onvm_bell_ring(nf->bell);
 }
 
-/* Dequeue a burst; poll briefly when empty, then sleep on the doorbell.
- * Returns 0 at timeout so Python can look at signals and the time. */
-static unsigned rx_burst(struct onvm_nf *nf, struct rte_mbuf **pkts, uint32_t timeout_ms, int *stop)
+/* Dequeue up to max packets, what the ring holds now; poll briefly when
+ * empty, then sleep on the doorbell.  Returns 0 at timeout so Python can
+ * look at signals and the time. */
+static unsigned rx_burst(struct onvm_nf *nf, struct rte_mbuf **pkts, unsigned max, uint32_t timeout_ms, int *stop)
 {
 	uint64_t start = 0, timeout_ns = (uint64_t)timeout_ms * 1000000ull;
 	bool busy = nf->shm->busy_poll;
@@ -370,7 +371,7 @@ static unsigned rx_burst(struct onvm_nf *nf, struct rte_mbuf **pkts, uint32_t ti
 			__atomic_store_n(&nf->wakeup, 0, __ATOMIC_RELAXED);
 			return 0; /* the caller has other work (onvm_nf_wake) */
 		}
-		unsigned n = rte_ring_sc_dequeue_burst(nf->rx, (void **)pkts, ONVM_BURST, NULL);
+		unsigned n = rte_ring_sc_dequeue_burst(nf->rx, (void **)pkts, max, NULL);
 		if (likely(n)) {
 			onvm_spin_work(&nf->spin);
 			return n;
@@ -398,20 +399,26 @@ static unsigned rx_burst(struct onvm_nf *nf, struct rte_mbuf **pkts, uint32_t ti
 	}
 }
 
-int onvm_nf_rx_burst(struct onvm_nf *nf, struct rte_mbuf **pkts, uint32_t timeout_ms)
+static int rx_counted(struct onvm_nf *nf, struct rte_mbuf **pkts, unsigned max, uint32_t timeout_ms)
 {
 	int stop = 0;
-	unsigned n = rx_burst(nf, pkts, timeout_ms, &stop);
+	unsigned n = rx_burst(nf, pkts, max, timeout_ms, &stop);
 	if (stop)
 		return -1;
 	nf->stats->rx += n;
 	return (int)n;
 }
 
+int onvm_nf_rx_burst(struct onvm_nf *nf, struct rte_mbuf **pkts, uint32_t timeout_ms)
+{
+	return rx_counted(nf, pkts, ONVM_BURST, timeout_ms);
+}
+
 int onvm_nf_rx(struct onvm_nf *nf, struct onvm_batch *b, uint32_t timeout_ms)
 {
 	struct rte_mbuf **pkts = (struct rte_mbuf **)b->mbufs;
-	int n = onvm_nf_rx_burst(nf, pkts, timeout_ms);
+	unsigned max = b->max == 0 ? ONVM_BURST : RTE_MIN(b->max, (uint32_t)ONVM_BATCH_MAX);
+	int n = rx_counted(nf, pkts, max, timeout_ms);
 	b->count = n > 0 ? (uint32_t)n : 0;
 	for (int i = 0; i < n; i++) {
 		struct rte_mbuf *m = pkts[i];
@@ -510,7 +517,13 @@ int onvm_nf_tx(struct onvm_nf *nf, struct onvm_batch *b)
 		n = k;
 		nf->batch_parked = 0;
 	}
-	return (int)onvm_nf_tx_burst(nf, (struct rte_mbuf **)b->mbufs, b->verdict, n);
+	/* a wide batch (numpy NFs) goes on a burst at a time: routing and taps
+	 * work in bursts of ONVM_BURST */
+	int sent = 0;
+	for (unsigned i = 0; i < n; i += ONVM_BURST)
+		sent += (int)onvm_nf_tx_burst(nf, (struct rte_mbuf **)b->mbufs + i, b->verdict + i,
+					      RTE_MIN(n - i, (unsigned)ONVM_BURST));
+	return sent;
 }
 
 int onvm_nf_park(struct onvm_nf *nf, struct onvm_batch *b, uint32_t i)

@@ -101,18 +101,26 @@ int onvm_mgr_trace_end(uint16_t id);
 
 struct onvm_nf;
 
+/* The widest batch onvm_nf_rx fills: a numpy NF's fixed cost per burst
+ * (a C call, a few numpy calls) is shared by up to this many packets when
+ * they are already waiting in its ring. */
+#define ONVM_BATCH_MAX 256
+
 /* A batch of packets as Python sees them: parallel arrays.  off[] is where
  * each packet's bytes start, from the base of onvm_nf_pool_span(): Python
  * slices one memoryview over the whole pool instead of building a buffer
- * object per packet.  The NF fills verdict[]. */
+ * object per packet.  The NF fills verdict[].  max, set by the caller: the
+ * most onvm_nf_rx takes at once, 1..ONVM_BATCH_MAX; 0 (as ffi.new leaves
+ * it) means ONVM_BURST, the burst per-packet and batch=True NFs get. */
 struct onvm_batch {
 	uint32_t count;
-	void *mbufs[32];
-	uint64_t off[32];
-	uint16_t len[32];
-	uint16_t port[32];
-	uint32_t hash[32];
-	uint32_t verdict[32];
+	uint32_t max;
+	void *mbufs[ONVM_BATCH_MAX];
+	uint64_t off[ONVM_BATCH_MAX];
+	uint16_t len[ONVM_BATCH_MAX];
+	uint16_t port[ONVM_BATCH_MAX];
+	uint32_t hash[ONVM_BATCH_MAX];
+	uint32_t verdict[ONVM_BATCH_MAX];
 };
 
 /* Join the manager's DPDK instance as a secondary in the slot the manager
@@ -127,9 +135,10 @@ struct onvm_batch {
 void onvm_nf_use_xmem(int fd);
 struct onvm_nf *onvm_nf_start(int shm_fd, int stats_fd, uint16_t slot, int mgr_fd,
 			      const char *cpus, int argc, char **argv);
-/* Receive up to 32 packets.  Polls, then sleeps until woken or timeout_ms.
- * Returns the count (0 on timeout), or -1 when asked to stop or the manager
- * is gone. */
+/* Receive up to b->max packets (see struct onvm_batch): whatever waits in
+ * the ring, up to that many; it never waits for a burst to fill.  Polls,
+ * then sleeps until woken or timeout_ms.  Returns the count (0 on
+ * timeout), or -1 when asked to stop or the manager is gone. */
 int onvm_nf_rx(struct onvm_nf *nf, struct onvm_batch *b, uint32_t timeout_ms);
 /* onvm_nf_rx, and the first `width` bytes of each packet copied into row i
  * of hdr (count x width bytes; zeros past a packet's end): numpy NFs get a
