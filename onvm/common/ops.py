@@ -309,7 +309,8 @@ def _describe(check):
         return "a list of %d..%d: %s" % (check.lo, check.hi, _describe(check.item))
     if isinstance(check, Tuple):
         return "[%s]" % ", ".join(_describe(c) for c in check.items)
-    return (check.__doc__ or getattr(check, "__name__", "a value")).strip().split("\n")[0].rstrip(".")
+    words = (check.__doc__ or "a value").strip().split("\n")[0].rstrip(".")
+    return words[:1].lower() + words[1:]
 
 
 def owner_ops(limits=WIDEST):

@@ -124,7 +124,7 @@ class DoorClient:
 
     @_op
     def register(self, *, name, kind, service, staged=False, ticket=None, sdk=None):
-        """returns: (the answer, the fds that came with it: control file, stats file[, shared region])"""
+        """This method gives (the answer, the fds that came with it: control file, stats file[, shared region])."""
         self._send("register", name=name, kind=kind, service=service, staged=staged, ticket=ticket, sdk=sdk)
         fds = []
         try:
