@@ -132,3 +132,27 @@ def test_every_owner_op_answers_what_the_catalogue_says(mgr):
     assert skipped == {"replay"}          # needs a pcap port: tests/test_traffic.py replays through it
     for name, answer in answers.items():
         assert set(answer) == set(cat[name].reply), (name, answer)
+
+
+def test_a_manager_whose_handlers_and_catalogue_differ_does_not_start(tmp_path):
+    """ops.bind at the daemon's start: an op in the catalogue with no handler
+    stops the manager before it serves anything, naming the op, and leaves
+    nothing behind."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import need_hugepages
+    need_hugepages()
+    name = "gap%d" % os.getpid()
+    code = ("import sys\n"
+            "from onvm.common import ops\n"
+            "owner_ops = ops.owner_ops\n"
+            "ops.owner_ops = lambda limits=ops.WIDEST: dict(owner_ops(limits), reboot=ops.Op('reboot', ops.OWNER, 'x.'))\n"
+            "from onvm.mgr import daemon\n"
+            "sys.exit(daemon.main(sys.argv[1:]))\n")
+    r = subprocess.run([sys.executable, "-c", code, "--name", name, "--hugepage-mb", "64", "--mbufs", "4095", "--ring-mb", "1"],
+                       capture_output=True, text=True, timeout=120, env=paths.dpdk_env())
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "onvm.sock: ops without a handler: reboot" in r.stdout + r.stderr
+    assert not os.path.exists(paths.run_dir(name)) and not os.path.exists(paths.sock_path(name))

@@ -25,6 +25,7 @@ import re
 from collections import namedtuple
 
 from . import limits as L
+from .errors import OnvmError
 from .match import BULK, LIST_PAGE, MAX_TIMEOUT_MS, NF_QUOTA
 from .protocol import refusal
 
@@ -418,19 +419,19 @@ def catalogue(limits=WIDEST):
 def bind(ops, handlers):
     """The table ControlServer.listen serves, {name: (fields, handler)}, from
     one socket's ops and the handlers a server has for them.  raises:
-    RuntimeError (at the manager's start) naming each op without a handler
-    and each handler without an entry here."""
+    OnvmError (the manager does not start, and cleans up) naming each op
+    without a handler and each handler without an entry here."""
     missing = sorted(set(ops) - set(handlers))
     extra = sorted(set(handlers) - set(ops))
     if missing or extra:
         sock = {op.socket for op in ops.values()} or {"a socket"}
-        raise RuntimeError("%s: %s%s%s" % (
+        raise OnvmError("%s: %s%s%s" % (
             "/".join(sorted(sock)), "ops without a handler: %s" % ", ".join(missing) if missing else "",
             "; " if missing and extra else "",
             "handlers not in onvm.common.ops: %s" % ", ".join(extra) if extra else ""))
     for name, fn in handlers.items():
         if not callable(fn):
-            raise RuntimeError("the handler of %s is not callable: %r" % (name, fn))
+            raise OnvmError("the handler of %s is not callable: %r" % (name, fn))
     return {name: (op.fields, handlers[name]) for name, op in ops.items()}
 
 

@@ -114,11 +114,11 @@ def test_the_requests_clients_sent_before_are_served_as_before(req):
 def test_bind_refuses_a_gap_between_catalogue_and_handlers():
     handlers = {name: (lambda conn, a: {}) for name in NF}
     assert set(ops.bind(NF, handlers)) == set(NF)
-    with pytest.raises(RuntimeError, match="nf.sock: ops without a handler: flow_miss, leave"):
+    with pytest.raises(OnvmError, match="nf.sock: ops without a handler: flow_miss, leave"):
         ops.bind(NF, {k: v for k, v in handlers.items() if k not in ("leave", "flow_miss")})
-    with pytest.raises(RuntimeError, match="handlers not in onvm.common.ops: reboot"):
+    with pytest.raises(OnvmError, match="handlers not in onvm.common.ops: reboot"):
         ops.bind(NF, dict(handlers, reboot=lambda conn, a: {}))
-    with pytest.raises(RuntimeError, match="the handler of ready is not callable"):
+    with pytest.raises(OnvmError, match="the handler of ready is not callable"):
         ops.bind(NF, dict(handlers, ready="op_ready"))
 
 
