@@ -124,7 +124,7 @@ def throughput(mgr, fwd, raw, lead_s=3.0, timeout=120):
 def latency(mgr, raw, pace, count):
     """Median and 99th percentile, in us, from due at port 0 to captured at port 1."""
     cap = mgr.rings.ring(1, "out")
-    mgr._request({"op": "clear_capture"})                  # empty the capture ring
+    mgr.ctl.clear_capture()                                # empty the capture ring
     sample = raw[:count]
     t0 = now_ns() + 20000000
     due = {p: t0 + int(i * 1e9 / pace) for i, p in enumerate(sample)}
@@ -163,7 +163,7 @@ def run(mode, frames, packets, pace, lat_count, pinned):
             t_add = time.monotonic() - t
         raw = [frames[i % len(frames)] for i in range(packets)]
         pps = throughput(mgr, fwd, raw)           # (pps, RX ns/packet, lookup ns/packet, steal)
-        mgr._request({"op": "clear_capture"})              # what the throughput run left in port 1
+        mgr.ctl.clear_capture()                            # what the throughput run left in port 1
         try:
             lat = latency(mgr, frames, pace, min(lat_count, len(frames)))
         except RuntimeError as e:             # reported, the throughput kept

@@ -128,13 +128,12 @@ class Deployment:
             steer.append([services[name], ports, svcs])
         members = [[services[name], [n.instance for n in keep[name]]] for name in plan.nodes]
         members += [[s, []] for s in emptied]
-        self.mgr._request({"op": "apply", "paths": paths, "steer": steer,
-                           "names": [[services[n], n] for n in plan.nodes], "members": members})
+        self.mgr.ctl.apply(paths=paths, steer=steer, names=[[services[n], n] for n in plan.nodes], members=members)
         # The miss handler is the operator's to name: a node's flow_miss=True.
         miss = [services[n] for n, a in plan.nodes.items() if a["flow_miss"]]
         had = self.plan is not None and any(a["flow_miss"] for a in self.plan.nodes.values())
         if miss or had:
-            self.mgr._request({"op": "flow_config", "miss_service": miss[0] if miss else 0})
+            self.mgr.ctl.flow_config(miss_service=miss[0] if miss else 0)
 
     @staticmethod
     def _verdict(hop, services):

@@ -52,14 +52,16 @@ def _timeout_ms(v, what):
     return int(round(v * 1000))
 
 
-def request(match, chain, names, nb_ports, priority=0, idle_timeout=0, hard_timeout=0):
-    """The flow_add request for a rule, checked on the client's side."""
+def rule_fields(match, chain, names, nb_ports, priority=0, idle_timeout=0, hard_timeout=0):
+    """flow_add's fields for a rule (onvm.common.ops), from what a user
+    writes (a Match, hops in any spelling, seconds); raises ValueError in
+    those terms before the catalogue's own checks."""
     if not isinstance(match, Match):
         raise ValueError("a rule needs an onvm.Match, got %r" % (match,))
     if isinstance(priority, bool) or not isinstance(priority, int) or \
             not 0 <= priority <= limits.ONVM_FLOW_MAX_PRIORITY:
         raise ValueError("priority is an int in 0..%d, got %r" % (limits.ONVM_FLOW_MAX_PRIORITY, priority))
-    return {"op": "flow_add", "match": match.wire(), "chain": resolve_chain(chain, names, nb_ports),
+    return {"match": match.wire(), "chain": resolve_chain(chain, names, nb_ports),
             "priority": priority, "idle_timeout": _timeout_ms(idle_timeout, "idle_timeout"),
             "hard_timeout": _timeout_ms(hard_timeout, "hard_timeout")}
 
@@ -127,8 +129,9 @@ class FlowTable:
         """Add a rule: packets matching `match` follow `chain` from the port
         they came in on.  returns: the Rule; raises ValueError (nothing
         changes) for a bad match or chain."""
-        req = request(match, chain, self._names(), len(self.mgr.port_specs), priority, idle_timeout, hard_timeout)
-        return Rule(self.mgr._request(req)["rule"])
+        fields = rule_fields(match, chain, self._names(), len(self.mgr.port_specs), priority, idle_timeout,
+                             hard_timeout)
+        return Rule(self.mgr.ctl.flow_add(**fields)["rule"])
 
     def add_many(self, matches, chain, priority=0, idle_timeout=0, hard_timeout=0):
         """Add one rule per match, all with the same chain and settings, in
@@ -136,11 +139,10 @@ class FlowTable:
         their IDs; raises ValueError, and adds none of a request, if one is
         bad."""
         names, nb = self._names(), len(self.mgr.port_specs)
-        reqs = [request(m, chain, names, nb, priority, idle_timeout, hard_timeout) for m in matches]
+        rules = [rule_fields(m, chain, names, nb, priority, idle_timeout, hard_timeout) for m in matches]
         ids = []
-        for i in range(0, len(reqs), BULK):
-            rules = [{k: v for k, v in r.items() if k != "op"} for r in reqs[i:i + BULK]]
-            ids += self.mgr._request({"op": "flow_add_many", "rules": rules})["ids"]
+        for i in range(0, len(rules), BULK):
+            ids += self.mgr.ctl.flow_add_many(rules=rules[i:i + BULK])["ids"]
         return ids
 
     def remove(self, rule):
@@ -148,13 +150,13 @@ class FlowTable:
         rid = rule.id if isinstance(rule, Rule) else rule
         if isinstance(rid, bool) or not isinstance(rid, int):
             raise ValueError("remove() takes a Rule or its ID, got %r" % (rule,))
-        return self.mgr._request({"op": "flow_remove", "id": rid})["counters"]
+        return self.mgr.ctl.flow_remove(id=rid)["counters"]
 
     def list(self):
         """Every rule with its counters, as a RuleList (a table in a notebook)."""
         out, after = RuleList(), -1
         while True:                       # a page at a time: 64k rules do not fit one reply
-            reply = self.mgr._request({"op": "flow_list", "after": after})
+            reply = self.mgr.ctl.flow_list(after=after)
             out += [Rule(d) for d in reply["rules"]]
             if not reply["more"]:
                 return out
@@ -162,7 +164,7 @@ class FlowTable:
 
     def stats(self):
         """{rules, exact, wildcard, added, removed, expired, refused: {reason: n}}"""
-        return self.mgr._request({"op": "flow_list", "max": 0})["stats"]
+        return self.mgr.ctl.flow_list(max=0)["stats"]
 
     def set_miss_handler(self, service):
         """Send flow-table misses to `service` (a node name or service ID; None:
@@ -178,7 +180,7 @@ class FlowTable:
                 raise ValueError("unknown node %r" % service)
         else:
             sid = Hop.service(service).dest
-        self.mgr._request({"op": "flow_config", "miss_service": sid})
+        self.mgr.ctl.flow_config(miss_service=sid)
 
     def clear(self):
         """Remove every rule.  returns: how many."""
@@ -206,6 +208,6 @@ def add(match, chain, priority=0, idle_timeout=0, hard_timeout=0):
         raise ValueError("onvm.flows.add() works inside an NF; from a notebook use mgr.flows.add()")
     cf = context.control_file()       # sent over nf.sock: a container NF has no path to it
     names = {n: s for s, n in cf.service_names().items()}
-    req = request(match, chain, names, cf.shm.nb_ports, priority, idle_timeout, hard_timeout)
-    return nfdoor.call(context.door, req)["rule"]["id"]
+    fields = rule_fields(match, chain, names, cf.shm.nb_ports, priority, idle_timeout, hard_timeout)
+    return nfdoor.DoorClient(context.door).flow_add(**fields)["rule"]["id"]
 

@@ -176,7 +176,7 @@ def spawn_nf(mgr, spec, service, name, staged=False, limits=None, flow_miss=Fals
     """Start one NF for mgr, as a process or (limits) in a container, with its launch ticket."""
     logdir = paths.log_dir(mgr.name)
     # This launch's one registration (onvm.mgr.nfdoor): the NF presents it on nf.sock.
-    ticket = mgr._request({"op": "nf_ticket", "service": service, "name": name, "flow_miss": flow_miss})["ticket"]
+    ticket = mgr.ctl.nf_ticket(service=service, name=name, flow_miss=flow_miss)["ticket"]
     if limits is not None:
         return spawn_container(mgr, spec, service, name, limits, os.path.join(logdir, "nf-%s.log" % name),
                                staged, ticket)
@@ -251,7 +251,7 @@ def start_daemon(mgr):
             raise OnvmError("the manager did not start: %s" % msg)
         if os.path.exists(paths.sock_path(mgr.name)):
             try:
-                if mgr._request({"op": "ping"}, timeout=5)["pid"] == mgr.process.pid:
+                if mgr.ctl.within(5).ping()["pid"] == mgr.process.pid:
                     break
             except (OSError, ConnectionError):
                 pass
@@ -265,7 +265,7 @@ def stop_daemon(mgr):
     """Stop mgr's manager process: a shutdown request (SIGTERM if it does not
     answer), SIGKILL after 20 s; then remove what it left behind."""
     try:
-        mgr._request({"op": "shutdown"}, timeout=5)
+        mgr.ctl.within(5).shutdown()
     except (OSError, ConnectionError, OnvmError):
         mgr.process.terminate()
     try:

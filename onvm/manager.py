@@ -8,7 +8,8 @@ import time
 
 from . import launch as launcher
 from . import probe, traffic
-from .common import memmode, paths, protocol
+from .client import ControlClient, control_limits
+from .common import memmode, paths
 from .common.abi import lib
 from .common.config import ManagerConfig
 from .common.errors import ChainError, OnvmError, check_timeout
@@ -80,7 +81,7 @@ class Manager:
         self.control = ControlFile(name)
         self.rings = PortRings(name)
         self.port_specs = [self.control.port_stats(p)["name"] for p in range(self.control.shm.nb_ports)]
-        self._request({"op": "ping"})
+        self.ctl.ping()
         atexit.register(self.stop)
         return self
 
@@ -147,14 +148,13 @@ class Manager:
             return self.process is not None and self.process.poll() is None
         return self.control is not None
 
-    def _request(self, req, timeout=60):
-        try:
-            reply = protocol.request(paths.sock_path(self.name), req, timeout)
-        except FileNotFoundError:
-            raise OnvmError("manager %r is not running" % self.name) from None
-        if not reply.get("ok"):
-            raise protocol.refusal(reply)
-        return reply
+    @property
+    def ctl(self):
+        """The manager's socket: one typed method per op (onvm.client.ControlClient; mgr.control
+        is its control file, the stats)."""
+        if getattr(self, "_ctl", None) is None:
+            self._ctl = ControlClient(self.name, control_limits(self.port_specs))
+        return self._ctl
 
     # ---- NFs ------------------------------------------------------------------
 
@@ -238,7 +238,7 @@ class Manager:
                                  len(self.port_specs))
         except ValueError as e:
             raise ChainError(str(e)) from None
-        self._request({"op": "set_chain", "chain": entries})
+        self.ctl.set_chain(chain=entries)
 
     @property
     def default_chain(self):

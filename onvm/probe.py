@@ -38,19 +38,19 @@ def trace(mgr, pkt, port=0, timeout=2.0):
         raise ValueError("trace() takes one packet (a scapy packet or bytes), got %s" % type(pkt).__name__)
     (raw,) = raw_frames(pkt)
     check_ring_port(mgr, port)
-    tid = mgr._request({"op": "trace_start"})["id"]
+    tid = mgr.ctl.trace_start()["id"]
     ends = (lib.ONVM_TRACE_PORT_OUT, lib.ONVM_TRACE_DROP)
     try:
         mgr.rings.inject(port, [raw], aux=[tid], timeout=timeout)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            hops = mgr._request({"op": "trace_read", "id": tid})["hops"]
+            hops = mgr.ctl.trace_read(id=tid)["hops"]
             if hops and hops[-1][1] in ends:
                 time.sleep(0.002)   # a device refusal follows its exit hop at once
                 break
             time.sleep(0.001)
     finally:
-        hops = mgr._request({"op": "trace_read", "id": tid, "end": 1})["hops"]
+        hops = mgr.ctl.trace_read(id=tid, end=1)["hops"]
     return Trace(trace_hops(hops, mgr.control), complete=bool(hops) and hops[-1][1] in ends)
 
 

@@ -197,8 +197,7 @@ class Tap(_StopOnExit):
     def __init__(self, mgr, where, target, label, filter=None, ring_mb=8):
         self.mgr = mgr
         self.label = label
-        reply = mgr._request({"op": "tap_arm", "where": where, "target": target, "filter": filter or "",
-                              "ring_mb": ring_mb})
+        reply = mgr.ctl.tap_arm(where=where, target=target, filter=filter or "", ring_mb=ring_mb)
         self.slot = reply["tap"]
         self.ring = Ring(reply["path"])
         self.dropped = None
@@ -222,7 +221,7 @@ class Tap(_StopOnExit):
         if self.dropped is None:
             self.dropped = 0
             if self.mgr.running:
-                self.dropped = self.mgr._request({"op": "tap_disarm", "tap": self.slot})["dropped"]
+                self.dropped = self.mgr.ctl.tap_disarm(tap=self.slot)["dropped"]
             self.dropped += self.ring.hdr.dropped
             self.ring.close()
             if self in self.mgr._taps:
@@ -557,7 +556,7 @@ def inject_raw(mgr, port, raw, due, timeout, total=None):
     sent = mgr.rings.inject(port, raw, due=due, timeout=timeout)
     if sent < total:
         # giving up: the manager counts these as the port's inject_drop
-        mgr._request({"op": "inject", "port": port, "pkts": [], "dropped": total - sent})
+        mgr.ctl.inject(port=port, pkts=[], dropped=total - sent)
     return sent
 
 
@@ -710,7 +709,7 @@ def replay_port(mgr, port):
     check_port(mgr, port)
     if not mgr.port_specs[port].startswith("pcap:") or "rx=" not in mgr.port_specs[port]:
         raise ValueError("port %d (%s) has no pcap file to replay" % (port, mgr.port_specs[port]))
-    mgr._request({"op": "replay", "port": port})
+    mgr.ctl.replay(port=port)
 
 def check_port(mgr, port):
     """raises: ValueError unless mgr has port."""

@@ -72,8 +72,8 @@ def assert_refused(reply, *words):
 def assert_healthy(m, n=20):
     """The manager process lives, answers ping, and forwards n packets end to end."""
     assert m.process.poll() is None, "the manager died"
-    assert m._request({"op": "ping"}, timeout=10)["pid"] == m.process.pid
-    m._request({"op": "clear_capture"}, timeout=10)
+    assert m.ctl.within(10).ping()["pid"] == m.process.pid
+    m.ctl.within(10).clear_capture()
     pkts = [udp(sport=1000 + i, payload=b"healthy-%04d" % i) for i in range(n)]
     assert m.inject(pkts, port=0) == n
     out = m.capture(port=1, count=n, timeout=10, raw=True)
@@ -205,7 +205,7 @@ def test_a_capture_of_a_port_that_is_not_a_ring_port_is_refused():
     with onvm.Manager(name="ctlnull%d" % os.getpid(), ports=["ring", "ring", "null"]) as m:
         for req in ({"op": "capture", "port": 2, "max": 1}, {"op": "inject", "port": 2, "pkts": [GOOD_PKT]}):
             assert_refused(exchange(paths.sock_path(m.name), req), "port 2 is not a ring port")
-        assert m._request({"op": "ping"})["pid"] == m.process.pid
+        assert m.ctl.ping()["pid"] == m.process.pid
 
 
 # ---- slow, stuck and many clients ----------------------------------------------------------
@@ -240,7 +240,7 @@ def test_a_stalled_client_delays_nobody(mgr):
     finally:
         watch.gap()
         stalled.close()
-    assert mgr._request({"op": "ping"})["ok"]
+    assert mgr.ctl.ping()["pid"] == mgr.process.pid
 
 
 @pytest.mark.slow
@@ -275,7 +275,7 @@ def test_a_client_that_does_not_read_its_reply_delays_nobody(mgr):
     finally:
         watch.gap()
         lazy.close()
-    assert mgr._request({"op": "ping"})["ok"]
+    assert mgr.ctl.ping()["pid"] == mgr.process.pid
 
 
 def test_fifty_clients_at_once(mgr):
@@ -396,7 +396,7 @@ def test_socket_file_is_private_and_other_uids_are_refused(mgr):
         os.unlink(link)
         os.rmdir(d)
     assert_refused(reply, "uid 65534")
-    assert mgr.running and mgr._request({"op": "ping"})["pid"] == mgr.process.pid
+    assert mgr.running and mgr.ctl.ping()["pid"] == mgr.process.pid
 
 
 # ---- fuzzing ------------------------------------------------------------------------------
@@ -497,7 +497,7 @@ def test_after_the_fuzzing_everything_still_works(fwd):
 def test_long_lived_listener_serves_many_requests_per_connection(tmp_path, monkeypatch):
     """The shape of nf.sock: one connection per peer for its whole life, the
     peer's credentials and a pidfd for the handler, on_close when it goes."""
-    from onvm.common import protocol
+    from onvm.common import ops, protocol
     from onvm.mgr import control
     monkeypatch.setattr(control, "REQUEST_TIMEOUT", 0.3)
     seen, closed, logged = [], [], []
@@ -512,7 +512,7 @@ def test_long_lived_listener_serves_many_requests_per_connection(tmp_path, monke
 
     server = control.ControlServer(log=logged.append)
     path = str(tmp_path / "nf.sock")
-    server.listen(path, {"hello": ({"n": control.Int(0, 100)}, hello), "boom": ({}, boom)},
+    server.listen(path, {"hello": ({"n": ops.Int(0, 100)}, hello), "boom": ({}, boom)},
                   one_shot=False, on_close=closed.append, want_pidfd=True)
     stop = threading.Event()
 

@@ -102,7 +102,7 @@ def test_cleanup_leaves_running_manager_alone():
             assert paths.hugepage_files(name)
             stats = mgr.stats()
             assert set(stats["ports"]) == {0, 1}
-            assert mgr._request({"op": "ping"})["pid"] == proc.pid
+            assert mgr.ctl.ping()["pid"] == proc.pid
         assert not os.path.exists(paths.run_dir(name))
     finally:
         kill(proc)

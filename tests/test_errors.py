@@ -179,7 +179,7 @@ def test_refusals_keep_their_kind_across_the_control_socket(mgr):
     # bad input, refused by the op's schema and by the C core (-EEXIST): "input", ValueError
     assert raw({"op": "set_chain", "chain": [[9, 1]]})["kind"] == "input"
     with pytest.raises(ValueError, match="set_chain: field 'chain'"):
-        mgr._request({"op": "set_chain", "chain": [[9, 1]]})
+        mgr.ctl.set_chain(chain=[[9, 1]])
     exact = Match("198.51.100.7", "203.0.113.5", "udp", 1, 2)
     mgr.flows.add(exact, [Port(1)])
     with pytest.raises(ValueError, match="exists already"):

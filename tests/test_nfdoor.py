@@ -77,7 +77,7 @@ def test_malformed_nf_requests_get_errors_and_change_nothing(mgr):
 
 def ticket(mgr, name, service=1, flow_miss=False):
     """A launch ticket, as Manager.launch asks the owner's socket for one."""
-    return mgr._request({"op": "nf_ticket", "service": service, "name": name, "flow_miss": flow_miss})["ticket"]
+    return mgr.ctl.nf_ticket(service=service, name=name, flow_miss=flow_miss)["ticket"]
 
 
 def in_child(mgr, requests):
@@ -285,7 +285,7 @@ def test_idle_connections_to_the_owner_socket_do_not_hold_up_the_owner(mgr):
     procs = holders(onvm.common.paths.sock_path(mgr.name), 4, 40, hold=10, refill=True)
     try:
         for _ in range(10):
-            assert mgr._request({"op": "ping"}, timeout=3)["pid"] == mgr.process.pid
+            assert mgr.ctl.within(3).ping()["pid"] == mgr.process.pid
         nf = mgr.launch(onvm.native("forward"), service=1, timeout=30)
         assert nf.alive and still_works(mgr)
     finally:

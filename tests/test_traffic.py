@@ -220,15 +220,13 @@ def test_record_after_a_node_and_inject_a_pcap_path(fwd, tmp_path):
 
 
 def test_the_socket_ops_still_inject_and_capture(fwd):
-    """Clients that speak the socket (base64) share the rings with the notebook."""
-    import base64
+    """Clients that speak the socket (base64 on the wire) share the rings with the notebook."""
     frames = numbered(100)
-    sent = fwd._request({"op": "inject", "port": 0, "pkts": [base64.b64encode(f).decode() for f in frames]})
-    assert sent["sent"] == 100
+    assert fwd.ctl.inject(port=0, pkts=frames)["sent"] == 100
     got = []
     deadline = time.monotonic() + 10
     while len(got) < 100 and time.monotonic() < deadline:
-        got += [base64.b64decode(p) for p in fwd._request({"op": "capture", "port": 1, "max": 100})["pkts"]]
+        got += fwd.ctl.capture(port=1, max=100)["pkts"]
     assert sorted(got) == frames
 
 

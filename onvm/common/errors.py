@@ -1,6 +1,6 @@
 """onvm's exceptions: bad input is a ValueError; the system failing is an
 OnvmError that says what to do.  Across the control socket a refusal keeps
-its kind (onvm.control: "kind": "input" or "system")."""
+its kind ("kind": "input" or "system"; onvm.common.ops.outcome raises it)."""
 import errno
 
 # -errno from the C core (onvm_api.h) that say the request was wrong: no such

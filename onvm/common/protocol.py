@@ -1,8 +1,8 @@
 """The control socket's wire format: each message is a 4-byte big-endian
 length and a JSON object.  Requests carry "op"; replies carry "ok" and
 either the result or "error" with its "kind": "input" (the request was
-wrong) or "system" (the manager could not do it).  The server is
-onvm.mgr.control."""
+wrong) or "system" (the manager could not do it).  The ops and their
+fields: onvm.common.ops; the server: onvm.mgr.control."""
 import json
 import socket
 import struct

@@ -263,7 +263,7 @@ def _nf_manager(ports, jail):
             log_path = os.path.join(paths.log_dir(self.name), "nf-%s.log" % name)
             cmd = RUNNER + nf_argv(self.name, spec, service, name)     # spec: the submission's pickle (--python)
             # the one registration this launch may make (onvm.mgr.nfdoor); never a flow-miss role
-            ticket = self._request({"op": "nf_ticket", "service": service, "name": name, "flow_miss": False})["ticket"]
+            ticket = self.ctl.nf_ticket(service=service, name=name, flow_miss=False)["ticket"]
             env = dict(child_env(), **{TICKET_ENV: ticket})
             if jail is not None:
                 cmd, env = jail.nf_command(self, cmd, ticket)

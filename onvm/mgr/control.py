@@ -1,6 +1,6 @@
 """The manager's control server: Unix stream sockets speaking onvm.common.protocol
 (4-byte big-endian length + a JSON object), served without ever blocking,
-so the control tick in mgrd keeps its rhythm whatever clients do.
+so the control tick in the daemon keeps its rhythm whatever clients do.
 
     server = ControlServer()
     server.listen(path, {"ping": ({}, lambda conn, args: {"pid": os.getpid()})})
@@ -8,10 +8,11 @@ so the control tick in mgrd keeps its rhythm whatever clients do.
         server.poll(0.02)          # serves whatever is ready, then returns
         tick()
 
-Each listening socket has its own table of ops: name -> (schema, handler).
-A schema is a dict field -> validator (see Int, ListOf, ...); every field a
-request carries is checked against it BEFORE the handler runs, and the
-handler gets the checked, converted values.  Anything malformed gets
+Each listening socket has its own table of ops: name -> (schema, handler),
+made by onvm.common.ops.bind from the catalogue there, which owns the ops,
+their fields and the validators (Int, ListOf, ...).  Every field a request
+carries is checked against it BEFORE the handler runs, and the handler gets
+the checked, converted values.  Anything malformed gets
 {"ok": false, "error": "...", "kind": "input"} naming the problem, and the
 connection is closed.  A refusal's kind says whose fault it is: "input"
 (the request; a handler's ValueError: the client raises ValueError) or
@@ -28,9 +29,6 @@ identified itself (its handler clears conn.idle_deadline) within
 idle_timeout is closed; a one-shot socket at max_conns closes its oldest
 connection that has sent nothing for EVICT_AFTER to take a new one; and a
 priority listener (the owner's socket) is served first in every poll."""
-import base64
-import binascii
-import json
 import os
 import selectors
 import socket
@@ -40,6 +38,7 @@ import time
 
 from ..common import protocol
 from ..common.errors import OnvmError
+from ..common.ops import _show, decode, validate
 
 SO_PEERPIDFD = getattr(socket, "SO_PEERPIDFD", 77)   # Linux >= 6.5; not in Python 3.11
 REQUEST_TIMEOUT = 5.0    # a request must arrive whole within this
@@ -49,150 +48,6 @@ RECV_CHUNK = 256 << 10
 DEFER = object()         # a handler's "I will answer later with conn.send()"
 EVICT_AFTER = 0.5        # a full one-shot socket drops a connection silent this long for a new one
 INPUT, SYSTEM = "input", "system"   # a refusal's "kind": the request was wrong / the system failed
-
-
-# ---- validators: f(value, field) -> checked value, or ValueError naming field -----
-
-def _show(v, limit=40):
-    """A short repr for error messages: a client's value may be megabytes."""
-    r = repr(v)
-    return r if len(r) <= limit else r[:limit] + "..."
-
-
-def _kind(v):
-    return {bool: "a bool", int: "an int", float: "a float", str: "a string", list: "a list",
-            dict: "an object", type(None): "null"}.get(type(v), type(v).__name__)
-
-
-class Int:
-    """An int (not a bool, not a float) in lo..hi."""
-
-    def __init__(self, lo, hi):
-        self.lo, self.hi = lo, hi
-
-    def __call__(self, v, field):
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise ValueError("%s must be an int in %d..%d, got %s" % (field, self.lo, self.hi, _kind(v)))
-        if not self.lo <= v <= self.hi:
-            raise ValueError("%s must be in %d..%d, got %s" % (field, self.lo, self.hi, _show(v)))
-        return v
-
-
-class Bool:
-    """true or false, nothing else."""
-
-    def __call__(self, v, field):
-        if not isinstance(v, bool):
-            raise ValueError("%s must be true or false, got %s" % (field, _kind(v)))
-        return v
-
-
-class Str:
-    """A string of at most max_len characters."""
-
-    def __init__(self, max_len):
-        self.max_len = max_len
-
-    def __call__(self, v, field):
-        if not isinstance(v, str):
-            raise ValueError("%s must be a string, got %s" % (field, _kind(v)))
-        if len(v) > self.max_len:
-            raise ValueError("%s is %d characters; at most %d" % (field, len(v), self.max_len))
-        return v
-
-
-class Bytes:
-    """A base64 string whose decoded length is in lo..hi; gives bytes."""
-
-    def __init__(self, lo, hi):
-        self.lo, self.hi = lo, hi
-
-    def __call__(self, v, field):
-        if not isinstance(v, str):
-            raise ValueError("%s must be a base64 string, got %s" % (field, _kind(v)))
-        if len(v) > (self.hi + 2) // 3 * 4:
-            raise ValueError("%s is longer than %d bytes" % (field, self.hi))
-        try:
-            b = base64.b64decode(v, validate=True)
-        except (binascii.Error, ValueError):
-            raise ValueError("%s is not valid base64" % field) from None
-        if not self.lo <= len(b) <= self.hi:
-            raise ValueError("%s is %d bytes; it must be %d..%d" % (field, len(b), self.lo, self.hi))
-        return b
-
-
-class ListOf:
-    """A list of lo..hi items, each checked by item."""
-
-    def __init__(self, item, hi, lo=0):
-        self.item, self.lo, self.hi = item, lo, hi
-
-    def __call__(self, v, field):
-        if not isinstance(v, list):
-            raise ValueError("%s must be a list, got %s" % (field, _kind(v)))
-        if not self.lo <= len(v) <= self.hi:
-            raise ValueError("%s has %d items; it must have %d..%d" % (field, len(v), self.lo, self.hi))
-        return [self.item(x, "%s[%d]" % (field, i)) for i, x in enumerate(v)]
-
-
-class Tuple:
-    """A list of exactly len(items) values, each checked by its own validator."""
-
-    def __init__(self, *items):
-        self.items = items
-
-    def __call__(self, v, field):
-        if not isinstance(v, list) or len(v) != len(self.items):
-            raise ValueError("%s must be a list of %d items, got %s" % (field, len(self.items), _show(v)))
-        return [f(x, "%s[%d]" % (field, i)) for i, (f, x) in enumerate(zip(self.items, v))]
-
-
-class Optional:
-    """A field that may be left out (then it is default)."""
-
-    def __init__(self, check, default=None):
-        self.check, self.default = check, default
-
-    def __call__(self, v, field):
-        return self.check(v, field)
-
-
-def validate(req, ops):
-    """Check a decoded request against a table of ops.
-    returns: (op, checked args, handler); raises ValueError naming the problem."""
-    if not isinstance(req, dict):
-        raise ValueError("a request must be a JSON object, got %s" % _kind(req))
-    op = req.get("op")
-    if not isinstance(op, str):
-        raise ValueError("field 'op' must be a string naming the operation, got %s" % _kind(op))
-    if op not in ops:
-        raise ValueError("unknown op %s (ops: %s)" % (_show(op), ", ".join(sorted(ops))))
-    schema, handler = ops[op]
-    for k in req:
-        if k != "op" and k not in schema:
-            raise ValueError("%s: unknown field %s (fields: %s)" % (op, _show(k), ", ".join(sorted(schema)) or "none"))
-    args = {}
-    for k, check in schema.items():
-        if k in req:
-            args[k] = check(req[k], "%s: field '%s'" % (op, k))
-        elif isinstance(check, Optional):
-            args[k] = check.default
-        else:
-            raise ValueError("%s: field '%s' is missing" % (op, k))
-    return op, args, handler
-
-
-def decode(body):
-    """JSON bytes -> a value, or ValueError saying why not (never anything else:
-    deep nesting and huge numbers become ValueErrors too)."""
-    try:
-        return json.loads(body)
-    except RecursionError:
-        raise ValueError("request is nested too deeply") from None
-    except UnicodeDecodeError:
-        raise ValueError("request is not UTF-8 text") from None
-    except ValueError as e:    # JSONDecodeError, ints past the digit limit
-        raise ValueError("request is not valid JSON: %s" % _show(str(e), 80)) from None
 
 
 # ---- the server ----------------------------------------------------------------------

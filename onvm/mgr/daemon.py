@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from ..common import logsink, memmode, paths
+from ..common import logsink, memmode, ops, paths
 from ..common.abi import check, ffi, lib
 from ..common.config import ManagerConfig
 from ..common.errors import OnvmError, errno_error
@@ -24,7 +24,7 @@ from ..common.runtime import (
     take_name,
 )
 from ..common.shm import ControlFile
-from .control import Bytes, ControlServer, Int, ListOf, Optional, Str, Tuple
+from .control import ControlServer
 from .flowdir import FlowDirector
 from .nfdoor import NFDoor
 
@@ -35,10 +35,8 @@ NF_RING_SIZE = 4096      # packets an NF's receive ring holds
 BUSY_TICK = 0.002        # control tick while packets are moving
 IDLE_TICK = 0.02         # and when nothing moved for IDLE_AFTER seconds
 IDLE_AFTER = 0.5
-INJECT_MAX = 8192        # packets in one inject request; Manager.inject splits
 CAPTURE_BATCH = 4096     # packets in one capture reply; Manager.capture loops
 CAPTURE_BYTES = 1 << 20  # and packet bytes (base64 makes it 4/3 of that, < MAX_REPLY)
-PKT_MIN, PKT_MAX = 14, 2048
 OWNER_CONNS = 128        # open connections on onvm.sock (beyond: a silent one goes for a new one)
 OWNER_PER_PROCESS = 100  # of them one process may hold
 
@@ -121,9 +119,12 @@ class ManagerDaemon:
         self.sock_path = paths.sock_path(name)
         self.flows = FlowDirector(self.check, self.shm.nb_ports, lambda: self.shm, config.nf_max_priority)
         self.server = ControlServer(log=lambda msg: print("onvm manager: %s" % msg, file=sys.stderr, flush=True))
-        self.door = NFDoor(name, self.server, self.flows.nf_ops(), xmem_fd=lib.onvm_mgr_xmem_fd())
-        # The owner's socket last (Manager.start waits for it), served first.
-        self.server.listen(self.sock_path, dict(self.ops(), **self.door.owner_ops()), one_shot=True, priority=True,
+        self.door = NFDoor(name, self.server, self.flows.nf_handlers(), xmem_fd=lib.onvm_mgr_xmem_fd())
+        # The owner's socket last (Manager.start waits for it), served first.  Its ops and
+        # their fields are the catalogue's, for this manager's ports; bind refuses a gap.
+        owner = ops.owner_ops(ops.Limits(self.shm.nb_ports, tuple(sorted(self.ring_ports))))
+        handlers = dict(self.handlers(), **self.flows.owner_handlers(), **self.door.owner_handlers())
+        self.server.listen(self.sock_path, ops.bind(owner, handlers), one_shot=True, priority=True,
                            max_conns=OWNER_CONNS, max_per_peer=OWNER_PER_PROCESS)
 
     def add_port(self, spec, kind, devargs):
@@ -150,57 +151,13 @@ class ManagerDaemon:
                 self.check(lib.onvm_mgr_set_port_rings(p, rin.hdr, rout.hdr))
                 self.rings[p] = (rin, rout)
 
-    def ops(self):
-        """The notebook's ops: name -> (schema, handler); limits are this manager's."""
-        nports = self.shm.nb_ports
-        ring = sorted(self.ring_ports)
-
-        def ring_port(v, field):
-            v = Int(0, nports - 1)(v, field)
-            if v not in self.rings:
-                raise ValueError("%s: port %d is not a ring port; inject and capture work on ring ports %s"
-                                 % (field, v, ring))
-            return v
-
-        service = Int(1, lib.ONVM_MAX_SERVICES - 1)
-
-        def chain_entry(v, field):
-            action, dest = Tuple(Int(0, 0xffff), Int(0, 0xffff))(v, field)
-            if action == lib.ONVM_TO_SERVICE:
-                Int(1, lib.ONVM_MAX_SERVICES - 1)(dest, field + " service ID")
-            elif action == lib.ONVM_TO_PORT:
-                Int(0, nports - 1)(dest, field + " port")
-            else:
-                raise ValueError("%s: action must be %d (to a service) or %d (to a port), got %d"
-                                 % (field, lib.ONVM_TO_SERVICE, lib.ONVM_TO_PORT, action))
-            return action, dest
-
-        return {
-            "ping": ({}, self.op_ping),
-            "inject": ({"port": ring_port, "pkts": ListOf(Bytes(PKT_MIN, PKT_MAX), INJECT_MAX),
-                        "dropped": Optional(Int(0, 2 ** 31 - 1), 0)}, self.op_inject),
-            "capture": ({"port": ring_port, "max": Int(0, 2 ** 31 - 1)}, self.op_capture),
-            "clear_capture": ({}, self.op_clear_capture),
-            "set_chain": ({"chain": ListOf(chain_entry, lib.ONVM_MAX_CHAIN)}, self.op_set_chain),
-            "replay": ({"port": Int(0, nports - 1)}, self.op_replay),
-            "apply": ({"paths": Optional(ListOf(ListOf(chain_entry, lib.ONVM_MAX_CHAIN), nports, nports)),
-                       "steer": Optional(ListOf(Tuple(service, ListOf(Int(0, nports - 1), nports),
-                                                      ListOf(service, lib.ONVM_MAX_SERVICES)),
-                                                lib.ONVM_MAX_SERVICES)),
-                       "names": Optional(ListOf(Tuple(service, Str(31)), lib.ONVM_MAX_SERVICES), []),
-                       "members": Optional(ListOf(Tuple(service, ListOf(Int(0, lib.ONVM_MAX_NFS - 1),
-                                                                        lib.ONVM_MAX_INSTANCES)),
-                                                  lib.ONVM_MAX_SERVICES), []),
-                       "hop_limit": Optional(Int(1, 255), 0)}, self.op_apply),
-            "shutdown": ({}, self.op_shutdown),
-            "tap_arm": ({"where": Int(lib.ONVM_TAP_AFTER_SERVICE, lib.ONVM_TAP_PORT_IN),
-                         "target": Int(0, lib.ONVM_MAX_SERVICES - 1), "filter": Optional(Str(2000), ""),
-                         "ring_mb": Optional(Int(1, 1024), 8)}, self.op_tap_arm),
-            "tap_disarm": ({"tap": Int(0, lib.ONVM_MAX_TAPS - 1)}, self.op_tap_disarm),
-            "trace_start": ({}, self.op_trace_start),
-            "trace_read": ({"id": Int(1, 0xffff), "end": Optional(Int(0, 1), 0)}, self.op_trace_read),
-            **self.flows.ops(),
-        }
+    def handlers(self):
+        """The handlers of the owner's ops that live here (onvm.common.ops.owner_ops says what each takes)."""
+        return {"ping": self.op_ping, "inject": self.op_inject, "capture": self.op_capture,
+                "clear_capture": self.op_clear_capture, "set_chain": self.op_set_chain, "replay": self.op_replay,
+                "apply": self.op_apply, "shutdown": self.op_shutdown, "tap_arm": self.op_tap_arm,
+                "tap_disarm": self.op_tap_disarm, "trace_start": self.op_trace_start,
+                "trace_read": self.op_trace_read}
 
     @staticmethod
     def check(ret):
@@ -253,7 +210,7 @@ class ManagerDaemon:
     def _on_signal(self, signum, frame):
         self.stop_requested = True
 
-    # ---- ops: handler(conn, checked args) -> reply; see ops() for the schemas ----
+    # ---- ops: handler(conn, checked args) -> reply; onvm.common.ops has the fields ----
 
     def op_ping(self, conn, a):
         return {"pid": os.getpid(), "name": self.name, "nb_ports": self.shm.nb_ports}

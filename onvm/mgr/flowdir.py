@@ -6,32 +6,19 @@ import time
 from ..common.abi import ffi, lib
 from ..common.errors import OnvmError
 from ..common.match import (
-    BULK,
     EXPIRY_BATCH,
     EXPIRY_EVERY,
-    LIST_PAGE,
-    MAX_TIMEOUT_MS,
     NF_EVENTS,
     NF_MAX_PRIORITY,
     NF_QUOTA,
     Match,
     overlap,
 )
-from .control import Bool, Int, ListOf, Optional, Tuple, validate
 
 # ---- the manager's side --------------------------------------------------------------
 
 def _hops(c):
     return [(c.entries[i].action, c.entries[i].destination) for i in range(c.length)]
-
-
-def _wire_match(v, field):
-    port_range = Tuple(Int(0, 65535), Int(0, 65535))
-    schema = {"src": Tuple(Int(0, 2 ** 32 - 1), Int(0, 32)), "dst": Tuple(Int(0, 2 ** 32 - 1), Int(0, 32)),
-              "proto": Int(-1, 255), "sport": port_range, "dport": port_range}
-    if not isinstance(v, dict) or set(v) != set(schema):
-        raise ValueError("%s must be an object with %s" % (field, ", ".join(sorted(schema))))
-    return {k: f(v[k], "%s.%s" % (field, k)) for k, f in schema.items()}
 
 
 class FlowDirector:
@@ -58,34 +45,21 @@ class FlowDirector:
         self.op_wild = set()      # checked against each other so that the operator's always win
         self.nb_exact = 0
         self.probe = ffi.new("struct onvm_flow_counters *")
-        entry = Tuple(Int(lib.ONVM_TO_SERVICE, lib.ONVM_TO_PORT), Int(0, 0xffff))
-        self.schema = {"match": _wire_match, "chain": ListOf(entry, lib.ONVM_MAX_CHAIN, 1),
-                       "priority": Int(0, lib.ONVM_FLOW_MAX_PRIORITY),
-                       "idle_timeout": Optional(Int(0, MAX_TIMEOUT_MS), 0),
-                       "hard_timeout": Optional(Int(0, MAX_TIMEOUT_MS), 0),
-                       # bit p: only packets entering port p (0: every port the rule may cover)
-                       "in_ports": Optional(Int(0, 2 ** lib.ONVM_MAX_PORTS - 1), 0)}
 
-    def ops(self):
-        """The notebook's flow ops."""
-        return {"flow_add": (self.schema, lambda conn, a: self.add(a, "notebook")),
-                "flow_add_many": ({"rules": ListOf(self.check_rule, BULK, 1)}, self.op_add_many),
-                "flow_remove": ({"id": Int(0, lib.ONVM_FLOW_MAX_RULES - 1)}, self.op_remove),
-                "flow_list": ({"after": Optional(Int(-1, lib.ONVM_FLOW_MAX_RULES), -1),
-                               "max": Optional(Int(0, LIST_PAGE), LIST_PAGE)}, self.op_list),
-                "flow_config": ({"miss_service": Int(0, lib.ONVM_MAX_SERVICES - 1)}, self.op_config)}
+    def owner_handlers(self):
+        """The handlers of the owner's flow ops (their fields: onvm.common.ops.owner_ops)."""
+        return {"flow_add": lambda conn, a: self.add(a, "notebook"), "flow_add_many": self.op_add_many,
+                "flow_remove": self.op_remove, "flow_list": self.op_list, "flow_config": self.op_config}
 
-    def nf_ops(self):
-        """An NF's flow ops: rules for traffic that reaches it (at most
-        NF_QUOTA at a time, see authorize), removing them, the removals of
-        its rules (expired or removed by anyone) since it last asked, and
-        taking the miss-handler role if the operator granted it."""
-        return {"flow_add": (self.schema, self.op_nf_add),
-                "flow_remove": ({"id": Int(0, lib.ONVM_FLOW_MAX_RULES - 1)}, self.op_nf_remove),
-                "flow_events": ({}, lambda conn, a: {"events": self.events.pop(conn.data.get("slot"), [])}),
-                "flow_counters": ({"ids": ListOf(Int(0, lib.ONVM_FLOW_MAX_RULES - 1), NF_QUOTA)},
-                                  self.op_nf_counters),
-                "flow_miss": ({"on": Bool()}, self.op_nf_miss)}
+    def nf_handlers(self):
+        """The handlers of an NF's flow ops (onvm.common.ops.nf_ops): rules
+        for traffic that reaches it (at most NF_QUOTA at a time, see
+        authorize), removing them, the removals of its rules (expired or
+        removed by anyone) since it last asked, and taking the miss-handler
+        role if the operator granted it."""
+        return {"flow_add": self.op_nf_add, "flow_remove": self.op_nf_remove,
+                "flow_events": lambda conn, a: {"events": self.events.pop(conn.data.get("slot"), [])},
+                "flow_counters": self.op_nf_counters, "flow_miss": self.op_nf_miss}
 
     def op_nf_remove(self, conn, a):
         r = self.rules.get(a["id"])
@@ -121,14 +95,6 @@ class FlowDirector:
         elif current == service:
             self.check(lib.onvm_mgr_flow_config(-1, 0))
         return {"service": service, "max_priority": self.nf_max_priority}
-
-    def check_rule(self, v, field):
-        if not isinstance(v, dict):
-            raise ValueError("%s must be an object like flow_add's fields" % field)
-        try:
-            return validate(dict(v, op="flow_add"), {"flow_add": (self.schema, None)})[1]
-        except ValueError as e:
-            raise ValueError("%s: %s" % (field, e)) from None
 
     def op_add_many(self, conn, a):
         """Several rules at once: all, or none if one is refused."""

@@ -22,17 +22,16 @@ one) that can reach this socket cannot stop the manager, change the chain
 or touch another NF's slot.  The socket is served by the same non-blocking
 ControlServer as the management socket (onvm/mgr/control.py)."""
 import os
-import re
 import secrets
 import signal
 import sys
 import time
 
-from ..common import paths
+from ..common import ops, paths
 from ..common.abi import check, lib
 from ..common.errors import OnvmError
 from ..common.sdk import SDK_VERSION  # the C NF SDK's ABI: a C NF built against another is refused
-from .control import DEFER, Bool, Int, Optional
+from .control import DEFER
 
 MAX_REQUEST = 4096          # an NF request is a few short fields
 LEAVE_WAIT = 5.0            # the longest "leave" waits for the grace period
@@ -44,26 +43,11 @@ PER_PROCESS = 2             # nf.sock connections one process may hold (an NF ne
 TICKET_ENV = "ONVM_NF_TICKET"
 
 
-def _matching(regex, what):
-    pattern = re.compile(regex)
-
-    def check(v, field):
-        if not isinstance(v, str) or not pattern.fullmatch(v):
-            raise ValueError("%s must be %s, got %r" % (field, what, v if isinstance(v, str) else type(v).__name__))
-        return v
-    return check
-
-
-NAME = _matching(r"[A-Za-z0-9_.-]{1,31}", "1..31 letters, digits, '.', '-' or '_'")
-KIND = _matching(r"[A-Za-z0-9_.:-]{1,23}", "1..23 letters, digits or ._:-")
-TICKET = _matching(r"[0-9a-f]{32}", "the 32 hex digits of a launch ticket")
-
-
 class NFDoor:
     """The NF listener on a manager's ControlServer, and what it knows of
     each NF: its slot and its pidfd."""
 
-    def __init__(self, name, server, extra_ops=None, xmem_fd=-1):
+    def __init__(self, name, server, extra_handlers=None, xmem_fd=-1):
         self.name = name
         self.server = server
         self.xmem_fd = xmem_fd   # the no-hugepage mode's shared region (core/xmem.c), else -1
@@ -72,22 +56,18 @@ class NFDoor:
         self.leaving = []        # (conn, deadline): "leave" answered once out of service
         self.orphans = []        # (conn, deadline): registered, connection closed, process not yet gone
         self.tickets = {}        # token -> {"service", "name", "flow_miss", "expires"}, oldest first
-        ops = {
-            "register": ({"name": NAME, "kind": KIND, "service": Int(1, lib.ONVM_MAX_SERVICES - 1),
-                          "staged": Optional(Bool(), False), "ticket": Optional(TICKET),
-                          "sdk": Optional(Int(0, 1 << 20))}, self.op_register),
-            "ready": ({}, self.op_ready),
-            "leave": ({}, self.op_leave),
-            **(extra_ops or {}),     # the flow director's "flow_add" (onvm/flows.py)
-        }
-        server.listen(paths.nf_sock_path(name), ops, one_shot=False, on_close=self.on_close,
+        # The catalogue's NF-door ops (onvm.common.ops.nf_ops), and nothing else;
+        # extra_handlers: the flow director's (flow_add, ...).
+        handlers = {"register": self.op_register, "ready": self.op_ready, "leave": self.op_leave,
+                    **(extra_handlers or {})}
+        server.listen(paths.nf_sock_path(name), ops.bind(ops.nf_ops(), handlers), one_shot=False,
+                      on_close=self.on_close,
                       max_request=MAX_REQUEST, max_conns=4 * lib.ONVM_MAX_NFS, want_pidfd=True,
                       max_per_peer=PER_PROCESS, idle_timeout=REGISTER_WITHIN)
 
-    def owner_ops(self):
-        """The owner's ops on onvm.sock: a launch ticket for one NF."""
-        return {"nf_ticket": ({"service": Int(1, lib.ONVM_MAX_SERVICES - 1), "name": NAME,
-                               "flow_miss": Optional(Bool(), False)}, self.op_ticket)}
+    def owner_handlers(self):
+        """The handler of the owner's op on onvm.sock here: a launch ticket for one NF."""
+        return {"nf_ticket": self.op_ticket}
 
     def op_ticket(self, conn, args):
         now = time.monotonic()

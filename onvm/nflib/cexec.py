@@ -40,7 +40,7 @@ def exec_nf(manager, service, name, binary, args=(), staged=False, door=None):
         kind = re.sub(r"[^A-Za-z0-9_.:-]", "_", kind)
         sock, slot, shm_fd, stats_fd, xmem_fd = nfdoor.register(manager, name, kind, service, staged, door=door,
                                                        ticket=ticket, sdk=version)
-    except OnvmError as e:
+    except (OnvmError, ValueError) as e:
         print("NF %s: %s" % (name, e), file=sys.stderr)
         return 2
     argv = nfdoor.eal_args(manager, xmem_fd)

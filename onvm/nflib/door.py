@@ -1,9 +1,11 @@
 """The NF's side of the manager's NF door (nf.sock, served by onvm.mgr.nfdoor):
-a launch ticket, register, and one request/reply call."""
+a launch ticket, register, and DoorClient, a typed client of the
+catalogue's NF-door ops (onvm.common.ops).  In an NF process: imports only
+onvm.common."""
 import os
 import socket
 
-from ..common import paths, protocol
+from ..common import ops, paths, protocol
 from ..common.errors import OnvmError
 
 TICKET_ENV = "ONVM_NF_TICKET"
@@ -13,17 +15,20 @@ TICKET_ENV = "ONVM_NF_TICKET"
 
 def ticket(manager, nf_name, service, flow_miss=False, timeout=30.0):
     """A launch ticket for one NF, from the manager's owner socket (only its
-    owner and root reach it).  returns: the token."""
+    owner and root reach it): the catalogue's nf_ticket, as onvm.client
+    asks for it.  returns: the token.  raises: ValueError for a bad name or
+    service, OnvmError if the manager cannot be reached or gives none."""
+    req = ops.owner_ops()["nf_ticket"].request(service=service, name=nf_name, flow_miss=flow_miss)
     try:
-        reply = protocol.request(paths.sock_path(manager), {"op": "nf_ticket", "service": service,
-                                                             "name": nf_name, "flow_miss": flow_miss}, timeout)
+        reply = protocol.request(paths.sock_path(manager), req, timeout)
     except FileNotFoundError:
         raise OnvmError("no manager named %r is running (no %s)" % (manager, paths.sock_path(manager))) from None
     except (OSError, ConnectionError, ValueError) as e:
         raise OnvmError("cannot get a launch ticket from manager %r: %s" % (manager, e)) from None
-    if not reply.get("ok"):
-        raise OnvmError("manager %r gave no launch ticket: %s" % (manager, reply.get("error")))
-    return reply["ticket"]
+    try:
+        return ops.outcome(reply)["ticket"]
+    except (OnvmError, ValueError) as e:
+        raise type(e)("manager %r gave no launch ticket: %s" % (manager, e)) from None
 
 
 def register(manager, nf_name, kind, service, staged=False, timeout=30.0, door=None, ticket=None, sdk=None):
@@ -49,23 +54,17 @@ def register(manager, nf_name, kind, service, staged=False, timeout=30.0, door=N
             s.close()
             raise OnvmError("cannot reach manager %r: %s" % (manager, e)) from None
     try:
-        req = {"op": "register", "name": nf_name, "kind": kind, "service": service, "staged": staged}
-        if ticket is not None:
-            req["ticket"] = ticket
-        if sdk is not None:
-            req["sdk"] = sdk        # a C NF: the SDK version it was built against
-        protocol.send(s, req)
-        # The files come with the reply's first bytes.
-        head, fds, _, _ = socket.recv_fds(s, 4, 3)
-        reply = protocol.recv(s, prefix=head)
-    except (OSError, ConnectionError, ValueError) as e:
+        # sdk: a C NF's, the SDK version it was built against
+        reply, fds = DoorClient(s).register(name=nf_name, kind=kind, service=service, staged=staged, ticket=ticket,
+                                            sdk=sdk)
+    except (OnvmError, ValueError):
         s.close()
-        raise OnvmError("the manager did not answer register: %s" % e) from None
-    if not reply.get("ok") or len(fds) != (2 if reply.get("hugepages", True) else 3):
+        raise
+    if len(fds) != (2 if reply.get("hugepages", True) else 3):
         for f in fds:
             os.close(f)
         s.close()
-        raise OnvmError(reply.get("error", "the manager sent no files with its answer to register"))
+        raise OnvmError("the manager sent no files with its answer to register")
     return s, reply["slot"], fds[0], fds[1], (fds[2] if len(fds) == 3 else None)
 
 
@@ -85,14 +84,91 @@ def eal_args(manager, xmem_fd):
     return argv
 
 
-def call(s, req):
-    """One request on the NF's connection; returns the reply or raises
-    OnvmError with the manager's reason."""
-    try:
-        protocol.send(s, req)
-        reply = protocol.recv(s)
-    except (OSError, ConnectionError, ValueError) as e:
-        raise OnvmError("the manager did not answer %s: %s" % (req.get("op"), e)) from None
-    if not reply.get("ok"):
-        raise OnvmError(reply.get("error", "the manager refused %s" % req.get("op")))
-    return reply
+_OPS = ops.nf_ops()
+
+
+def _op(fn):
+    """A method for the NF-door op of fn's name: the catalogue's doc first."""
+    fn.__doc__ = _OPS[fn.__name__].help() + ("\n" + fn.__doc__ if fn.__doc__ else "")
+    return fn
+
+
+class DoorClient:
+    """An NF's connection to nf.sock, with one method per op of the
+    catalogue's NF door (onvm.common.ops.nf_ops) and nothing else.  Each
+    takes the op's fields as keyword arguments, checks them as the manager
+    does (ValueError, before sending) and returns the answer's fields; a
+    refusal raises by its kind: ValueError for a bad request, OnvmError for
+    one the manager would not grant or could not do; a connection that
+    fails is an OnvmError.
+
+    param sock: the connected socket (context.door inside an NF)"""
+
+    def __init__(self, sock):
+        self.sock = sock
+
+    def _send(self, op, **args):
+        req = _OPS[op].request(**args)           # ValueError, as the manager would answer
+        try:
+            protocol.send(self.sock, req)
+        except OSError as e:
+            raise OnvmError("the manager did not answer %s: %s" % (op, e)) from None
+
+    def _call(self, op, **args):
+        self._send(op, **args)
+        try:
+            reply = protocol.recv(self.sock)
+        except (OSError, ValueError) as e:       # ConnectionError is an OSError; bad JSON a ValueError
+            raise OnvmError("the manager did not answer %s: %s" % (op, e)) from None
+        return ops.outcome(reply)
+
+    @_op
+    def register(self, *, name, kind, service, staged=False, ticket=None, sdk=None):
+        """This method gives (the answer, the fds that came with it: control file, stats file[, shared region])."""
+        self._send("register", name=name, kind=kind, service=service, staged=staged, ticket=ticket, sdk=sdk)
+        fds = []
+        try:
+            head, fds, _, _ = socket.recv_fds(self.sock, 4, 3)    # the files come with the first bytes
+            reply = protocol.recv(self.sock, prefix=head)
+        except (OSError, ValueError) as e:
+            for f in fds:
+                os.close(f)
+            raise OnvmError("the manager did not answer register: %s" % e) from None
+        try:
+            return ops.outcome(reply), fds
+        except (OnvmError, ValueError):
+            for f in fds:
+                os.close(f)
+            raise
+
+    @_op
+    def ready(self):
+        return self._call("ready")
+
+    @_op
+    def leave(self):
+        return self._call("leave")
+
+    @_op
+    def flow_add(self, *, match, chain, priority, idle_timeout=0, hard_timeout=0, in_ports=0):
+        return self._call("flow_add", match=match, chain=chain, priority=priority, idle_timeout=idle_timeout,
+                          hard_timeout=hard_timeout, in_ports=in_ports)
+
+    @_op
+    def flow_remove(self, *, id):
+        return self._call("flow_remove", id=id)
+
+    @_op
+    def flow_events(self):
+        return self._call("flow_events")
+
+    @_op
+    def flow_counters(self, *, ids):
+        return self._call("flow_counters", ids=ids)
+
+    @_op
+    def flow_miss(self, *, on):
+        return self._call("flow_miss", on=on)
+
+    def __repr__(self):
+        return "<DoorClient fd=%d>" % self.sock.fileno()

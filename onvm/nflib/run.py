@@ -55,8 +55,8 @@ def start(manager, service, name, kind, staged=False, door=None):
         sock.close()
         raise OnvmError("NF %r: %s" % (name, err))
     try:
-        nfdoor.call(sock, {"op": "ready"})
-    except OnvmError as e:
+        nfdoor.DoorClient(sock).ready()
+    except (OnvmError, ValueError) as e:
         lib.onvm_nf_finish(nf)
         sock.close()
         raise OnvmError("NF %r: %s" % (name, e)) from None
@@ -68,8 +68,8 @@ def leave(nf, sock):
     any more.  returns: True if the ring may now be emptied."""
     try:
         sock.settimeout(5)
-        return nfdoor.call(sock, {"op": "leave"}).get("out_of_service", False)
-    except OnvmError:
+        return nfdoor.DoorClient(sock).leave()["out_of_service"]
+    except (OnvmError, ValueError):
         return False   # the manager is gone: nothing to leave, nothing to hand on
 
 
@@ -170,7 +170,7 @@ def run(manager, service, name, native=None, args="", spec=None, staged=False, d
     sink = logsink.install()
     try:
         nf, slot, sock = start(manager, service, name, kind, staged, door)
-    except OnvmError as e:
+    except (OnvmError, ValueError) as e:      # the manager refused: no start, one line why
         print(e, file=sys.stderr)
         return 2
     sink.on_drop = lambda total: lib.onvm_nf_set_log_dropped(nf, total)

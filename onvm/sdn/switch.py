@@ -186,7 +186,7 @@ class _Running:
     def __init__(self, sw, nf, error):
         self.sw, self.nf, self.error = sw, nf, error
         self.app = lib.onvm_nf_app(nf)
-        self.door = context.door
+        self.door = nfdoor.DoorClient(context.door)   # nf.sock: the catalogue's NF-door ops
         self.cf = context.control_file()
         self.nb_ports = self.cf.shm.nb_ports
         self.service = context.current.service
@@ -221,8 +221,8 @@ class _Running:
     def run(self):
         # The operator granted us the role at launch (onvm.sdn.nf asks for it);
         # the answer says the highest priority our rules may have.
-        got = nfdoor.call(self.door, {"op": "flow_miss", "on": True})
-        self.max_priority = got.get("max_priority", lib.ONVM_FLOW_MAX_PRIORITY)
+        got = self.door.flow_miss(on=True)
+        self.max_priority = got["max_priority"]
         self.conn.start()
         b = ffi.new("struct onvm_batch *")
         try:
@@ -239,8 +239,8 @@ class _Running:
         finally:
             self.conn.stop()
             try:
-                nfdoor.call(self.door, {"op": "flow_miss", "on": False})
-            except OnvmError:
+                self.door.flow_miss(on=False)
+            except (OnvmError, ValueError):
                 pass            # the manager is gone
             self.release_all()
         return 0
@@ -400,10 +400,10 @@ class _Running:
             if hard <= 0:
                 return False
         chain = [[lib.ONVM_TO_SERVICE, s] for s in d.services] + [[lib.ONVM_TO_PORT, d.ports[0]]]
-        req = {"op": "flow_add", "match": m.wire(), "chain": chain, "priority": min(e.priority, self.max_priority),
-               "idle_timeout": (e.idle or CACHE_IDLE) * 1000, "hard_timeout": hard, "in_ports": 1 << port}
         try:
-            rule = nfdoor.call(self.door, req)["rule"]
+            rule = self.door.flow_add(match=m.wire(), chain=chain, priority=min(e.priority, self.max_priority),
+                                      idle_timeout=(e.idle or CACHE_IDLE) * 1000, hard_timeout=hard,
+                                      in_ports=1 << port)["rule"]
         except (OnvmError, ValueError) as err:
             if len(self.uncacheable) > 4096:
                 self.uncacheable.clear()
@@ -426,7 +426,7 @@ class _Running:
         self.serials.pop(serial, None)
         e.cache.discard(key)
         try:
-            c = nfdoor.call(self.door, {"op": "flow_remove", "id": rid})["counters"]
+            c = self.door.flow_remove(id=rid)["counters"]
             e.packets += c["packets"]
             e.bytes += c["bytes"]
         except (OnvmError, ValueError):
@@ -449,7 +449,7 @@ class _Running:
     def flow_events(self):
         """Cached rules that expired or were removed (by anyone)."""
         now = time.monotonic()
-        for ev in nfdoor.call(self.door, {"op": "flow_events"})["events"]:
+        for ev in self.door.flow_events()["events"]:
             key = self.serials.pop(ev["serial"], None)
             if key is None or key not in self.cache:
                 continue
@@ -466,7 +466,7 @@ class _Running:
         out = {e: [e.packets, e.bytes] for e in entries}
         for i in range(0, len(ids), NF_QUOTA):
             part = ids[i:i + NF_QUOTA]
-            got = nfdoor.call(self.door, {"op": "flow_counters", "ids": [rid for _, rid in part]})["counters"]
+            got = self.door.flow_counters(ids=[rid for _, rid in part])["counters"]
             for (e, _), c in zip(part, got):
                 if c is not None:
                     out[e][0] += c["packets"]

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from onvm.common import protocol
+from onvm.common import ops, protocol
 from onvm.common.errors import OnvmError
 from onvm.mgr import control
 
@@ -28,7 +28,7 @@ def served(tmp_path):
     logged = []
     server = control.ControlServer(log=logged.append)
     path = str(tmp_path / "ctl.sock")
-    server.listen(path, {"bad": ({"n": control.Int(0, 9)}, bad_input), "full": ({}, system_failure),
+    server.listen(path, {"bad": ({"n": ops.Int(0, 9)}, bad_input), "full": ({}, system_failure),
                          "bug": ({}, internal), "ping": ({}, lambda conn, args: {"pid": os.getpid()})},
                   max_request=4096)
     stop = threading.Event()

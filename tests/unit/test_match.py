@@ -8,7 +8,7 @@ from onvm.common import limits
 from onvm.common import match as flows
 from onvm.common.match import overlap
 from onvm.common.packet import ToPort, ToService
-from onvm.flows import Match, Rule, request, resolve_chain
+from onvm.flows import Match, Rule, resolve_chain, rule_fields
 from onvm.graph import Port
 
 S, P = limits.ONVM_TO_SERVICE, limits.ONVM_TO_PORT
@@ -149,8 +149,8 @@ def test_bad_rule_chains(chain, words):
 
 
 def test_a_request_is_checked_whole():
-    r = request(Match(proto="udp"), [Port(1)], {}, 2, priority=7, idle_timeout=1.5, hard_timeout=None)
-    assert r == {"op": "flow_add", "match": Match(proto="udp").wire(), "chain": [[P, 1]], "priority": 7,
+    r = rule_fields(Match(proto="udp"), [Port(1)], {}, 2, priority=7, idle_timeout=1.5, hard_timeout=None)
+    assert r == {"match": Match(proto="udp").wire(), "chain": [[P, 1]], "priority": 7,
                  "idle_timeout": 1500, "hard_timeout": 0}
 
 
@@ -167,7 +167,7 @@ def test_bad_requests(kw, words):
     args = dict(match=Match(), chain=[Port(1)], names={}, nb_ports=2)
     args.update(kw)
     with pytest.raises(ValueError, match=words.replace(".", r"\.")):
-        request(**args)
+        rule_fields(**args)
 
 
 def test_a_listed_rule_shows_its_chain_as_hop_text():

@@ -4,7 +4,7 @@ import base64
 
 import pytest
 
-from onvm.mgr.control import Bool, Bytes, Int, ListOf, Optional, Str, Tuple, decode, validate
+from onvm.common.ops import Bool, Bytes, Int, ListOf, Optional, Str, Tuple, decode, validate
 
 
 @pytest.mark.parametrize("check, v, want", [
