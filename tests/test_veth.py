@@ -154,3 +154,26 @@ def test_onvm_cleanup_removes_the_pair_of_a_manager_that_was_killed():
         finally:
             mgr.stop()
     assert not link_exists(HOSTS[0]) and not link_exists(HOSTS[1])
+
+
+def test_a_namespace_stopped_first_takes_its_pair_and_the_manager_goes_on():
+    """The kernel deletes the pair with the namespace; the RX thread, whose
+    socket then reports an error, clears it and goes on sleeping (it spun
+    on ppoll at hundreds of thousands of wake-ups a second before it read
+    the error) and serves the other port."""
+    a = onvm.Namespace(NS_A)
+    try:
+        with onvm.Namespace(NS_B) as b, onvm.Manager(name="vgone%d" % PID, ports=PORTS) as mgr:
+            mgr.deploy(wire())
+            a.stop()
+            assert not link_exists(HOSTS[0])
+            b.ping(A, count=2, timeout=3)          # asks for A's address: into port 1, out of the gone port 0
+            before = mgr.stats()
+            subprocess.run(["sleep", "1"], timeout=30)
+            after = mgr.stats()
+            assert after["threads"]["rx"][0] - before["threads"]["rx"][0] < 1000   # sleeps: about 10 a second
+            assert b.ping(A, count=2, timeout=3) == 100.0
+            assert mgr.stats()["ports"][1]["rx"] > after["ports"][1]["rx"]
+        assert not link_exists(HOSTS[1])
+    finally:
+        a.stop()

@@ -48,6 +48,8 @@ def make(run_dir, manager, spec):
     offloads, bring both ends up.  Anything made stays recorded, so a
     failure here is undone by remove_recorded.
     returns: the host end's name.  raises: OnvmError naming the step."""
+    if os.geteuid() != 0:
+        raise OnvmError("veth port %s: making a veth pair needs root (CAP_NET_ADMIN); run as root" % spec)
     iface, ns, addr, host = veth_place(spec)
     d = os.path.join(run_dir, RECORDS)
     os.makedirs(d, mode=0o700, exist_ok=True)

@@ -5,6 +5,7 @@
 #define _GNU_SOURCE /* ppoll */
 #endif
 #include <poll.h>
+#include <sys/socket.h>
 
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
@@ -39,6 +40,23 @@ static void rx_wait_init(struct rx_wait *w, unsigned me, unsigned nb)
 			w->rings = true;
 		else
 			w->timed = true;
+	}
+}
+
+/* A socket whose interface went down or away (its namespace deleted)
+ * reports an error until it is read, which would turn ppoll into a spin:
+ * read it (SO_ERROR clears it); a socket hung up or no longer open leaves
+ * the set. */
+static void rx_wait_errors(struct rx_wait *w)
+{
+	for (nfds_t i = 0; i < w->nfds; i++) {
+		if (likely(!(w->fds[i].revents & (POLLERR | POLLHUP | POLLNVAL))))
+			continue;
+		int err;
+		socklen_t len = sizeof(err);
+		if ((w->fds[i].revents & (POLLHUP | POLLNVAL)) ||
+		    getsockopt(w->fds[i].fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+			w->fds[i].fd = -1; /* ppoll skips it; its port is polled at each wake-up */
 	}
 }
 
@@ -149,7 +167,8 @@ int rx_thread_main(void *arg)
 			 * the end of the nap. */
 			uint64_t ns = RTE_MIN(rx_sleep_ns(me, nb), w->rings ? RING_BESIDE_VETH_POLL_NS : UINT64_MAX);
 			struct timespec t = {(time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull)};
-			ppoll(w->fds, w->nfds, &t, NULL);
+			if (ppoll(w->fds, w->nfds, &t, NULL) > 0)
+				rx_wait_errors(w);
 		} else {
 			onvm_bell_sleep(ports_rx_bell(), rx_has_work, arg, rx_sleep_ns(me, nb));
 		}
