@@ -79,12 +79,12 @@ def veth_place(spec):
         raise ValueError("veth port %r needs a namespace for its end: veth:%s@NS=ADDRESS/PREFIX (onvm puts no "
                          "interface of its own into this machine's network)" % (spec, iface))
     host = veth_host_name(ns, iface)
+    if _link_exists(host):
+        raise ValueError("veth port %r: its pair exists already (%s here): a manager using it runs, or one "
+                         "that died left it (onvm cleanup removes it)" % (spec, host))
     if _link_exists(iface, ns):
         raise ValueError("veth port %r: the namespace %r has an interface %r already; choose another name"
                          % (spec, ns, iface))
-    if _link_exists(host):
-        raise ValueError("veth port %r: its manager-side interface %s exists already (a manager using it runs, "
-                         "or one that died left it: onvm cleanup)" % (spec, host))
     return iface, ns, addr, host
 
 
