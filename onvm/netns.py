@@ -1,12 +1,15 @@
 """Network namespaces for kernel traffic into and out of a chain, like a
-Mininet host: a private network stack in which a tap port of the manager
-lives with an address, so ping, curl or scapy run there reach the chain
-and nothing else.
+Mininet host: a private network stack in which a tap or veth port of the
+manager lives with an address, so ping, curl or scapy run there reach the
+chain and nothing else.
 
     with onvm.Namespace("lab1") as ns:
         with onvm.Manager(ports=["tap:tap0@lab1=10.0.0.1/24", "ring"]) as mgr:
             ...
             ns.ping("10.0.0.2")          # loss in percent
+
+("veth:eth0@lab1=10.0.0.1/24" is the fast kind for TCP between two
+namespaces: common/veth.py.)
 
 Only namespaces made here are ever removed: each is recorded (its inode)
 in the runtime dir, and `onvm cleanup` removes those whose maker died."""

@@ -24,7 +24,8 @@ def _opt(help, **argparse):
 class ManagerConfig:
     """A manager's parameters (see onvm.Manager for what each means)."""
     name: str = _opt("manager name (DPDK file prefix onvm-NAME)", default="main")
-    ports: tuple = _opt("port spec: ring, null, pcap:rx=F,tx=F, tap:IF, pci:ADDR (repeat; default two ring ports)",
+    ports: tuple = _opt("port spec: ring, null, pcap:rx=F,tx=F, tap:IF[@NS=ADDR/LEN], veth:IF@NS[=ADDR/LEN], pci:ADDR "
+                        "(repeat; default two ring ports)",
                         default=("ring", "ring"))
     hugepage_mb: int = _opt("MB of hugepages it takes at start and never goes beyond", default=256, type=int)
     mbufs: int = _opt("packets in the shared pool", default=16383, type=int)

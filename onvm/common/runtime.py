@@ -8,7 +8,7 @@ import signal
 import subprocess
 import time
 
-from . import paths
+from . import paths, veth
 from .errors import OnvmError
 
 # ---- children we started -------------------------------------------------------
@@ -203,7 +203,7 @@ def running_manager_pid(name):
 
 
 def remove_leftovers(name, lock=None, keep_lock=False):
-    """Delete a manager's runtime dir and hugepage files, only while holding
+    """Delete a manager's runtime dir, hugepage files and veth pairs, only while holding
     its name lock: lock is ours (held); without one it is taken here and
     released after.  keep_lock: leave the lock file (its holder lives on).
     returns: True if removed, False if a live manager owns the name."""
@@ -218,6 +218,7 @@ def remove_leftovers(name, lock=None, keep_lock=False):
         rd = paths.run_dir(name)
         if paths._posix_lock_held(os.path.join(rd, "config")):
             return False         # a DPDK primary that does not take our lock still runs here
+        veth.remove_recorded(rd)  # its veth ports' pairs, before the records go with the dir
         for f in paths.hugepage_files(name):
             try:
                 os.unlink(f)

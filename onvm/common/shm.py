@@ -14,7 +14,7 @@ from .results import NFSample, PortSample, Sample
 
 ACTION_NAMES = ("next", "drop", "to_service", "to_port")
 PORT_KINDS = {lib.ONVM_PORT_RING: "ring", lib.ONVM_PORT_NULL: "null", lib.ONVM_PORT_PCAP: "pcap",
-              lib.ONVM_PORT_TAP: "tap", lib.ONVM_PORT_PCI: "pci"}
+              lib.ONVM_PORT_TAP: "tap", lib.ONVM_PORT_PCI: "pci", lib.ONVM_PORT_VETH: "veth"}
 NF_STATES = {lib.ONVM_NF_CLAIMED: "starting", lib.ONVM_NF_RUNNING: "running", lib.ONVM_NF_ZOMBIE: "leaving"}
 NF_STATS_SIZE = 4096
 _retired = []   # mappings of closed control files (see ControlFile.close)

@@ -270,7 +270,6 @@ struct onvm_mgr {
 		struct rte_ring *port_out[ONVM_MAX_PORTS]; /* ring ports only */
 	} rte;
 	struct onvm_nf_stats *nf_stats[ONVM_MAX_NFS]; /* each NF's stats file, mapped */
-	bool external_rx;       /* a port whose arrivals nobody announces */
 	volatile bool force_quit;
 	bool table_pending;     /* a grace period since the last table update is running */
 	uint64_t table_token;
@@ -281,6 +280,7 @@ extern struct onvm_mgr onvm_mgr;
 int ports_add(unsigned kind, const char *devargs, const char *netns);
 int ports_start(void);
 void ports_stop(void);
+int ports_poll_fd(unsigned p);
 
 /* rx.c / tx.c: thread bodies, launched on their lcores */
 int rx_thread_main(void *arg);

@@ -348,7 +348,8 @@ enum onvm_port_kind {
 	ONVM_PORT_NULL = 1,
 	ONVM_PORT_PCAP = 2,
 	ONVM_PORT_TAP = 3,
-	ONVM_PORT_PCI = 4
+	ONVM_PORT_PCI = 4,
+	ONVM_PORT_VETH = 5 /* the manager's end of a veth pair, through af_packet */
 };
 
 /* Port counters mean what they say:

@@ -1,14 +1,21 @@
 /* ports.c: the manager's ports.  Ring ports are the default: a pair of
  * rte_rings wrapped as an ethdev, so injected packets take the same RX path
- * as a NIC's; pcap, tap, null and PCI ports are DPDK devices probed by name. */
+ * as a NIC's; pcap, tap, null, veth and PCI ports are DPDK devices probed by
+ * name.  A veth port is the manager's end of a veth pair (made by
+ * onvm/common/veth.py) opened with the af_packet PMD: PACKET_MMAP rings, a
+ * burst per system call, and a socket the RX thread can sleep on. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* setns */
 #endif
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/if_packet.h>
 #include <sched.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <rte_dev.h>
@@ -20,7 +27,15 @@
 #define PORT_RING_SIZE 4096
 #define PORT_DESCS 1024
 
-static const char *kind_names[] = {"ring", "null", "pcap", "tap", "pci"};
+static const char *kind_names[] = {"ring", "null", "pcap", "tap", "pci", "veth"};
+
+/* af_packet's PACKET_MMAP rings for a veth port: a 2 KiB frame holds a
+ * 1500-byte MTU frame (af_packet copies at most that; see veth.py for the
+ * offloads this needs), and 4096 frames (8 MiB each way) absorb the bursts
+ * of a TCP window while the RX thread is off the CPU. */
+#define VETH_RING_ARGS "qpairs=1,blocksz=4096,framesz=2048,framecnt=4096,qdisc_bypass=1"
+
+static int port_poll_fd[ONVM_MAX_PORTS]; /* a veth port's socket, or -1: ports_poll_fd */
 
 static int port_add_finish(unsigned i, unsigned kind, const char *devargs, uint16_t ethdev);
 static int port_start(unsigned i);
@@ -32,9 +47,11 @@ static int probe_device(unsigned index, unsigned kind, const char *devargs, uint
 		snprintf(args, sizeof(args), "%s", devargs);
 		snprintf(name, sizeof(name), "%s", devargs);
 	} else {
-		const char *drv = kind == ONVM_PORT_NULL ? "net_null" : kind == ONVM_PORT_PCAP ? "net_pcap" : "net_tap";
+		const char *drv = kind == ONVM_PORT_NULL ? "net_null" : kind == ONVM_PORT_PCAP ? "net_pcap"
+				  : kind == ONVM_PORT_VETH ? "net_af_packet" : "net_tap";
 		snprintf(name, sizeof(name), "%s_onvm%u", drv, index);
-		snprintf(args, sizeof(args), "%s%s%s", name, devargs[0] ? "," : "", devargs);
+		snprintf(args, sizeof(args), "%s%s%s%s%s", name, devargs[0] ? "," : "", devargs,
+			 kind == ONVM_PORT_VETH ? "," : "", kind == ONVM_PORT_VETH ? VETH_RING_ARGS : "");
 	}
 	int ret = rte_dev_probe(args);
 	if (ret < 0) {
@@ -49,6 +66,32 @@ static int probe_device(unsigned index, unsigned kind, const char *devargs, uint
 		return ret;
 	}
 	return 0;
+}
+
+/* The AF_PACKET socket the af_packet PMD bound to interface ifindex: the
+ * PMD keeps it private, so it is found among our fds by what it is bound
+ * to (one socket per veth port: qpairs=1).  returns: the fd, or -ENOENT. */
+static int packet_socket_of(int ifindex)
+{
+	DIR *d = opendir("/proc/self/fd");
+	if (d == NULL)
+		return -errno;
+	int found = -ENOENT;
+	struct dirent *e;
+	while (found < 0 && (e = readdir(d)) != NULL) {
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		int fd = atoi(e->d_name), domain = 0;
+		socklen_t len = sizeof(domain);
+		if (fd == dirfd(d) || getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0 || domain != AF_PACKET)
+			continue;
+		struct sockaddr_ll sll;
+		len = sizeof(sll);
+		if (getsockname(fd, (struct sockaddr *)&sll, &len) == 0 && sll.sll_ifindex == ifindex)
+			found = fd;
+	}
+	closedir(d);
+	return found;
 }
 
 /* Move this thread into the network namespace at path.  returns: an fd of
@@ -90,7 +133,7 @@ int ports_add(unsigned kind, const char *devargs, const char *netns)
 		onvm_set_error("at most %d ports", ONVM_MAX_PORTS);
 		return -ENOSPC;
 	}
-	if (kind > ONVM_PORT_PCI) {
+	if (kind > ONVM_PORT_VETH) {
 		onvm_set_error("port %u: unknown kind %u", i, kind);
 		return -EINVAL;
 	}
@@ -126,6 +169,15 @@ int ports_add(unsigned kind, const char *devargs, const char *netns)
 		ret = probe_device(i, kind, devargs, &ethdev);
 		if (ret == 0)
 			ret = port_add_finish(i, kind, devargs, ethdev);
+		if (ret == 0 && kind == ONVM_PORT_VETH) {
+			struct rte_eth_dev_info info;
+			ret = rte_eth_dev_info_get(ethdev, &info);
+			port_poll_fd[i] = ret < 0 ? ret : packet_socket_of((int)info.if_index);
+			if (port_poll_fd[i] < 0) {
+				onvm_set_error("port %u (veth): cannot find the af_packet socket of %s", i, devargs);
+				ret = port_poll_fd[i];
+			}
+		}
 		if (ret == 0 && back >= 0)
 			ret = port_start(i);
 		if (back >= 0) {
@@ -144,14 +196,13 @@ static int port_add_finish(unsigned i, unsigned kind, const char *devargs, uint1
 	struct onvm_mgr *m = &onvm_mgr;
 	struct onvm_shm *shm = m->shm;
 	char name[64];
-	if (kind != ONVM_PORT_RING)
-		m->external_rx = true;
 	snprintf(name, sizeof(name), ONVM_PORT_TX_RING_FMT, i);
 	onvm_dp.port_tx[i] = rte_ring_create(name, PORT_RING_SIZE, onvm_socket, RING_F_SC_DEQ);
 	if (onvm_dp.port_tx[i] == NULL) {
 		onvm_set_error("port %u: cannot create its TX ring: %s", i, rte_strerror(rte_errno));
 		return -ENOMEM;
 	}
+	port_poll_fd[i] = -1;
 	struct onvm_port_slot *p = &shm->ports[i];
 	p->kind = kind;
 	p->ethdev = ethdev;
@@ -165,6 +216,14 @@ static int port_add_finish(unsigned i, unsigned kind, const char *devargs, uint1
 }
 
 static bool port_started[ONVM_MAX_PORTS];
+
+/* For the RX thread: the fd that turns readable when port p has packets
+ * (a veth port's socket), or -1 when nobody announces its arrivals (tap,
+ * pcap, null, PCI) or inject's doorbell does (ring ports). */
+int ports_poll_fd(unsigned p)
+{
+	return p < onvm_mgr.shm->nb_ports ? port_poll_fd[p] : -1;
+}
 
 /* Configure one RX and one TX queue on port i and start it. */
 static int port_start(unsigned i)

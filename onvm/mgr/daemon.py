@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from ..common import logsink, memmode, ops, paths
+from ..common import logsink, memmode, ops, paths, veth
 from ..common.abi import check, ffi, lib
 from ..common.config import ManagerConfig
 from ..common.errors import OnvmError, errno_error
@@ -129,7 +129,13 @@ class ManagerDaemon:
 
     def add_port(self, spec, kind, devargs):
         """Add one port; a tap port with @NS is made and started inside that
-        network namespace (ports.c) and given its address there."""
+        network namespace (ports.c) and given its address there; a veth
+        port's pair is made first (common/veth.py), then DPDK opens its
+        host end."""
+        if kind == lib.ONVM_PORT_VETH:
+            veth.make(paths.run_dir(self.name), self.name, spec)
+            self.check(lib.onvm_mgr_add_port(kind, devargs.encode(), ffi.NULL))
+            return
         iface, ns, addr = tap_place(spec) if kind == lib.ONVM_PORT_TAP else (None, None, None)
         netns = os.path.join(NETNS_DIR, ns).encode() if ns else ffi.NULL
         self.check(lib.onvm_mgr_add_port(kind, devargs.encode(), netns))

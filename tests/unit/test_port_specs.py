@@ -4,7 +4,7 @@ import os
 import pytest
 
 from onvm.common import limits
-from onvm.common.ports import check_netns_name, parse_port, tap_place
+from onvm.common.ports import check_netns_name, parse_port, tap_place, veth_host_name
 
 
 def test_ring_null_and_pci():
@@ -46,10 +46,22 @@ def test_a_tap_in_this_namespace():
     ("tap:onvm0=10.0.0.1/24", "an address needs a namespace"),
     ("tap:onvm0@bad name", "a network namespace name is 1..32"),
     ("tap:onvm0@onvm-unit-no-such-ns", "no network namespace 'onvm-unit-no-such-ns'"),
+    ("veth:", "veth port needs an interface name of 1..15"),
+    ("veth:" + "x" * 16 + "@ns", "veth port needs an interface name of 1..15"),
+    ("veth:v0", "veth port 'veth:v0' needs a namespace"),
+    ("veth:v0=10.0.0.1/24", "an address needs a namespace, veth:v0@NS=10.0.0.1/24"),
+    ("veth:v0@bad name", "a network namespace name is 1..32"),
+    ("veth:v0@onvm-unit-no-such-ns", "veth port 'veth:v0@onvm-unit-no-such-ns': no network namespace"),
 ])
 def test_bad_specs_are_named(spec, words):
     with pytest.raises(ValueError, match=words.replace(".", r"\.")):
         parse_port(spec)
+
+
+def test_a_veth_host_end_is_named_after_its_namespace_and_name():
+    h = veth_host_name("lab1", "eth0")
+    assert h == veth_host_name("lab1", "eth0") and len(h) <= 15 and h.startswith("onvm")
+    assert len({h, veth_host_name("lab2", "eth0"), veth_host_name("lab1", "eth1")}) == 3
 
 
 @pytest.mark.parametrize("name", ["a", "ns-1", "NS_2", "x" * 32])
