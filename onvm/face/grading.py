@@ -123,8 +123,11 @@ def run_notebook(path, nf_name, pickle_path, deadline, exports=(), values_path=N
                           resources={"metadata": {"path": os.path.dirname(path)}})
     visible = []
 
+    asked = {}
+
     def export_code():
         name, names = nf_name() if callable(nf_name) else (nf_name, exports)
+        asked["nf"] = name
         return ("import cloudpickle as _cp, onvm as _onvm\n_nf = %s\n"
                 "_nf = _nf if isinstance(_nf, _onvm.NFSpec) else _onvm.NFSpec(_nf)\n"
                 "_v = {_n: globals()[_n] for _n in %r if _n in globals()}\n"
@@ -148,6 +151,7 @@ def run_notebook(path, nf_name, pickle_path, deadline, exports=(), values_path=N
                 t0 = time.monotonic()
                 client.execute_cell(cell, i)
                 cells["export" if cell is export else str(i)] = round(time.monotonic() - t0, 2)
+                t0 = time.monotonic()
                 if client.flooded:
                     return "the notebook printed more than %d bytes of output" % MAX_OUTPUT, visible
                 err = next((o for o in cell.outputs if o.output_type == "error"), None)
@@ -157,12 +161,15 @@ def run_notebook(path, nf_name, pickle_path, deadline, exports=(), values_path=N
                                     "error": None if err is None else "%s: %s" % (err.ename, err.evalue)})
                 elif err is not None:
                     if cell is export:
-                        return "the notebook defines no NF called %r: %s: %s" % (nf_name, err.ename, err.evalue), visible
+                        return "the notebook defines no NF called %r: %s: %s" % (asked["nf"], err.ename, err.evalue), \
+                            visible
                     return "cell %d raised %s: %s" % (i, err.ename, err.evalue[:300]), visible
     except CellTimeoutError:
         return "the notebook did not finish within the time limit", visible
     except DeadKernelError:
         return "the kernel died while running the notebook", visible
+    finally:
+        timings["kernel_stop"] = round(time.monotonic() - t0, 2)     # since the last cell: the kernel's kill
     return None, visible
 
 
@@ -230,7 +237,10 @@ def worker(notebook, spec_path, out_dir, seconds):
     sys.modules.setdefault("rfc3987_syntax", None)
     notebook, out_dir = os.path.abspath(notebook), os.path.abspath(out_dir)
     deadline = time.monotonic() + seconds
-    result = {"reason": None, "visible": [], "probes": {}, "timings": {}}
+    from ..rates import process_started
+    started = process_started(os.getpid())
+    result = {"reason": None, "visible": [], "probes": {},
+              "timings": {"startup": round(time.monotonic() - started, 2)} if started else {}}
     spec = {}
 
     def read_spec():
@@ -643,7 +653,7 @@ def _worker_timings(t):
         return round(float(v), 2) if isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1e6 \
             else None
     t = t if isinstance(t, dict) else {}
-    out = {k: num(t.get(k)) for k in ("kernel_start", "probes") if num(t.get(k)) is not None}
+    out = {k: num(t.get(k)) for k in ("startup", "kernel_start", "kernel_stop", "probes") if num(t.get(k)) is not None}
     cells = t.get("cells") if isinstance(t.get("cells"), dict) else {}
     cells = [(str(k)[:10], num(v)) for k, v in list(cells.items())[:1000] if num(v) is not None]
     if cells:
