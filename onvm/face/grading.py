@@ -91,6 +91,7 @@ def run_notebook(path, nf_name, pickle_path, deadline, exports=(), values_path=N
     cells have run.  timings (a dict) gets the kernel's start-up and each
     code cell's seconds.
     returns: (problem or None, [visible test results])."""
+    begun = time.monotonic()
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
@@ -138,6 +139,7 @@ def run_notebook(path, nf_name, pickle_path, deadline, exports=(), values_path=N
     nb.cells.append(export)
     timings = {} if timings is None else timings
     cells = timings["cells"] = {}
+    timings["read"] = round(time.monotonic() - begun, 2)      # nbformat and nbclient imported, the notebook read
     try:
         t0 = time.monotonic()
         with client.setup_kernel():
@@ -653,7 +655,7 @@ def _worker_timings(t):
         return round(float(v), 2) if isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1e6 \
             else None
     t = t if isinstance(t, dict) else {}
-    out = {k: num(t.get(k)) for k in ("startup", "kernel_start", "kernel_stop", "probes") if num(t.get(k)) is not None}
+    out = {k: num(t.get(k)) for k in ("startup", "read", "kernel_start", "kernel_stop", "probes") if num(t.get(k)) is not None}
     cells = t.get("cells") if isinstance(t.get("cells"), dict) else {}
     cells = [(str(k)[:10], num(v)) for k, v in list(cells.items())[:1000] if num(v) is not None]
     if cells:
