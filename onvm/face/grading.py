@@ -687,6 +687,8 @@ class Sandbox:
 
     def __init__(self, hide=()):
         self.root = os.geteuid() == 0
+        from ..rates import process_started
+        self.started = process_started(os.getpid())      # for the timings: how long before a worker starts
         self.hide = [os.path.realpath(h) for h in hide]
         self.base = None
         self.python = sys.executable
@@ -814,6 +816,9 @@ class Sandbox:
             # about half a second), and the worker gets what it needs of them,
             # the NF's name and the probes, on its stdin once its notebook has run.
             worker = self._start_worker(work, uid, seconds, notebook, tests_path)
+            started, self.started = self.started, None        # the first submission's only
+            if started:
+                result["timings"] = {"before_worker": round(time.monotonic() - started, 2)}
             try:
                 tests = self._tests(tests_path)
             except Exception as e:
@@ -823,7 +828,7 @@ class Sandbox:
             cases = _Early(lambda: self._cases(tests_path, tests))
             early = _Early(lambda: grading_manager(tests, jail))
             data = self._finish_worker(worker, _probe_spec(tests))
-            result["timings"] = {"notebook": round(time.monotonic() - t0, 2)}
+            result.setdefault("timings", {})["notebook"] = round(time.monotonic() - t0, 2)
             if isinstance(data, str):
                 result["reason"] = data
                 return result
