@@ -404,6 +404,7 @@ def run_cases(tests, nf_code, out_dir, deadline, jail=None, mgr=None, cases=None
     if mismatched:
         pcap = os.path.join(out_dir, "mismatches.pcap")
         wrpcap(pcap, mismatched)
+    results.timings["end"] = round(time.monotonic() - t0, 2)
     if cpu[1]:
         results.nf_cpu_per_packet = cpu[0] / 1e9 / cpu[1]
     return results, pcap
@@ -845,7 +846,9 @@ class Sandbox:
             t0 = time.monotonic()
             mgr = early.take()
             result["timings"]["manager_wait"] = round(time.monotonic() - t0, 2)
-            result["tests"], pcap = run_cases(tests, nf_code, out, deadline, jail, mgr, cases.take())
+            prepared = cases.take()
+            result["timings"]["cases_wait"] = round(time.monotonic() - t0, 2)
+            result["tests"], pcap = run_cases(tests, nf_code, out, deadline, jail, mgr, prepared)
             result["timings"]["cases"] = round(time.monotonic() - t0, 2)
             result["timings"].update(("cases_" + k, v) for k, v in result["tests"].timings.items())
             outputs = dict(wr["probes"])
