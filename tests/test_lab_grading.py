@@ -113,6 +113,20 @@ def test_check_json_and_hostile_notebooks(tmp_path):
     assert res["flood"]["score"] == 0 and "output" in res["flood"]["reason"]
 
 
+def test_a_notebook_without_the_nf_names_the_nf_it_lacks(tmp_path):
+    """The worker learns the NF's name from the grader once the notebook has
+    run (the hidden tests load meanwhile); the reason names it."""
+    nb = nbformat.read(os.path.join(FIREWALL, "solution.ipynb"), as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("del firewall"))
+    nbformat.write(nb, str(tmp_path / "no-nf.ipynb"))
+    r = subprocess.run(ONVM + ["lab", "check", str(tmp_path / "no-nf.ipynb"), "--json"], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 1, r.stderr
+    res = json.loads(r.stdout)
+    assert res["score"] == 0 and res["max_score"] == 14, res
+    assert res["reason"].startswith("the notebook defines no NF called 'firewall': NameError"), res["reason"]
+
+
 FORK_BOMB = """import os, time
 uid = os.getuid()
 try:

@@ -122,6 +122,21 @@ class Limits:
                 except OSError:
                     pass
 
+    def throttled(self):
+        """Seconds the submission's processes waited for CPU beyond its share
+        (cpu.stat), or None where no cpu cgroup was made."""
+        for d in self.dirs:
+            try:
+                with open(os.path.join(d, "cpu.stat")) as f:
+                    stat = dict(line.split() for line in f if len(line.split()) == 2)
+            except (OSError, ValueError):
+                continue
+            if "throttled_usec" in stat:
+                return int(stat["throttled_usec"]) / 1e6
+            if "throttled_time" in stat:
+                return int(stat["throttled_time"]) / 1e9
+        return None
+
     def remove(self, timeout=5.0):
         """Remove the cgroups (once their last task is reaped)."""
         import time
