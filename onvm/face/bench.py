@@ -18,6 +18,7 @@ runner and idle meter, bench_flows.py, bench_startup.py); the ceilings are
 benchmarks/chain_ceiling.c, built here against the system DPDK.  --quick
 measures nothing: it shows that every group still runs."""
 import argparse
+import contextlib
 import datetime
 import importlib.util
 import json
@@ -280,7 +281,9 @@ class Run:
         runs = {True: [], False: []}
         for _ in range(self.trials):
             for huge in (True, False):
-                runs[huge].append(dp.run_chain(self.dp_args(hugepages=huge), middle))
+                # the manager's one-line note on its mode goes with the progress, not among --json's rows
+                with contextlib.redirect_stdout(sys.stderr):
+                    runs[huge].append(dp.run_chain(self.dp_args(hugepages=huge), middle))
         return {huge: _median(got) for huge, got in runs.items()}
 
 
