@@ -239,6 +239,23 @@ def _nf_deltas(a, b, dt):
     return out
 
 
+def shmem_pmd_mb(pid):
+    """MB of shared memory (tmpfs, memfd) process pid maps in 2 MiB pages:
+    without hugepages, how much of the packet region an NF reaches through
+    transparent hugepages (core/xmem.c); 0 with hugepages (hugetlbfs is
+    counted elsewhere), None if unreadable."""
+    if not pid:
+        return None
+    try:
+        with open("/proc/%d/smaps_rollup" % pid) as f:
+            for line in f:
+                if line.startswith("ShmemPmdMapped:"):
+                    return int(line.split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def measure(mgr, sink, nfs, window, sample_every=None):
     """Counters and CPU over one window; the rate is the sink's rx delta."""
     procs = {"manager": mgr.process.pid}
@@ -276,6 +293,7 @@ def measure(mgr, sink, nfs, window, sample_every=None):
         "pool_in_use_end": b["pool"]["in_use"],
         "pool_size": b["pool"]["size"],
         "cpu": c,
+        "shmem_pmd_mb": {n.name: shmem_pmd_mb(n.pid) for n in nfs},
     }
     if sample_every:
         res["interval_mean_latency_us"] = [x / 1e3 for x in samples]

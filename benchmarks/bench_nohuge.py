@@ -9,9 +9,13 @@ Chains (bench_dataplane.py's, the sink's rx over the window):
     native    generate(10) -> forward(2) -> sink(3)          the 1-NF chain; goal: no-hugepage >= 0.7 x hugepage
     py_batch  generate(10) -> Python batch NF(4) -> sink(3)  for information
 Trials alternate between the modes (hugepage, no-hugepage, hugepage, ...),
-so a noisy neighbour costs both alike; the table shows each mode's median
+so a noisy neighbour costs both alike, as `onvm bench chain` does for its
+chain.nfs=N.hugepages=no rows (same goal); the table shows each mode's median
 and the ratio, and the same per core the chain's processes used (on a busy
-machine the chain's rate is mostly its share of the CPUs).  Writes benchmarks/results/nohuge-<UTC timestamp>.json.
+machine the chain's rate is mostly its share of the CPUs).  --with-4k adds a
+third mode: no hugepages and no transparent hugepages either (ONVM_XMEM_4K=1,
+core/xmem.c), the region in 4 KiB pages as before they were used.  Writes
+benchmarks/results/nohuge-<UTC timestamp>.json.
 """
 import argparse
 import datetime
@@ -22,25 +26,34 @@ import statistics
 import sys
 
 import onvm
+from onvm.face.bench import NOHUGE_GOAL as GOAL
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import bench_dataplane as dp  # noqa: E402  (the chains and their measurement)
 
-GOAL = 0.7
 CHAINS = {"native": lambda: [(onvm.native("forward"), dp.FWD)],
           "py_batch": lambda: [(dp.py_batch, dp.PY)]}
 QUICK = {"window": 0.3, "warmup": 0.2, "trials": 1}
+# mode -> (hugepages, ONVM_XMEM_4K for the manager: keep the region in 4 KiB pages)
+MODES = {"hugepages": (True, False), "no_hugepages": (False, False), "no_hugepages_4k": (False, True)}
 
 
 def run(args):
+    modes = list(MODES) if args.with_4k else ["hugepages", "no_hugepages"]
     results = {}
     for chain in args.only:
-        results[chain] = {"hugepages": [], "no_hugepages": []}
+        results[chain] = {m: [] for m in modes}
         for _ in range(args.trials):
-            for mode, huge in (("hugepages", True), ("no_hugepages", False)):
+            for mode in modes:
+                huge, four_k = MODES[mode]
                 args.manager_options = dict(args.base_options, hugepages=huge)
-                results[chain][mode].append(dp.run_chain(args, CHAINS[chain]()))
+                if four_k:
+                    os.environ["ONVM_XMEM_4K"] = "1"    # read by the manager this starts
+                try:
+                    results[chain][mode].append(dp.run_chain(args, CHAINS[chain]()))
+                finally:
+                    os.environ.pop("ONVM_XMEM_4K", None)
     return results
 
 
@@ -52,21 +65,31 @@ def per_core(t):
     return t["mpps"] / (pct / 100.0) if pct else float("nan")
 
 
+def pmd_mb(t):
+    """The least of the chain's NFs' mappings in 2 MiB transparent hugepages, MB."""
+    got = list(t.get("shmem_pmd_mb", {}).values())
+    return min(got) if got and None not in got else None
+
+
 def table(results):
-    lines = ["%-9s %11s %11s %6s  %13s %13s %6s  %s" % ("chain", "huge Mpps", "no-huge Mpps", "ratio",
-                                                       "huge Mpps/core", "no-huge /core", "ratio", "goal (>= %.1f)" % GOAL)]
+    lines = ["%-9s %-16s %8s %6s  %10s %6s  %9s  %s" % ("chain", "mode", "Mpps", "ratio", "Mpps/core", "ratio",
+                                                         "THP MB", "goal (>= %.1f)" % GOAL)]
     for chain, r in results.items():
-        h = statistics.median(t["mpps"] for t in r["hugepages"])
-        n = statistics.median(t["mpps"] for t in r["no_hugepages"])
-        hc = statistics.median(per_core(t) for t in r["hugepages"])
-        nc = statistics.median(per_core(t) for t in r["no_hugepages"])
-        ratio, ratio_core = (n / h if h else float("nan")), (nc / hc if hc else float("nan"))
-        goal = ("met" if ratio >= GOAL else "missed") if chain == "native" else "info"
-        lines.append("%-9s %11.3f %11.3f %6.2f  %13.3f %13.3f %6.2f  %s" % (chain, h, n, ratio, hc, nc, ratio_core,
-                                                                            goal))
-        r["median_mpps"] = {"hugepages": h, "no_hugepages": n}
-        r["median_mpps_per_core"] = {"hugepages": hc, "no_hugepages": nc}
-        r["ratio"], r["ratio_per_core"] = ratio, ratio_core
+        modes = [m for m in MODES if m in r]
+        med = {m: statistics.median(t["mpps"] for t in r[m]) for m in modes}
+        core = {m: statistics.median(per_core(t) for t in r[m]) for m in modes}
+        h, hc = med["hugepages"], core["hugepages"]
+        r["median_mpps"], r["median_mpps_per_core"], r["ratios"] = med, core, {}
+        for m in modes:
+            ratio, ratio_core = (med[m] / h if h else float("nan")), (core[m] / hc if hc else float("nan"))
+            r["ratios"][m] = {"mpps": ratio, "per_core": ratio_core}
+            goal = "" if m == "hugepages" else ("met" if ratio >= GOAL else "missed") if chain == "native" \
+                and m == "no_hugepages" else "info"
+            thp = [pmd_mb(t) for t in r[m]]
+            lines.append("%-9s %-16s %8.3f %6.2f  %10.3f %6.2f  %9s  %s" % (
+                chain, m, med[m], ratio, core[m], ratio_core, "-" if m == "hugepages" or None in thp else min(thp),
+                goal))
+        r["ratio"], r["ratio_per_core"] = r["ratios"]["no_hugepages"]["mpps"], r["ratios"]["no_hugepages"]["per_core"]
     return "\n".join(lines)
 
 
@@ -80,6 +103,8 @@ def main(argv=None):
     ap.add_argument("--gen-rate", type=int, default=0, help="generate's rate, pps (0: flat out)")
     ap.add_argument("--mbufs", type=int, default=16383, help="packets in the pool (default 16383, the Manager's)")
     ap.add_argument("--output", help="JSON path (default benchmarks/results/nohuge-<UTC>.json)")
+    ap.add_argument("--with-4k", action="store_true",
+                    help="a third mode: no hugepages, the region kept in 4 KiB pages (no transparent hugepages)")
     ap.add_argument("--quick", action="store_true", help="smoke run: one short trial each; figures mean nothing")
     args = ap.parse_args(argv)
     if args.quick:
@@ -99,7 +124,10 @@ def main(argv=None):
     out = args.output or os.path.join(dp.RESULTS, "nohuge-%s.json" % stamp)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w") as f:
+        with open("/proc/loadavg") as f:
+            load = f.read().split()[:3]
         json.dump({"when": stamp, "host": platform.node(), "cpus": os.cpu_count(), "quick": args.quick,
+                   "loadavg_at_end": load, "argv": sys.argv[1:] if argv is None else argv,
                    "window": args.window, "warmup": args.warmup, "trials": args.trials, "table": text,
                    "results": results}, f, indent=1, default=str)
     print("wrote %s" % out)

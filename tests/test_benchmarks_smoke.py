@@ -28,7 +28,7 @@ SCRIPTS = {
                             "7 baseline [spin]", "8 latency @"], ["table", "results"]),
     "bench_deploy.py": (["deploy of a 5-node graph:", "code swap", "lost"], ["deploy_5_nodes_s", "swap_s", "lost"]),
     "bench_flows.py": (["1000 flows: default", "exact (cached hash)", "naive rehash"], ["results"]),
-    "bench_nohuge.py": (["huge Mpps", "native", "py_batch"], ["table", "results"]),
+    "bench_nohuge.py": (["no_hugepages", "native", "py_batch"], ["table", "results"]),
     "bench_startup.py": (["process   median", "container median", "container / process:"], ["median_s", "all_s"]),
     "bench_trace.py": (["round 1 base", "round 1 trace", "native chain: base", "trace(): median"],
                        ["median_mpps", "trace_call_ms"]),
@@ -86,8 +86,9 @@ def test_onvm_bench_quick_json_rows_are_well_formed(tmp_path):
     assert not errors and p.returncode == 0, "exit %d, failed groups: %s\n%s" % (p.returncode, errors, p.stderr[-3000:])
     names = {r["name"] for r in rows}
     assert {g for g in GROUPS} <= {n.split(".")[0] for n in names}, names
-    for want in ("chain.nfs=5", "latency.nfs=1.pps=100000.p50", "latency.nfs=1.pps=100000.p99", "python.numpy",
-                 "python.batch", "python.packet", "startup.container", "startup.process", "idle"):
+    for want in ("chain.nfs=5", "chain.nfs=1.hugepages=no", "latency.nfs=1.pps=100000.p50",
+                 "latency.nfs=1.pps=100000.p99", "python.numpy", "python.batch", "python.packet",
+                 "startup.container", "startup.process", "idle"):
         assert want in names, "no row %s in %s" % (want, sorted(names))
     if os.geteuid() == 0:
         assert "tcp.nfs=1" in names

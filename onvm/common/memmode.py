@@ -137,5 +137,5 @@ def resolve(config):
 
 def note(name, why):
     """The one line a notebook shows when its manager runs without hugepages."""
-    return ("manager %s runs without hugepages (packets in ordinary shared memory, 4 KiB pages): %s"
+    return ("manager %s runs without hugepages (packets in ordinary shared memory): %s"
             % (name, why))

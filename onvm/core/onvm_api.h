@@ -21,6 +21,8 @@ int onvm_mgr_init(int argc, char **argv, const char *shm_path, const char *stats
 int onvm_mgr_use_xmem(uint64_t bytes, const char *dir);
 /* The region's descriptor, handed to each NF over the NF door; -1 with hugepages. */
 int onvm_mgr_xmem_fd(void);
+/* Bytes of that region the manager maps in 2 MiB pages (xmem.c huge_pages). */
+uint64_t onvm_mgr_xmem_huge_bytes(void);
 /* Add a port (enum onvm_port_kind); returns its index.  devargs: vdev
  * arguments for pcap/tap, a PCI address for pci, ignored for ring/null.
  * netns: NULL, or for a tap port the path of a network namespace

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -26,6 +27,7 @@
 
 #define XMEM_MAGIC 0x6f6e766d786d656dull   /* "onvmxmem" */
 #define XMEM_PAGE 4096
+#define XMEM_HUGE (2u << 20)               /* a PMD's reach on x86-64 and arm64 (4 KiB granule) */
 #define XMEM_HEAP "onvm_xmem"
 /* Where the region goes: far from DPDK's own reservations (from 4 GiB up),
  * the program, its heap and the kernel's mmap area (near 0x7f...), so the
@@ -118,6 +120,51 @@ static int too_small(int err)
 	return err;
 }
 
+/* ONVM_XMEM_4K=1: the region as it was before 2 MiB pages (4 KiB pages, a
+ * heap of 4 KiB pages), for the benchmark's comparison (bench_nohuge.py
+ * --with-4k) and for a kernel where THP misbehaves. */
+static bool keep_4k(void)
+{
+	const char *e = getenv("ONVM_XMEM_4K");
+	return e && *e && strcmp(e, "0") != 0;
+}
+
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25   /* Linux 6.1; older headers lack the name */
+#endif
+
+/* The region in 2 MiB pages where the kernel lets us, best effort.  In
+ * 4 KiB pages every packet an NF touches costs a TLB miss once the pool
+ * outgrows the TLB's reach (a few MB; 16k packets are 38 MB).  These are
+ * tmpfs's transparent huge pages, not hugetlbfs: no reservation, no root.
+ * MADV_HUGEPAGE suffices where shmem_enabled is advise (for pages faulted
+ * later); MADV_COLLAPSE (Linux 6.1) rebuilds what is there in place,
+ * whatever shmem_enabled says short of "deny" (so also under the default
+ * "never"), and maps it by PMD here.  NFs map the same folios by PMD at
+ * their MAP_POPULATE (the region and the file agree on 2 MiB alignment:
+ * XMEM_BASE, offset 0).  From the top down, 2 MiB at a time: DPDK's heap
+ * hands out memory from the top, so the packet pool and rings are there,
+ * and a machine short of free 2 MiB blocks (fragmented, or its RAM held as
+ * reserved hugetlb pages) gives them what it has.  What stays in 4 KiB
+ * pages (a kernel before 6.1, "deny", no free 2 MiB) works as before, only
+ * slower.  No effect on who may map it: same file, same seals. */
+static void huge_pages(void *va, uint64_t len)
+{
+	uint64_t huge = len & ~(uint64_t)(XMEM_HUGE - 1);
+	if (huge == 0 || keep_4k())
+		return;
+	(void)madvise(va, huge, MADV_HUGEPAGE);
+	unsigned refused = 0;
+	for (uint64_t off = huge; off > 0 && refused < 8; off -= XMEM_HUGE) {
+		if (madvise((char *)va + off - XMEM_HUGE, XMEM_HUGE, MADV_COLLAPSE) == 0)
+			refused = 0;
+		else if (errno == EINVAL || errno == EPERM)
+			return;       /* this kernel cannot: no point asking for the rest */
+		else
+			refused++;    /* ENOMEM, EAGAIN: no 2 MiB block free just now */
+	}
+}
+
 /* Manager, after rte_eal_init: the region, mapped, registered as a heap;
  * onvm_socket then names it. */
 int xmem_create(void)
@@ -160,10 +207,17 @@ int xmem_create(void)
 		close(fd);
 		return -ENOMEM;
 	}
-	uint64_t pages = xm.want / XMEM_PAGE - 1;   /* all but the directory */
+	huge_pages(va, xm.want);
+	/* The heap's page size is where the packet pool will not lay an mbuf
+	 * across a boundary (for IOVA contiguity, which nothing here needs: the
+	 * region has no IOVA).  At 4 KiB that is one 2.3 KiB mbuf per page with
+	 * every header at the same offset in its page, all competing for the
+	 * same few cache sets; at 2 MiB they lie back to back, as in hugepages.
+	 * The directory then has the first 2 MiB to itself. */
+	uint64_t pg = keep_4k() ? XMEM_PAGE : XMEM_HUGE;
+	uint64_t pages = (xm.want - pg) / pg;       /* all but the directory */
 	if (rte_malloc_heap_create(XMEM_HEAP) < 0 ||
-	    rte_malloc_heap_memory_add(XMEM_HEAP, (char *)va + XMEM_PAGE, pages * XMEM_PAGE, NULL, (unsigned)pages,
-				       XMEM_PAGE) < 0) {
+	    rte_malloc_heap_memory_add(XMEM_HEAP, (char *)va + pg, pages * pg, NULL, (unsigned)pages, pg) < 0) {
 		onvm_set_error("DPDK refused the shared memory region as a heap: %s", rte_strerror(rte_errno));
 		munmap(va, xm.want);
 		close(fd);
@@ -175,6 +229,29 @@ int xmem_create(void)
 	xm.d->base = (uint64_t)(uintptr_t)va;
 	xm.d->len = xm.want;
 	return 0;
+}
+
+/* How much of the region this process maps in 2 MiB pages (huge_pages),
+ * from /proc/self/smaps: what the manager's log says of the mode's speed. */
+uint64_t onvm_mgr_xmem_huge_bytes(void)
+{
+	if (xm.d == NULL)
+		return 0;
+	FILE *f = fopen("/proc/self/smaps", "re");
+	if (f == NULL)
+		return 0;
+	char line[4400];   /* a header line: addresses, flags and a path of up to PATH_MAX */
+	unsigned long long start, end, kb, got = 0;
+	bool ours = false;
+	while (fgets(line, sizeof(line), f)) {
+		int n = 0;
+		if (sscanf(line, "%llx-%llx %n", &start, &end, &n) == 2 && n > 0)
+			ours = start == (unsigned long long)(uintptr_t)xm.d;   /* a mapping's first line */
+		else if (ours && sscanf(line, "ShmemPmdMapped: %llu kB", &kb) == 1)
+			got += kb << 10;
+	}
+	fclose(f);
+	return got;
 }
 
 /* Manager, once every shared object exists: what NFs will look up. */

@@ -18,6 +18,7 @@ runner and idle meter, bench_flows.py, bench_startup.py); the ceilings are
 benchmarks/chain_ceiling.c, built here against the system DPDK.  --quick
 measures nothing: it shows that every group still runs."""
 import argparse
+import contextlib
 import datetime
 import importlib.util
 import json
@@ -35,6 +36,10 @@ import types
 import onvm
 from onvm.common import paths
 
+# issue 25: without hugepages (packets in a memfd, 4 KiB pages unless the kernel gives it
+# transparent huge ones) the 1-NF chain keeps at least this share of the hugepage mode's rate
+NOHUGE_GOAL = 0.7
+MANAGER_MB = 256    # the Manager's default hugepage_mb: what each mode must be able to give
 GROUPS = ("chain", "flowdir", "replicas", "python", "latency", "tcp", "startup", "idle", "scale")
 GEN, SINK, FIRST = 10, 3, 20     # service IDs: generate, sink, the first NF under test
 ROW_KEYS = ("name", "value", "unit", "ceiling", "ratio", "goal", "met", "paper", "note")
@@ -252,30 +257,87 @@ class Run:
         dp = script("bench_dataplane")
         args = self.dp_args(**manager_options)
         args.warmup = max(args.warmup, warmup or 0)
-        runs = sorted((dp.run_chain(args, middle) for _ in range(self.trials)),
-                      key=lambda r: r["mpps"])
-        mid = runs[len(runs) // 2]
-        return mid["mpps"], mid
+        return _median([dp.run_chain(args, middle) for _ in range(self.trials)])
+
+    def modes_problem(self):
+        """None if a manager here can run both with hugepages and without
+        (the chain group then measures both), else why not."""
+        if "modes" not in self.ceilings:
+            from onvm.common import memmode
+            try:
+                memmode.choose(True, MANAGER_MB)
+                memmode.choose(False, MANAGER_MB)
+                self.ceilings["modes"] = None
+            except (onvm.OnvmError, ValueError) as e:
+                self.ceilings["modes"] = str(e)
+        return self.ceilings["modes"]
+
+    def chain_modes(self, middle):
+        """The chain with hugepages and without, trials alternating between
+        the two (hugepages, none, hugepages, ...) so that a noisy neighbour
+        costs both alike.  returns: {True: (Mpps, trial), False: (...)}, the
+        median of each mode's trials."""
+        dp = script("bench_dataplane")
+        runs = {True: [], False: []}
+        for _ in range(self.trials):
+            for huge in (True, False):
+                # the manager's one-line note on its mode goes with the progress, not among --json's rows
+                with contextlib.redirect_stdout(sys.stderr):
+                    runs[huge].append(dp.run_chain(self.dp_args(hugepages=huge), middle))
+        return {huge: _median(got) for huge, got in runs.items()}
+
+
+def _median(runs):
+    """The median Mpps of chain runs, and the run that gave it."""
+    mid = sorted(runs, key=lambda r: r["mpps"])[len(runs) // 2]
+    return mid["mpps"], mid
 
 
 # ---- the groups --------------------------------------------------------------------------
 
 def g_chain(run):
-    """Throughput against chain length: generate -> N x forward -> sink."""
+    """Throughput against chain length: generate -> N x forward -> sink; each
+    length also without hugepages (--quick: 1 NF only), against the
+    hugepage figure of the same run."""
     fwd = onvm.native("forward")
+    problem = run.modes_problem()
     for n in (1, 5) if run.quick else range(1, 7):
         run.log("chain: %d NF%s" % (n, "s" * (n > 1)))
-        value, _ = run.chain_mpps([(fwd, FIRST + k) for k in range(n)])
+        middle = [(fwd, FIRST + k) for k in range(n)]
+        both = problem is None and (n == 1 or not run.quick)
+        if both:
+            modes = run.chain_modes(middle)
+            value = modes[True][0]
+        else:
+            value, _ = run.chain_mpps(middle)
         goal = Goal(ratio=0.6) if n == 1 else Goal(at_least=3, ratio=0.5, unit="Mpps") if n == 5 else None
         paper = ("13-14.5 Mpps on real NICs, 1 NF" if n == 1 else
                  "-4 % from 1 to 6 NFs" if n in (5, 6) else None)
         yield row("chain.nfs=%d" % n, value, "Mpps", run.chain_ceiling(n), goal, paper,
                   "ceiling: chain_ceiling.c, %d threads and %d rte_rings" % (n + 2, n + 1))
+        if both:
+            yield nohuge_row(n, modes)
+        elif n == 1 and problem:
+            yield row("chain.nfs=1.hugepages=no", None, "-", skipped="not both memory modes here: " + problem)
     if not run.quick:
         run.log("chain: 1 NF, busy_poll=True")
         value, _ = run.chain_mpps([(fwd, FIRST)], busy_poll=True)
         yield row("chain.nfs=1.busy_poll", value, "Mpps", run.chain_ceiling(1), None, None,
                   "dedicated polling: every thread spins; needs a core per thread")
+
+
+def nohuge_row(n, modes):
+    """chain.nfs=N.hugepages=no: the chain without hugepages, its ceiling the
+    same chain with hugepages in the same run (Run.chain_modes)."""
+    value, trial = modes[False]
+    # how much of the packet region the NFs reached through 2 MiB pages (core/xmem.c)
+    pmd = list(trial.get("shmem_pmd_mb", {}).values())
+    pages = ("at least %d MB of its mapping in 2 MiB transparent hugepages" % min(pmd)
+             if pmd and None not in pmd else "page sizes unknown")
+    return row("chain.nfs=%d.hugepages=no" % n, value, "Mpps", modes[True][0],
+               Goal(ratio=NOHUGE_GOAL) if n == 1 else None, None,
+               "packets in a memfd, not hugepages (each NF: %s); ceiling: chain.nfs=%d with hugepages, this run, "
+               "trials alternating" % (pages, n))
 
 
 def g_flowdir(run):

@@ -101,6 +101,9 @@ class ManagerDaemon:
         shm = paths.shm_path(name).encode()
         self.check(lib.onvm_mgr_init(len(argv), c_argv, shm, paths.nf_stats_pattern(name).encode(), mbufs,
                                      NF_RING_SIZE, max_nfs))
+        if not self.hugepages:   # how much of the mode's speed it got back (core/xmem.c huge_pages)
+            print("onvm manager: %d of %d MB of shared memory in 2 MiB transparent hugepages"
+                  % (lib.onvm_mgr_xmem_huge_bytes() >> 20, hugepage_mb), file=sys.stderr, flush=True)
         # An empty PCI bus for DPDK's tools run against us (doctor.dpdk_tools).
         os.mkdir(os.path.join(paths.run_dir(name), NO_PCI_DIR), 0o700)
         for spec, (kind, devargs) in zip(ports, specs):
