@@ -282,8 +282,11 @@ def c_nf(path=None, source=None, name=None, service=None, args=(), cflags=(), ld
         os.makedirs(d, mode=0o700, exist_ok=True)
         # compile the text under its file's name (or the NF's), so messages read "myfw.c:3:5: error"
         src_name = file_name or name + ".c"
-        with open(os.path.join(d, src_name), "wb") as f:
+        # whole or not at all, as the binary below: a build racing us may be compiling this file
+        src_tmp = os.path.join(d, src_name + ".%d" % os.getpid())
+        with open(src_tmp, "wb") as f:
             f.write(code)
+        os.replace(src_tmp, os.path.join(d, src_name))
         tmp = binary + ".%d" % os.getpid()
         try:
             compile_nf(src_name, tmp, (["-I" + src_dir] if src_dir else []) + list(cflags), ldflags, cwd=d)

@@ -6,6 +6,8 @@
 #
 #   bash scripts/sanitize.sh                  # the default tests
 #   bash scripts/sanitize.sh tests/test_x.py  # others
+#   bash scripts/sanitize.sh --build-only     # only the build (.ci/run: beside other tests)
+#   bash scripts/sanitize.sh --no-build       # only the tests, against the last build
 #
 # The sanitized build lives in .venv-san (a normal, non-editable install
 # built from a scratch copy of the source), so .venv and the source tree's
@@ -15,6 +17,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 VENV=$REPO/.venv-san
+BUILD=1
+TEST=1
+case "${1:-}" in
+    --build-only) TEST=0; shift ;;
+    --no-build) BUILD=0; shift ;;
+esac
 TESTS=("$@")
 if [ ${#TESTS[@]} -eq 0 ]; then
     TESTS=(tests/test_dataplane.py tests/test_faults.py tests/test_generate.py tests/test_fuzz.py tests/test_nfdoor.py)
@@ -22,31 +30,42 @@ fi
 
 start=$(date +%s)
 PY=${PYTHON:-python3}
-if [ ! -x "$VENV/bin/python" ]; then
+if [ "$BUILD" = 0 ]; then
+    if ! compgen -G "$VENV/lib/python3*/site-packages/onvm/_core*.so" >/dev/null; then
+        echo "sanitize: no sanitized build in $VENV to test; make one: bash scripts/sanitize.sh --build-only" >&2
+        exit 1
+    fi
+elif [ ! -x "$VENV/bin/python" ]; then
     "$PY" -m venv "$VENV"
 fi
 
-# A scratch copy: setuptools would otherwise reuse an unsanitized object
-# from build/ when the sources are older than it.
 src=$(mktemp -d /tmp/onvm-san-src.XXXXXX)
 work=$(mktemp -d /tmp/onvm-san-run.XXXXXX)
 cleanup() { rm -rf "$src" "$work"; }
 trap cleanup EXIT
-tar -C "$REPO" --exclude='*.so' --exclude='__pycache__' -cf - onvm setup.py pyproject.toml README.md notebooks labs kernels \
-    | tar -C "$src" -xf -
-
-log=$VENV/install.log
 export ONVM_SANITIZE=1
-deps() {
-    "$VENV/bin/python" -c 'import cffi, cloudpickle, networkx, pytest, pytest_timeout, scapy' 2>/dev/null ||
-        { "$VENV/bin/pip" install -q --upgrade pip && "$VENV/bin/pip" install -q "$src[test]"; }
-}
-# The dependencies once; onvm itself rebuilt every time, last, so the
-# installed _core is this source built sanitized.
-if ! { deps && "$VENV/bin/pip" install --force-reinstall --no-deps -q "$src"; } >"$log" 2>&1; then
-    tail -40 "$log"
-    echo "sanitize: the sanitized build failed; full log in $log" >&2
-    exit 1
+
+if [ "$BUILD" = 1 ]; then
+    # A scratch copy: setuptools would otherwise reuse an unsanitized object
+    # from build/ when the sources are older than it.
+    tar -C "$REPO" --exclude='*.so' --exclude='__pycache__' -cf - onvm setup.py pyproject.toml README.md notebooks labs kernels \
+        | tar -C "$src" -xf -
+    log=$VENV/install.log
+    deps() {
+        "$VENV/bin/python" -c 'import cffi, cloudpickle, networkx, pytest, pytest_timeout, scapy' 2>/dev/null ||
+            { "$VENV/bin/pip" install -q --upgrade pip && "$VENV/bin/pip" install -q "$src[test]"; }
+    }
+    # The dependencies once; onvm itself rebuilt every time, last, so the
+    # installed _core is this source built sanitized.
+    if ! { deps && "$VENV/bin/pip" install --force-reinstall --no-deps -q "$src"; } >"$log" 2>&1; then
+        tail -40 "$log"
+        echo "sanitize: the sanitized build failed; full log in $log" >&2
+        exit 1
+    fi
+fi
+if [ "$TEST" = 0 ]; then
+    echo "sanitize: built into $VENV ($(( $(date +%s) - start )) s); run the tests with --no-build"
+    exit 0
 fi
 
 # The interpreter is not instrumented: libasan must be loaded before

@@ -53,6 +53,7 @@ def kill(p):
         pass
 
 
+@pytest.mark.serial     # doctor FAILs if other tests' managers hold the free hugepages
 def test_doctor_passes_here():
     r = onvm_cli("doctor")
     out = r.stdout
@@ -64,6 +65,7 @@ def test_doctor_passes_here():
     assert not any(ln.startswith("FAIL") for ln in lines), out
 
 
+@pytest.mark.serial     # a full onvm cleanup: it would take what other tests are starting
 def test_cleanup_after_crashed_manager(tmp_path):
     name = "tcleanup%d" % os.getpid()
     p = start_mgrd(name, tmp_path / "mgr.log")
@@ -88,6 +90,7 @@ def test_cleanup_after_crashed_manager(tmp_path):
         remove_leftovers(name)
 
 
+@pytest.mark.serial     # a full onvm cleanup: it would take what other tests are starting
 def test_cleanup_leaves_running_manager_alone():
     name = "tkeep%d" % os.getpid()
     mgr = onvm.Manager(name=name)
@@ -157,6 +160,7 @@ def test_hugepage_mb_is_a_cap_and_a_pool_that_cannot_fit_is_refused():
         assert hugepage_mb_used(name) <= 64
 
 
+@pytest.mark.serial     # reads free hugepages twice: other tests' managers would move them
 def test_the_hugepage_hint_raises_the_reservation_and_never_lowers_it():
     from onvm.common.runtime import hugepage_problem
     with open("/proc/sys/vm/nr_hugepages") as f:

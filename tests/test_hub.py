@@ -363,6 +363,7 @@ def _assert_gone(client, hub_dir):
 
 
 @pytest.mark.timeout(600)
+@pytest.mark.serial     # a full onvm cleanup: it would take a hub another test is starting
 def test_stop_and_cleanup_leave_no_container_mount_or_hugepage_file(tmp_path):
     client = _engine()
     user = "dana" + RUN

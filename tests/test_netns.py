@@ -86,6 +86,7 @@ def test_bad_namespaces_and_tap_ports_are_refused_and_nothing_is_made():
     assert NS not in netns_list()
 
 
+@pytest.mark.serial     # counts and removes every namespace whose maker died, not only its own
 def test_cleanup_removes_only_namespaces_whose_maker_died():
     other = "onvmforeign%d" % PID                   # made by someone else: never touched
     subprocess.run(["ip", "netns", "add", other], check=True, timeout=30)

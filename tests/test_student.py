@@ -108,17 +108,20 @@ def student():
         uid = pwd.getpwnam(name).pw_uid
         if s is not None:
             s.stop_processes(wait=20)
-        subprocess.run(["userdel", "--remove", name], timeout=60, capture_output=True)
-        shutil.rmtree(os.path.join(paths.ONVM_HUGE_DIR, str(uid)), ignore_errors=True)
-        # Whatever else it left where any user may write.
-        for top in ("/tmp", "/var/tmp", "/dev/shm", "/dev/hugepages"):
-            r = subprocess.run(["find", top, "-xdev", "-mindepth", "1", "-maxdepth", "3", "-user", str(uid)],
-                               capture_output=True, text=True, timeout=60)
-            for path in sorted(r.stdout.split(), key=len):
-                if os.path.isdir(path) and not os.path.islink(path):
-                    shutil.rmtree(path, ignore_errors=True)
-                elif os.path.lexists(path):
-                    os.unlink(path)
+        try:
+            shutil.rmtree(os.path.join(paths.ONVM_HUGE_DIR, str(uid)), ignore_errors=True)
+            # Whatever else it left where any user may write, found by uid while
+            # the account still holds it (a user made next may get the same uid).
+            for top in ("/tmp", "/var/tmp", "/dev/shm", "/dev/hugepages"):
+                r = subprocess.run(["find", top, "-xdev", "-mindepth", "1", "-maxdepth", "3", "-user", str(uid)],
+                                   capture_output=True, text=True, timeout=60)
+                for path in sorted(r.stdout.split(), key=len):
+                    if os.path.isdir(path) and not os.path.islink(path):
+                        shutil.rmtree(path, ignore_errors=True)
+                    elif os.path.lexists(path):
+                        os.unlink(path)
+        finally:
+            subprocess.run(["userdel", "--remove", name], timeout=60, capture_output=True)
 
 
 @pytest.fixture(scope="module")

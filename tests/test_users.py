@@ -326,7 +326,9 @@ def _user_procs(uid):
 def remove_user(name):
     """Remove a throw-away user this test run made: wait for its processes
     (its managers stop when their parent goes), SIGKILL by pid what is
-    left, then delete the account, its home and its hugepage dirs."""
+    left, then delete its hugepage dirs, the account and its home (in that
+    order: once the account is gone, a user another test makes may get the
+    same uid, and its hugepage dir)."""
     uid = pwd.getpwnam(name).pw_uid
     wait_for(lambda: not _user_procs(uid), timeout=20, step=0.1)
     for pid in _user_procs(uid):
@@ -335,9 +337,9 @@ def remove_user(name):
         except ProcessLookupError:
             pass
     wait_for(lambda: not _user_procs(uid), timeout=10, step=0.1)
-    subprocess.run(["userdel", "--remove", name], timeout=60, capture_output=True)
     for d in paths.user_huge_dirs(uid):
         shutil.rmtree(d, ignore_errors=True)
+    subprocess.run(["userdel", "--remove", name], timeout=60, capture_output=True)
 
 
 def _readline(p, timeout):
