@@ -123,9 +123,9 @@ def main(argv=None):
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = args.output or os.path.join(dp.RESULTS, "nohuge-%s.json" % stamp)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open("/proc/loadavg") as f:
+        load = f.read().split()[:3]
     with open(out, "w") as f:
-        with open("/proc/loadavg") as f:
-            load = f.read().split()[:3]
         json.dump({"when": stamp, "host": platform.node(), "cpus": os.cpu_count(), "quick": args.quick,
                    "loadavg_at_end": load, "argv": sys.argv[1:] if argv is None else argv,
                    "window": args.window, "warmup": args.warmup, "trials": args.trials, "table": text,
