@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 import onvm
 from conftest import udp, wait_for
 from onvm.common import paths
+from serving import polled
 
 # ---- helpers -------------------------------------------------------------------------
 
@@ -514,14 +515,7 @@ def test_long_lived_listener_serves_many_requests_per_connection(tmp_path, monke
     path = str(tmp_path / "nf.sock")
     server.listen(path, {"hello": ({"n": ops.Int(0, 100)}, hello), "boom": ({}, boom)},
                   one_shot=False, on_close=closed.append, want_pidfd=True)
-    stop = threading.Event()
-
-    def loop():
-        while not stop.is_set():
-            server.poll(0.01)
-    t = threading.Thread(target=loop, daemon=True)
-    t.start()
-    try:
+    with polled(server):
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(5)
@@ -551,8 +545,4 @@ def test_long_lived_listener_serves_many_requests_per_connection(tmp_path, monke
             assert read_reply(s, 5) is None
         assert wait_for(lambda: len(closed) == 3, 5)
         assert server.connections == []
-    finally:
-        stop.set()
-        t.join(5)
-        server.close()
     assert not os.path.exists(path)

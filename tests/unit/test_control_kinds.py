@@ -2,13 +2,13 @@
 process, no manager) says "input" or "system", and the client's
 protocol.refusal raises ValueError or OnvmError from it."""
 import os
-import threading
 
 import pytest
 
 from onvm.common import ops, protocol
 from onvm.common.errors import OnvmError
 from onvm.mgr import control
+from serving import polled
 
 
 def bad_input(conn, args):
@@ -31,17 +31,8 @@ def served(tmp_path):
     server.listen(path, {"bad": ({"n": ops.Int(0, 9)}, bad_input), "full": ({}, system_failure),
                          "bug": ({}, internal), "ping": ({}, lambda conn, args: {"pid": os.getpid()})},
                   max_request=4096)
-    stop = threading.Event()
-
-    def loop():
-        while not stop.is_set():
-            server.poll(0.01)
-    t = threading.Thread(target=loop, daemon=True)
-    t.start()
-    yield lambda req: protocol.request(path, req, 10)
-    stop.set()
-    t.join(5)
-    server.close()
+    with polled(server):
+        yield lambda req: protocol.request(path, req, 10)
 
 
 @pytest.mark.parametrize("req, kind, words", [

@@ -5,7 +5,6 @@ validators (the same words, before sending) and raise by the reply's kind.
 A ControlServer in this process stands in for the manager: no DPDK."""
 import inspect
 import os
-import threading
 
 import pytest
 
@@ -14,6 +13,7 @@ from onvm.common import ops, protocol
 from onvm.common.errors import OnvmError
 from onvm.mgr import control
 from onvm.nflib.door import DoorClient
+from serving import polled
 
 LIMITS = ops.Limits(nports=3, ring_ports=(0, 1))      # ring, ring, and a pcap port
 OWNER = ops.owner_ops(LIMITS)
@@ -169,19 +169,10 @@ def served(tmp_path):
     server = control.ControlServer(log=lambda msg: None)
     path = str(tmp_path / "onvm.sock")
     server.listen(path, ops.bind(OWNER, handlers), max_request=protocol.MAX_REQUEST)
-    stop = threading.Event()
-
-    def loop():
-        while not stop.is_set():
-            server.poll(0.01)
-    t = threading.Thread(target=loop, daemon=True)
-    t.start()
-    ctl = ControlClient("unit", LIMITS, timeout=10)
-    ctl.path = path
-    yield ctl
-    stop.set()
-    t.join(5)
-    server.close()
+    with polled(server):
+        ctl = ControlClient("unit", LIMITS, timeout=10)
+        ctl.path = path
+        yield ctl
 
 
 BAD_CALLS = [
