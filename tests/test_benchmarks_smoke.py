@@ -112,3 +112,21 @@ def test_a_bench_row_is_checked():
                 row("x", None, "s")):
         with pytest.raises(ValueError):
             check_row(bad)
+
+
+@pytest.mark.bench
+@pytest.mark.timeout(300)
+def test_onvm_bench_chain_keeps_to_a_forced_memory_mode(tmp_path):
+    """ONVM_HUGEPAGES=0 is the user's word for every manager: the chain group
+    then measures only that mode (no hugepage manager starts) and says why the
+    comparison row is skipped."""
+    onvm_cli = os.path.join(os.path.dirname(sys.executable), "onvm")
+    env = dict(os.environ, ONVM_HUGEPAGES="0")
+    p = subprocess.run([onvm_cli, "bench", "chain", "--quick", "--json"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=240)
+    assert p.returncode == 0, p.stderr[-3000:]
+    rows = {r["name"]: r for r in map(json.loads, p.stdout.splitlines())}
+    assert rows["chain.nfs=1"]["value"] > 0
+    skipped = rows["chain.nfs=1.hugepages=no"]
+    assert skipped["value"] is None and "ONVM_HUGEPAGES=0" in skipped["skipped"], skipped
+    assert "runs without hugepages" in p.stdout + p.stderr    # the one manager mode it used, said once per manager

@@ -265,6 +265,11 @@ class Run:
         if "modes" not in self.ceilings:
             from onvm.common import memmode
             try:
+                forced = memmode.from_env()
+                if forced is not None:
+                    # the user's word for every manager here, the benchmark's too
+                    raise ValueError("%s=%s asks every manager for one mode"
+                                     % (memmode.ENV, os.environ[memmode.ENV]))
                 memmode.choose(True, MANAGER_MB)
                 memmode.choose(False, MANAGER_MB)
                 self.ceilings["modes"] = None
@@ -281,9 +286,7 @@ class Run:
         runs = {True: [], False: []}
         for _ in range(self.trials):
             for huge in (True, False):
-                # the manager's one-line note on its mode goes with the progress, not among --json's rows
-                with contextlib.redirect_stdout(sys.stderr):
-                    runs[huge].append(dp.run_chain(self.dp_args(hugepages=huge), middle))
+                runs[huge].append(dp.run_chain(self.dp_args(hugepages=huge), middle))
         return {huge: _median(got) for huge, got in runs.items()}
 
 
@@ -732,9 +735,13 @@ def main(argv=None):
         " --quick" if a.quick else "", env["date"], env["cpus"], env["cpu_model"], env["kernel"], env["dpdk"],
         env["commit"], " (+changes)" if env["dirty"] else "", " ".join(env["loadavg"]), env["cpu_pressure_some_avg60"]))
     rows = []
-    for r in run(a.names, a.quick, say):
-        rows.append(r)
-        print(json.dumps(r) if a.json else format_row(r), flush=True)
+    out = sys.stdout
+    # With --json, stdout holds rows only: whatever the groups print (a
+    # manager's note on its memory mode, a script's table) goes to stderr.
+    with contextlib.redirect_stdout(sys.stderr) if a.json else contextlib.nullcontext():
+        for r in run(a.names, a.quick, say):
+            rows.append(r)
+            print(json.dumps(r) if a.json else format_row(r), file=out, flush=True)
     if a.output:
         with open(a.output, "w") as f:
             json.dump({"environment": env, "at_end": environment(), "quick": a.quick, "rows": rows}, f, indent=1)
