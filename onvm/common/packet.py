@@ -156,25 +156,27 @@ class Packet:
     len, port (arrival port), hash (symmetric 5-tuple hash from RX).
     scapy(): the packet dissected by scapy (a copy).
     Valid only inside the callback that received it."""
-    __slots__ = ("_b", "_i")
+    __slots__ = ("_b", "_i", "_data")
     _pool = None  # a memoryview over the whole packet pool; set by onvm.nflib.run
 
-    def __init__(self, batch, i):
+    def __init__(self, batch, i, data=None):
         self._b = batch
         self._i = i
+        if data is None:
+            o = batch.off[i]
+            data = self._pool[o:o + batch.len[i]]
+        self._data = data
 
     @property
     def data(self):
-        b, i = self._b, self._i
-        o = b.off[i]
-        return self._pool[o:o + b.len[i]]
+        return self._data
 
     @property
     def len(self):
-        return self._b.len[self._i]
+        return len(self._data)
 
     def __len__(self):
-        return self._b.len[self._i]
+        return len(self._data)
 
     @property
     def port(self):
