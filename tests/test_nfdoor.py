@@ -271,7 +271,8 @@ def test_a_slot_is_freed_when_its_connection_closes(mgr):
 
 def test_idle_nf_connections_do_not_block_launches(mgr):
     # 800 idle connections: more than the socket takes and queues (512 + 128)
-    procs = holders(onvm.common.paths.nf_sock_path(mgr.name), 4, 200, hold=10)
+    from onvm.mgr.nfdoor import REGISTER_WITHIN
+    procs = holders(onvm.common.paths.nf_sock_path(mgr.name), 4, 200, hold=REGISTER_WITHIN + 5)
     try:
         nf = mgr.launch(onvm.native("forward"), service=1, timeout=30)
         assert nf.alive and still_works(mgr)
