@@ -155,7 +155,8 @@ class Packet:
     data: a writable memoryview of the bytes, in place (no copy).
     len, port (arrival port), hash (symmetric 5-tuple hash from RX).
     scapy(): the packet dissected by scapy (a copy).
-    Valid only inside the callback that received it."""
+    Valid only inside the callback that received it: the run loop reuses
+    its Packets, so one kept for later shows a later packet's bytes."""
     __slots__ = ("_b", "_i", "_data")
     _pool = None  # a memoryview over the whole packet pool; set by onvm.nflib.run
 
@@ -194,3 +195,13 @@ class Packet:
 
     def __repr__(self):
         return "<Packet len=%d port=%d hash=%#010x>" % (self.len, self.port, self.hash)
+
+
+def repoint(pkts, offs, lens):
+    """Point pkts[i] (the Packet of slot i of a batch, made once) at the
+    bytes of this burst's packet i, for each i of offs and lens (the
+    batch's offsets and lengths, read in one go).  An NF's run loop reuses
+    its Packets: making one per packet cost more than the NF's own work."""
+    pool = Packet._pool
+    for p, o, ln in zip(pkts, offs, lens):
+        p._data = pool[o:o + ln]

@@ -10,7 +10,7 @@ import traceback
 from ..common import logsink, paths
 from ..common.abi import ffi, last_error, lib
 from ..common.errors import OnvmError
-from ..common.packet import DROP, Action, Packet
+from ..common.packet import DROP, Action, Packet, repoint
 from ..common.shm import ControlFile
 from ..common.spec import NativeNF, load_nf
 from . import context
@@ -111,12 +111,20 @@ def bursts(nf, b):
             yield n
 
 
-def packets(b, n):
-    """The n packets of a burst received into b.  Offsets and lengths come
-    out of the batch in two calls, not two per packet: a cffi array read
-    costs about as much as an NF's own per-packet work."""
-    offs, lens, pool = ffi.unpack(b.off, n), ffi.unpack(b.len, n), Packet._pool
-    return [Packet(b, i, pool[o:o + ln]) for i, o, ln in zip(range(n), offs, lens)]
+class Bursts:
+    """The bursts an NF receives into one batch, each as its offsets and
+    lengths read in two calls (not two cffi reads per packet) and the
+    batch's Packets (one per slot, made once) pointed at its bytes."""
+
+    def __init__(self, nf, b):
+        self.nf, self.b = nf, b
+        self.pkts = [Packet(b, i, b"") for i in range(len(b.off))]
+
+    def __iter__(self):
+        b, pkts, unpack = self.b, self.pkts, ffi.unpack
+        for n in bursts(self.nf, b):
+            repoint(pkts, unpack(b.off, n), unpack(b.len, n))
+            yield n, pkts
 
 
 def run_per_packet(nf, fn, error):
@@ -125,10 +133,10 @@ def run_per_packet(nf, fn, error):
     verdict = b.verdict
     tx = lib.onvm_nf_tx
     drop = DROP.code
-    for n in bursts(nf, b):
-        for i, pkt in enumerate(packets(b, n)):
+    for n, pkts in Bursts(nf, b):
+        for i in range(n):
             try:
-                act = fn(pkt)
+                act = fn(pkts[i])
             except Exception as e:  # the user's code: report, drop, go on
                 verdict[i] = drop
                 error("callback raised %s: %s" % (type(e).__name__, e))
@@ -148,16 +156,13 @@ def run_batch(nf, fn, error):
     verdict = b.verdict
     tx = lib.onvm_nf_tx
     drop = DROP.code
-    for n in bursts(nf, b):
+    for n, pkts in Bursts(nf, b):
         try:
-            res = fn(packets(b, n))
+            res = fn(pkts[:n])
             if isinstance(res, Action):
-                code = res.code
-                for i in range(n):
-                    verdict[i] = code
+                verdict[0:n] = [res.code] * n
             elif res is not None and len(res) == n:
-                for i, a in enumerate(res):
-                    verdict[i] = a.code
+                verdict[0:n] = [a.code for a in res]     # one cffi call, not one per packet
             else:
                 raise TypeError(bad_return(res) + " (or a list of %d actions)" % n)
         except Exception as e:
