@@ -26,7 +26,8 @@ if [ -n "$missing" ]; then
 fi
 
 # Hugepages: 2 MB pages; each manager takes a few hundred MB by default.
-want=${ONVM_HUGEPAGES:-1024}   # 2 GB: the tests and notebooks run several managers (256 MB each) at once
+# ONVM_SETUP_HUGEPAGES, not ONVM_HUGEPAGES: that one is the memory mode onvm itself reads (0, 1, auto)
+want=${ONVM_SETUP_HUGEPAGES:-1024}   # 2 GB: the tests and notebooks run several managers (256 MB each) at once
 have=$(cat /proc/sys/vm/nr_hugepages)
 if [ "$have" -lt "$want" ]; then
     echo "$want" | $SUDO tee /proc/sys/vm/nr_hugepages >/dev/null
