@@ -18,8 +18,10 @@ RESULTS = os.path.join(BENCH, "results")
 # script -> (lines its table must print, keys its JSON must hold); a script not listed here still
 # runs below (every benchmarks/*.py does), checked for its exit status and its JSON
 SCRIPTS = {
-    "bench_cnf.py": (["round 1 user C forward (SDK)", "user C forward / native forward:", "example firewall:"],
-                     ["ratio_mpps_user_to_native", "ratio_cpu_user_to_native", "firewall_mpps"]),
+    "bench_cnf.py": (["pair  1 native first", "pair  2 user first", "round 1 user C forward (SDK)",
+                      "user C forward / native forward: CPU per packet side by side", "example firewall:"],
+                     ["pairs", "ratio_mpps_user_to_native", "ratio_cpu_user_to_native", "ratio_cpu_interval95",
+                      "within_5pct", "firewall_mpps"]),
     "bench_capture.py": (["plain      trial 0:", "tap after  trial 0:", "best:"], ["packets", "runs", "ports"]),
     "bench_dashboard.py": (["kernel CPU, dashboard closed:", "the dashboard costs:"],
                            ["dashboard_cpu_pct", "history_rows"]),

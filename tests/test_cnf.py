@@ -101,6 +101,27 @@ static int handler(struct onvm_pkt *pkt, struct onvm_verdict *v, void *state)
 ONVM_NF("crash", handler)
 """
 
+# A handler refusing some packets: -EINVAL for UDP to port 13, as an
+# ONVM_NF and with its own main(): NFLib drops and counts each.
+REFUSER = r"""
+#include <onvm/nflib.h>
+static int handler(struct onvm_pkt *pkt, struct onvm_verdict *v, void *state)
+{
+	(void)state;
+	if (onvm_pkt_udp(pkt) && onvm_pkt_dport(pkt) == 13)
+		return -EINVAL;
+	return onvm_next(v);
+}
+"""
+REFUSER_MACRO = REFUSER + 'ONVM_NF("refuser", handler)\n'
+REFUSER_MAIN = REFUSER + r"""
+int main(int argc, char **argv)
+{
+	static const struct onvm_nf_def def = {.sdk_version = ONVM_SDK_VERSION, .name = "refuser", .handler = handler};
+	return onvm_nflib_run(&def, argc, argv);
+}
+"""
+
 CRASH_AT_START = r"""
 #include <onvm/nflib.h>
 static int init(struct onvm_nf *nf, void *state, int argc, char **argv)
@@ -164,6 +185,19 @@ def test_burst_handler_state_and_args(mgr, built):
     assert 1 <= nf.stats()["app"][0] <= 100
 
 
+@pytest.mark.parametrize("source", [REFUSER_MACRO, REFUSER_MAIN], ids=["ONVM_NF", "own-main"])
+def test_a_handler_error_drops_that_packet_and_counts_it(mgr, source):
+    nf = mgr.launch(onvm.c_nf(source=source, name="refuser"), service=1)
+    mgr.set_default_chain([1, onvm.ToPort(1)])
+    pkts = [udp(1000 + i, 13 if i % 4 == 0 else 7) for i in range(40)]
+    assert mgr.inject(pkts, port=0) == 40
+    out = mgr.capture(port=1, count=30, timeout=5)
+    assert sorted(p[UDP].sport for p in out) == [1000 + i for i in range(40) if i % 4]
+    assert wait_for(lambda: nf.stats()["errors"] == 10, 5), nf.stats()
+    s = nf.stats()
+    assert s["rx"] == 40 and s["actions"]["drop"] == 10 and s["actions"]["next"] == 30
+
+
 def test_init_refusing_its_args_stops_the_launch(mgr, built):
     with pytest.raises(OnvmError, match="init failed"):
         mgr.launch(built["marker"], service=1, timeout=20)      # no argument: init says -EINVAL
@@ -207,6 +241,51 @@ def test_onvm_build_and_onvm_nf_from_the_shell(mgr, tmp_path):
             nf.wait()
     assert "registered: service 3" in open(tmp_path / "nf.log").read()
     assert wait_for(lambda: mgr.stats()["nfs"] == {}, 5)
+
+
+def readme_c_section():
+    """The code blocks of README's "Your own NFs in C", by language."""
+    with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")) as f:
+        text = f.read()
+    sec = text.split("### Your own NFs in C", 1)[1].split("\n### ", 1)[0]
+    blocks = {}
+    for lang, body in re.findall(r"```(\w+)\n(.*?)```", sec, re.S):
+        blocks.setdefault(lang, []).append(body)
+    return blocks
+
+
+def test_the_readme_c_nf_section_runs_as_written(mgr, tmp_path):
+    """Its C file, its two commands (against this test's manager, not
+    "main"), and its Python, which swaps the C NF in for the prototype."""
+    blocks = readme_c_section()
+    (tmp_path / "myfw.c").write_text(blocks["c"][0])
+    build, run = [line.split("#")[0].split() for line in blocks["sh"][0].strip().splitlines()]
+    assert build[:2] == ["onvm", "build"] and run[:2] == ["onvm", "nf"]
+    p = subprocess.run(ONVM + build[1:], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    run[run.index("--manager") + 1] = mgr.name
+    log = open(tmp_path / "nf.log", "w")
+    nf = subprocess.Popen(ONVM + run[1:], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+                          env=dict(os.environ, **paths.dpdk_env()))
+    try:
+        assert wait_for(lambda: any(s["pid"] == nf.pid and s["state"] == "running"
+                                    for s in mgr.stats()["nfs"].values()), 20), open(tmp_path / "nf.log").read()
+        mgr.set_default_chain([3, onvm.ToPort(1)])
+        pkts = [Ether() / IP() / TCP(sport=4000 + i, dport=23 if i % 2 else 80) for i in range(40)]
+        assert mgr.inject(pkts, port=0) == 40
+        assert sorted(p[TCP].dport for p in mgr.capture(port=1, count=20, timeout=5)) == [80] * 20
+        nf.send_signal(signal.SIGTERM)
+        assert nf.wait(10) == 0
+    finally:
+        if nf.poll() is None:
+            nf.kill()
+            nf.wait()
+    p = subprocess.run([sys.executable, "-c", blocks["python"][0]], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=240)
+    assert p.returncode == 0, p.stderr[-3000:]
+    lines = p.stdout.splitlines()
+    assert lines[:2] == ["200", "200"], p.stdout
+    assert lines[2] == "{'fw.1': 'c:fw.1'}", "the C NF replaced the prototype: %s" % lines[2]
 
 
 def test_pkg_config_gives_a_working_build(tmp_path):
