@@ -124,3 +124,53 @@ def test_packets_lost_in_a_crashed_nf_are_counted(mgr):
     assert p0["rx"] == 1000 and p0["rx"] == p1["tx"] + drops + s["recovered"]
     assert mgr.wait_idle(5), "every packet is back in the pool"
     assert "lost in NFs that died" in onvm.stats.format_table(s)
+
+
+def test_an_nf_killed_inside_its_read_section_does_not_hold_table_updates(mgr):
+    """An NF reads the routing tables inside an RCU read section; one killed
+    there never leaves it.  Its death must end its part in grace periods
+    before the manager edits the tables to retire it (the other order waited
+    on the dead reader itself, and every later update failed with "a reader
+    has not finished"), and the next NF in its slot must start outside any
+    read section (it inherited the dead one's counter, and every launch into
+    that slot failed: CI, test_dashboard.py, 2026-12-05)."""
+    fw = mgr.launch(onvm.native("forward"), service=2, name="fw")
+    out = mgr.launch(onvm.native("forward"), service=3, name="out")
+    gen = mgr.launch(onvm.native("generate", flows=16), service=1, name="gen")
+    chain = [1, 2, 3, onvm.ToPort(1)]
+    mgr.set_default_chain(chain)
+    try:
+        # `out` stopped: its ring fills, and fw waits to hand on (backpressure),
+        # inside its read section, nearly all the time
+        os.kill(out.pid, signal.SIGSTOP)
+        assert wait_for(lambda: fw.stats().get("tx_drop", 0) > 0, 10), fw.stats()
+        held = False
+        for _ in range(20):       # fw stopped where it is: in its read section, almost surely
+            os.kill(fw.pid, signal.SIGSTOP)
+            os.kill(out.pid, signal.SIGCONT)      # out leaves any section of its own
+            time.sleep(0.1)
+            mgr.set_default_chain(chain)          # a grace period fw cannot end
+            try:
+                mgr.set_default_chain(chain)
+            except onvm.OnvmError as e:
+                assert "a reader has not finished" in str(e)
+                held = True
+                break
+            os.kill(out.pid, signal.SIGSTOP)
+            os.kill(fw.pid, signal.SIGCONT)
+            time.sleep(0.1)
+        assert held, "fw was never stopped inside its read section"
+        slot = fw.instance
+        os.kill(fw.pid, signal.SIGKILL)
+        fw.process.wait()
+        assert wait_for(lambda: "fw" not in {n["name"] for n in mgr.stats()["nfs"].values()}, 10)
+        mgr.set_default_chain(chain)              # updates work again
+        # in fw's slot, whose reader fw left "inside a read section": fw2
+        # starts outside it, or its "ready" would wait for itself
+        fw2 = mgr.launch(onvm.native("forward"), service=2, name="fw2")
+        assert fw2.instance == slot
+        assert wait_for(lambda: fw2.stats().get("tx", 0) > 1000, 10), fw2.stats()
+    finally:
+        for n in (gen, fw, out):
+            if n.alive:
+                os.kill(n.pid, signal.SIGCONT)

@@ -75,7 +75,12 @@ int onvm_mgr_nf_claim(const char *name, const char *kind, uint16_t service, int3
 		s->lcore = ONVM_LCORE_FIRST_NF + i < RTE_MAX_LCORE ? (uint16_t)(ONVM_LCORE_FIRST_NF + i) : ONVM_LCORE_NONE;
 		snprintf(s->name, sizeof(s->name), "%s", name);
 		snprintf(s->kind, sizeof(s->kind), "%s", kind);
+		/* offline until it reads: registering keeps the counter the slot's
+		 * last NF left, "inside a read section" if it was killed there,
+		 * which would hold every grace period until this NF first routes,
+		 * and its "ready" waits for one. */
 		rte_rcu_qsbr_thread_register(onvm_dp.rcu, ONVM_RCU_FIRST_NF + i);
+		rte_rcu_qsbr_thread_offline(onvm_dp.rcu, ONVM_RCU_FIRST_NF + i);
 		__atomic_store_n(&s->state, ONVM_NF_CLAIMED, __ATOMIC_RELEASE);
 		return (int)i;
 	}
@@ -144,13 +149,20 @@ int onvm_mgr_nf_leave(uint16_t i)
 
 int onvm_mgr_nf_dead(uint16_t i)
 {
-	int ret = retire(i);
 	struct onvm_nf_slot *s = slot_of(i);
-	if (ret < 0 || s == NULL || s->state != ONVM_NF_ZOMBIE)
-		return ret;
+	if (s == NULL)
+		return -EINVAL;
 	/* A process killed inside a read section would hold every grace
-	 * period forever: it reads nothing any more, so it stops counting. */
-	rte_rcu_qsbr_thread_unregister(onvm_dp.rcu, ONVM_RCU_FIRST_NF + i);
+	 * period forever: it reads nothing any more, so it stops counting,
+	 * first: retiring it edits the tables, which waits for the last
+	 * grace period, which it may be holding. */
+	if (s->state != ONVM_NF_FREE) {
+		rte_rcu_qsbr_thread_offline(onvm_dp.rcu, ONVM_RCU_FIRST_NF + i);
+		rte_rcu_qsbr_thread_unregister(onvm_dp.rcu, ONVM_RCU_FIRST_NF + i);
+	}
+	int ret = retire(i);
+	if (ret < 0 || s->state != ONVM_NF_ZOMBIE)
+		return ret;
 	s->dead = 1;
 	return 0;
 }
