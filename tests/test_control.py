@@ -546,3 +546,38 @@ def test_long_lived_listener_serves_many_requests_per_connection(tmp_path, monke
         assert wait_for(lambda: len(closed) == 3, 5)
         assert server.connections == []
     assert not os.path.exists(path)
+
+
+def test_a_death_is_seen_before_a_request_ready_in_the_same_poll(tmp_path):
+    """A pidfd that became readable (an NF died) is handled before the
+    owner's request that arrived in the same poll, so the request (a launch
+    into the dead NF's slot, a chain) finds it retired."""
+    from onvm.common import protocol
+    from onvm.mgr import control
+    order = []
+    server = control.ControlServer()
+    path = str(tmp_path / "own.sock")
+    server.listen(path, {"chain": ({}, lambda conn, a: order.append("request") or {})}, priority=True)
+    r, w = os.pipe()
+    server.watch(r, lambda: (order.append("death"), server.unwatch(r)))
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(5)
+            s.connect(path)
+            for _ in range(10):                   # accepted, and nothing else ready yet
+                server.poll(0.05)
+                if server.connections:
+                    break
+            assert server.connections and order == []
+            protocol.send(s, {"op": "chain"})
+            os.write(w, b"x")                     # both ready before the next poll
+            for _ in range(10):
+                server.poll(0.05)
+                if "request" in order:
+                    break
+            assert order == ["death", "request"]
+            assert protocol.recv(s) == {"ok": True}
+    finally:
+        server.close()
+        os.close(r)
+        os.close(w)

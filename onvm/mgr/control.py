@@ -28,7 +28,9 @@ max_per_peer connections to a socket; a long-lived connection that has not
 identified itself (its handler clears conn.idle_deadline) within
 idle_timeout is closed; a one-shot socket at max_conns closes its oldest
 connection that has sent nothing for EVICT_AFTER to take a new one; and a
-priority listener (the owner's socket) is served first in every poll."""
+priority listener (the owner's socket) is served first in every poll,
+after the watched descriptors (an NF's pidfd: it died), so a request sees
+every death that came before it."""
 import os
 import selectors
 import socket
@@ -115,6 +117,17 @@ class Connection:
 
     def __repr__(self):
         return "<Connection %s pid=%s uid=%s>" % (os.path.basename(self.listener.path), self.pid, self.uid)
+
+
+def _serve_order(event):
+    """Watched descriptors first (an NF died: retire it before a request
+    edits the tables it may hold), then the priority listener and its
+    connections (the owner's requests never wait behind others'), then the
+    rest."""
+    obj = event[0].data
+    if callable(obj) and not isinstance(obj, (Listener, Connection)):
+        return 0
+    return 1 if getattr(getattr(obj, "listener", obj), "priority", False) else 2
 
 
 def peer_credentials(sock):
@@ -212,8 +225,7 @@ class ControlServer:
             events = self.sel.select(timeout)
         except InterruptedError:
             events = []
-        # the owner's socket first: its requests never wait behind others'
-        events.sort(key=lambda e: not getattr(getattr(e[0].data, "listener", e[0].data), "priority", False))
+        events.sort(key=_serve_order)
         for key, mask in events:
             if time.monotonic() - start > POLL_BUDGET:
                 break    # the rest stay ready for the next poll
