@@ -64,44 +64,25 @@ def counters(nf):
     return s["rx"], cpu_seconds(nf.pid)
 
 
-def measure(mgr, nf, window):
-    """(Mpps, CPU ns per packet) of nf in generate -> nf -> sink."""
-    mgr.set_default_chain([10, 2, 3])
+def measure(mgr, middle, window):
+    """generate -> middle[0] -> middle[1] ... -> sink: the chain's Mpps (at
+    the first middle NF) and each middle NF's CPU ns per packet, over one
+    window."""
+    services = [2 + 2 * k for k in range(len(middle))]
+    mgr.set_default_chain([10, *services, 3])
     sink = mgr.launch(onvm.native("sink"), service=3, name="sink")
-    mid = mgr.launch(nf, service=2, name="middle")
+    mids = [mgr.launch(nf, service=sid, name="middle%d" % k) for k, (nf, sid) in enumerate(zip(middle, services))]
     gen = mgr.launch(onvm.native("generate", size=64, flows=256), service=10, name="gen")
     try:
         time.sleep(min(0.5, window))                       # past the start
-        (n0, c0), t0 = counters(mid), time.monotonic()
+        before, t0 = [counters(n) for n in mids], time.monotonic()
         time.sleep(window)
-        (n1, c1), t1 = counters(mid), time.monotonic()
+        after, t1 = [counters(n) for n in mids], time.monotonic()
     finally:
-        for n in (gen, mid, sink):
-            n.stop()
-    pkts = max(n1 - n0, 1)
-    return pkts / (t1 - t0) / 1e6, (c1 - c0) / pkts * 1e9
-
-
-def measure_pair(mgr, first, second, window):
-    """CPU ns per packet of first and second in generate -> first -> second
-    -> sink, over the same window; and the chain's Mpps."""
-    mgr.set_default_chain([10, 2, 4, 3])
-    sink = mgr.launch(onvm.native("sink"), service=3, name="sink")
-    a = mgr.launch(first, service=2, name="first")
-    b = mgr.launch(second, service=4, name="second")
-    gen = mgr.launch(onvm.native("generate", size=64, flows=256), service=10, name="gen")
-    try:
-        time.sleep(min(0.5, window))
-        before = [counters(n) for n in (a, b)]
-        t0 = time.monotonic()
-        time.sleep(window)
-        after = [counters(n) for n in (a, b)]
-        t1 = time.monotonic()
-    finally:
-        for n in (gen, a, b, sink):
+        for n in (gen, *mids, sink):
             n.stop()
     ns = [(c1 - c0) / max(n1 - n0, 1) * 1e9 for (n0, c0), (n1, c1) in zip(before, after)]
-    return ns[0], ns[1], (after[0][0] - before[0][0]) / (t1 - t0) / 1e6
+    return (after[0][0] - before[0][0]) / (t1 - t0) / 1e6, ns
 
 
 def median_interval(xs, level=0.95):
@@ -149,15 +130,16 @@ def main(argv=None):
     with onvm.Manager(name="benchcnf%d" % os.getpid()) as mgr:
         for r in range(args.pairs):
             user_first = r % 2 == 1
-            ns_a, ns_b, mpps = measure_pair(mgr, *((user, native) if user_first else (native, user)), args.window)
-            u, n = (ns_a, ns_b) if user_first else (ns_b, ns_a)
+            mpps, ns = measure(mgr, [user, native] if user_first else [native, user], args.window)
+            u, n = ns if user_first else ns[::-1]
             pairs.append({"user_first": user_first, "user_ns": u, "native_ns": n, "ratio": u / n, "mpps": mpps})
             print("pair %2d %-12s %6.2f Mpps  native %5.1f  user %5.1f CPU ns/pkt  user/native %.3f"
                   % (r + 1, "user first" if user_first else "native first", mpps, n, u, u / n), flush=True)
         for r in range(args.rounds):
             order = list(nfs) if r % 2 == 0 else list(reversed(nfs))     # ABBA: neither goes first always
             for k in order:
-                rounds[k].append(measure(mgr, nfs[k], args.window))
+                mpps, (ns,) = measure(mgr, [nfs[k]], args.window)
+                rounds[k].append((mpps, ns))
                 print("round %d %-24s %6.2f Mpps %6.0f CPU ns/pkt" % (r + 1, k, *rounds[k][-1]), flush=True)
     ratio, lo, hi = median_interval([p["ratio"] for p in pairs])
     within = None if lo is None else (0.95 <= lo and hi <= 1.05)

@@ -1,6 +1,7 @@
 """C NFs written by users against the NF SDK (<onvm/nflib.h>, onvm/cnf.py):
 built with `onvm build` or onvm.c_nf, run under a real manager with real
 packets, and what happens when they are wrong."""
+import contextlib
 import os
 import re
 import signal
@@ -216,6 +217,26 @@ def test_replicas_and_a_stop_lose_nothing(mgr, built):
     assert mgr.stats()["nfs"] == {}
 
 
+@contextlib.contextmanager
+def shell_nf(mgr, args, cwd):
+    """`onvm nf ARGS` as a shell runs it (in cwd, its log cwd/nf.log),
+    running under mgr for the block; then SIGTERM, and it must exit 0."""
+    log_path = cwd / "nf.log"
+    with open(log_path, "w") as log:
+        nf = subprocess.Popen(ONVM + ["nf", *args], cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                              env=dict(os.environ, **paths.dpdk_env()))
+    try:
+        assert wait_for(lambda: any(s["pid"] == nf.pid and s["state"] == "running"
+                                    for s in mgr.stats()["nfs"].values()), 20), log_path.read_text()
+        yield nf
+        nf.send_signal(signal.SIGTERM)
+        assert nf.wait(10) == 0
+    finally:
+        if nf.poll() is None:
+            nf.kill()
+            nf.wait()
+
+
 def test_onvm_build_and_onvm_nf_from_the_shell(mgr, tmp_path):
     src = tmp_path / "myfw.c"
     src.write_text(MARKER)
@@ -223,22 +244,11 @@ def test_onvm_build_and_onvm_nf_from_the_shell(mgr, tmp_path):
     p = subprocess.run(ONVM + ["build", str(src), "-o", str(out)], capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     assert os.access(out, os.X_OK) and cnf.sdk_version_of(str(out)) == cnf.SDK_VERSION
-    log = open(tmp_path / "nf.log", "w")
-    nf = subprocess.Popen(ONVM + ["nf", str(out), "--manager", mgr.name, "--service", "3", "--", "42"], stdout=log,
-                          stderr=subprocess.STDOUT, env=dict(os.environ, **paths.dpdk_env()))
-    try:
-        assert wait_for(lambda: any(s["pid"] == nf.pid and s["state"] == "running"
-                                    for s in mgr.stats()["nfs"].values()), 20), open(tmp_path / "nf.log").read()
+    with shell_nf(mgr, [str(out), "--manager", mgr.name, "--service", "3", "--", "42"], tmp_path):
         mgr.set_default_chain([3, onvm.ToPort(1)])
         mgr.inject([udp(i) for i in range(50)], port=0)
         out = mgr.capture(port=1, count=50, timeout=5, raw=True)
         assert len(out) == 50 and {p[-1] for p in out} == {42}, "its argument after -- reached its init"
-        nf.send_signal(signal.SIGTERM)
-        assert nf.wait(10) == 0
-    finally:
-        if nf.poll() is None:
-            nf.kill()
-            nf.wait()
     assert "registered: service 3" in open(tmp_path / "nf.log").read()
     assert wait_for(lambda: mgr.stats()["nfs"] == {}, 5)
 
@@ -264,22 +274,11 @@ def test_the_readme_c_nf_section_runs_as_written(mgr, tmp_path):
     p = subprocess.run(ONVM + build[1:], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     run[run.index("--manager") + 1] = mgr.name
-    log = open(tmp_path / "nf.log", "w")
-    nf = subprocess.Popen(ONVM + run[1:], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
-                          env=dict(os.environ, **paths.dpdk_env()))
-    try:
-        assert wait_for(lambda: any(s["pid"] == nf.pid and s["state"] == "running"
-                                    for s in mgr.stats()["nfs"].values()), 20), open(tmp_path / "nf.log").read()
+    with shell_nf(mgr, run[2:], tmp_path):
         mgr.set_default_chain([3, onvm.ToPort(1)])
         pkts = [Ether() / IP() / TCP(sport=4000 + i, dport=23 if i % 2 else 80) for i in range(40)]
         assert mgr.inject(pkts, port=0) == 40
         assert sorted(p[TCP].dport for p in mgr.capture(port=1, count=20, timeout=5)) == [80] * 20
-        nf.send_signal(signal.SIGTERM)
-        assert nf.wait(10) == 0
-    finally:
-        if nf.poll() is None:
-            nf.kill()
-            nf.wait()
     p = subprocess.run([sys.executable, "-c", blocks["python"][0]], cwd=tmp_path, capture_output=True, text=True,
                        timeout=240)
     assert p.returncode == 0, p.stderr[-3000:]
