@@ -7,6 +7,7 @@ import os
 import socket
 import stat
 import struct
+import subprocess
 import tempfile
 import threading
 import time
@@ -558,8 +559,9 @@ def test_a_death_is_seen_before_a_request_ready_in_the_same_poll(tmp_path):
     server = control.ControlServer()
     path = str(tmp_path / "own.sock")
     server.listen(path, {"chain": ({}, lambda conn, a: order.append("request") or {})}, priority=True)
-    r, w = os.pipe()
-    server.watch(r, lambda: (order.append("death"), server.unwatch(r)))
+    proc = subprocess.Popen(["sleep", "60"])
+    pidfd = os.pidfd_open(proc.pid)
+    server.watch(pidfd, lambda: (order.append("death"), server.unwatch(pidfd)))
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(5)
@@ -570,7 +572,8 @@ def test_a_death_is_seen_before_a_request_ready_in_the_same_poll(tmp_path):
                     break
             assert server.connections and order == []
             protocol.send(s, {"op": "chain"})
-            os.write(w, b"x")                     # both ready before the next poll
+            proc.kill()                           # both ready before the next poll
+            proc.wait(5)
             for _ in range(10):
                 server.poll(0.05)
                 if "request" in order:
@@ -579,5 +582,7 @@ def test_a_death_is_seen_before_a_request_ready_in_the_same_poll(tmp_path):
             assert protocol.recv(s) == {"ok": True}
     finally:
         server.close()
-        os.close(r)
-        os.close(w)
+        os.close(pidfd)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
