@@ -13,6 +13,7 @@ import time
 import pytest
 
 import onvm
+from conftest import wait_for
 from onvm.common.runtime import stop_process
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -87,7 +88,11 @@ def test_a_learning_switch_from_osken_manager_delivers_every_frame_both_ways(osk
         one(A, B, 2, 0, 1)
         log = osken.log.read_text()
         assert log.count("packet-in") == asked + 3 and log.count("out FLOOD") == asked + 1, log
-        rules = [r for r in mgr.flows.list() if r.installer == "sdn"]
+        # the NF caches a decision once the packet has gone on: the last one a moment after its frame
+        def sdn_rules():
+            return [r for r in mgr.flows.list() if r.installer == "sdn"]
+        assert wait_for(lambda: len(sdn_rules()) == 2, 5), sdn_rules()
+        rules = sdn_rules()
         assert sorted(r.chain for r in rules) == [["port:0"], ["port:1"]] and all(r.exact for r in rules)
 
         # later frames: every one, in order, both ways, none through the SDN NF
